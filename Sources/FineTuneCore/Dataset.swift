@@ -1,0 +1,230 @@
+import Foundation
+
+/// A tabular data set held in memory: features [N, I] and one target per example.
+/// Every rank loads the whole file (it is small next to the model); each rank then computes only
+/// its slice of each global batch.
+public struct TabularDataset: Sendable {
+    public let path: String
+    public let featureWidth: Int
+    public private(set) var features: [Float] = []
+    /// Class ids for a classifier.
+    public private(set) var classTargets: [Int32] = []
+    /// Values for a regression model.
+    public private(set) var regressionTargets: [Float] = []
+    /// Source line of each example (1-based), for error messages.
+    public private(set) var lines: [Int] = []
+    public var count: Int { lines.count }
+
+    /// Loads JSON Lines (`.jsonl`, `.json`) or CSV (`.csv`) by extension.
+    /// - `task`: decides how labels are read: class names or ids for a classifier, numbers for regression.
+    /// - `requireLabels`: false for `predict` input, where labels may be absent.
+    public init(path: String, featureWidth: Int, task: TaskKind, requireLabels: Bool = true) throws {
+        self.path = path
+        self.featureWidth = featureWidth
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FineTuneError("\(path): cannot read the file (missing or unreadable)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(path): not UTF-8 text") }
+        let labelIndex: [String: Int32] = Dictionary(uniqueKeysWithValues: (task.labels ?? []).enumerated().map { ($0.element, Int32($0.offset)) })
+        let lower = path.lowercased()
+        if lower.hasSuffix(".csv") {
+            try loadCSV(text, task: task, labelIndex: labelIndex, requireLabels: requireLabels)
+        } else {
+            try loadJSONLines(text, task: task, labelIndex: labelIndex, requireLabels: requireLabels)
+        }
+        if count == 0 { throw FineTuneError("\(path): no examples") }
+    }
+
+    private mutating func append(features row: [Float], label: Any?, line: Int, task: TaskKind,
+                                 labelIndex: [String: Int32], requireLabels: Bool, column: String) throws {
+        func fail(_ why: String) -> FineTuneError { FineTuneError("\(path):\(line): \(why)") }
+        guard row.count == featureWidth else {
+            throw fail("\(row.count) features, the model takes \(featureWidth)")
+        }
+        if let bad = row.firstIndex(where: { !$0.isFinite }) { throw fail("feature \(bad) is not a finite number") }
+        switch task {
+        case .classification(let labels):
+            var id: Int32 = -1
+            if let name = label as? String {
+                guard let known = labelIndex[name] else {
+                    throw fail("unknown label \"\(name)\" in \(column); the model's labels are \(labels.joined(separator: ", "))")
+                }
+                id = known
+            } else if let number = label as? NSNumber {
+                let value = number.doubleValue
+                guard value == value.rounded(), value >= 0, Int(value) < labels.count else {
+                    throw fail("label \(number) in \(column) is not a class id in 0..<\(labels.count) nor a label name")
+                }
+                id = Int32(value)
+            } else if label != nil || requireLabels {
+                throw fail("missing or invalid \(column) (a label name or class id)")
+            }
+            classTargets.append(id)
+        case .regression:
+            if let number = label as? NSNumber, number.doubleValue.isFinite {
+                regressionTargets.append(number.floatValue)
+            } else if label == nil && !requireLabels {
+                regressionTargets.append(.nan)
+            } else {
+                throw fail("\(column) must be a finite number for a regression model")
+            }
+        }
+        features.append(contentsOf: row)
+        lines.append(line)
+    }
+
+    private mutating func loadJSONLines(_ text: String, task: TaskKind, labelIndex: [String: Int32], requireLabels: Bool) throws {
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw FineTuneError("\(path):\(lineNumber): not a JSON object")
+            }
+            guard let list = object["features"] as? [Any] else {
+                throw FineTuneError("\(path):\(lineNumber): missing \"features\" (a list of numbers)")
+            }
+            var row: [Float] = []
+            row.reserveCapacity(list.count)
+            for (i, v) in list.enumerated() {
+                guard let n = v as? NSNumber else {
+                    throw FineTuneError("\(path):\(lineNumber): features[\(i)] is not a number")
+                }
+                row.append(n.floatValue)
+            }
+            try append(features: row, label: object["label"], line: lineNumber, task: task, labelIndex: labelIndex,
+                       requireLabels: requireLabels, column: "\"label\"")
+        }
+    }
+
+    private mutating func loadCSV(_ text: String, task: TaskKind, labelIndex: [String: Int32], requireLabels: Bool) throws {
+        let records = try CSV.parse(text, path: path)
+        guard let header = records.first else { throw FineTuneError("\(path): empty CSV file (a header row is needed)") }
+        let labelColumn = header.fields.firstIndex(of: "label")
+        if labelColumn == nil && requireLabels {
+            throw FineTuneError("\(path):\(header.line): the header has no \"label\" column")
+        }
+        let featureColumns = header.fields.indices.filter { $0 != labelColumn }
+        for record in records.dropFirst() {
+            if record.fields.count == 1 && record.fields[0].isEmpty { continue }
+            guard record.fields.count == header.fields.count else {
+                throw FineTuneError("\(path):\(record.line): \(record.fields.count) fields, the header has \(header.fields.count)")
+            }
+            var row: [Float] = []
+            for c in featureColumns {
+                guard let v = Float(record.fields[c].trimmingCharacters(in: .whitespaces)) else {
+                    throw FineTuneError("\(path):\(record.line): column \"\(header.fields[c])\" is not a number: \"\(record.fields[c])\"")
+                }
+                row.append(v)
+            }
+            var label: Any? = nil
+            if let lc = labelColumn {
+                let raw = record.fields[lc].trimmingCharacters(in: .whitespaces)
+                switch task {
+                case .classification:
+                    // A label name wins; a bare integer that is not a name is a class id.
+                    if labelIndex[raw] != nil { label = raw } else if let id = Int(raw) { label = NSNumber(value: id) } else if !raw.isEmpty { label = raw }
+                case .regression:
+                    if let v = Double(raw) { label = NSNumber(value: v) } else if !raw.isEmpty { label = raw }
+                }
+            }
+            try append(features: row, label: label, line: record.line, task: task, labelIndex: labelIndex,
+                       requireLabels: requireLabels, column: "column \"label\"")
+        }
+    }
+
+    /// A SHA-256 of the examples as loaded (features and targets), recorded in checkpoints so that a
+    /// resume on changed data is refused.
+    public var fingerprint: String {
+        var h = SHA256()
+        features.withUnsafeBytes { h.update($0) }
+        classTargets.withUnsafeBytes { h.update($0) }
+        regressionTargets.withUnsafeBytes { h.update($0) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The inputs and targets of the examples at `indices` (global example indices), in that order.
+    public func batch(_ indices: ArraySlice<Int>) -> Batch {
+        var batch = Batch(exampleIndices: Array(indices), featureWidth: featureWidth)
+        batch.features.reserveCapacity(indices.count * featureWidth)
+        for i in indices {
+            batch.features.append(contentsOf: features[(i * featureWidth)..<((i + 1) * featureWidth)])
+            if !classTargets.isEmpty { batch.classTargets.append(classTargets[i]) }
+            if !regressionTargets.isEmpty { batch.regressionTargets.append(regressionTargets[i]) }
+        }
+        return batch
+    }
+}
+
+/// A local batch: the examples one rank computes in one step.
+public struct Batch: Sendable {
+    /// Global indices (in the data file) of the examples: they key dropout, so a batch computes the
+    /// same whichever rank holds it.
+    public var exampleIndices: [Int]
+    public var featureWidth: Int
+    public var features: [Float] = []
+    public var classTargets: [Int32] = []
+    public var regressionTargets: [Float] = []
+    public var count: Int { exampleIndices.count }
+    public init(exampleIndices: [Int], featureWidth: Int) {
+        self.exampleIndices = exampleIndices
+        self.featureWidth = featureWidth
+    }
+}
+
+/// RFC 4180 CSV: comma separated, double-quoted fields may hold commas, quotes ("") and newlines.
+public enum CSV {
+    public struct Record { public var fields: [String]; public var line: Int }
+
+    public static func parse(_ text: String, path: String) throws -> [Record] {
+        var records: [Record] = []
+        var field = ""
+        var fields: [String] = []
+        var inQuotes = false
+        var line = 1
+        var recordLine = 1
+        var justClosedQuote = false
+        var iterator = text.unicodeScalars.makeIterator()
+        var pending: Unicode.Scalar? = nil
+        func endRecord() {
+            fields.append(field)
+            records.append(Record(fields: fields, line: recordLine))
+            fields = []; field = ""
+        }
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if inQuotes {
+                if c == "\"" {
+                    if let next = iterator.next() {
+                        if next == "\"" { field.unicodeScalars.append("\"") } else { inQuotes = false; justClosedQuote = true; pending = next }
+                    } else { inQuotes = false }
+                } else {
+                    if c == "\n" { line += 1 }
+                    field.unicodeScalars.append(c)
+                }
+                continue
+            }
+            switch c {
+            case "\"":
+                guard field.isEmpty && !justClosedQuote else {
+                    throw FineTuneError("\(path):\(line): a quote inside an unquoted field")
+                }
+                inQuotes = true
+            case ",":
+                fields.append(field); field = ""; justClosedQuote = false
+            case "\r":
+                continue
+            case "\n":
+                endRecord(); justClosedQuote = false
+                line += 1; recordLine = line
+            default:
+                if justClosedQuote { throw FineTuneError("\(path):\(line): text after a closing quote") }
+                field.unicodeScalars.append(c)
+            }
+        }
+        if inQuotes { throw FineTuneError("\(path):\(recordLine): unterminated quoted field") }
+        if !field.isEmpty || !fields.isEmpty { endRecord() }
+        return records
+    }
+}

@@ -1,0 +1,169 @@
+// Compute kernels, each a forward/backward pair of free functions over raw row-major buffers.
+//
+// Shape legend: B rows (examples of the local batch), C input channels, OC output channels,
+// K classes, N elements of an elementwise tensor.
+// Conventions (after llm.c): outputs first, then inputs, then sizes; gradients carry a `d` prefix;
+// backward passes ADD into parameter and input gradients (`+=`), which are zeroed once per step.
+// A nil input gradient means "not needed" (the first layer has no input gradient).
+
+import RealModule
+
+// MARK: Linear
+
+/// out[B, OC] = inp[B, C] · weight[OC, C]ᵀ + bias[OC]
+@inlinable
+public func linearForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>,
+                                           weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                           B: Int, C: Int, OC: Int) {
+    if let bias {
+        for b in 0..<B { (out + b * OC).update(from: bias, count: OC) }
+    }
+    guard B > 0 else { return }
+    T.gemm(transA: false, transB: true, m: B, n: OC, k: C, alpha: 1, a: inp, lda: C,
+           b: weight, ldb: C, beta: bias == nil ? 0 : 1, c: out, ldc: OC)
+}
+
+/// dinp[B, C] += dout[B, OC] · weight[OC, C];  dweight[OC, C] += doutᵀ · inp;  dbias[OC] += Σ_B dout
+@inlinable
+public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dweight: UnsafeMutablePointer<T>,
+                                            dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>,
+                                            inp: UnsafePointer<T>, weight: UnsafePointer<T>,
+                                            B: Int, C: Int, OC: Int) {
+    guard B > 0 else { return }
+    if let dinp {
+        T.gemm(transA: false, transB: false, m: B, n: C, k: OC, alpha: 1, a: dout, lda: OC,
+               b: weight, ldb: C, beta: 1, c: dinp, ldc: C)
+    }
+    T.gemm(transA: true, transB: false, m: OC, n: C, k: B, alpha: 1, a: dout, lda: OC,
+           b: inp, ldb: C, beta: 1, c: dweight, ldc: C)
+    if let dbias {
+        for b in 0..<B {
+            let row = dout + b * OC
+            for o in 0..<OC { dbias[o] += row[o] }
+        }
+    }
+}
+
+// MARK: Activations
+
+/// out[N] = max(inp, 0)
+@inlinable
+public func reluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, N: Int) {
+    for i in 0..<N { out[i] = inp[i] > 0 ? inp[i] : 0 }
+}
+
+/// dinp[N] += dout where inp > 0
+@inlinable
+public func reluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                          inp: UnsafePointer<T>, N: Int) {
+    for i in 0..<N where inp[i] > 0 { dinp[i] += dout[i] }
+}
+
+/// out[N] = x · Φ(x) = 0.5 · x · (1 + erf(x / √2))   (the exact "gelu" of BERT and PyTorch)
+@inlinable
+public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, N: Int) {
+    let invSqrt2 = 1 / T.sqrt(2)
+    for i in 0..<N {
+        let x = inp[i]
+        out[i] = x * (1 + T.erf(x * invSqrt2)) / 2
+    }
+}
+
+/// dinp[N] += dout · (Φ(x) + x · φ(x))
+@inlinable
+public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                          inp: UnsafePointer<T>, N: Int) {
+    let invSqrt2 = 1 / T.sqrt(2)
+    let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
+    for i in 0..<N {
+        let x = inp[i]
+        let cdf = (1 + T.erf(x * invSqrt2)) / 2
+        let pdf = T.exp(-x * x / 2) * invSqrt2Pi
+        dinp[i] += dout[i] * (cdf + x * pdf)
+    }
+}
+
+// MARK: Dropout
+
+/// out[B, C] = inp · mask / (1 - p), where mask[b, c] keeps an element with probability 1 - p.
+/// The mask is a pure function of (seed, step, layer, global example index, channel), never of the
+/// rank, so a batch computes the same wherever its examples land. `mask` is written for backward.
+@inlinable
+public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
+                                            inp: UnsafePointer<T>, probability p: Double,
+                                            key: DropoutKey, exampleIndices: UnsafePointer<Int>,
+                                            B: Int, C: Int) {
+    let scale = T(1 / (1 - p))
+    for b in 0..<B {
+        let rowKey = key.row(exampleIndex: exampleIndices[b])
+        for c in 0..<C {
+            let keep: UInt8 = rowKey.uniform(c) >= p ? 1 : 0
+            mask[b * C + c] = keep
+            out[b * C + c] = keep == 1 ? inp[b * C + c] * scale : 0
+        }
+    }
+}
+
+/// dinp[B, C] += dout · mask / (1 - p)
+@inlinable
+public func dropoutBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                             mask: UnsafePointer<UInt8>, probability p: Double, N: Int) {
+    let scale = T(1 / (1 - p))
+    for i in 0..<N where mask[i] == 1 { dinp[i] += dout[i] * scale }
+}
+
+// MARK: Losses
+
+/// Softmax cross-entropy, summed (not averaged) over the B rows: the trainer divides the
+/// allreduced gradient sum by the global example count.
+/// losses[B] = -log softmax(logits[b])[target[b]];  probs[B, K] = softmax(logits)
+@inlinable
+public func softmaxCrossEntropyForward<T: KernelScalar>(losses: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
+                                                        logits: UnsafePointer<T>, targets: UnsafePointer<Int32>,
+                                                        B: Int, K: Int) {
+    for b in 0..<B {
+        let row = logits + b * K, p = probs + b * K
+        var maxLogit = row[0]
+        for k in 1..<K where row[k] > maxLogit { maxLogit = row[k] }
+        var sum: T = 0
+        for k in 0..<K { p[k] = T.exp(row[k] - maxLogit); sum += p[k] }
+        for k in 0..<K { p[k] /= sum }
+        let t = Int(targets[b])
+        losses[b] = -(row[t] - maxLogit - T.log(sum))
+    }
+}
+
+/// dlogits[B, K] += dlosses[b] · (probs - onehot(target))
+@inlinable
+public func softmaxCrossEntropyBackward<T: KernelScalar>(dlogits: UnsafeMutablePointer<T>, dlosses: UnsafePointer<T>,
+                                                         probs: UnsafePointer<T>, targets: UnsafePointer<Int32>,
+                                                         B: Int, K: Int) {
+    for b in 0..<B {
+        let t = Int(targets[b])
+        for k in 0..<K {
+            let indicator: T = k == t ? 1 : 0
+            dlogits[b * K + k] += dlosses[b] * (probs[b * K + k] - indicator)
+        }
+    }
+}
+
+/// Squared error per row: losses[B] = Σ_k (pred[b, k] - target[b, k])²  (K outputs, usually 1)
+@inlinable
+public func squaredErrorForward<T: KernelScalar>(losses: UnsafeMutablePointer<T>, predictions: UnsafePointer<T>,
+                                                 targets: UnsafePointer<T>, B: Int, K: Int) {
+    for b in 0..<B {
+        var sum: T = 0
+        for k in 0..<K { let d = predictions[b * K + k] - targets[b * K + k]; sum += d * d }
+        losses[b] = sum
+    }
+}
+
+/// dpredictions[B, K] += dlosses[b] · 2 (pred - target)
+@inlinable
+public func squaredErrorBackward<T: KernelScalar>(dpredictions: UnsafeMutablePointer<T>, dlosses: UnsafePointer<T>,
+                                                  predictions: UnsafePointer<T>, targets: UnsafePointer<T>,
+                                                  B: Int, K: Int) {
+    for b in 0..<B {
+        for k in 0..<K { dpredictions[b * K + k] += dlosses[b] * 2 * (predictions[b * K + k] - targets[b * K + k]) }
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+
+/// Per-batch results, as sums over the batch's examples (the trainer reduces them across ranks).
+public struct BatchStatistics: Sendable {
+    public var lossSum: Double = 0
+    /// Correct predictions (classification) or the squared-error sum (regression: equals lossSum).
+    public var correct: Double = 0
+    public var count: Double = 0
+    public init() {}
+}
+
+/// A multilayer perceptron: [Linear → activation → dropout] × hidden layers → Linear head, with a
+/// softmax cross-entropy loss (classification) or squared error (regression).
+///
+/// Tensors (row-major, PyTorch layout): `layers.{l}.weight` [H_l, H_{l-1}], `layers.{l}.bias` [H_l],
+/// `classifier.weight` [K, H_last], `classifier.bias` [K].
+/// Shapes below: B local batch rows, I input features, H_l hidden widths, K outputs.
+public final class MLP {
+    public let config: MLPConfig
+    public let layout: ParameterLayout
+    public let parameters: FlatBuffer<Float>
+    /// The gradient buffer: the parameters' layout, then `controlSlots` floats that the trainer
+    /// fills with per-step figures (loss sum, example count, flags) so they ride along with the
+    /// gradient allreduce instead of costing a collective of their own.
+    public let gradients: FlatBuffer<Float>
+    public static let controlSlots = 8
+    /// widths[0] = I, widths[1...] = hidden sizes, widths.last = K
+    public let widths: [Int]
+
+    /// Activations sized for `capacity` rows, grown on demand (never per step once warm).
+    private var capacity = 0
+    private var preActivations: [FlatBuffer<Float>] = []   // z_l [B, H_l], l = 1...L
+    private var layerOutputs: [FlatBuffer<Float>] = []     // x_l [B, H_l], l = 0...L (x_0 = input)
+    private var activated: [FlatBuffer<Float>] = []        // a_l = act(z_l) [B, H_l] (before dropout)
+    private var dropoutMasks: [[UInt8]] = []
+    private var logits = FlatBuffer<Float>(count: 0)
+    private var probabilities = FlatBuffer<Float>(count: 0)
+    private var losses = FlatBuffer<Float>(count: 0)
+    private var ones = FlatBuffer<Float>(count: 0)
+    private var dLogits = FlatBuffer<Float>(count: 0)
+    private var dX: [FlatBuffer<Float>] = []
+    private var dZ: [FlatBuffer<Float>] = []
+
+    public init(config: MLPConfig) {
+        self.config = config
+        widths = [config.inputSize] + config.hiddenSizes + [config.task.outputCount]
+        var layout = ParameterLayout()
+        for l in 0..<(widths.count - 1) {
+            let prefix = l == widths.count - 2 ? "classifier" : "layers.\(l)"
+            layout.add("\(prefix).weight", shape: [widths[l + 1], widths[l]], decays: true)
+            layout.add("\(prefix).bias", shape: [widths[l + 1]], decays: false)
+        }
+        self.layout = layout
+        parameters = FlatBuffer(count: layout.count)
+        gradients = FlatBuffer(count: layout.count + MLP.controlSlots)
+    }
+
+    /// Names of the tensors of linear layer `l` (0-based; the last one is the classifier).
+    private func names(_ l: Int) -> (weight: String, bias: String) {
+        let prefix = l == widths.count - 2 ? "classifier" : "layers.\(l)"
+        return ("\(prefix).weight", "\(prefix).bias")
+    }
+    private var linearCount: Int { widths.count - 1 }
+
+    /// PyTorch's default nn.Linear initialisation: weight and bias ~ U(-1/√fan_in, 1/√fan_in).
+    public func initialize(seed: UInt64) {
+        var rng = SplitMix64(seed: combineKey(seed, 0x1217))
+        parameters.zero()
+        for l in 0..<linearCount {
+            let bound = 1 / Double(widths[l]).squareRoot()
+            for name in [names(l).weight, names(l).bias] {
+                let spec = layout.spec(name)!
+                for i in 0..<spec.count { parameters[spec.offset + i] = Float((rng.nextUnit() * 2 - 1) * bound) }
+            }
+        }
+    }
+
+    private func reserve(rows: Int) {
+        guard rows > capacity else { return }
+        capacity = max(rows, capacity * 2)
+        let L = config.hiddenSizes.count
+        layerOutputs = (0...L).map { FlatBuffer(count: capacity * widths[$0]) }
+        preActivations = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
+        activated = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
+        dropoutMasks = (0...L).map { [UInt8](repeating: 0, count: $0 == 0 ? 0 : capacity * widths[$0]) }
+        dX = (0...L).map { FlatBuffer(count: capacity * widths[$0]) }
+        dZ = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
+        let K = config.task.outputCount
+        logits = FlatBuffer(count: capacity * K)
+        probabilities = FlatBuffer(count: capacity * K)
+        dLogits = FlatBuffer(count: capacity * K)
+        losses = FlatBuffer(count: capacity)
+        ones = FlatBuffer(count: capacity)
+        ones.base.update(repeating: 1, count: capacity)
+    }
+
+    /// Forward pass; fills the logits (and probabilities, per-example losses when targets exist).
+    /// `dropoutStep` nil means evaluation (no dropout).
+    private func forward(_ batch: Batch, dropoutSeed: UInt64, dropoutStep: Int?) {
+        let B = batch.count
+        reserve(rows: B)
+        let L = config.hiddenSizes.count
+        batch.features.withUnsafeBufferPointer { layerOutputs[0].base.update(from: $0.baseAddress!, count: B * widths[0]) }
+        let p = parameters.base
+        for l in 0..<L {
+            let (w, b) = names(l)
+            let C = widths[l], OC = widths[l + 1]
+            linearForward(out: preActivations[l + 1].base, inp: layerOutputs[l].base,
+                          weight: p + layout.offset(of: w), bias: p + layout.offset(of: b), B: B, C: C, OC: OC)
+            let target = (dropoutStep != nil && config.dropout > 0) ? activated[l + 1].base : layerOutputs[l + 1].base
+            switch config.activation {
+            case .relu: reluForward(out: target, inp: preActivations[l + 1].base, N: B * OC)
+            case .gelu: geluForward(out: target, inp: preActivations[l + 1].base, N: B * OC)
+            }
+            if let step = dropoutStep, config.dropout > 0 {
+                batch.exampleIndices.withUnsafeBufferPointer { indices in
+                    dropoutMasks[l + 1].withUnsafeMutableBufferPointer { mask in
+                        dropoutForward(out: layerOutputs[l + 1].base, mask: mask.baseAddress!, inp: activated[l + 1].base,
+                                       probability: config.dropout, key: DropoutKey(seed: dropoutSeed, step: step, site: l),
+                                       exampleIndices: indices.baseAddress!, B: B, C: OC)
+                    }
+                }
+            }
+        }
+        let (w, b) = names(L)
+        linearForward(out: logits.base, inp: layerOutputs[L].base, weight: p + layout.offset(of: w),
+                      bias: p + layout.offset(of: b), B: B, C: widths[L], OC: widths[L + 1])
+    }
+
+    /// Computes the loss of the batch and its summed statistics; fills `losses` and `probabilities`.
+    private func loss(_ batch: Batch) -> BatchStatistics {
+        let B = batch.count, K = config.task.outputCount
+        var stats = BatchStatistics()
+        stats.count = Double(B)
+        switch config.task {
+        case .classification:
+            batch.classTargets.withUnsafeBufferPointer { t in
+                softmaxCrossEntropyForward(losses: losses.base, probs: probabilities.base, logits: logits.base,
+                                           targets: t.baseAddress!, B: B, K: K)
+            }
+            for b in 0..<B {
+                stats.lossSum += Double(losses[b])
+                if argmax(probabilities.base + b * K, K) == Int(batch.classTargets[b]) { stats.correct += 1 }
+            }
+        case .regression:
+            batch.regressionTargets.withUnsafeBufferPointer { t in
+                squaredErrorForward(losses: losses.base, predictions: logits.base, targets: t.baseAddress!, B: B, K: K)
+            }
+            for b in 0..<B { stats.lossSum += Double(losses[b]) }
+            stats.correct = stats.lossSum
+        }
+        return stats
+    }
+
+    /// Forward and backward of one local batch. ADDS the gradient of the summed loss into
+    /// `gradients` (the caller zeroes them once per step and divides by the global example count).
+    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics {
+        let B = batch.count
+        guard B > 0 else { return BatchStatistics() }
+        forward(batch, dropoutSeed: dropoutSeed, dropoutStep: step)
+        let stats = loss(batch)
+        let K = config.task.outputCount, L = config.hiddenSizes.count
+        dLogits.base.update(repeating: 0, count: B * K)
+        switch config.task {
+        case .classification:
+            batch.classTargets.withUnsafeBufferPointer { t in
+                softmaxCrossEntropyBackward(dlogits: dLogits.base, dlosses: ones.base, probs: probabilities.base,
+                                            targets: t.baseAddress!, B: B, K: K)
+            }
+        case .regression:
+            batch.regressionTargets.withUnsafeBufferPointer { t in
+                squaredErrorBackward(dpredictions: dLogits.base, dlosses: ones.base, predictions: logits.base,
+                                     targets: t.baseAddress!, B: B, K: K)
+            }
+        }
+        let p = parameters.base, g = gradients.base
+        var dOut = dLogits.base
+        for l in stride(from: L, through: 0, by: -1) {
+            let (w, b) = names(l)
+            let C = widths[l], OC = widths[l + 1]
+            let dInput: UnsafeMutablePointer<Float>? = l == 0 ? nil : dX[l].base
+            dInput?.update(repeating: 0, count: B * C)
+            linearBackward(dinp: dInput, dweight: g + layout.offset(of: w), dbias: g + layout.offset(of: b),
+                           dout: dOut, inp: layerOutputs[l].base, weight: p + layout.offset(of: w), B: B, C: C, OC: OC)
+            guard l > 0 else { break }
+            // x_l = dropout(act(z_l)): back through dropout into da, then through the activation into dz.
+            var dActivated = dX[l].base
+            if config.dropout > 0 {
+                let da = dZ[l].base  // reused as scratch for d(act output) before it holds dz
+                da.update(repeating: 0, count: B * C)
+                dropoutMasks[l].withUnsafeBufferPointer { m in
+                    dropoutBackward(dinp: da, dout: dX[l].base, mask: m.baseAddress!, probability: config.dropout, N: B * C)
+                }
+                dX[l].base.update(from: da, count: B * C)
+                dActivated = dX[l].base
+            }
+            let dz = dZ[l].base
+            dz.update(repeating: 0, count: B * C)
+            switch config.activation {
+            case .relu: reluBackward(dinp: dz, dout: dActivated, inp: preActivations[l].base, N: B * C)
+            case .gelu: geluBackward(dinp: dz, dout: dActivated, inp: preActivations[l].base, N: B * C)
+            }
+            dOut = dz
+        }
+        return stats
+    }
+
+    /// Evaluation forward pass (no dropout): summed statistics of the batch.
+    public func evaluate(_ batch: Batch) -> BatchStatistics {
+        guard batch.count > 0 else { return BatchStatistics() }
+        forward(batch, dropoutSeed: 0, dropoutStep: nil)
+        return loss(batch)
+    }
+
+    /// Class probabilities [B, K] (classification) or predicted values [B] (regression) of a batch.
+    public func predict(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        forward(batch, dropoutSeed: 0, dropoutStep: nil)
+        let B = batch.count, K = config.task.outputCount
+        switch config.task {
+        case .classification:
+            var t = [Int32](repeating: 0, count: B)
+            t.withUnsafeMutableBufferPointer { tp in
+                softmaxCrossEntropyForward(losses: losses.base, probs: probabilities.base, logits: logits.base,
+                                           targets: tp.baseAddress!, B: B, K: K)
+            }
+            return (0..<B).map { Array(UnsafeBufferPointer(start: probabilities.base + $0 * K, count: K)) }
+        case .regression:
+            return (0..<B).map { Array(UnsafeBufferPointer(start: logits.base + $0 * K, count: K)) }
+        }
+    }
+}
+
+@inline(__always)
+func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
+    var best = 0
+    for i in 1..<max(n, 1) where p[i] > p[best] { best = i }
+    return best
+}

@@ -1,0 +1,113 @@
+import FineTuneCore
+import Foundation
+
+public enum ReductionOp: Sendable { case sum, min, max }
+
+/// The collectives a data-parallel run needs. Every rank must call the same collectives in the
+/// same order (GUIDE §5): a decision taken on one rank travels inside a collective, never through
+/// a branch only some ranks take.
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// In-place sum over all ranks.
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    /// In-place reduction of a few control values (flags, counts, ranks).
+    func allreduce(_ values: inout [Int64], op: ReductionOp) throws
+    /// Copies `buffer` from `root` to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
+    /// Every rank's bytes, concatenated in rank order (each rank sends the same count).
+    func allgather(_ bytes: [UInt8]) throws -> [UInt8]
+    func barrier() throws
+    /// Ends every rank of the job, after printing `message` on this one.
+    func abort(message: String, code: Int32) -> Never
+    /// Number of ranks on this rank's host, and this rank's index among them.
+    var nodeRanks: (count: Int, index: Int) { get }
+    /// Host name of this rank.
+    var hostName: String { get }
+    /// The MPI library's version string.
+    var libraryVersion: String { get }
+    /// `allgather` among the ranks of this host only (the thread budget compares affinity masks).
+    func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8]
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    /// Broadcasts a byte array of unknown length from `root`.
+    public func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8] {
+        var length = [Int64(rank == root ? bytes.count : 0)]
+        try allreduce(&length, op: .max)
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(length[0]))
+        try out.withUnsafeMutableBytes { try broadcast($0, root: root) }
+        return out
+    }
+
+    /// Broadcasts a flat buffer (initial weights, resumed state) from `root`.
+    public func broadcast(_ buffer: FlatBuffer<Float>, root: Int) throws {
+        try broadcast(UnsafeMutableRawBufferPointer(buffer.buffer), root: root)
+    }
+
+    /// Runs `body` on every rank and agrees on the outcome: if it threw anywhere, every rank
+    /// throws; the lowest failing rank's error is reported (by that rank), so all ranks leave the
+    /// phase together instead of some waiting in the next collective.
+    public func agree<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        var result: R? = nil
+        var failure: Error? = nil
+        do { result = try body() } catch { failure = error }
+        var firstFailing = [Int64(failure == nil ? Int64.max : Int64(rank))]
+        try allreduce(&firstFailing, op: .min)
+        if firstFailing[0] == Int64.max { return result! }
+        if Int64(rank) == firstFailing[0], let failure { throw AgreedFailure(underlying: failure) }
+        throw PeerFailure(phase: what, rank: Int(firstFailing[0]))
+    }
+}
+
+/// This rank's error inside `agree`: every other rank knows the phase failed and leaves too, so
+/// the process may exit normally (no MPI_Abort needed).
+public struct AgreedFailure: Error, CustomStringConvertible {
+    public let underlying: Error
+    public var description: String { String(describing: underlying) }
+}
+
+/// Another rank failed in a phase all ranks went through; that rank reports the cause.
+public struct PeerFailure: Error, CustomStringConvertible {
+    public let phase: String
+    public let rank: Int
+    public var description: String { "rank \(rank) failed during \(phase) (its error is printed by that rank)" }
+}
+
+/// A single-process communicator: every collective is the identity.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
+    public func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
+    public func barrier() throws {}
+    public func abort(message: String, code: Int32) -> Never {
+        printError(message)
+        exit(code)
+    }
+    public var nodeRanks: (count: Int, index: Int) { (1, 0) }
+    public var hostName: String { localHostName() }
+    public var libraryVersion: String { "none (single process)" }
+}
+
+extension Communicator {
+    /// Every rank's string, in rank order.
+    public func allgather(string: String) throws -> [String] {
+        let bytes = Array(string.utf8)
+        var longest = [Int64(bytes.count)]
+        try allreduce(&longest, op: .max)
+        let width = Int(longest[0])
+        let all = try allgather(bytes + [UInt8](repeating: 0, count: width - bytes.count))
+        return (0..<size).map { r in
+            String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+}

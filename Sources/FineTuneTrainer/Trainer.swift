@@ -1,0 +1,317 @@
+import FineTuneCore
+import FineTuneDistributed
+import Foundation
+
+/// How a run ended.
+public enum RunOutcome: String, Sendable {
+    case completed, earlyStopped = "early_stopped", stoppedAfterSteps = "stopped_after_steps"
+}
+
+/// What the trainer reports as it goes; the CLI prints it (rank 0 only).
+public enum Progress {
+    case started(String)
+    case step(String)
+    case evaluation(String)
+    case note(String)
+}
+
+/// Data-parallel training over a Communicator. Every rank holds a full replica and computes its
+/// slice of each global batch; gradients are summed across ranks and every replica takes the same
+/// update. Rank 0 evaluates (with the other ranks' help), decides early stopping and writes every
+/// file; its decisions reach the other ranks through collectives that all of them call.
+public final class Trainer {
+    public let configuration: TrainingConfiguration
+    let comm: Communicator
+    let report: (Progress) -> Void
+
+    public init(configuration: TrainingConfiguration, communicator: Communicator, report: @escaping (Progress) -> Void) {
+        self.configuration = configuration
+        self.comm = communicator
+        self.report = report
+    }
+
+    var checkpoints: CheckpointFolder { CheckpointFolder(path: "\(configuration.outputPath)/checkpoints") }
+
+    /// Rank 0: the checkpoint to resume from (nil for a fresh run), after checking the output folder.
+    private func findResumeCheckpoint() throws -> Checkpoint? {
+        let c = configuration
+        let existing = checkpoints.steps()
+        if !c.resume {
+            guard existing.isEmpty else {
+                throw FineTuneError("\(c.outputPath): already holds checkpoints (newest: step \(existing[0])); pass --resume to continue that run, or choose another --output")
+            }
+            return nil
+        }
+        guard let (step, checkpoint) = checkpoints.newestValid(warn: { self.report(.note($0)) }) else {
+            throw FineTuneError("\(checkpoints.path): --resume given but no complete checkpoint found")
+        }
+        report(.note("resuming from \(checkpoints.path)/\(CheckpointFolder.name(step: step))"))
+        return checkpoint
+    }
+
+    @discardableResult
+    public func run() throws -> RunOutcome {
+        let c = configuration
+        let root = comm.isRoot
+
+        // 1. Rank 0 reads the starting point (model folder or checkpoint); every rank gets its bytes.
+        let resumeArchive: [UInt8] = try comm.agree("reading the starting point") {
+            guard root else { return [] }
+            try FileManager.default.createDirectory(atPath: c.outputPath, withIntermediateDirectories: true)
+            if let checkpoint = try findResumeCheckpoint() { return checkpoint.archive() }
+            let config = try ModelFolder.loadConfig(c.modelPath)
+            return Array(config.jsonData())
+        }
+        let sharedBytes = try comm.broadcast(bytes: resumeArchive, root: 0)
+        let resumed: Checkpoint? = c.resume ? try Checkpoint(archive: sharedBytes) : nil
+        let configData = resumed.map { $0.files["config.json"]! } ?? Data(sharedBytes)
+        let modelConfig = try MLPConfig(json: configData, path: resumed == nil ? "\(c.modelPath)/config.json" : "checkpoint config.json")
+        let model = MLP(config: modelConfig)
+        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout)
+
+        // 2. Every rank loads the data (inputs are read where they are).
+        let (train, valid) = try comm.agree("loading data") { () -> (TabularDataset, TabularDataset?) in
+            let train = try TabularDataset(path: c.trainPath, featureWidth: modelConfig.inputSize, task: modelConfig.task)
+            let valid = try c.validPath.map { try TabularDataset(path: $0, featureWidth: modelConfig.inputSize, task: modelConfig.task) }
+            return (train, valid)
+        }
+
+        // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or fresh weights from rank 0.
+        var state = TrainerState()
+        try comm.agree("restoring state") {
+            if let resumed {
+                state = try resumed.state()
+                try resumed.restore(into: model, optimizer: optimizer)
+                try checkResumable(state, train: train)
+            } else {
+                state.seed = c.seed
+                state.mathematicalOptions = c.mathematicalOptions
+                state.trainExamples = train.count
+                state.trainFingerprint = train.fingerprint
+                if root {
+                    let file = try SafetensorsFile(path: "\(c.modelPath)/model.safetensors")
+                    try ModelFolder.loadWeights(into: model.layout, parameters: model.parameters, from: file)
+                }
+            }
+        }
+        if resumed == nil { try comm.broadcast(model.parameters, root: 0) }
+
+        // 4. Threads, provenance, resolved configuration.
+        let budget = try ThreadBudget.apply(comm)
+        let stepsPerEpoch = (train.count + c.batchSize - 1) / c.batchSize
+        let totalSteps = min(c.epochs * stepsPerEpoch, c.maxSteps ?? Int.max)
+        let warmup = c.warmupSteps ?? Int((c.warmupRatio * Double(totalSteps)).rounded(.up))
+        let schedule = LearningRateSchedule(kind: c.schedule, peak: c.learningRate, warmupSteps: warmup, totalSteps: totalSteps)
+        try recordRun(budget: budget, totalSteps: totalSteps, warmup: warmup, train: train, valid: valid, model: model)
+        let metrics: MetricsLog? = try comm.agree("opening metrics.jsonl") {
+            root ? try MetricsLog(path: "\(c.outputPath)/metrics.jsonl", keepThroughStep: resumed == nil ? nil : state.step) : nil
+        }
+        let exampleLog = try c.exampleLogFolder.map { folder -> FileHandle in
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let path = "\(folder)/rank-\(comm.rank).txt"
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+            let h = FileHandle(forWritingAtPath: path)!
+            h.seekToEndOfFile()
+            return h
+        }
+
+        if root {
+            report(.started("training \(model.layout.count) parameters on \(comm.size) rank(s): \(train.count) examples, " +
+                            "global batch \(c.batchSize), \(stepsPerEpoch) steps/epoch, \(totalSteps) steps" +
+                            (resumed != nil ? ", resuming after step \(state.step)" : "")))
+        }
+
+        // 5. The loop.
+        var outcome = RunOutcome.completed
+        var permutation = epochPermutation(count: train.count, seed: state.seed, epoch: state.epoch)
+        let controlBase = model.layout.count
+        let gradientCount = model.layout.count
+        var lastSavedStep = resumed == nil ? -1 : state.step
+        var lastLogTime = Date()
+        var examplesSinceLog = 0
+        var lossSinceLog = 0.0
+
+        while state.step < totalSteps && !state.earlyStopped {
+            let globalCount = min(c.batchSize, train.count - state.positionInEpoch)
+            let globalStart = state.positionInEpoch
+            let local = Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
+            let indices = permutation[(globalStart + local.lowerBound)..<(globalStart + local.upperBound)]
+            let batch = train.batch(indices)
+            if let exampleLog {
+                exampleLog.write(Data(indices.map { "\(state.epoch) \(state.step + 1) \($0)\n" }.joined().utf8))
+            }
+
+            model.gradients.zero()
+            let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step)
+            model.gradients[controlBase] = Float(stats.lossSum)
+            model.gradients[controlBase + 1] = Float(stats.count)
+            try comm.allreduceSum(model.gradients.buffer)
+            let stepLoss = Double(model.gradients[controlBase]) / Double(globalCount)
+            guard stepLoss.isFinite else {
+                throw FineTuneError("step \(state.step + 1): the loss is not finite (\(stepLoss)); try a lower --lr")
+            }
+            let scale = 1 / Float(globalCount)
+            for i in 0..<gradientCount { model.gradients[i] *= scale }
+            let lr = schedule.rate(atStep: state.step)
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: lr)
+
+            state.step += 1
+            state.positionInEpoch += globalCount
+            let epochEnded = state.positionInEpoch >= train.count
+            let epochOfStep = state.epoch
+            if epochEnded {
+                state.epoch += 1
+                state.positionInEpoch = 0
+                permutation = epochPermutation(count: train.count, seed: state.seed, epoch: state.epoch)
+            }
+
+            examplesSinceLog += globalCount
+            lossSinceLog += stepLoss * Double(globalCount)
+            let epochFloat = Double(epochOfStep) + (epochEnded ? 1 : Double(state.positionInEpoch) / Double(train.count))
+            if root && (state.step % c.logEvery == 0 || state.step == totalSteps) {
+                let now = Date()
+                let rate = Double(examplesSinceLog) / max(now.timeIntervalSince(lastLogTime), 1e-9)
+                let meanLoss = lossSinceLog / Double(max(examplesSinceLog, 1))
+                metrics?.append(["type": "train", "step": state.step, "epoch": epochFloat, "loss": meanLoss,
+                                 "lr": lr, "examples_per_s": rate])
+                report(.step(String(format: "step %d/%d | epoch %.2f | loss %.4f | lr %.3e | %.0f examples/s",
+                                    state.step, totalSteps, epochFloat, meanLoss, lr, rate)))
+                lastLogTime = now; examplesSinceLog = 0; lossSinceLog = 0
+            }
+
+            // Evaluation and early stopping.
+            if let valid, epochEnded || (c.evalEvery > 0 && state.step % c.evalEvery == 0) {
+                let result = try Evaluation.run(model: model, data: valid, batchSize: c.evalBatchSize, comm: comm)
+                try decideAfterEvaluation(result, state: &state, model: model, epoch: epochFloat, metrics: metrics)
+            }
+
+            let stopNow = c.stopAfterSteps == state.step
+            if (c.saveEvery > 0 && state.step % c.saveEvery == 0) || stopNow {
+                try saveCheckpoint(model: model, optimizer: optimizer, state: state)
+                lastSavedStep = state.step
+            }
+            if stopNow && state.step < totalSteps && !state.earlyStopped {
+                if root { report(.note("stopped after step \(state.step) as asked (--stop-after-steps); continue with --resume")) }
+                return .stoppedAfterSteps
+            }
+        }
+        if state.earlyStopped { outcome = .earlyStopped }
+
+        // 6. The end: a last checkpoint, the final model, a summary.
+        if lastSavedStep != state.step {
+            try saveCheckpoint(model: model, optimizer: optimizer, state: state)
+        }
+        try comm.agree("writing the final model") {
+            guard root else { return }
+            try ModelFolder.save(model, to: "\(c.outputPath)/final")
+            metrics?.append(["type": "end", "step": state.step, "outcome": outcome.rawValue,
+                             "best_step": state.bestStep as Any? ?? NSNull(), "best_metric": state.bestMetric as Any? ?? NSNull()])
+        }
+        if root {
+            var summary = "finished: \(outcome.rawValue) at step \(state.step)"
+            if let best = state.bestStep { summary += String(format: ", best %@ %.4f at step %d (in best/)", c.monitor.rawValue, state.bestMetric ?? .nan, best) }
+            report(.note(summary))
+        }
+        return outcome
+    }
+
+    /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
+    private func checkResumable(_ state: TrainerState, train: TabularDataset) throws {
+        let now = configuration.mathematicalOptions
+        let keys = Set(now.keys).union(state.mathematicalOptions.keys).sorted()
+        let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] }
+        if !changed.isEmpty {
+            let details = changed.map { "--\($0) was \(state.mathematicalOptions[$0] ?? "unset"), now \(now[$0] ?? "unset")" }
+            throw FineTuneError("cannot resume: options that change the mathematics differ from the checkpoint's: \(details.joined(separator: "; "))")
+        }
+        if state.trainExamples != train.count || state.trainFingerprint != train.fingerprint {
+            throw FineTuneError("cannot resume: \(configuration.trainPath) is not the training data of the checkpoint (\(state.trainExamples) examples then, \(train.count) now, or their content changed)")
+        }
+    }
+
+    /// Updates early stopping from an evaluation; rank 0 decides and writes best/, every rank
+    /// follows the broadcast decision.
+    private func decideAfterEvaluation(_ result: EvaluationResult, state: inout TrainerState, model: MLP, epoch: Double,
+                                       metrics: MetricsLog?) throws {
+        let c = configuration
+        let value = result.value(of: c.monitor)
+        var decision: [Int64] = [0, 0]  // improved, stop
+        if comm.isRoot {
+            let improved: Bool
+            if let best = state.bestMetric {
+                improved = c.monitor.maximize ? value > best + c.minDelta : value < best - c.minDelta
+            } else { improved = value.isFinite }
+            let without = improved ? 0 : state.evaluationsWithoutImprovement + 1
+            decision = [improved ? 1 : 0, (c.patience.map { without >= $0 } ?? false) ? 1 : 0]
+        }
+        try decision.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
+        if decision[0] == 1 {
+            state.bestMetric = value
+            state.bestStep = state.step
+            state.evaluationsWithoutImprovement = 0
+        } else {
+            state.evaluationsWithoutImprovement += 1
+        }
+        state.earlyStopped = decision[1] == 1
+        let improved = decision[0] == 1
+        try comm.agree("writing best/") {
+            guard comm.isRoot else { return }
+            if improved { try ModelFolder.save(model, to: "\(c.outputPath)/best") }
+            var line: [String: Any] = ["type": "eval", "step": state.step, "epoch": epoch, "improved": improved]
+            line.merge(result.fields(prefix: "val")) { a, _ in a }
+            metrics?.append(line)
+            var text = String(format: "eval at step %d | val_loss %.4f", state.step, result.loss)
+            if let a = result.accuracy { text += String(format: " | val_accuracy %.4f", a) }
+            text += improved ? " | best so far, saved best/" : " | no improvement (\(state.evaluationsWithoutImprovement)/\(c.patience.map(String.init) ?? "-"))"
+            if state.earlyStopped { text += " | early stopping" }
+            report(.evaluation(text))
+        }
+    }
+
+    private func saveCheckpoint(model: MLP, optimizer: Optimizer, state: TrainerState) throws {
+        try comm.agree("saving the checkpoint of step \(state.step)") {
+            guard comm.isRoot else { return }
+            let folder = "\(checkpoints.path)/\(CheckpointFolder.name(step: state.step))"
+            try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
+            try Checkpoint.make(model: model, optimizer: optimizer, state: state).write(to: folder)
+        }
+    }
+
+    /// Rank 0 writes training_config.json and run.json; every rank contributes its host and binding.
+    private func recordRun(budget: ThreadBudget, totalSteps: Int, warmup: Int, train: TabularDataset,
+                           valid: TabularDataset?, model: MLP) throws {
+        let c = configuration
+        let mine = "\(comm.hostName)|\(ThreadBudget.describe(budget.cpus))|\(budget.threads)|\(budget.sharingRanks)|\(budget.source)|\(ProcessInfo.processInfo.processIdentifier)"
+        let everyone = try comm.allgather(string: mine)
+        try comm.agree("writing run records") {
+            guard comm.isRoot else { return }
+            let ranks: [[String: Any]] = everyone.enumerated().map { r, line in
+                let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+                return ["rank": r, "host": f[0], "cpus": f[1], "openblas_threads": Int(f[2]) ?? 0,
+                        "ranks_sharing_cpus": Int(f[3]) ?? 0, "threads_from": f[4], "pid": Int(f[5]) ?? 0]
+            }
+            for entry in ranks {
+                report(.note("rank \(entry["rank"]!) on \(entry["host"]!): cpus \(entry["cpus"]!), OpenBLAS threads \(entry["openblas_threads"]!) (from \(entry["threads_from"]!))"))
+            }
+            let run: [String: Any] = [
+                "finetune_dist_commit": Provenance.gitCommit(),
+                "swift": Provenance.swiftVersion,
+                "mpi_library": comm.libraryVersion,
+                "openblas_config": OpenBLAS.config,
+                "openblas_core": OpenBLAS.coreName,
+                "world_size": comm.size,
+                "hosts": Array(Set(ranks.map { $0["host"] as! String })).sorted(),
+                "ranks": ranks,
+                "started": ISO8601DateFormatter().string(from: Date()),
+                "train_examples": train.count,
+                "valid_examples": valid?.count ?? 0,
+                "parameters": model.layout.count,
+            ]
+            let runData = try JSONSerialization.data(withJSONObject: run, options: [.prettyPrinted, .sortedKeys])
+            try AtomicFiles.write(runData, to: "\(c.outputPath)/run.json")
+            let configData = try JSONSerialization.data(withJSONObject: c.jsonObject(totalSteps: totalSteps, warmup: warmup),
+                                                        options: [.prettyPrinted, .sortedKeys])
+            try AtomicFiles.write(configData, to: "\(c.outputPath)/training_config.json")
+        }
+    }
+}

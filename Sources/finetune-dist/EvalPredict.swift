@@ -1,0 +1,110 @@
+import ArgumentParser
+import FineTuneCore
+import FineTuneDistributed
+import FineTuneTrainer
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the loss and accuracy (or mean-squared error) of a model folder on a labelled data file.")
+
+    @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
+    @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
+    @Option(help: "Examples per forward pass.") var batchSize: Int = 256
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+
+    func run() throws {
+        do {
+            let m = try ModelFolder.load(model)
+            let dataset = try TabularDataset(path: data, featureWidth: m.config.inputSize, task: m.config.task)
+            let r = try Evaluation.run(model: m, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
+            if json {
+                var o = r.fields(prefix: "eval")
+                o["model"] = model; o["data"] = data
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                var line = String(format: "%@ on %@: %d examples, loss %.6f", model, data, r.examples, r.loss)
+                if let a = r.accuracy { line += String(format: ", accuracy %.4f", a) } else { line += String(format: ", mse %.6f", r.loss) }
+                print(line)
+            }
+        } catch { exitOnError(error, comm: nil) }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}} or {\"value\": x}.",
+        discussion: "Input: JSON Lines or CSV with the model's features (labels, if present, are ignored). Output: JSON Lines in input order.")
+
+    @Option(help: "Model folder.") var model: String
+    @Option(help: "Input data: JSON Lines or CSV.") var input: String
+    @Option(help: "Output JSON Lines file.") var output: String
+    @Option(help: "Examples per forward pass.") var batchSize: Int = 256
+
+    func run() throws {
+        do {
+            let m = try ModelFolder.load(model)
+            let dataset = try TabularDataset(path: input, featureWidth: m.config.inputSize, task: m.config.task, requireLabels: false)
+            var lines: [String] = []
+            var start = 0
+            while start < dataset.count {
+                let end = min(start + batchSize, dataset.count)
+                for outputs in m.predict(dataset.batch(Array(start..<end)[...])) {
+                    switch m.config.task {
+                    case .classification(let labels):
+                        let best = outputs.indices.max { outputs[$0] < outputs[$1] }!
+                        let probabilities = labels.enumerated().map { "\(jsonString($0.element)):\(Double(outputs[$0.offset]))" }
+                        lines.append("{\"label\":\(jsonString(labels[best])),\"probabilities\":{\(probabilities.joined(separator: ","))}}")
+                    case .regression:
+                        lines.append("{\"value\":\(Double(outputs[0]))}")
+                    }
+                }
+                start = end
+            }
+            try AtomicFiles.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: output)
+            print("wrote \(lines.count) predictions to \(output)")
+        } catch { exitOnError(error, comm: nil) }
+    }
+}
+
+struct SelfTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest",
+        abstract: "Check the MPI set-up: every rank reports its host, CPUs and threads, then allreduce and broadcast results are verified.",
+        discussion: "Run it under mpirun with the same hostfile as a training run, e.g. `launch/cluster.sh hostfiles/cluster selftest`.")
+
+    @Option(help: "Elements per MPI call (small values exercise the chunking of large buffers).") var chunkElements: Int = Int(Int32.max)
+    @Option(help: "Elements in the test buffers.") var elements: Int = 1_000_003
+
+    func run() throws {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator(chunkElements: chunkElements) } catch { exitOnError(error, comm: nil) }
+        do {
+            let budget = try ThreadBudget.apply(comm)
+            let me = "rank \(comm.rank)/\(comm.size) on \(comm.hostName): cpus \(ThreadBudget.describe(budget.cpus)), OpenBLAS threads \(budget.threads) (\(budget.source))"
+            let all = try comm.allgather(string: me)
+            if comm.isRoot { all.forEach { print($0) }; print(comm.libraryVersion.split(separator: "\n").first.map(String.init) ?? "") }
+            // Sum of (rank + 1) * (i % 7 + 1) over ranks = (i % 7 + 1) * size(size+1)/2, exact in Float here.
+            var floats = (0..<elements).map { Float((comm.rank + 1) * ($0 % 7 + 1)) }
+            try floats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
+            let ranksSum = comm.size * (comm.size + 1) / 2
+            var errors = 0
+            for i in 0..<elements where floats[i] != Float((i % 7 + 1) * ranksSum) { errors += 1 }
+            var doubles = (0..<elements).map { Double(comm.rank) + Double($0) * 0.5 }
+            try doubles.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
+            for i in 0..<elements where doubles[i] != Double(comm.size * (comm.size - 1) / 2) + Double(comm.size) * Double(i) * 0.5 { errors += 1 }
+            var bytes = (0..<elements).map { UInt8(truncatingIfNeeded: comm.rank == 0 ? $0 * 31 : 0) }
+            try bytes.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
+            for i in 0..<elements where bytes[i] != UInt8(truncatingIfNeeded: i * 31) { errors += 1 }
+            var total = [Int64(errors)]
+            try comm.allreduce(&total, op: .sum)
+            if comm.isRoot {
+                print(total[0] == 0
+                      ? "ok: allreduce (Float, Double) and broadcast of \(elements) elements in chunks of \(min(chunkElements, elements)) agree on \(comm.size) rank(s)"
+                      : "FAILED: \(total[0]) wrong elements")
+            }
+            comm.finalize()
+            if total[0] != 0 { throw ExitCode(2) }
+        } catch let e as ExitCode { throw e } catch { exitOnError(error, comm: comm) }
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import FineTuneCore
+import FineTuneDistributed
+import FineTuneTrainer
+import Foundation
+
+@main
+struct FinetuneDist: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune-dist",
+        abstract: "Data-parallel fine-tuning of pre-trained models on CPU clusters, over MPI and OpenBLAS.",
+        discussion: """
+        Every MPI rank holds a full model replica and computes its slice of each global batch; the \
+        gradients are summed across ranks every step. Rank 0 evaluates, decides early stopping and \
+        writes checkpoints and models. Start training under mpirun, e.g.:
+
+          finetune-dist init --type mlp --input-size 16 --hidden 64,64 --labels a,b,c,d --output models/mlp0
+          mpirun -n 8 finetune-dist train --model models/mlp0 --train data/train.jsonl \\
+              --valid data/valid.jsonl --output runs/exp1 --epochs 20 --batch-size 64 --lr 1e-3 --patience 3
+
+        launch/local.sh and launch/cluster.sh wrap mpirun with the settings it needs. See Docs/usage.md.
+        """,
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, SelfTest.self]
+    )
+}
+
+/// Splits "64,64" into [64, 64].
+func parseList<T>(_ text: String, option: String, _ convert: (String) -> T?) throws -> [T] {
+    if text.trimmingCharacters(in: .whitespaces).isEmpty { return [] }
+    return try text.split(separator: ",").map { part in
+        guard let v = convert(part.trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError("\(option): \"\(part)\" is not valid in the comma-separated list \"\(text)\"")
+        }
+        return v
+    }
+}
+
+/// Prints an error and exits non-zero. Multi-rank: an error agreed on by every rank (thrown inside
+/// a phase all ranks went through) ends each rank normally; any other error aborts the whole job
+/// so that no rank is left waiting in a collective.
+func exitOnError(_ error: Error, comm: Communicator?) -> Never {
+    switch error {
+    case let agreed as AgreedFailure:
+        printError("finetune-dist: error: \(agreed)")
+        (comm as? MPICommunicator)?.finalize()
+        exit(1)
+    case is PeerFailure:
+        (comm as? MPICommunicator)?.finalize()
+        exit(1)
+    default:
+        let message = "finetune-dist: error: \(error)"
+        if let comm, comm.size > 1 { comm.abort(message: "rank \(comm.rank): " + message, code: 1) }
+        printError(message)
+        (comm as? MPICommunicator)?.finalize()
+        exit(1)
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import FineTuneCore
+import FineTuneDistributed
+import FineTuneTrainer
+import Foundation
+
+extension ScheduleKind: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+extension MonitoredMetric: ExpressibleByArgument {}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a model folder on a data set, data-parallel over the MPI ranks it is started on.",
+        discussion: """
+        Start it under mpirun (or launch/local.sh, launch/cluster.sh); without mpirun it runs as one rank.
+        The output folder receives metrics.jsonl, run.json (provenance), training_config.json, \
+        checkpoints/, best/ (the best evaluation's model) and final/. A run stopped for any reason \
+        continues with --resume, from its newest complete checkpoint, on any number of ranks.
+        """)
+
+    @Option(help: "Model folder to start from (config.json + model.safetensors). Not read on --resume.") var model: String
+    @Option(help: "Training data: JSON Lines ({\"features\": [...], \"label\": ...}) or CSV with a header and a label column.") var train: String
+    @Option(help: "Validation data, same format. Needed for evaluation, early stopping and best/.") var valid: String?
+    @Option(help: "Run folder for metrics, checkpoints and models.") var output: String
+
+    @Option(help: "Passes over the training data.") var epochs: Int = 3
+    @Option(help: "Stop after this many optimizer steps if reached before --epochs.") var maxSteps: Int?
+    @Option(help: "Global batch: examples per optimizer step over all ranks (results do not depend on the rank count).") var batchSize: Int = 32
+    @Option(help: "Peak learning rate.") var lr: Double = 1e-3
+    @Option(help: "Learning-rate schedule after warm-up: constant, linear (to 0 at the end) or cosine.") var lrSchedule: ScheduleKind = .constant
+    @Option(help: "Linear warm-up steps from 0 to --lr (overrides --warmup-ratio).") var warmupSteps: Int?
+    @Option(help: "Warm-up as a fraction of the run's steps.") var warmupRatio: Double = 0
+    @Option(help: "Optimizer: adamw (torch.optim.AdamW semantics) or sgd (with --momentum).") var optimizer: OptimizerKind = .adamw
+    @Option(help: "Weight decay; AdamW decouples it. Not applied to biases.") var weightDecay: Double = 0
+    @Option(help: "SGD momentum.") var momentum: Double = 0.9
+    @Option(help: "AdamW beta1.") var adamBeta1: Double = 0.9
+    @Option(help: "AdamW beta2.") var adamBeta2: Double = 0.999
+    @Option(help: "AdamW epsilon.") var adamEpsilon: Double = 1e-8
+    @Option(help: "Seed of the data order and dropout (weights come from --model).") var seed: UInt64 = 0
+
+    @Option(help: "Evaluate every N steps as well as at each epoch end (0: epoch ends only).") var evalEvery: Int = 0
+    @Option(help: "Examples per evaluation forward pass on each rank.") var evalBatchSize: Int = 256
+    @Option(help: "Early stopping: stop after this many evaluations without improvement.") var patience: Int?
+    @Option(help: "Smallest change of the monitored metric that counts as an improvement.") var minDelta: Double = 0
+    @Option(help: "Metric for early stopping and best/: val_loss or val_accuracy.") var monitor: MonitoredMetric = .valLoss
+
+    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var saveEvery: Int = 0
+    @Flag(help: "Continue the run in --output from its newest complete checkpoint.") var resume = false
+    @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
+    @Option(help: "Print and record a training line every N steps.") var logEvery: Int = 1
+    @Option(help: .hidden) var debugExampleLog: String?
+
+    func validate() throws {
+        guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard warmupRatio >= 0 && warmupRatio < 1 else { throw ValidationError("--warmup-ratio must be in [0, 1)") }
+        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must not be negative") }
+        guard evalEvery >= 0, saveEvery >= 0 else { throw ValidationError("--eval-every and --save-every must not be negative") }
+        guard evalBatchSize > 0, logEvery > 0 else { throw ValidationError("--eval-batch-size and --log-every must be positive") }
+        if let maxSteps { guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") } }
+        if let stopAfterSteps { guard stopAfterSteps > 0 else { throw ValidationError("--stop-after-steps must be positive") } }
+        if let patience {
+            guard patience > 0 else { throw ValidationError("--patience must be positive") }
+            guard valid != nil else { throw ValidationError("--patience needs --valid (early stopping watches the validation metric)") }
+        }
+    }
+
+    var trainingConfiguration: TrainingConfiguration {
+        var c = TrainingConfiguration(modelPath: model, trainPath: train, validPath: valid, outputPath: output)
+        c.epochs = epochs; c.maxSteps = maxSteps; c.batchSize = batchSize
+        c.learningRate = lr; c.schedule = lrSchedule; c.warmupSteps = warmupSteps; c.warmupRatio = warmupRatio
+        c.optimizer.kind = optimizer; c.optimizer.weightDecay = weightDecay; c.optimizer.momentum = momentum
+        c.optimizer.beta1 = adamBeta1; c.optimizer.beta2 = adamBeta2; c.optimizer.epsilon = adamEpsilon
+        c.seed = seed
+        c.evalEvery = evalEvery; c.evalBatchSize = evalBatchSize; c.patience = patience; c.minDelta = minDelta; c.monitor = monitor
+        c.saveEvery = saveEvery; c.resume = resume; c.stopAfterSteps = stopAfterSteps; c.logEvery = logEvery
+        c.exampleLogFolder = debugExampleLog
+        c.commandLine = CommandLine.arguments
+        return c
+    }
+
+    func run() throws {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
+        let trainer = Trainer(configuration: trainingConfiguration, communicator: comm) { progress in
+            guard comm.isRoot else { return }
+            switch progress {
+            case .started(let s), .step(let s), .evaluation(let s), .note(let s): print(s)
+            }
+            fflush(stdout)
+        }
+        do {
+            try trainer.run()
+        } catch {
+            exitOnError(error, comm: comm)
+        }
+        comm.finalize()
+    }
+}

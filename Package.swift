@@ -30,7 +30,7 @@ let package = Package(
                           dependencies: ["FineTuneCore", "FineTuneDistributed", "FineTuneTrainer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "FineTuneCoreTests", dependencies: ["FineTuneCore", "FineTuneDistributed"],
-                    resources: [.copy("Fixtures")]),
+                    exclude: ["Fixtures"]),
         .testTarget(name: "FineTuneIntegrationTests",
                     dependencies: ["finetune-dist", "FineTuneCore", "FineTuneTrainer"]),
     ]

@@ -17,7 +17,7 @@ public struct TabularDataset: Sendable {
 
     /// Loads JSON Lines (`.jsonl`, `.json`) or CSV (`.csv`) by extension.
     /// - `task`: decides how labels are read: class names or ids for a classifier, numbers for regression.
-    /// - `requireLabels`: false for `predict` input, where labels may be absent.
+    /// - `requireLabels`: false for `predict` input: labels are then not read (nor need to exist).
     public init(path: String, featureWidth: Int, task: TaskKind, requireLabels: Bool = true) throws {
         self.path = path
         self.featureWidth = featureWidth
@@ -42,6 +42,12 @@ public struct TabularDataset: Sendable {
             throw fail("\(row.count) features, the model takes \(featureWidth)")
         }
         if let bad = row.firstIndex(where: { !$0.isFinite }) { throw fail("feature \(bad) is not a finite number") }
+        if !requireLabels {
+            // Prediction input: labels, if any, are not read.
+            features.append(contentsOf: row)
+            lines.append(line)
+            return
+        }
         switch task {
         case .classification(let labels):
             var id: Int32 = -1
@@ -56,15 +62,13 @@ public struct TabularDataset: Sendable {
                     throw fail("label \(number) in \(column) is not a class id in 0..<\(labels.count) nor a label name")
                 }
                 id = Int32(value)
-            } else if label != nil || requireLabels {
+            } else {
                 throw fail("missing or invalid \(column) (a label name or class id)")
             }
             classTargets.append(id)
         case .regression:
             if let number = label as? NSNumber, number.doubleValue.isFinite {
                 regressionTargets.append(number.floatValue)
-            } else if label == nil && !requireLabels {
-                regressionTargets.append(.nan)
             } else {
                 throw fail("\(column) must be a finite number for a regression model")
             }

@@ -1,0 +1,76 @@
+import FineTuneCore
+import Foundation
+import XCTest
+
+final class CommandLineTests: IntegrationTestCase {
+    func testHelpExplainsEveryTrainOption() throws {
+        let r = try Harness.finetune(["train", "--help"])
+        XCTAssertEqual(r.status, 0)
+        for option in ["--model", "--train", "--valid", "--output", "--epochs", "--max-steps", "--batch-size", "--lr",
+                       "--lr-schedule", "--warmup-steps", "--warmup-ratio", "--optimizer", "--weight-decay", "--momentum",
+                       "--seed", "--eval-every", "--patience", "--min-delta", "--monitor", "--save-every", "--resume",
+                       "--stop-after-steps", "--log-every"] {
+            XCTAssertTrue(r.stdout.contains(option), "train --help mentions \(option)")
+        }
+        XCTAssertFalse(r.stdout.contains("debug-example-log"), "test-only switches stay hidden")
+        let top = try Harness.finetune(["--help"])
+        for sub in ["init", "train", "eval", "predict", "selftest"] { XCTAssertTrue(top.stdout.contains(sub)) }
+    }
+
+    func testInvalidOptionsAreRejectedBeforeAnythingRuns() throws {
+        let r = try Harness.finetune(["train", "--model", "m", "--train", "t", "--output", "o", "--patience", "2"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--patience needs --valid"), r.output)
+        let b = try Harness.finetune(["train", "--model", "m", "--train", "t", "--output", "o", "--batch-size", "0"])
+        XCTAssertNotEqual(b.status, 0)
+        XCTAssertTrue(b.stderr.contains("--batch-size must be positive"), b.output)
+    }
+
+    func testPredictWritesOneObjectPerLineInOrder() throws {
+        Harness.writeData("\(dir)/train.jsonl", count: 120, seed: 11)
+        let model = try makeModel()
+        FileManager.default.createFile(atPath: "\(dir)/in.jsonl", contents: Data("""
+        {"features": [0, 0, 0, 0, 0, 0]}
+        {"features": [1, 2, 3, -1, -2, -3], "label": "red"}
+        {"features": [3, 3, 3, 0, 0, 0]}
+        """.utf8))
+        let r = try Harness.finetune(["predict", "--model", model, "--input", "\(dir)/in.jsonl", "--output", "\(dir)/out.jsonl"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let lines = String(decoding: FileManager.default.contents(atPath: "\(dir)/out.jsonl")!, as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        for line in lines {
+            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let p = o["probabilities"] as! [String: Double]
+            XCTAssertEqual(Set(p.keys), ["red", "green", "blue"])
+            XCTAssertEqual(p.values.reduce(0, +), 1, accuracy: 1e-5)
+            XCTAssertEqual(o["label"] as? String, p.max { $0.value < $1.value }!.key)
+        }
+        // Regression models write {"value": x}.
+        let reg = "\(dir)/reg"
+        XCTAssertEqual(try Harness.finetune(["init", "--input-size", "6", "--hidden", "4", "--regression", "--output", reg]).status, 0)
+        XCTAssertEqual(try Harness.finetune(["predict", "--model", reg, "--input", "\(dir)/in.jsonl", "--output", "\(dir)/reg.jsonl"]).status, 0)
+        let first = String(decoding: FileManager.default.contents(atPath: "\(dir)/reg.jsonl")!, as: UTF8.self).split(separator: "\n")[0]
+        XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(first.utf8)) as! [String: Any])["value"] as? Double)
+    }
+
+    func testRunFolderRecordsConfigurationAndProvenance() throws {
+        Harness.writeData("\(dir)/train.jsonl", count: 64, seed: 12)
+        let model = try makeModel()
+        let out = "\(dir)/run"
+        let r = try Harness.mpirun(2, ["train", "--model", model, "--train", "\(dir)/train.jsonl", "--output", out, "--epochs", "1", "--batch-size", "16"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let run = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(out)/run.json")!) as! [String: Any]
+        XCTAssertEqual(run["world_size"] as? Int, 2)
+        XCTAssertTrue((run["mpi_library"] as? String ?? "").contains("Open MPI"))
+        XCTAssertFalse((run["openblas_core"] as? String ?? "").isEmpty)
+        XCTAssertEqual((run["ranks"] as? [[String: Any]])?.count, 2)
+        XCTAssertNotNil(run["finetune_dist_commit"])
+        let config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(out)/training_config.json")!) as! [String: Any]
+        XCTAssertEqual(config["batch_size"] as? Int, 16)
+        XCTAssertEqual(config["total_steps"] as? Int, 4)
+        let train = Harness.metrics(out).filter { $0["type"] as? String == "train" }
+        XCTAssertEqual(train.count, 4)
+        for key in ["step", "epoch", "loss", "lr", "examples_per_s"] { XCTAssertNotNil(train[0][key], key) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/final/model.safetensors"))
+    }
+}

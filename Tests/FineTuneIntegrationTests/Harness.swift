@@ -1,0 +1,133 @@
+import FineTuneCore
+import Foundation
+import XCTest
+
+/// Runs the built finetune-dist binary, directly or under a real `mpirun`.
+enum Harness {
+    /// The folder of the test bundle holds the products it depends on.
+    static var binary: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // The xctest binary sits in .build/<triple>/debug/<name>.xctest on Linux.
+        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
+        return dir.appendingPathComponent("finetune-dist").path
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var seconds: Double
+        var timedOut: Bool
+        var output: String { stdout + stderr }
+    }
+
+    static var mpiEnvironment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        env["HWLOC_COMPONENTS"] = "-gl"
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        return env
+    }
+
+    /// Runs a command; kills it (and fails the result) after `timeout` seconds.
+    static func run(_ executable: String, _ arguments: [String], timeout: Double = 180,
+                    environment: [String: String]? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.environment = environment ?? mpiEnvironment
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID())").path
+        FileManager.default.createFile(atPath: dir + ".out", contents: nil)
+        FileManager.default.createFile(atPath: dir + ".err", contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: dir + ".out"); try? FileManager.default.removeItem(atPath: dir + ".err") }
+        p.standardOutput = FileHandle(forWritingAtPath: dir + ".out")
+        p.standardError = FileHandle(forWritingAtPath: dir + ".err")
+        let start = Date()
+        try p.run()
+        var timedOut = false
+        while p.isRunning {
+            if Date().timeIntervalSince(start) > timeout {
+                timedOut = true
+                kill(-p.processIdentifier, SIGKILL)
+                p.terminate()
+                break
+            }
+            usleep(20_000)
+        }
+        p.waitUntilExit()
+        let out = String(decoding: FileManager.default.contents(atPath: dir + ".out") ?? Data(), as: UTF8.self)
+        let err = String(decoding: FileManager.default.contents(atPath: dir + ".err") ?? Data(), as: UTF8.self)
+        return Result(status: p.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+    }
+
+    static func finetune(_ arguments: [String], timeout: Double = 180) throws -> Result {
+        try run(binary, arguments, timeout: timeout)
+    }
+
+    static func mpirun(_ ranks: Int, _ arguments: [String], timeout: Double = 180) throws -> Result {
+        try run("/usr/bin/env", ["mpirun", "-n", String(ranks), "--bind-to", "none", binary] + arguments, timeout: timeout)
+    }
+
+    /// A deterministic classification data set: 6 features, 3 classes from a simple rule plus noise.
+    static func writeData(_ path: String, count: Int, seed: UInt64, noiseOnly: Bool = false) {
+        var rng = SplitMix64(seed: seed)
+        var lines: [String] = []
+        for _ in 0..<count {
+            let x = (0..<6).map { _ in rng.nextNormal() }
+            var label = (x[0] + x[1] * x[2] > 0 ? 1 : 0) + (x[3] - x[4] > 0.5 ? 1 : 0)
+            if noiseOnly || rng.nextUnit() < 0.1 { label = Int(rng.next() % 3) }
+            let names = ["red", "green", "blue"]
+            lines.append("{\"features\": [\(x.map { String(format: "%.5f", $0) }.joined(separator: ", "))], \"label\": \"\(names[label])\"}")
+        }
+        FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
+    static func weights(_ folder: String) throws -> [String: [Float]] {
+        let f = try SafetensorsFile(path: "\(folder)/model.safetensors")
+        var out: [String: [Float]] = [:]
+        for name in f.names { out[name] = try f.floats(name) }
+        return out
+    }
+
+    static func metrics(_ runFolder: String) -> [[String: Any]] {
+        let text = String(decoding: FileManager.default.contents(atPath: "\(runFolder)/metrics.jsonl") ?? Data(), as: UTF8.self)
+        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+    }
+}
+
+/// A scratch folder per test case, with a data set and an initial model.
+class IntegrationTestCase: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("it-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: Harness.binary), "built binary at \(Harness.binary)")
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func makeModel(_ name: String = "model", dropout: Double = 0.1, hidden: String = "16,12") throws -> String {
+        let path = "\(dir)/\(name)"
+        let r = try Harness.finetune(["init", "--input-size", "6", "--hidden", hidden, "--labels", "red,green,blue",
+                                      "--dropout", String(dropout), "--activation", "gelu", "--seed", "7", "--output", path])
+        XCTAssertEqual(r.status, 0, r.output)
+        return path
+    }
+
+    func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], relative: Float, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.keys.sorted(), b.keys.sorted(), file: file, line: line)
+        var worst: Float = 0
+        for (name, x) in a {
+            guard let y = b[name], x.count == y.count else { XCTFail("\(name) differs in shape", file: file, line: line); continue }
+            for i in x.indices {
+                let d = abs(x[i] - y[i]) / max(abs(x[i]), abs(y[i]), 1e-6)
+                worst = max(worst, d)
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, relative, "largest relative difference \(worst)", file: file, line: line)
+    }
+}

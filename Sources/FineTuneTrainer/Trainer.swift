@@ -71,6 +71,9 @@ public final class Trainer {
 
         // 2. Every rank loads the data (inputs are read where they are).
         let (train, valid) = try comm.agree("loading data") { () -> (TabularDataset, TabularDataset?) in
+            if modelConfig.task == .regression && c.monitor == .valAccuracy {
+                throw FineTuneError("--monitor val_accuracy needs a classifier; this is a regression model (use val_loss, the MSE)")
+            }
             let train = try TabularDataset(path: c.trainPath, featureWidth: modelConfig.inputSize, task: modelConfig.task)
             let valid = try c.validPath.map { try TabularDataset(path: $0, featureWidth: modelConfig.inputSize, task: modelConfig.task) }
             return (train, valid)

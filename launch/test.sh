@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
-exec swift test "$@"
+exec swift test --disable-swift-testing "$@"

@@ -85,26 +85,28 @@ public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: U
 
 // MARK: Dropout
 
-/// out[B, C] = inp · mask / (1 - p), where mask[b, c] keeps an element with probability 1 - p.
-/// The mask is a pure function of (seed, step, layer, global example index, channel), never of the
-/// rank, so a batch computes the same wherever its examples land. `mask` is written for backward.
+/// out = inp · mask / (1 - p), where mask keeps an element with probability 1 - p.
+/// Example b owns elements [segmentStarts[b], segmentStarts[b + 1]) of the buffers (B + 1 starts);
+/// the mask of its element e is a pure function of (seed, step, site, global example index, e),
+/// never of the rank or of the example's position in the batch, so a batch computes the same
+/// wherever its examples land. `mask` is written for backward.
 @inlinable
 public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
-                                            inp: UnsafePointer<T>, probability p: Double,
-                                            key: DropoutKey, exampleIndices: UnsafePointer<Int>,
-                                            B: Int, C: Int) {
+                                            inp: UnsafePointer<T>, probability p: Double, key: DropoutKey,
+                                            exampleIndices: UnsafePointer<Int>, segmentStarts: UnsafePointer<Int>, B: Int) {
     let scale = T(1 / (1 - p))
     for b in 0..<B {
         let rowKey = key.row(exampleIndex: exampleIndices[b])
-        for c in 0..<C {
-            let keep: UInt8 = rowKey.uniform(c) >= p ? 1 : 0
-            mask[b * C + c] = keep
-            out[b * C + c] = keep == 1 ? inp[b * C + c] * scale : 0
+        let start = segmentStarts[b]
+        for i in start..<segmentStarts[b + 1] {
+            let keep: UInt8 = rowKey.uniform(i - start) >= p ? 1 : 0
+            mask[i] = keep
+            out[i] = keep == 1 ? inp[i] * scale : 0
         }
     }
 }
 
-/// dinp[B, C] += dout · mask / (1 - p)
+/// dinp[N] += dout · mask / (1 - p)
 @inlinable
 public func dropoutBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
                                              mask: UnsafePointer<UInt8>, probability p: Double, N: Int) {

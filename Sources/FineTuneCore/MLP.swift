@@ -113,12 +113,11 @@ public final class MLP {
             case .gelu: geluForward(out: target, inp: preActivations[l + 1].base, N: B * OC)
             }
             if let step = dropoutStep, config.dropout > 0 {
-                batch.exampleIndices.withUnsafeBufferPointer { indices in
-                    dropoutMasks[l + 1].withUnsafeMutableBufferPointer { mask in
-                        dropoutForward(out: layerOutputs[l + 1].base, mask: mask.baseAddress!, inp: activated[l + 1].base,
-                                       probability: config.dropout, key: DropoutKey(seed: dropoutSeed, step: step, site: l),
-                                       exampleIndices: indices.baseAddress!, B: B, C: OC)
-                    }
+                let rowStarts = (0...B).map { $0 * OC }
+                dropoutMasks[l + 1].withUnsafeMutableBufferPointer { mask in
+                    dropoutForward(out: layerOutputs[l + 1].base, mask: mask.baseAddress!, inp: activated[l + 1].base,
+                                   probability: config.dropout, key: DropoutKey(seed: dropoutSeed, step: step, site: l),
+                                   exampleIndices: batch.exampleIndices, segmentStarts: rowStarts, B: B)
                 }
             }
         }

@@ -7,7 +7,8 @@ import XCTest
 /// fed to backward, and compare each analytic dL/dx_i with (L(x_i + h) − L(x_i − h)) / 2h.
 /// Tolerance: |analytic − numeric| ≤ 1e-6 · max(1, |numeric|) with h = 1e-5 (Double, so the
 /// truncation error ~h² and rounding ~ε/h are both far below it). Shapes are non-square on purpose.
-final class GradientCheckTests: XCTestCase {
+/// Helpers of the finite-difference tests.
+class FiniteDifferenceTestCase: XCTestCase {
     let h = 1e-5
     let tolerance = 1e-6
 
@@ -37,6 +38,25 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, tolerance, name, file: file, line: line)
     }
 
+    func elementwise(_ name: String, forward: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, Int) -> Void,
+                     backward: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, UnsafePointer<Double>, Int) -> Void) {
+        let N = 37
+        // Keep inputs away from ReLU's kink at 0, where the derivative is undefined.
+        var x = randomArray(N, seed: 11, scale: 3).map { abs($0) < 0.01 ? 0.5 : $0 }
+        let r = randomArray(N, seed: 12)
+        func L(_ x: [Double]) -> Double {
+            var y = [Double](repeating: 0, count: N)
+            forward(&y, x, N)
+            return zip(y, r).map(*).reduce(0, +)
+        }
+        var dx = [Double](repeating: 0, count: N)
+        backward(&dx, r, x, N)
+        check(name, x: &x, analytic: dx, loss: L)
+    }
+
+}
+
+final class GradientCheckTests: FiniteDifferenceTestCase {
     func testLinear() {
         let B = 3, C = 5, OC = 4
         var inp = randomArray(B * C, seed: 1), weight = randomArray(OC * C, seed: 2), bias = randomArray(OC, seed: 3)
@@ -61,22 +81,6 @@ final class GradientCheckTests: XCTestCase {
         linearBackward(dinp: nil, dweight: &once, dbias: nil, dout: r, inp: inp, weight: weight, B: B, C: C, OC: OC)
         for _ in 0..<2 { linearBackward(dinp: nil, dweight: &twice, dbias: nil, dout: r, inp: inp, weight: weight, B: B, C: C, OC: OC) }
         for i in once.indices { XCTAssertEqual(twice[i], 2 * once[i], accuracy: 1e-12) }
-    }
-
-    func elementwise(_ name: String, forward: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, Int) -> Void,
-                     backward: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, UnsafePointer<Double>, Int) -> Void) {
-        let N = 37
-        // Keep inputs away from ReLU's kink at 0, where the derivative is undefined.
-        var x = randomArray(N, seed: 11, scale: 3).map { abs($0) < 0.01 ? 0.5 : $0 }
-        let r = randomArray(N, seed: 12)
-        func L(_ x: [Double]) -> Double {
-            var y = [Double](repeating: 0, count: N)
-            forward(&y, x, N)
-            return zip(y, r).map(*).reduce(0, +)
-        }
-        var dx = [Double](repeating: 0, count: N)
-        backward(&dx, r, x, N)
-        check(name, x: &x, analytic: dx, loss: L)
     }
 
     func testReLU() {
@@ -108,11 +112,11 @@ final class GradientCheckTests: XCTestCase {
         func L(_ x: [Double]) -> Double {
             var y = [Double](repeating: 0, count: B * C)
             var m = [UInt8](repeating: 0, count: B * C)
-            dropoutForward(out: &y, mask: &m, inp: x, probability: p, key: key, exampleIndices: indices, B: B, C: C)
+            dropoutForward(out: &y, mask: &m, inp: x, probability: p, key: key, exampleIndices: indices, segmentStarts: (0...B).map { $0 * C }, B: B)
             return zip(y, r).map(*).reduce(0, +)
         }
         var y = [Double](repeating: 0, count: B * C)
-        dropoutForward(out: &y, mask: &mask, inp: x, probability: p, key: key, exampleIndices: indices, B: B, C: C)
+        dropoutForward(out: &y, mask: &mask, inp: x, probability: p, key: key, exampleIndices: indices, segmentStarts: (0...B).map { $0 * C }, B: B)
         XCTAssertTrue(mask.contains(0) && mask.contains(1), "the mask should drop some and keep some")
         var dx = [Double](repeating: 0, count: B * C)
         dropoutBackward(dinp: &dx, dout: r, mask: mask, probability: p, N: B * C)
@@ -125,15 +129,15 @@ final class GradientCheckTests: XCTestCase {
         let key = DropoutKey(seed: 1, step: 7, site: 0)
         let x = [Double](repeating: 1, count: 3 * C)
         var whole = [Double](repeating: 0, count: 3 * C), m = [UInt8](repeating: 0, count: 3 * C)
-        dropoutForward(out: &whole, mask: &m, inp: x, probability: p, key: key, exampleIndices: [10, 11, 12], B: 3, C: C)
+        dropoutForward(out: &whole, mask: &m, inp: x, probability: p, key: key, exampleIndices: [10, 11, 12], segmentStarts: [0, C, 2 * C, 3 * C], B: 3)
         var alone = [Double](repeating: 0, count: C), m1 = [UInt8](repeating: 0, count: C)
-        dropoutForward(out: &alone, mask: &m1, inp: Array(x[0..<C]), probability: p, key: key, exampleIndices: [12], B: 1, C: C)
+        dropoutForward(out: &alone, mask: &m1, inp: Array(x[0..<C]), probability: p, key: key, exampleIndices: [12], segmentStarts: [0, C], B: 1)
         XCTAssertEqual(Array(whole[(2 * C)..<(3 * C)]), alone)
         XCTAssertNotEqual(Array(whole[0..<C]), alone, "different examples should get different masks")
         // Another step gives another mask.
         var other = [Double](repeating: 0, count: C)
         dropoutForward(out: &other, mask: &m1, inp: Array(x[0..<C]), probability: p, key: DropoutKey(seed: 1, step: 8, site: 0),
-                       exampleIndices: [12], B: 1, C: C)
+                       exampleIndices: [12], segmentStarts: [0, C], B: 1)
         XCTAssertNotEqual(other, alone)
     }
 

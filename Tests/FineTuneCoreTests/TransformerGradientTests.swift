@@ -1,0 +1,127 @@
+import FineTuneCore
+import XCTest
+
+/// Finite-difference checks (Double, element by element, tolerance 1e-6 relative) of the encoder kernels.
+final class TransformerGradientTests: FiniteDifferenceTestCase {
+    // Two packed sequences of lengths 3 and 5 (N = 8).
+    let starts = [0, 3, 8]
+    var N: Int { starts.last! }
+
+    func testEmbedding() {
+        let C = 4, V = 7, P = 6, TV = 2
+        let ids: [Int32] = [1, 4, 4, 0, 6, 1, 2, 4], types: [Int32] = [0, 0, 1, 0, 0, 1, 1, 1]
+        var wte = randomArray(V * C, seed: 1), wpe = randomArray(P * C, seed: 2), wtt = randomArray(TV * C, seed: 3)
+        let r = randomArray(N * C, seed: 4)
+        func L(_ wte: [Double], _ wpe: [Double], _ wtt: [Double]) -> Double {
+            var out = [Double](repeating: 0, count: N * C)
+            embeddingForward(out: &out, ids: ids, types: types, starts: starts, wte: wte, wpe: wpe, wtt: wtt, B: 2, C: C)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var dwte = [Double](repeating: 0, count: V * C), dwpe = [Double](repeating: 0, count: P * C), dwtt = [Double](repeating: 0, count: TV * C)
+        embeddingBackward(dwte: &dwte, dwpe: &dwpe, dwtt: &dwtt, dout: r, ids: ids, types: types, starts: starts, B: 2, C: C)
+        check("dwte", x: &wte, analytic: dwte) { L($0, wpe, wtt) }
+        check("dwpe", x: &wpe, analytic: dwpe) { L(wte, $0, wtt) }
+        check("dwtt", x: &wtt, analytic: dwtt) { L(wte, wpe, $0) }
+    }
+
+    func testLayerNorm() {
+        let rows = 5, C = 6
+        var x = randomArray(rows * C, seed: 5, scale: 2), w = randomArray(C, seed: 6), b = randomArray(C, seed: 7)
+        let r = randomArray(rows * C, seed: 8)
+        func L(_ x: [Double], _ w: [Double], _ b: [Double]) -> Double {
+            var out = [Double](repeating: 0, count: rows * C), mean = [Double](repeating: 0, count: rows), rstd = mean
+            layerNormForward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, eps: 1e-12, N: rows, C: C)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var out = [Double](repeating: 0, count: rows * C), mean = [Double](repeating: 0, count: rows), rstd = mean
+        layerNormForward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, eps: 1e-12, N: rows, C: C)
+        var dx = [Double](repeating: 0, count: rows * C), dw = [Double](repeating: 0, count: C), db = dw
+        layerNormBackward(dinp: &dx, dweight: &dw, dbias: &db, dout: r, inp: x, weight: w, mean: mean, rstd: rstd, N: rows, C: C)
+        check("dx", x: &x, analytic: dx) { L($0, w, b) }
+        check("dweight", x: &w, analytic: dw) { L(x, $0, b) }
+        check("dbias", x: &b, analytic: db) { L(x, w, $0) }
+    }
+
+    func testGELUTanhAndTanh() {
+        elementwise("gelu_new", forward: { geluTanhForward(out: $0, inp: $1, N: $2) },
+                    backward: { geluTanhBackward(dinp: $0, dout: $1, inp: $2, N: $3) })
+        // tanh's backward takes the forward output.
+        elementwise("tanh", forward: { tanhForward(out: $0, inp: $1, N: $2) },
+                    backward: { dinp, dout, inp, n in
+                        var out = [Double](repeating: 0, count: n)
+                        tanhForward(out: &out, inp: inp, N: n)
+                        tanhBackward(dinp: dinp, dout: dout, out: out, N: n)
+                    })
+    }
+
+    /// softmax(QKᵀ/√HS) [dropout] V over two packed sequences, 2 heads of size 3; with and without
+    /// dropout on the probabilities.
+    func testAttention() {
+        let C = 6, NH = 2, B = 2
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        let r = randomArray(N * C, seed: 9)
+        for dropout in [0.0, 0.3] {
+            var q = randomArray(N * C, seed: 10), k = randomArray(N * C, seed: 11), v = randomArray(N * C, seed: 12)
+            let key = DropoutKey(seed: 3, step: 1, site: 2)
+            func forward(_ q: [Double], _ k: [Double], _ v: [Double]) -> (out: [Double], probs: [Double], dropped: [Double], mask: [UInt8]) {
+                var probs = [Double](repeating: 0, count: offsets.last!), out = [Double](repeating: 0, count: N * C)
+                attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+                var dropped = probs, mask = [UInt8](repeating: 1, count: probs.count)
+                if dropout > 0 {
+                    dropoutForward(out: &dropped, mask: &mask, inp: probs, probability: dropout, key: key,
+                                   exampleIndices: [4, 9], segmentStarts: offsets, B: B)
+                }
+                attentionContext(out: &out, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+                return (out, probs, dropped, mask)
+            }
+            func L(_ q: [Double], _ k: [Double], _ v: [Double]) -> Double { zip(forward(q, k, v).out, r).map(*).reduce(0, +) }
+            let f = forward(q, k, v)
+            var dq = [Double](repeating: 0, count: N * C), dk = dq, dv = dq
+            var dDropped = [Double](repeating: 0, count: offsets.last!)
+            attentionContextBackward(dprobs: &dDropped, dv: &dv, dout: r, probs: f.dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            var dprobs = dDropped
+            if dropout > 0 {
+                dprobs = [Double](repeating: 0, count: offsets.last!)
+                dropoutBackward(dinp: &dprobs, dout: dDropped, mask: f.mask, probability: dropout, N: dprobs.count)
+            }
+            attentionScoresBackward(dq: &dq, dk: &dk, dprobs: &dprobs, probs: f.probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            check("dq p=\(dropout)", x: &q, analytic: dq) { L($0, k, v) }
+            check("dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
+            check("dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
+        }
+    }
+
+    func testAttentionOfOneSequenceIgnoresTheOthers() {
+        // Packing: the output rows of sequence 0 do not change when sequence 1's tokens change.
+        let C = 6, NH = 2
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        func out(_ seed: UInt64) -> [Double] {
+            var q = randomArray(N * C, seed: 20), k = randomArray(N * C, seed: 21), v = randomArray(N * C, seed: 22)
+            let other = randomArray(5 * C, seed: seed)
+            for i in 0..<(5 * C) { q[3 * C + i] = other[i]; k[3 * C + i] = other[i]; v[3 * C + i] = other[i] }
+            var probs = [Double](repeating: 0, count: offsets.last!), o = [Double](repeating: 0, count: N * C)
+            attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
+            attentionContext(out: &o, probs: probs, v: v, starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
+            return o
+        }
+        let a = out(30), b = out(31)
+        XCTAssertEqual(Array(a[0..<(3 * C)]), Array(b[0..<(3 * C)]))
+        XCTAssertNotEqual(Array(a[(3 * C)...]), Array(b[(3 * C)...]))
+    }
+
+    func testPooling() {
+        let C = 3, B = 2
+        var x = randomArray(N * C, seed: 13)
+        let r = randomArray(B * C, seed: 14)
+        for mean in [true, false] {
+            func L(_ x: [Double]) -> Double {
+                var out = [Double](repeating: 0, count: B * C)
+                if mean { meanPoolForward(out: &out, inp: x, starts: starts, B: B, C: C) } else { firstTokenForward(out: &out, inp: x, starts: starts, B: B, C: C) }
+                return zip(out, r).map(*).reduce(0, +)
+            }
+            var dx = [Double](repeating: 0, count: N * C)
+            if mean { meanPoolBackward(dinp: &dx, dout: r, starts: starts, B: B, C: C) } else { firstTokenBackward(dinp: &dx, dout: r, starts: starts, B: B, C: C) }
+            check(mean ? "mean pool" : "first token", x: &x, analytic: dx, loss: L)
+        }
+    }
+}

@@ -78,6 +78,20 @@ public enum AtomicFiles {
     }
 }
 
+extension AtomicFiles {
+    /// Writes `files` (relative paths; sub-folders are created) as the folder `path`, atomically.
+    /// A `manifest.json`, if among them, is written last.
+    public static func writeFolder(_ path: String, files: [String: Data]) throws {
+        try writeFolder(path) { dir in
+            for name in files.keys.sorted(by: { ($0 == "manifest.json" ? 1 : 0, $0) < ($1 == "manifest.json" ? 1 : 0, $1) }) {
+                let file = "\(dir)/\(name)"
+                try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try writeAndSync(files[name]!, to: file)
+            }
+        }
+    }
+}
+
 /// SHA-256 (FIPS 180-4), for checkpoint manifests and data fingerprints.
 public struct SHA256 {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]

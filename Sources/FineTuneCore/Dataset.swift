@@ -3,7 +3,7 @@ import Foundation
 /// A tabular data set held in memory: features [N, I] and one target per example.
 /// Every rank loads the whole file (it is small next to the model); each rank then computes only
 /// its slice of each global batch.
-public struct TabularDataset: Sendable {
+public struct TabularDataset: ExampleSet {
     public let path: String
     public let featureWidth: Int
     public private(set) var features: [Float] = []
@@ -161,17 +161,32 @@ public struct TabularDataset: Sendable {
     }
 }
 
+/// A data set the trainer can draw batches from.
+public protocol ExampleSet {
+    var path: String { get }
+    var count: Int { get }
+    /// SHA-256 over the examples as loaded (inputs and targets).
+    var fingerprint: String { get }
+    /// The inputs and targets of the examples at `indices` (global example indices), in that order.
+    func batch(_ indices: ArraySlice<Int>) -> Batch
+}
+
 /// A local batch: the examples one rank computes in one step.
 public struct Batch: Sendable {
     /// Global indices (in the data file) of the examples: they key dropout, so a batch computes the
     /// same whichever rank holds it.
     public var exampleIndices: [Int]
     public var featureWidth: Int
+    /// Tabular input [B, featureWidth].
     public var features: [Float] = []
+    /// Text input, packed: example b's tokens are [sequenceStarts[b], sequenceStarts[b + 1]).
+    public var tokenIDs: [Int32] = []
+    public var tokenTypeIDs: [Int32] = []
+    public var sequenceStarts: [Int] = [0]
     public var classTargets: [Int32] = []
     public var regressionTargets: [Float] = []
     public var count: Int { exampleIndices.count }
-    public init(exampleIndices: [Int], featureWidth: Int) {
+    public init(exampleIndices: [Int], featureWidth: Int = 0) {
         self.exampleIndices = exampleIndices
         self.featureWidth = featureWidth
     }

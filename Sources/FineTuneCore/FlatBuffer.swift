@@ -58,6 +58,15 @@ public struct ParameterLayout: Sendable {
         return offset
     }
 
+    /// Takes tensor specs as they are (offsets into another layout's buffer): for writing a subset.
+    mutating func adopt(_ specs: [TensorSpec]) {
+        for s in specs {
+            tensors.append(s)
+            indexByName[s.name] = tensors.count - 1
+            count = max(count, s.offset + s.count)
+        }
+    }
+
     public func spec(_ name: String) -> TensorSpec? { indexByName[name].map { tensors[$0] } }
 
     public func offset(of name: String) -> Int {

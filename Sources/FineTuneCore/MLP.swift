@@ -15,15 +15,12 @@ public struct BatchStatistics: Sendable {
 /// Tensors (row-major, PyTorch layout): `layers.{l}.weight` [H_l, H_{l-1}], `layers.{l}.bias` [H_l],
 /// `classifier.weight` [K, H_last], `classifier.bias` [K].
 /// Shapes below: B local batch rows, I input features, H_l hidden widths, K outputs.
-public final class MLP {
+public final class MLP: FineTunableModel {
     public let config: MLPConfig
     public let layout: ParameterLayout
     public let parameters: FlatBuffer<Float>
-    /// The gradient buffer: the parameters' layout, then `controlSlots` floats that the trainer
-    /// fills with per-step figures (loss sum, example count, flags) so they ride along with the
-    /// gradient allreduce instead of costing a collective of their own.
+    /// The parameters' layout, then `modelControlSlots` floats for the trainer (see FineTunableModel).
     public let gradients: FlatBuffer<Float>
-    public static let controlSlots = 8
     /// widths[0] = I, widths[1...] = hidden sizes, widths.last = K
     public let widths: [Int]
 
@@ -52,7 +49,7 @@ public final class MLP {
         }
         self.layout = layout
         parameters = FlatBuffer(count: layout.count)
-        gradients = FlatBuffer(count: layout.count + MLP.controlSlots)
+        gradients = FlatBuffer(count: layout.count + modelControlSlots)
     }
 
     /// Names of the tensors of linear layer `l` (0-based; the last one is the classifier).
@@ -126,29 +123,8 @@ public final class MLP {
                       bias: p + layout.offset(of: b), B: B, C: widths[L], OC: widths[L + 1])
     }
 
-    /// Computes the loss of the batch and its summed statistics; fills `losses` and `probabilities`.
     private func loss(_ batch: Batch) -> BatchStatistics {
-        let B = batch.count, K = config.task.outputCount
-        var stats = BatchStatistics()
-        stats.count = Double(B)
-        switch config.task {
-        case .classification:
-            batch.classTargets.withUnsafeBufferPointer { t in
-                softmaxCrossEntropyForward(losses: losses.base, probs: probabilities.base, logits: logits.base,
-                                           targets: t.baseAddress!, B: B, K: K)
-            }
-            for b in 0..<B {
-                stats.lossSum += Double(losses[b])
-                if argmax(probabilities.base + b * K, K) == Int(batch.classTargets[b]) { stats.correct += 1 }
-            }
-        case .regression:
-            batch.regressionTargets.withUnsafeBufferPointer { t in
-                squaredErrorForward(losses: losses.base, predictions: logits.base, targets: t.baseAddress!, B: B, K: K)
-            }
-            for b in 0..<B { stats.lossSum += Double(losses[b]) }
-            stats.correct = stats.lossSum
-        }
-        return stats
+        lossStatistics(task: config.task, logits: logits.base, probabilities: probabilities.base, losses: losses.base, batch: batch)
     }
 
     /// Forward and backward of one local batch. ADDS the gradient of the summed loss into
@@ -160,18 +136,8 @@ public final class MLP {
         let stats = loss(batch)
         let K = config.task.outputCount, L = config.hiddenSizes.count
         dLogits.base.update(repeating: 0, count: B * K)
-        switch config.task {
-        case .classification:
-            batch.classTargets.withUnsafeBufferPointer { t in
-                softmaxCrossEntropyBackward(dlogits: dLogits.base, dlosses: ones.base, probs: probabilities.base,
-                                            targets: t.baseAddress!, B: B, K: K)
-            }
-        case .regression:
-            batch.regressionTargets.withUnsafeBufferPointer { t in
-                squaredErrorBackward(dpredictions: dLogits.base, dlosses: ones.base, predictions: logits.base,
-                                     targets: t.baseAddress!, B: B, K: K)
-            }
-        }
+        lossBackward(task: config.task, dlogits: dLogits.base, ones: ones.base, logits: logits.base,
+                     probabilities: probabilities.base, batch: batch)
         let p = parameters.base, g = gradients.base
         var dOut = dLogits.base
         for l in stride(from: L, through: 0, by: -1) {
@@ -211,28 +177,17 @@ public final class MLP {
         return loss(batch)
     }
 
-    /// Class probabilities [B, K] (classification) or predicted values [B] (regression) of a batch.
     public func predict(_ batch: Batch) -> [[Float]] {
         guard batch.count > 0 else { return [] }
         forward(batch, dropoutSeed: 0, dropoutStep: nil)
-        let B = batch.count, K = config.task.outputCount
-        switch config.task {
-        case .classification:
-            var t = [Int32](repeating: 0, count: B)
-            t.withUnsafeMutableBufferPointer { tp in
-                softmaxCrossEntropyForward(losses: losses.base, probs: probabilities.base, logits: logits.base,
-                                           targets: tp.baseAddress!, B: B, K: K)
-            }
-            return (0..<B).map { Array(UnsafeBufferPointer(start: probabilities.base + $0 * K, count: K)) }
-        case .regression:
-            return (0..<B).map { Array(UnsafeBufferPointer(start: logits.base + $0 * K, count: K)) }
-        }
+        return predictions(task: config.task, logits: logits.base, probabilities: probabilities.base, losses: losses.base, B: batch.count)
     }
-}
 
-@inline(__always)
-func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
-    var best = 0
-    for i in 1..<max(n, 1) where p[i] > p[best] { best = i }
-    return best
+    public var task: TaskKind { config.task }
+    public var inputKind: InputKind { .features(width: config.inputSize) }
+
+    public func internalFiles() -> [String: Data] {
+        ["config.json": config.jsonData(), "model.safetensors": ModelFolder.safetensors(layout: layout, buffer: parameters)]
+    }
+    public func exportFiles() -> [String: Data] { internalFiles() }
 }

@@ -179,21 +179,25 @@ public func halfToFloat(_ h: UInt16) -> Float {
     return Float(bitPattern: sign | (UInt32(exponent - 15 + 127) << 23) | (mantissa << 13))
 }
 
-/// Writes a safetensors file of F32 tensors (and optional I64 tensors), in the given order.
+/// Writes a safetensors file of F32 tensors (and optional I64 tensors), in the order added.
+/// Values are copied when added.
 public struct SafetensorsWriter {
-    public enum Payload { case f32(UnsafeBufferPointer<Float>), i64([Int64]) }
-    private var items: [(name: String, shape: [Int], payload: Payload)] = []
+    private var items: [(name: String, shape: [Int], dtype: String, bytes: Data)] = []
     public var metadata: [String: String] = [:]
 
     public init() {}
 
     public mutating func add(_ name: String, shape: [Int], floats: UnsafeBufferPointer<Float>) {
         precondition(floats.count == shape.reduce(1, *), "\(name): \(floats.count) values for shape \(shape)")
-        items.append((name, shape, .f32(floats)))
+        // Little-endian hosts only (x86_64, aarch64): the bytes are already in file order.
+        items.append((name, shape, "F32", Data(buffer: floats)))
+    }
+    public mutating func add(_ name: String, shape: [Int], floats: [Float]) {
+        floats.withUnsafeBufferPointer { add(name, shape: shape, floats: $0) }
     }
     public mutating func add(_ name: String, shape: [Int], integers: [Int64]) {
         precondition(integers.count == shape.reduce(1, *))
-        items.append((name, shape, .i64(integers)))
+        items.append((name, shape, "I64", integers.withUnsafeBufferPointer { Data(buffer: $0) }))
     }
 
     /// The complete file contents.
@@ -205,28 +209,15 @@ public struct SafetensorsWriter {
             headerParts.append("\"__metadata__\":{\(fields.joined(separator: ","))}")
         }
         for item in items {
-            let (dtype, bytes): (String, Int)
-            switch item.payload {
-            case .f32(let f): (dtype, bytes) = ("F32", f.count * 4)
-            case .i64(let i): (dtype, bytes) = ("I64", i.count * 8)
-            }
-            headerParts.append("\(jsonString(item.name)):{\"dtype\":\"\(dtype)\",\"shape\":[\(item.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
-            offset += bytes
+            headerParts.append("\(jsonString(item.name)):{\"dtype\":\"\(item.dtype)\",\"shape\":[\(item.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + item.bytes.count)]}")
+            offset += item.bytes.count
         }
         var header = Array("{\(headerParts.joined(separator: ","))}".utf8)
         while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
         var out = Data(capacity: 8 + header.count + offset)
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: header)
-        for item in items {
-            switch item.payload {
-            case .f32(let f):
-                // Little-endian hosts only (x86_64, aarch64): the bytes are already in file order.
-                out.append(contentsOf: UnsafeRawBufferPointer(f))
-            case .i64(let values):
-                values.withUnsafeBytes { out.append(contentsOf: $0) }
-            }
-        }
+        for item in items { out.append(item.bytes) }
         return out
     }
 }

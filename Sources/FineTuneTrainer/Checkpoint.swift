@@ -38,19 +38,19 @@ public struct Checkpoint {
 
     public init(files: [String: Data]) { self.files = files }
 
-    public static func make(model: MLP, optimizer: Optimizer, state: TrainerState) -> Checkpoint {
+    /// The model's own files (config.json, model.safetensors, tokenizer files), the optimizer state
+    /// and the trainer state.
+    public static func make(model: FineTunableModel, optimizer: Optimizer, state: TrainerState) -> Checkpoint {
         var writer = SafetensorsWriter()
         writer.metadata = ["optimizer": optimizer.settings.kind.rawValue, "step_count": String(optimizer.stepCount)]
         writer.add("first_moment", shape: [optimizer.firstMoment.count], floats: UnsafeBufferPointer(optimizer.firstMoment.buffer))
         writer.add("second_moment", shape: [optimizer.secondMoment.count], floats: UnsafeBufferPointer(optimizer.secondMoment.buffer))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Checkpoint(files: [
-            "config.json": model.config.jsonData(),
-            "model.safetensors": ModelFolder.safetensors(layout: model.layout, buffer: model.parameters),
-            "optimizer.safetensors": writer.serialized(),
-            "trainer_state.json": try! encoder.encode(state),
-        ])
+        var files = model.internalFiles()
+        files["optimizer.safetensors"] = writer.serialized()
+        files["trainer_state.json"] = try! encoder.encode(state)
+        return Checkpoint(files: files)
     }
 
     static func manifest(_ files: [String: Data]) -> Data {
@@ -62,10 +62,9 @@ public struct Checkpoint {
 
     /// Writes the checkpoint folder atomically: files fsynced under a temporary name, manifest last, renamed.
     public func write(to folder: String) throws {
-        try AtomicFiles.writeFolder(folder) { dir in
-            for name in files.keys.sorted() { try AtomicFiles.writeAndSync(files[name]!, to: "\(dir)/\(name)") }
-            try AtomicFiles.writeAndSync(Checkpoint.manifest(files), to: "\(dir)/manifest.json")
-        }
+        var all = files
+        all["manifest.json"] = Checkpoint.manifest(files)
+        try AtomicFiles.writeFolder(folder, files: all)
     }
 
     /// Reads and verifies a checkpoint folder against its manifest.
@@ -101,17 +100,16 @@ public struct Checkpoint {
         }
     }
 
-    /// Restores weights and optimizer state into freshly built objects of the checkpoint's config.
-    public func restore(into model: MLP, optimizer: Optimizer) throws {
-        try ModelFolder.loadWeights(into: model.layout, parameters: model.parameters,
-                                    from: SafetensorsFile(data: files["model.safetensors"]!, path: "model.safetensors"))
-        let moments = try SafetensorsFile(data: files["optimizer.safetensors"]!, path: "optimizer.safetensors")
+    /// Restores the optimizer state (the weights load like a model folder's, see ModelDescription).
+    public func restore(optimizer: Optimizer) throws {
+        guard let data = files["optimizer.safetensors"] else { throw FineTuneError("checkpoint: no optimizer.safetensors") }
+        let moments = try SafetensorsFile(data: data, path: "optimizer.safetensors")
         for (name, buffer) in [("first_moment", optimizer.firstMoment), ("second_moment", optimizer.secondMoment)] {
             let values = try moments.floats(name)
             guard values.count == buffer.count else {
                 throw FineTuneError("optimizer.safetensors: \(name) has \(values.count) values, expected \(buffer.count) (was the optimizer changed?)")
             }
-            values.withUnsafeBufferPointer { buffer.base.update(from: $0.baseAddress!, count: values.count) }
+            values.withUnsafeBufferPointer { if let base = $0.baseAddress { buffer.base.update(from: base, count: values.count) } }
         }
         guard let count = moments.metadata["step_count"].flatMap(Int.init) else {
             throw FineTuneError("optimizer.safetensors: no step_count in metadata")

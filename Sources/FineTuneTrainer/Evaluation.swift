@@ -24,7 +24,7 @@ public enum Evaluation {
     /// Mean loss and accuracy of `model` on `data`. Each rank evaluates a contiguous slice and the
     /// sums are reduced in Double, so the figures equal a single-process evaluation up to the order
     /// of floating-point summation. Collective: every rank calls it.
-    public static func run(model: MLP, data: TabularDataset, batchSize: Int, comm: Communicator) throws -> EvaluationResult {
+    public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator) throws -> EvaluationResult {
         let mine = Sharding.slice(count: data.count, rank: comm.rank, size: comm.size)
         var sums = [0.0, 0.0, 0.0]  // loss, correct, count
         var start = mine.lowerBound
@@ -36,7 +36,7 @@ public enum Evaluation {
         }
         try sums.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
         let n = max(sums[2], 1)
-        let isClassifier = model.config.task.labels != nil
+        let isClassifier = model.task.labels != nil
         return EvaluationResult(loss: sums[0] / n, accuracy: isClassifier ? sums[1] / n : nil, examples: Int(sums[2]))
     }
 }

@@ -54,47 +54,53 @@ public final class Trainer {
         let c = configuration
         let root = comm.isRoot
 
-        // 1. Rank 0 reads the starting point (model folder or checkpoint); every rank gets its bytes.
-        let resumeArchive: [UInt8] = try comm.agree("reading the starting point") {
+        // 1. Rank 0 reads the starting point (checkpoint, or the model folder's config and
+        //    tokenizer); every rank gets those bytes and describes the same model from them.
+        var folderDescription: ModelDescription? = nil
+        let startBytes: [UInt8] = try comm.agree("reading the starting point") {
             guard root else { return [] }
             try FileManager.default.createDirectory(atPath: c.outputPath, withIntermediateDirectories: true)
             if let checkpoint = try findResumeCheckpoint() { return checkpoint.archive() }
-            let config = try ModelFolder.loadConfig(c.modelPath)
-            return Array(config.jsonData())
+            let description = try ModelFolder.describe(FolderSource(c.modelPath), pooling: c.pooling)
+            folderDescription = description
+            return Checkpoint(files: description.resolvedFiles()).archive()
         }
-        let sharedBytes = try comm.broadcast(bytes: resumeArchive, root: 0)
-        let resumed: Checkpoint? = c.resume ? try Checkpoint(archive: sharedBytes) : nil
-        let configData = resumed.map { $0.files["config.json"]! } ?? Data(sharedBytes)
-        let modelConfig = try MLPConfig(json: configData, path: resumed == nil ? "\(c.modelPath)/config.json" : "checkpoint config.json")
-        let model = MLP(config: modelConfig)
-        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout)
+        let start = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
+        let resumed: Checkpoint? = c.resume ? start : nil
+        let description = try comm.agree("reading the model configuration") {
+            try ModelFolder.describe(MemorySource(start.files, name: resumed == nil ? c.modelPath : "checkpoint"), pooling: c.pooling)
+        }
 
-        // 2. Every rank loads the data (inputs are read where they are).
-        let (train, valid) = try comm.agree("loading data") { () -> (TabularDataset, TabularDataset?) in
-            if modelConfig.task == .regression && c.monitor == .valAccuracy {
+        // 2. Every rank loads the data (inputs are read where they are); a model without a head
+        //    takes its task and labels from the training data.
+        let data = try comm.agree("loading data") { () -> (train: ExampleSet, valid: ExampleSet?, test: ExampleSet?, task: TaskKind, maxLength: Int?) in
+            let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description,
+                                              maxLength: c.maxLength)
+            if loaded.task == .regression && c.monitor == .valAccuracy {
                 throw FineTuneError("--monitor val_accuracy needs a classifier; this is a regression model (use val_loss, the MSE)")
             }
-            let train = try TabularDataset(path: c.trainPath, featureWidth: modelConfig.inputSize, task: modelConfig.task)
-            let valid = try c.validPath.map { try TabularDataset(path: $0, featureWidth: modelConfig.inputSize, task: modelConfig.task) }
-            return (train, valid)
+            return loaded
         }
+        let (train, valid) = (data.train, data.valid)
+        let model = description.build(task: data.task)
+        if let bert = model as? BertClassifier, let maxLength = data.maxLength { bert.maxLength = maxLength }
+        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout)
 
-        // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or fresh weights from rank 0.
+        // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
+        //    weights, read by rank 0 and broadcast.
         var state = TrainerState()
         try comm.agree("restoring state") {
             if let resumed {
                 state = try resumed.state()
-                try resumed.restore(into: model, optimizer: optimizer)
+                try description.loadWeights(into: model, seed: 0)
+                try resumed.restore(optimizer: optimizer)
                 try checkResumable(state, train: train)
             } else {
                 state.seed = c.seed
                 state.mathematicalOptions = c.mathematicalOptions
                 state.trainExamples = train.count
                 state.trainFingerprint = train.fingerprint
-                if root {
-                    let file = try SafetensorsFile(path: "\(c.modelPath)/model.safetensors")
-                    try ModelFolder.loadWeights(into: model.layout, parameters: model.parameters, from: file)
-                }
+                if root { try folderDescription!.loadWeights(into: model, seed: c.seed) }
             }
         }
         if resumed == nil { try comm.broadcast(model.parameters, root: 0) }
@@ -206,10 +212,11 @@ public final class Trainer {
         }
         try comm.agree("writing the final model") {
             guard root else { return }
-            try ModelFolder.save(model, to: "\(c.outputPath)/final")
+            try saveModel(model, to: "\(c.outputPath)/final")
             metrics?.append(["type": "end", "step": state.step, "outcome": outcome.rawValue,
                              "best_step": state.bestStep as Any? ?? NSNull(), "best_metric": state.bestMetric as Any? ?? NSNull()])
         }
+        if let test = data.test { try evaluateTest(test, model: model, state: state, metrics: metrics) }
         if root {
             var summary = "finished: \(outcome.rawValue) at step \(state.step)"
             if let best = state.bestStep { summary += String(format: ", best %@ %.4f at step %d (in best/)", c.monitor.rawValue, state.bestMetric ?? .nan, best) }
@@ -218,8 +225,29 @@ public final class Trainer {
         return outcome
     }
 
+    /// The test set, evaluated once with the best model (rank 0 reads best/ and broadcasts it), or
+    /// with the final weights when there was no evaluation.
+    private func evaluateTest(_ test: ExampleSet, model: FineTunableModel, state: TrainerState, metrics: MetricsLog?) throws {
+        let c = configuration
+        let useBest = state.bestStep != nil
+        try comm.agree("loading best/ for the test set") {
+            guard comm.isRoot && useBest else { return }
+            try ModelFolder.describe(FolderSource("\(c.outputPath)/best")).loadWeights(into: model, seed: 0)
+        }
+        if useBest { try comm.broadcast(model.parameters, root: 0) }
+        let result = try Evaluation.run(model: model, data: test, batchSize: c.evalBatchSize, comm: comm)
+        guard comm.isRoot else { return }
+        var line: [String: Any] = ["type": "test", "step": state.step, "model": useBest ? "best" : "final",
+                                   "model_step": state.bestStep ?? state.step]
+        line.merge(result.fields(prefix: "test")) { a, _ in a }
+        metrics?.append(line)
+        var text = String(format: "test (%@ model, step %d): test_loss %.4f", useBest ? "best" : "final", state.bestStep ?? state.step, result.loss)
+        if let a = result.accuracy { text += String(format: " | test_accuracy %.4f", a) }
+        report(.evaluation(text))
+    }
+
     /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
-    private func checkResumable(_ state: TrainerState, train: TabularDataset) throws {
+    private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
         let now = configuration.mathematicalOptions
         let keys = Set(now.keys).union(state.mathematicalOptions.keys).sorted()
         let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] }
@@ -234,7 +262,7 @@ public final class Trainer {
 
     /// Updates early stopping from an evaluation; rank 0 decides and writes best/, every rank
     /// follows the broadcast decision.
-    private func decideAfterEvaluation(_ result: EvaluationResult, state: inout TrainerState, model: MLP, epoch: Double,
+    private func decideAfterEvaluation(_ result: EvaluationResult, state: inout TrainerState, model: FineTunableModel, epoch: Double,
                                        metrics: MetricsLog?) throws {
         let c = configuration
         let value = result.value(of: c.monitor)
@@ -259,7 +287,7 @@ public final class Trainer {
         let improved = decision[0] == 1
         try comm.agree("writing best/") {
             guard comm.isRoot else { return }
-            if improved { try ModelFolder.save(model, to: "\(c.outputPath)/best") }
+            if improved { try saveModel(model, to: "\(c.outputPath)/best") }
             var line: [String: Any] = ["type": "eval", "step": state.step, "epoch": epoch, "improved": improved]
             line.merge(result.fields(prefix: "val")) { a, _ in a }
             metrics?.append(line)
@@ -271,7 +299,7 @@ public final class Trainer {
         }
     }
 
-    private func saveCheckpoint(model: MLP, optimizer: Optimizer, state: TrainerState) throws {
+    private func saveCheckpoint(model: FineTunableModel, optimizer: Optimizer, state: TrainerState) throws {
         try comm.agree("saving the checkpoint of step \(state.step)") {
             guard comm.isRoot else { return }
             let folder = "\(checkpoints.path)/\(CheckpointFolder.name(step: state.step))"
@@ -281,8 +309,8 @@ public final class Trainer {
     }
 
     /// Rank 0 writes training_config.json and run.json; every rank contributes its host and binding.
-    private func recordRun(budget: ThreadBudget, totalSteps: Int, warmup: Int, train: TabularDataset,
-                           valid: TabularDataset?, model: MLP) throws {
+    private func recordRun(budget: ThreadBudget, totalSteps: Int, warmup: Int, train: ExampleSet,
+                           valid: ExampleSet?, model: FineTunableModel) throws {
         let c = configuration
         let mine = "\(comm.hostName)|\(ThreadBudget.describe(budget.cpus))|\(budget.threads)|\(budget.sharingRanks)|\(budget.source)|\(ProcessInfo.processInfo.processIdentifier)"
         let everyone = try comm.allgather(string: mine)

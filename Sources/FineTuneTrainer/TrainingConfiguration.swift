@@ -13,7 +13,13 @@ public struct TrainingConfiguration: Sendable {
     public var modelPath: String
     public var trainPath: String
     public var validPath: String?
+    /// Evaluated once at the end, with the best model (or the final one without validation).
+    public var testPath: String? = nil
     public var outputPath: String
+    /// Text models: pooling for a model without a head (nil: the folder's own, else mean).
+    public var pooling: Pooling? = nil
+    /// Text models: tokens per example, [CLS] and [SEP] included (nil: the model's, at most 128).
+    public var maxLength: Int? = nil
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -65,6 +71,8 @@ public struct TrainingConfiguration: Sendable {
             "weight-decay": String(optimizer.weightDecay),
             "seed": String(seed),
         ]
+        if let maxLength { o["max-length"] = String(maxLength) }
+        if let pooling { o["pooling"] = pooling.rawValue }
         switch optimizer.kind {
         case .adamw:
             o["adam-beta1"] = String(optimizer.beta1)
@@ -96,6 +104,9 @@ public struct TrainingConfiguration: Sendable {
             "command_line": commandLine,
         ]
         if let validPath { o["valid"] = validPath }
+        if let testPath { o["test"] = testPath }
+        if let maxLength { o["max_length"] = maxLength }
+        if let pooling { o["pooling"] = pooling.rawValue }
         if let maxSteps { o["max_steps"] = maxSteps }
         if let patience { o["patience"] = patience }
         if let stopAfterSteps { o["stop_after_steps"] = stopAfterSteps }

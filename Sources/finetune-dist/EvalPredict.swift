@@ -11,12 +11,13 @@ struct Eval: ParsableCommand {
     @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
     @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
+    @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() throws {
         do {
             let m = try ModelFolder.load(model)
-            let dataset = try TabularDataset(path: data, featureWidth: m.config.inputSize, task: m.config.task)
+            let dataset = try DataLoading.load(data, for: m, maxLength: maxLength, requireLabels: true)
             let r = try Evaluation.run(model: m, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
             if json {
                 var o = r.fields(prefix: "eval")
@@ -34,23 +35,24 @@ struct Eval: ParsableCommand {
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}} or {\"value\": x}.",
-        discussion: "Input: JSON Lines or CSV with the model's features (labels, if present, are ignored). Output: JSON Lines in input order.")
+        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order.")
 
     @Option(help: "Model folder.") var model: String
     @Option(help: "Input data: JSON Lines or CSV.") var input: String
     @Option(help: "Output JSON Lines file.") var output: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
+    @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
 
     func run() throws {
         do {
             let m = try ModelFolder.load(model)
-            let dataset = try TabularDataset(path: input, featureWidth: m.config.inputSize, task: m.config.task, requireLabels: false)
+            let dataset = try DataLoading.load(input, for: m, maxLength: maxLength, requireLabels: false)
             var lines: [String] = []
             var start = 0
             while start < dataset.count {
                 let end = min(start + batchSize, dataset.count)
                 for outputs in m.predict(dataset.batch(Array(start..<end)[...])) {
-                    switch m.config.task {
+                    switch m.task {
                     case .classification(let labels):
                         let best = outputs.indices.max { outputs[$0] < outputs[$1] }!
                         let probabilities = labels.enumerated().map { "\(jsonString($0.element)):\(Double(outputs[$0.offset]))" }

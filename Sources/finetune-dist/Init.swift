@@ -43,7 +43,7 @@ struct Init: ParsableCommand {
         let model = MLP(config: MLPConfig(inputSize: inputSize, hiddenSizes: hiddenSizes,
                                           activation: Activation(rawValue: activation)!, dropout: dropout, task: task))
         model.initialize(seed: seed)
-        do { try ModelFolder.save(model, to: output) } catch { exitOnError(error, comm: nil) }
+        do { try saveModel(model, to: output) } catch { exitOnError(error, comm: nil) }
         print("wrote \(output): mlp \(([inputSize] + hiddenSizes + [task.outputCount]).map(String.init).joined(separator: "-")), \(model.layout.count) parameters")
     }
 }

@@ -7,6 +7,7 @@ import Foundation
 extension ScheduleKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension MonitoredMetric: ExpressibleByArgument {}
+extension Pooling: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,9 +20,12 @@ struct Train: ParsableCommand {
         """)
 
     @Option(help: "Model folder to start from (config.json + model.safetensors). Not read on --resume.") var model: String
-    @Option(help: "Training data: JSON Lines ({\"features\": [...], \"label\": ...}) or CSV with a header and a label column.") var train: String
+    @Option(help: "Training data: JSON Lines ({\"features\": [...], \"label\": ...} for an MLP, {\"text\": ..., \"text_pair\": ..., \"label\": ...} for a text model) or CSV with a header and a label column.") var train: String
     @Option(help: "Validation data, same format. Needed for evaluation, early stopping and best/.") var valid: String?
+    @Option(help: "Test data, evaluated once at the end with the best model (or the final one without --valid).") var test: String?
     @Option(help: "Run folder for metrics, checkpoints and models.") var output: String
+    @Option(help: "Text models: tokens per example, [CLS] and [SEP] included; longer texts are truncated (default: the model's limit, at most 128). Batches are packed, never padded.") var maxLength: Int?
+    @Option(help: "Text models without a trained head: mean (masked mean of the tokens, exported as a sentence-transformers folder) or cls (pooler on [CLS], exported as BertForSequenceClassification). Default: the folder's own, else mean.") var pooling: Pooling?
 
     @Option(help: "Passes over the training data.") var epochs: Int = 3
     @Option(help: "Stop after this many optimizer steps if reached before --epochs.") var maxSteps: Int?
@@ -68,6 +72,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: model, trainPath: train, validPath: valid, outputPath: output)
+        c.testPath = test; c.maxLength = maxLength; c.pooling = pooling
         c.epochs = epochs; c.maxSteps = maxSteps; c.batchSize = batchSize
         c.learningRate = lr; c.schedule = lrSchedule; c.warmupSteps = warmupSteps; c.warmupRatio = warmupRatio
         c.optimizer.kind = optimizer; c.optimizer.weightDecay = weightDecay; c.optimizer.momentum = momentum

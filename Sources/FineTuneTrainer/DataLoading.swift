@@ -1,0 +1,57 @@
+import FineTuneCore
+import Foundation
+
+/// Reads the data files of a run in the form the model takes.
+public enum DataLoading {
+    /// Default token budget for text when neither --max-length nor the model says otherwise.
+    public static let defaultMaxLength = 128
+
+    /// The training, validation and test sets, and the task: the model's when it has a head, else
+    /// inferred from the training labels (sorted label names, or regression for numbers).
+    public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
+                            maxLength requested: Int?) throws -> (train: ExampleSet, valid: ExampleSet?, test: ExampleSet?, task: TaskKind, maxLength: Int?) {
+        switch description.inputKind {
+        case .features(let width):
+            let task = description.task!
+            let load = { (path: String) in try TabularDataset(path: path, featureWidth: width, task: task) }
+            return (try load(train), try valid.map(load), try test.map(load), task, nil)
+        case .text:
+            guard case .bert(let bert) = description.kind else { preconditionFailure() }
+            let maxLength = try resolvedMaxLength(requested, model: bert)
+            let trainRecords = try TextDataset.readRecords(path: train)
+            let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train)
+            func make(_ records: [TextRecord], _ path: String) throws -> TextDataset {
+                try TextDataset(records: records, path: path, tokenizer: bert.tokenizer, maxLength: maxLength, task: task)
+            }
+            let validSet = try valid.map { try make(TextDataset.readRecords(path: $0), $0) }
+            let testSet = try test.map { try make(TextDataset.readRecords(path: $0), $0) }
+            return (try make(trainRecords, train), validSet, testSet, task, maxLength)
+        }
+    }
+
+    static func resolvedMaxLength(_ requested: Int?, model: BertDescription) throws -> Int {
+        if let requested {
+            guard requested >= 2 && requested <= model.config.maxPositions else {
+                throw FineTuneError("--max-length \(requested) must be in 2...\(model.config.maxPositions) (the model's max_position_embeddings)")
+            }
+            return requested
+        }
+        return min(model.maxLength, defaultMaxLength)
+    }
+
+    /// A data file for `eval` (labels required) or `predict` (labels ignored) with a loaded model.
+    public static func load(_ path: String, for model: FineTunableModel, maxLength requested: Int?, requireLabels: Bool) throws -> ExampleSet {
+        switch model.inputKind {
+        case .features(let width):
+            return try TabularDataset(path: path, featureWidth: width, task: model.task, requireLabels: requireLabels)
+        case .text:
+            let bert = model as! BertClassifier
+            let maxLength = requested ?? bert.maxLength
+            guard maxLength >= 2 && maxLength <= bert.config.maxPositions else {
+                throw FineTuneError("--max-length \(maxLength) must be in 2...\(bert.config.maxPositions)")
+            }
+            return try TextDataset(records: TextDataset.readRecords(path: path), path: path, tokenizer: bert.tokenizer,
+                                   maxLength: maxLength, task: model.task, requireLabels: requireLabels)
+        }
+    }
+}

@@ -52,7 +52,11 @@ public struct BertDescription {
                     let type = module["type"] as? String ?? "", dir = module["path"] as? String ?? ""
                     if type.hasSuffix("Pooling"), let d = source.data("\(dir)/config.json"),
                        let o = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] {
-                        if o["pooling_mode_mean_tokens"] as? Bool == true { stPooling = .mean } else if o["pooling_mode_cls_token"] as? Bool == true { stPooling = .cls }
+                        // sentence-transformers 6 writes "pooling_mode"; earlier versions one flag per mode.
+                        let mode = o["pooling_mode"] as? String
+                        if mode == "mean" || o["pooling_mode_mean_tokens"] as? Bool == true { stPooling = .mean }
+                        else if mode == "cls" || o["pooling_mode_cls_token"] as? Bool == true { stPooling = .cls }
+                        else { throw FineTuneError("\(source.name)/\(dir)/config.json: only mean or cls pooling is supported") }
                     }
                     if type.hasSuffix("Dense") && dir == "2_Dense" { dense = true }
                 }
@@ -219,23 +223,26 @@ public enum BertFolder {
             let head = ParameterLayout.subset(model.layout) { $0.hasPrefix("classifier.") }
             files["2_Dense/model.safetensors"] = ModelFolder.safetensors(layout: head, buffer: model.parameters,
                                                                          rename: { $0.replacingOccurrences(of: "classifier.", with: "linear.") })
+            // As sentence-transformers 6 writes them (Tests/.../tiny-bert/export_reference.json).
             let C = model.config.hiddenSize
             files["2_Dense/config.json"] = jsonData(["in_features": C, "out_features": model.task.outputCount, "bias": true,
-                                                     "activation_function": "torch.nn.modules.linear.Identity"])
-            files["1_Pooling/config.json"] = jsonData([
-                "word_embedding_dimension": C, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true,
-                "pooling_mode_max_tokens": false, "pooling_mode_mean_sqrt_len_tokens": false,
-                "pooling_mode_weightedmean_tokens": false, "pooling_mode_lasttoken": false, "include_prompt": true,
-            ])
+                                                     "activation_function": "torch.nn.modules.linear.Identity",
+                                                     "module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"])
+            files["1_Pooling/config.json"] = jsonData(["embedding_dimension": C, "pooling_mode": "mean", "include_prompt": true])
             files["modules.json"] = jsonData([
-                ["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"],
-                ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"],
-                ["idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"],
+                ["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"],
+                ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"],
+                ["idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.base.modules.dense.Dense"],
             ] as [[String: Any]])
-            files["sentence_bert_config.json"] = jsonData(["max_seq_length": model.maxLength, "do_lower_case": false])
-            files["config_sentence_transformers.json"] = jsonData(["__version__": ["sentence_transformers": "3.0.0"],
-                                                                   "prompts": [String: String](), "default_prompt_name": NSNull(),
-                                                                   "similarity_fn_name": "cosine"] as [String: Any])
+            files["sentence_bert_config.json"] = jsonData([
+                "max_seq_length": model.maxLength,
+                "modality_config": ["text": ["method": "forward", "method_output_name": "last_hidden_state"]],
+                "module_output_name": "token_embeddings", "transformer_task": "feature-extraction",
+            ] as [String: Any])
+            files["config_sentence_transformers.json"] = jsonData([
+                "__version__": ["sentence_transformers": "6.2.0"], "model_type": "SentenceTransformer",
+                "prompts": ["document": "", "query": ""], "default_prompt_name": NSNull(), "similarity_fn_name": "cosine",
+            ] as [String: Any])
         }
         return files
     }

@@ -32,6 +32,7 @@ let package = Package(
         .testTarget(name: "FineTuneCoreTests", dependencies: ["FineTuneCore", "FineTuneDistributed"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "FineTuneIntegrationTests",
-                    dependencies: ["finetune-dist", "FineTuneCore", "FineTuneTrainer"]),
+                    dependencies: ["finetune-dist", "FineTuneCore", "FineTuneTrainer"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -7,6 +7,9 @@ public struct TextRecord: Sendable {
     /// A label name (String), a number (Double), or nil when absent.
     public var label: LabelValue?
     public var line: Int
+    public init(text: String, pair: String? = nil, label: LabelValue? = nil, line: Int) {
+        self.text = text; self.pair = pair; self.label = label; self.line = line
+    }
 }
 
 public enum LabelValue: Sendable, Equatable {

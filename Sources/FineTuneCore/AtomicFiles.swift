@@ -110,14 +110,29 @@ public struct SHA256 {
     public init() {}
 
     public mutating func update<D: DataProtocol>(_ data: D) {
-        length &+= UInt64(data.count)
-        pending.append(contentsOf: data)
-        var start = 0
-        while pending.count - start >= 64 {
-            pending.withUnsafeBufferPointer { compress($0.baseAddress! + start) }
-            start += 64
+        for region in data.regions {
+            region.withUnsafeBytes { update(bytes: $0) }
         }
-        if start > 0 { pending.removeFirst(start) }
+    }
+
+    public mutating func update(bytes: UnsafeRawBufferPointer) {
+        guard var cursor = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        var remaining = bytes.count
+        length &+= UInt64(remaining)
+        if !pending.isEmpty {
+            let take = min(64 - pending.count, remaining)
+            pending.append(contentsOf: UnsafeBufferPointer(start: cursor, count: take))
+            cursor += take; remaining -= take
+            if pending.count == 64 {
+                pending.withUnsafeBufferPointer { compress($0.baseAddress!) }
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        while remaining >= 64 {
+            compress(cursor)
+            cursor += 64; remaining -= 64
+        }
+        if remaining > 0 { pending.append(contentsOf: UnsafeBufferPointer(start: cursor, count: remaining)) }
     }
 
     public mutating func finalize() -> [UInt8] {
@@ -141,7 +156,10 @@ public struct SHA256 {
     }
 
     private mutating func compress(_ block: UnsafePointer<UInt8>) {
-        var w = [UInt32](repeating: 0, count: 64)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { compress(block, schedule: $0.baseAddress!) }
+    }
+
+    private mutating func compress(_ block: UnsafePointer<UInt8>, schedule w: UnsafeMutablePointer<UInt32>) {
         for i in 0..<16 {
             w[i] = UInt32(block[4 * i]) << 24 | UInt32(block[4 * i + 1]) << 16 | UInt32(block[4 * i + 2]) << 8 | UInt32(block[4 * i + 3])
         }

@@ -228,7 +228,7 @@ public final class BertClassifier: FineTunableModel {
                                key: pass.key(2 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
                 projected = a.attnDropped.base
             }
-            for i in 0..<(N * C) { a.res1[i] = projected[i] + x[i] }
+            residualForward(out: a.res1.base, a: projected, b: x, N: N * C)
             layerNormForward(out: a.h1.base, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, inp: a.res1.base,
                              weight: p + o.ln1w, bias: p + o.ln1b, eps: eps, N: N, C: C)
             linearForward(out: a.inter.base, inp: a.h1.base, weight: p + o.iw, bias: p + o.ib, B: N, C: C, OC: F)
@@ -240,7 +240,7 @@ public final class BertClassifier: FineTunableModel {
                                key: pass.key(3 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
                 ffnOut = a.ffnDropped.base
             }
-            for i in 0..<(N * C) { a.res2[i] = ffnOut[i] + a.h1[i] }
+            residualForward(out: a.res2.base, a: ffnOut, b: a.h1.base, N: N * C)
             layerNormForward(out: a.h2.base, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, inp: a.res2.base,
                              weight: p + o.ln2w, bias: p + o.ln2b, eps: eps, N: N, C: C)
             x = a.h2.base
@@ -396,6 +396,13 @@ public final class BertClassifier: FineTunableModel {
 
     /// The logits [B, K] of the last forward pass.
     public func lastLogits(_ B: Int) -> [Float] { Array(UnsafeBufferPointer(start: logits.base, count: B * task.outputCount)) }
+
+    public func logits(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        forward(batch, Pass(training: false, seed: 0, step: 0))
+        let K = task.outputCount
+        return (0..<batch.count).map { Array(UnsafeBufferPointer(start: logits.base + $0 * K, count: K)) }
+    }
 
     public func internalFiles() -> [String: Data] { BertFolder.internalFiles(self) }
     public func exportFiles() -> [String: Data] { BertFolder.exportFiles(self) }

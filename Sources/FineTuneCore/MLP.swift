@@ -183,6 +183,13 @@ public final class MLP: FineTunableModel {
         return predictions(task: config.task, logits: logits.base, probabilities: probabilities.base, losses: losses.base, B: batch.count)
     }
 
+    public func logits(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        forward(batch, dropoutSeed: 0, dropoutStep: nil)
+        let K = config.task.outputCount
+        return (0..<batch.count).map { Array(UnsafeBufferPointer(start: logits.base + $0 * K, count: K)) }
+    }
+
     public var task: TaskKind { config.task }
     public var inputKind: InputKind { .features(width: config.inputSize) }
 

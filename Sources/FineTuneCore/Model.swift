@@ -14,6 +14,8 @@ public protocol FineTunableModel: AnyObject {
     func evaluate(_ batch: Batch) -> BatchStatistics
     /// Class probabilities (classification) or predicted values (regression), one row per example.
     func predict(_ batch: Batch) -> [[Float]]
+    /// The head's raw outputs [B][K] (no softmax).
+    func logits(_ batch: Batch) -> [[Float]]
     /// The files of the model in this program's own format (a loadable model folder): what checkpoints hold.
     func internalFiles() -> [String: Data]
     /// The files of the model as others load it (transformers / sentence-transformers for BERT).

@@ -37,6 +37,14 @@ public func embeddingBackward<T: KernelScalar>(dwte: UnsafeMutablePointer<T>, dw
     }
 }
 
+// MARK: Residual
+
+/// out[N] = a + b   (backward: the gradient of out flows unchanged to both a and b)
+@inlinable
+public func residualForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, a: UnsafePointer<T>, b: UnsafePointer<T>, N: Int) {
+    for i in 0..<N { out[i] = a[i] + b[i] }
+}
+
 // MARK: LayerNorm
 
 /// out[N, C] = (inp - mean) / √(var + eps) · weight + bias, per row; mean[N] and rstd[N] saved for backward.

@@ -134,7 +134,6 @@ public final class Trainer {
         var outcome = RunOutcome.completed
         var permutation = epochPermutation(count: train.count, seed: state.seed, epoch: state.epoch)
         let controlBase = model.layout.count
-        let gradientCount = model.layout.count
         var lastSavedStep = resumed == nil ? -1 : state.step
         var lastLogTime = Date()
         var examplesSinceLog = 0
@@ -159,10 +158,9 @@ public final class Trainer {
             guard stepLoss.isFinite else {
                 throw FineTuneError("step \(state.step + 1): the loss is not finite (\(stepLoss)); try a lower --lr")
             }
-            let scale = 1 / Float(globalCount)
-            for i in 0..<gradientCount { model.gradients[i] *= scale }
             let lr = schedule.rate(atStep: state.step)
-            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: lr)
+            // The allreduced gradient is a sum over the global batch: the optimizer averages it.
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / Float(globalCount), learningRate: lr)
 
             state.step += 1
             state.positionInEpoch += globalCount

@@ -42,6 +42,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Output JSON Lines file.") var output: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
+    @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks).") var withLogits = false
 
     func run() throws {
         do {
@@ -51,15 +52,21 @@ struct Predict: ParsableCommand {
             var start = 0
             while start < dataset.count {
                 let end = min(start + batchSize, dataset.count)
-                for outputs in m.predict(dataset.batch(Array(start..<end)[...])) {
+                let batch = dataset.batch(Array(start..<end)[...])
+                let outputs = m.predict(batch)
+                let logits = withLogits ? m.logits(batch) : []
+                for (i, output) in outputs.enumerated() {
+                    var line: String
                     switch m.task {
                     case .classification(let labels):
-                        let best = outputs.indices.max { outputs[$0] < outputs[$1] }!
-                        let probabilities = labels.enumerated().map { "\(jsonString($0.element)):\(Double(outputs[$0.offset]))" }
-                        lines.append("{\"label\":\(jsonString(labels[best])),\"probabilities\":{\(probabilities.joined(separator: ","))}}")
+                        let best = output.indices.max { output[$0] < output[$1] }!
+                        let probabilities = labels.enumerated().map { "\(jsonString($0.element)):\(Double(output[$0.offset]))" }
+                        line = "{\"label\":\(jsonString(labels[best])),\"probabilities\":{\(probabilities.joined(separator: ","))}"
                     case .regression:
-                        lines.append("{\"value\":\(Double(outputs[0]))}")
+                        line = "{\"value\":\(Double(output[0]))"
                     }
+                    if withLogits { line += ",\"logits\":[\(logits[i].map { String(Double($0)) }.joined(separator: ","))]" }
+                    lines.append(line + "}")
                 }
                 start = end
             }

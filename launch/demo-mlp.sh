@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's main job: installs what is missing, makes a small deterministic tabular data set,
+# A quick tabular demo: installs what is missing, makes a small deterministic tabular data set,
 # creates an MLP and fine-tunes it on one rank per core with early stopping, then evaluates the
 # best model on the held-out test split.
-#   launch/demo.sh [-n RANKS]
+#   launch/demo-mlp.sh [-n RANKS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh

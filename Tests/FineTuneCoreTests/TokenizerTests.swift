@@ -28,3 +28,23 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(failures, 0, "\(failures) of \(cases.count) cases differ")
     }
 }
+
+final class TokenizerFilesTests: XCTestCase {
+    /// Without vocab.txt the vocabulary comes from tokenizer.json, and its normaliser decides the casing.
+    func testVocabularyAndCasingFromTokenizerJSON() throws {
+        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "Hello", "##s", "!"]
+        let vocab = Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($0.element, $0.offset) })
+        for lowercase in [true, false] {
+            let json: [String: Any] = ["model": ["type": "WordPiece", "vocab": vocab], "normalizer": ["type": "BertNormalizer", "lowercase": lowercase]]
+            let tokenizer = try WordPieceTokenizer.load(files: ["tokenizer.json": try JSONSerialization.data(withJSONObject: json)], source: "t")
+            XCTAssertEqual(tokenizer.lowercase, lowercase)
+            XCTAssertEqual(tokenizer.encode("Hellos!").ids, lowercase ? [2, 4, 6, 7, 3] : [2, 5, 6, 7, 3])
+        }
+        XCTAssertThrowsError(try WordPieceTokenizer.load(files: [:], source: "empty-folder")) {
+            XCTAssertTrue(String(describing: $0).contains("empty-folder: no vocab.txt or tokenizer.json"))
+        }
+        XCTAssertThrowsError(try WordPieceTokenizer(tokens: ["a", "b"], lowercase: true, source: "v.txt")) {
+            XCTAssertTrue(String(describing: $0).contains("v.txt: no [CLS] token"))
+        }
+    }
+}

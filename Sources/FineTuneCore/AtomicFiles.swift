@@ -81,12 +81,13 @@ public enum AtomicFiles {
 extension AtomicFiles {
     /// Writes `files` (relative paths; sub-folders are created) as the folder `path`, atomically.
     /// A `manifest.json`, if among them, is written last.
-    public static func writeFolder(_ path: String, files: [String: Data]) throws {
+    public static func writeFolder(_ path: String, files: [String: Data], pauseBetweenFiles: Double = 0) throws {
         try writeFolder(path) { dir in
             for name in files.keys.sorted(by: { ($0 == "manifest.json" ? 1 : 0, $0) < ($1 == "manifest.json" ? 1 : 0, $1) }) {
                 let file = "\(dir)/\(name)"
                 try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 try writeAndSync(files[name]!, to: file)
+                if pauseBetweenFiles > 0 { usleep(UInt32(pauseBetweenFiles * 1_000_000)) }
             }
         }
     }

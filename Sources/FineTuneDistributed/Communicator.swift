@@ -29,10 +29,23 @@ public protocol Communicator: AnyObject {
     var libraryVersion: String { get }
     /// `allgather` among the ranks of this host only (the thread budget compares affinity masks).
     func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8]
+    /// Seconds one collective may take before the job is aborted.
+    var timeout: Double { get set }
+    /// What the run is doing, named when a collective times out ("step 42").
+    var context: String { get set }
 }
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    /// Runs `body` with another collective timeout: phases where the other ranks wait for rank 0's
+    /// file writes get a longer allowance than the training loop's collectives.
+    public func withTimeout<R>(_ seconds: Double, _ body: () throws -> R) rethrows -> R {
+        let saved = timeout
+        timeout = seconds
+        defer { timeout = saved }
+        return try body()
+    }
 
     /// Broadcasts a byte array of unknown length from `root`.
     public func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8] {
@@ -67,6 +80,7 @@ extension Communicator {
 /// the process may exit normally (no MPI_Abort needed).
 public struct AgreedFailure: Error, CustomStringConvertible {
     public let underlying: Error
+    public init(underlying: Error) { self.underlying = underlying }
     public var description: String { String(describing: underlying) }
 }
 
@@ -74,6 +88,7 @@ public struct AgreedFailure: Error, CustomStringConvertible {
 public struct PeerFailure: Error, CustomStringConvertible {
     public let phase: String
     public let rank: Int
+    public init(phase: String, rank: Int) { self.phase = phase; self.rank = rank }
     public var description: String { "rank \(rank) failed during \(phase) (its error is printed by that rank)" }
 }
 
@@ -96,6 +111,8 @@ public final class LocalCommunicator: Communicator {
     public var nodeRanks: (count: Int, index: Int) { (1, 0) }
     public var hostName: String { localHostName() }
     public var libraryVersion: String { "none (single process)" }
+    public var timeout: Double = 0
+    public var context: String = ""
 }
 
 extension Communicator {

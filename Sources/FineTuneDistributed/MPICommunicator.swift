@@ -14,6 +14,10 @@ public final class MPICommunicator: Communicator {
     public let chunkElements: Int
     private let world: MPI_Comm?
     private var nodeComm: MPI_Comm?
+    /// Seconds any one collective may take before the job is aborted (a lost rank, a cut network).
+    public var timeout: Double = 300
+    /// What the run is doing, for the timeout message ("step 42").
+    public var context: String = "start-up"
 
     public init(chunkElements: Int = Int(Int32.max)) throws {
         precondition(chunkElements > 0)
@@ -62,22 +66,43 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    private func allreduceChunked<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?) throws {
+    /// Waits for a non-blocking operation, polling it against the deadline: no collective blocks
+    /// forever. On expiry the whole job is aborted with a message naming the collective and the step.
+    private func wait(_ request: inout MPI_Request?, _ what: String, started: Date) throws {
+        var done: Int32 = 0
+        var polls = 0
+        while true {
+            try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), what)
+            if done != 0 { return }
+            polls += 1
+            // Spin briefly (latency), then yield the core (ranks may share cores), then sleep a little.
+            if polls > 20_000 { usleep(polls > 200_000 ? 1000 : 50) } else if polls > 1000 { sched_yield() }
+            if polls % 256 == 0 && Date().timeIntervalSince(started) > timeout {
+                abort(message: "finetune-dist: error: rank \(rank): \(context): \(what) did not complete within \(Int(timeout)) s " +
+                      "(--collective-timeout): a rank was lost or the network is cut; aborting the job", code: 1)
+            }
+        }
+    }
+
+    private func allreduceChunked<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?, what: String) throws {
         guard let base = buffer.baseAddress else { return }
+        let started = Date()
         var start = 0
         while start < buffer.count {
             let n = min(chunkElements, buffer.count - start)
-            try check(MPI_Allreduce(ftd_mpi_in_place(), base + start, Int32(n), type, op, world), "MPI_Allreduce")
+            var request: MPI_Request? = nil
+            try check(MPI_Iallreduce(ftd_mpi_in_place(), base + start, Int32(n), type, op, world, &request), "MPI_Iallreduce")
+            try wait(&request, what, started: started)
             start += n
         }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-        try allreduceChunked(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum())
+        try allreduceChunked(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum(), what: "allreduce of \(buffer.count) floats")
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
-        try allreduceChunked(buffer, type: ftd_mpi_double(), op: ftd_mpi_sum())
+        try allreduceChunked(buffer, type: ftd_mpi_double(), op: ftd_mpi_sum(), what: "allreduce of \(buffer.count) doubles")
     }
 
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {
@@ -87,15 +112,18 @@ public final class MPICommunicator: Communicator {
         case .min: mpiOp = ftd_mpi_min()
         case .max: mpiOp = ftd_mpi_max()
         }
-        try values.withUnsafeMutableBufferPointer { try allreduceChunked($0, type: ftd_mpi_int64(), op: mpiOp) }
+        try values.withUnsafeMutableBufferPointer { try allreduceChunked($0, type: ftd_mpi_int64(), op: mpiOp, what: "allreduce of control values") }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard let base = buffer.baseAddress else { return }
+        let started = Date()
         var start = 0
         while start < buffer.count {
             let n = min(chunkElements, buffer.count - start)
-            try check(MPI_Bcast(base + start, Int32(n), ftd_mpi_byte(), Int32(root), world), "MPI_Bcast")
+            var request: MPI_Request? = nil
+            try check(MPI_Ibcast(base + start, Int32(n), ftd_mpi_byte(), Int32(root), world, &request), "MPI_Ibcast")
+            try wait(&request, "broadcast of \(buffer.count) bytes from rank \(root)", started: started)
             start += n
         }
     }
@@ -104,8 +132,10 @@ public final class MPICommunicator: Communicator {
         var out = [UInt8](repeating: 0, count: bytes.count * ranks)
         try bytes.withUnsafeBytes { send in
             try out.withUnsafeMutableBytes { receive in
-                try check(MPI_Allgather(send.baseAddress, Int32(bytes.count), ftd_mpi_byte(),
-                                        receive.baseAddress, Int32(bytes.count), ftd_mpi_byte(), comm), "MPI_Allgather")
+                var request: MPI_Request? = nil
+                try check(MPI_Iallgather(send.baseAddress, Int32(bytes.count), ftd_mpi_byte(),
+                                         receive.baseAddress, Int32(bytes.count), ftd_mpi_byte(), comm, &request), "MPI_Iallgather")
+                try wait(&request, "allgather", started: Date())
             }
         }
         return out
@@ -114,7 +144,11 @@ public final class MPICommunicator: Communicator {
     public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { try allgather(bytes, comm: world, ranks: size) }
     public func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8] { try allgather(bytes, comm: nodeComm, ranks: nodeRanks.count) }
 
-    public func barrier() throws { try check(MPI_Barrier(world), "MPI_Barrier") }
+    public func barrier() throws {
+        var request: MPI_Request? = nil
+        try check(MPI_Ibarrier(world, &request), "MPI_Ibarrier")
+        try wait(&request, "barrier", started: Date())
+    }
 
     public func abort(message: String, code: Int32) -> Never {
         printError(message)

@@ -61,10 +61,11 @@ public struct Checkpoint {
     }
 
     /// Writes the checkpoint folder atomically: files fsynced under a temporary name, manifest last, renamed.
-    public func write(to folder: String) throws {
+    /// `pauseBetweenFiles` (test-only) widens the window in which a kill lands mid-write.
+    public func write(to folder: String, pauseBetweenFiles: Double = 0) throws {
         var all = files
         all["manifest.json"] = Checkpoint.manifest(files)
-        try AtomicFiles.writeFolder(folder, files: all)
+        try AtomicFiles.writeFolder(folder, files: all, pauseBetweenFiles: pauseBetweenFiles)
     }
 
     /// Reads and verifies a checkpoint folder against its manifest.
@@ -161,6 +162,21 @@ public struct CheckpointFolder {
     public func steps() -> [Int] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         return names.compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.sorted(by: >)
+    }
+
+    /// Removes folders of saves that never completed (a crash during a write leaves them behind).
+    public func removeUnfinished() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        for name in names where name.hasPrefix(".step-") && (name.contains(".tmp-") || name.contains(".old-")) {
+            try? FileManager.default.removeItem(atPath: "\(path)/\(name)")
+        }
+    }
+
+    /// Deletes all but the `keep` newest checkpoints, never the one of step `alsoKeep` (the best).
+    public func prune(keep: Int, alsoKeep: Int?) {
+        for step in steps().dropFirst(keep) where step != alsoKeep {
+            try? FileManager.default.removeItem(atPath: "\(path)/\(CheckpointFolder.name(step: step))")
+        }
     }
 
     /// The newest checkpoint that verifies; broken ones are skipped with a warning.

@@ -4,7 +4,19 @@ import Foundation
 
 /// How a run ended.
 public enum RunOutcome: String, Sendable {
-    case completed, earlyStopped = "early_stopped", stoppedAfterSteps = "stopped_after_steps"
+    case completed, earlyStopped = "early_stopped", stoppedAfterSteps = "stopped_after_steps", preempted
+}
+
+/// The control slots after the gradients (see FineTunableModel): summed by the gradient allreduce.
+enum Control {
+    static let lossSum = 0, count = 1, nonFiniteRanks = 2, preemptedRanks = 3
+}
+
+/// Whether every value is finite, in one vectorisable pass (x · 0 is NaN exactly for NaN and ±Inf).
+func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+    var probe: Float = 0
+    for i in 0..<count { probe += values[i] * 0 }
+    return probe == 0
 }
 
 /// What the trainer reports as it goes; the CLI prints it (rank 0 only).
@@ -20,7 +32,7 @@ public enum Progress {
 /// update. Rank 0 evaluates (with the other ranks' help), decides early stopping and writes every
 /// file; its decisions reach the other ranks through collectives that all of them call.
 public final class Trainer {
-    public let configuration: TrainingConfiguration
+    public var configuration: TrainingConfiguration
     let comm: Communicator
     let report: (Progress) -> Void
 
@@ -35,6 +47,7 @@ public final class Trainer {
     /// Rank 0: the checkpoint to resume from (nil for a fresh run), after checking the output folder.
     private func findResumeCheckpoint() throws -> Checkpoint? {
         let c = configuration
+        checkpoints.removeUnfinished()
         let existing = checkpoints.steps()
         if !c.resume {
             guard existing.isEmpty else {
@@ -43,6 +56,10 @@ public final class Trainer {
             return nil
         }
         guard let (step, checkpoint) = checkpoints.newestValid(warn: { self.report(.note($0)) }) else {
+            if c.resumeIfPossible && existing.isEmpty {
+                report(.note("--resume auto: no checkpoint in \(checkpoints.path) yet, starting fresh"))
+                return nil
+            }
             throw FineTuneError("\(checkpoints.path): --resume given but no complete checkpoint found")
         }
         report(.note("resuming from \(checkpoints.path)/\(CheckpointFolder.name(step: step))"))
@@ -66,7 +83,8 @@ public final class Trainer {
             return Checkpoint(files: description.resolvedFiles()).archive()
         }
         let start = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
-        let resumed: Checkpoint? = c.resume ? start : nil
+        // Only a checkpoint carries trainer_state.json (--resume auto may have found none).
+        let resumed: Checkpoint? = start.files["trainer_state.json"] != nil ? start : nil
         let description = try comm.agree("reading the model configuration") {
             try ModelFolder.describe(MemorySource(start.files, name: resumed == nil ? c.modelPath : "checkpoint"), pooling: c.pooling)
         }
@@ -139,7 +157,10 @@ public final class Trainer {
         var examplesSinceLog = 0
         var lossSinceLog = 0.0
 
+        comm.timeout = c.collectiveTimeout
+        Preemption.install()
         while state.step < totalSteps && !state.earlyStopped {
+            comm.context = "step \(state.step + 1)"
             let globalCount = min(c.batchSize, train.count - state.positionInEpoch)
             let globalStart = state.positionInEpoch
             let local = Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
@@ -151,16 +172,34 @@ public final class Trainer {
 
             model.gradients.zero()
             let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step)
-            model.gradients[controlBase] = Float(stats.lossSum)
-            model.gradients[controlBase + 1] = Float(stats.count)
+            c.debug.stallIfAsked(rank: comm.rank, step: state.step + 1)
+            // Decisions every rank must share travel in the control slots of the gradient allreduce.
+            let nonFinite = !stats.lossSum.isFinite || !allFinite(model.gradients.base, count: model.layout.count)
+            model.gradients[controlBase + Control.lossSum] = Float(stats.lossSum)
+            model.gradients[controlBase + Control.count] = Float(stats.count)
+            model.gradients[controlBase + Control.nonFiniteRanks] = nonFinite ? 1 : 0
+            model.gradients[controlBase + Control.preemptedRanks] = Preemption.requested ? 1 : 0
             try comm.allreduceSum(model.gradients.buffer)
-            let stepLoss = Double(model.gradients[controlBase]) / Double(globalCount)
-            guard stepLoss.isFinite else {
-                throw FineTuneError("step \(state.step + 1): the loss is not finite (\(stepLoss)); try a lower --lr")
-            }
+            let stepLoss = Double(model.gradients[controlBase + Control.lossSum]) / Double(globalCount)
+            let preempted = model.gradients[controlBase + Control.preemptedRanks] > 0
             let lr = schedule.rate(atStep: state.step)
-            // The allreduced gradient is a sum over the global batch: the optimizer averages it.
-            optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / Float(globalCount), learningRate: lr)
+            if model.gradients[controlBase + Control.nonFiniteRanks] > 0 {
+                let count = Int(model.gradients[controlBase + Control.nonFiniteRanks])
+                var first = [Int64(nonFinite ? comm.rank : Int.max)]
+                try comm.allreduce(&first, op: .min)
+                let what = "step \(state.step + 1): non-finite loss or gradients on rank \(first[0])" + (count > 1 ? " and \(count - 1) other rank(s)" : "")
+                if c.onNonFinite == .stop {
+                    throw collectiveError("\(what); stopping (the last checkpoint holds finite weights). A lower --lr, or --on-nonfinite skip, may help")
+                }
+                if root {
+                    report(.note("\(what): update skipped (--on-nonfinite skip)"))
+                    metrics?.append(["type": "skipped", "step": state.step + 1, "reason": "non-finite", "rank": Int(first[0])])
+                }
+            } else {
+                // The allreduced gradient is a sum over the global batch: the optimizer averages it.
+                optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / Float(globalCount), learningRate: lr)
+            }
+            c.debug.perturbIfAsked(model.parameters, rank: comm.rank, step: state.step + 1)
 
             state.step += 1
             state.positionInEpoch += globalCount
@@ -173,7 +212,7 @@ public final class Trainer {
             }
 
             examplesSinceLog += globalCount
-            lossSinceLog += stepLoss * Double(globalCount)
+            if stepLoss.isFinite { lossSinceLog += stepLoss * Double(globalCount) }
             let epochFloat = Double(epochOfStep) + (epochEnded ? 1 : Double(state.positionInEpoch) / Double(train.count))
             if root && (state.step % c.logEvery == 0 || state.step == totalSteps) {
                 let now = Date()
@@ -192,12 +231,20 @@ public final class Trainer {
                 try decideAfterEvaluation(result, state: &state, model: model, epoch: epochFloat, metrics: metrics)
             }
 
-            let stopNow = c.stopAfterSteps == state.step
+            if c.checkReplicasEvery > 0 && state.step % c.checkReplicasEvery == 0 {
+                try checkReplicas(model.parameters, step: state.step)
+            }
+
+            let stopNow = c.stopAfterSteps == state.step || preempted
             if (c.saveEvery > 0 && state.step % c.saveEvery == 0) || stopNow {
                 try saveCheckpoint(model: model, optimizer: optimizer, state: state)
                 lastSavedStep = state.step
             }
             if stopNow && state.step < totalSteps && !state.earlyStopped {
+                if preempted {
+                    if root { report(.note("preempted (SIGTERM or SIGUSR1): checkpoint of step \(state.step) written; continue with --resume")) }
+                    return .preempted
+                }
                 if root { report(.note("stopped after step \(state.step) as asked (--stop-after-steps); continue with --resume")) }
                 return .stoppedAfterSteps
             }
@@ -208,12 +255,12 @@ public final class Trainer {
         if lastSavedStep != state.step {
             try saveCheckpoint(model: model, optimizer: optimizer, state: state)
         }
-        try comm.agree("writing the final model") {
+        try comm.withTimeout(c.ioTimeout) { try comm.agree("writing the final model") {
             guard root else { return }
             try saveModel(model, to: "\(c.outputPath)/final")
             metrics?.append(["type": "end", "step": state.step, "outcome": outcome.rawValue,
                              "best_step": state.bestStep as Any? ?? NSNull(), "best_metric": state.bestMetric as Any? ?? NSNull()])
-        }
+        } }
         if let test = data.test { try evaluateTest(test, model: model, state: state, metrics: metrics) }
         if root {
             var summary = "finished: \(outcome.rawValue) at step \(state.step)"
@@ -242,6 +289,24 @@ public final class Trainer {
         var text = String(format: "test (%@ model, step %d): test_loss %.4f", useBest ? "best" : "final", state.bestStep ?? state.step, result.loss)
         if let a = result.accuracy { text += String(format: " | test_accuracy %.4f", a) }
         report(.evaluation(text))
+    }
+
+    /// An error every rank raises at the same point (its cause was seen by all through a
+    /// collective): rank 0 reports it, every rank leaves normally.
+    private func collectiveError(_ message: String) -> Error {
+        comm.isRoot ? AgreedFailure(underlying: FineTuneError(message)) : PeerFailure(phase: message, rank: 0)
+    }
+
+    /// Every rank's parameters must be bitwise identical: compares a checksum across ranks.
+    private func checkReplicas(_ parameters: FlatBuffer<Float>, step: Int) throws {
+        let sum = parameterChecksum(parameters)
+        var range = [sum, -sum]
+        try comm.allreduce(&range, op: .max)
+        guard range[0] != -range[1] else { return }
+        let all = try comm.allgather(string: String(sum))
+        let differing = all.enumerated().filter { $0.element != all[0] }.map { "rank \($0.offset)" }
+        throw collectiveError("step \(step): the model replicas differ (parameter checksums: \(all.joined(separator: ", ")); \(differing.joined(separator: ", ")) differ from rank 0). " +
+                              "A rank computed something else (hardware or library fault); stopping. Resume from the last checkpoint.")
     }
 
     /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
@@ -283,7 +348,7 @@ public final class Trainer {
         }
         state.earlyStopped = decision[1] == 1
         let improved = decision[0] == 1
-        try comm.agree("writing best/") {
+        try comm.withTimeout(c.ioTimeout) { try comm.agree("writing best/") {
             guard comm.isRoot else { return }
             if improved { try saveModel(model, to: "\(c.outputPath)/best") }
             var line: [String: Any] = ["type": "eval", "step": state.step, "epoch": epoch, "improved": improved]
@@ -294,15 +359,24 @@ public final class Trainer {
             text += improved ? " | best so far, saved best/" : " | no improvement (\(state.evaluationsWithoutImprovement)/\(c.patience.map(String.init) ?? "-"))"
             if state.earlyStopped { text += " | early stopping" }
             report(.evaluation(text))
-        }
+        } }
     }
 
+    /// Rank 0 writes the checkpoint (atomically) and applies --keep-checkpoints; the other ranks
+    /// wait with the I/O allowance instead of the collective timeout.
     private func saveCheckpoint(model: FineTunableModel, optimizer: Optimizer, state: TrainerState) throws {
-        try comm.agree("saving the checkpoint of step \(state.step)") {
-            guard comm.isRoot else { return }
-            let folder = "\(checkpoints.path)/\(CheckpointFolder.name(step: state.step))"
-            try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
-            try Checkpoint.make(model: model, optimizer: optimizer, state: state).write(to: folder)
+        let c = configuration
+        try comm.withTimeout(c.ioTimeout) {
+            try comm.agree("saving the checkpoint of step \(state.step)") {
+                guard comm.isRoot else { return }
+                guard allFinite(model.parameters.base, count: model.parameters.count) else {
+                    throw FineTuneError("step \(state.step): the weights are not finite; not writing a checkpoint (the previous one is kept)")
+                }
+                let folder = "\(checkpoints.path)/\(CheckpointFolder.name(step: state.step))"
+                try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
+                try Checkpoint.make(model: model, optimizer: optimizer, state: state).write(to: folder, pauseBetweenFiles: c.debug.slowCheckpointSeconds)
+                if let keep = c.keepCheckpoints { checkpoints.prune(keep: keep, alsoKeep: state.bestStep) }
+            }
         }
     }
 

@@ -49,6 +49,20 @@ public struct TrainingConfiguration: Sendable {
     public var logEvery: Int = 1
     /// Test-only: each rank appends "epoch step example" lines for every example it trains on.
     public var exampleLogFolder: String? = nil
+    /// Test-only fault injection.
+    public var debug = DebugSwitches()
+
+    /// Seconds one collective of the training loop may take before the job is aborted.
+    public var collectiveTimeout: Double = 300
+    /// Seconds the other ranks wait for rank 0's file writes (checkpoints, best/, final/).
+    public var ioTimeout: Double = 1800
+    public var onNonFinite: NonFinitePolicy = .stop
+    /// Compare a checksum of every rank's parameters every this many steps (0: never).
+    public var checkReplicasEvery: Int = 100
+    /// Keep this many newest checkpoints (nil: all); the best evaluation's checkpoint is always kept.
+    public var keepCheckpoints: Int? = nil
+    /// With `resume`: start fresh when the output folder has no checkpoint yet.
+    public var resumeIfPossible = false
 
     /// The command line, for the record.
     public var commandLine: [String] = []

@@ -22,6 +22,15 @@ struct FinetuneDist: ParsableCommand {
         """,
         subcommands: [Init.self, Train.self, Eval.self, Predict.self, SelfTest.self]
     )
+
+    /// `--resume auto` is spelled as an option value but is a flag of its own underneath.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
+            arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
+        }
+        main(arguments)
+    }
 }
 
 /// Splits "64,64" into [64, 64].

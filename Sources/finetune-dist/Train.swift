@@ -8,6 +8,7 @@ extension ScheduleKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension MonitoredMetric: ExpressibleByArgument {}
 extension Pooling: ExpressibleByArgument {}
+extension NonFinitePolicy: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,10 +50,19 @@ struct Train: ParsableCommand {
     @Option(help: "Metric for early stopping and best/: val_loss or val_accuracy.") var monitor: MonitoredMetric = .valLoss
 
     @Option(help: "Write a checkpoint every N steps (0: only at the end).") var saveEvery: Int = 0
-    @Flag(help: "Continue the run in --output from its newest complete checkpoint.") var resume = false
+    @Flag(help: "Continue the run in --output from its newest complete checkpoint (any number of ranks). `--resume auto` starts fresh when there is no checkpoint yet, so a requeued batch job can always pass it.") var resume = false
+    @Flag(help: .hidden) var resumeAuto = false
     @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
     @Option(help: "Print and record a training line every N steps.") var logEvery: Int = 1
+    @Option(help: "Keep only the N newest checkpoints (the best evaluation's checkpoint is kept too). Default: all.") var keepCheckpoints: Int?
+    @Option(help: "Seconds any collective of the training loop may take; past it every rank that can still act aborts with a message naming the step (a lost rank, a cut network).") var collectiveTimeout: Double = 300
+    @Option(help: "Seconds the other ranks wait while rank 0 writes checkpoints and models.") var ioTimeout: Double = 1800
+    @Option(help: "A NaN or Inf in the loss or gradients on any rank: stop (naming step and rank) or skip the update.") var onNonfinite: NonFinitePolicy = .stop
+    @Option(help: "Compare a checksum of every rank's parameters every N steps; a mismatch stops the run (0: never).") var checkReplicasEvery: Int = 100
     @Option(help: .hidden) var debugExampleLog: String?
+    @Option(help: .hidden) var debugPerturb: String?
+    @Option(help: .hidden) var debugStall: String?
+    @Option(help: .hidden) var debugSlowCheckpoint: Double = 0
 
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
@@ -64,6 +74,9 @@ struct Train: ParsableCommand {
         guard evalBatchSize > 0, logEvery > 0 else { throw ValidationError("--eval-batch-size and --log-every must be positive") }
         if let maxSteps { guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") } }
         if let stopAfterSteps { guard stopAfterSteps > 0 else { throw ValidationError("--stop-after-steps must be positive") } }
+        if let keepCheckpoints { guard keepCheckpoints > 0 else { throw ValidationError("--keep-checkpoints must be positive") } }
+        guard collectiveTimeout > 0, ioTimeout > 0 else { throw ValidationError("--collective-timeout and --io-timeout must be positive") }
+        guard checkReplicasEvery >= 0 else { throw ValidationError("--check-replicas-every must not be negative") }
         if let patience {
             guard patience > 0 else { throw ValidationError("--patience must be positive") }
             guard valid != nil else { throw ValidationError("--patience needs --valid (early stopping watches the validation metric)") }
@@ -81,8 +94,25 @@ struct Train: ParsableCommand {
         c.evalEvery = evalEvery; c.evalBatchSize = evalBatchSize; c.patience = patience; c.minDelta = minDelta; c.monitor = monitor
         c.saveEvery = saveEvery; c.resume = resume; c.stopAfterSteps = stopAfterSteps; c.logEvery = logEvery
         c.exampleLogFolder = debugExampleLog
+        c.keepCheckpoints = keepCheckpoints; c.collectiveTimeout = collectiveTimeout; c.ioTimeout = ioTimeout
+        c.onNonFinite = onNonfinite; c.checkReplicasEvery = checkReplicasEvery
+        if resumeAuto { c.resume = true; c.resumeIfPossible = true }
         c.commandLine = CommandLine.arguments
         return c
+    }
+
+    func debugSwitches() throws -> DebugSwitches {
+        var d = DebugSwitches()
+        if let debugPerturb {
+            let n = try DebugSwitches.numbers(debugPerturb, count: 2, option: "--debug-perturb")
+            d.perturb = (Int(n[0]), Int(n[1]))
+        }
+        if let debugStall {
+            let n = try DebugSwitches.numbers(debugStall, count: 3, option: "--debug-stall")
+            d.stall = (Int(n[0]), Int(n[1]), n[2])
+        }
+        d.slowCheckpointSeconds = debugSlowCheckpoint
+        return d
     }
 
     func run() throws {
@@ -96,7 +126,13 @@ struct Train: ParsableCommand {
             fflush(stdout)
         }
         do {
-            try trainer.run()
+            trainer.configuration.debug = try debugSwitches()
+            if try trainer.run() == .preempted {
+                comm.finalize()
+                throw ExitCode(Preemption.exitStatus)
+            }
+        } catch let e as ExitCode {
+            throw e
         } catch {
             exitOnError(error, comm: comm)
         }

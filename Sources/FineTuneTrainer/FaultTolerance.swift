@@ -49,7 +49,13 @@ public struct DebugSwitches: Sendable {
     public var stall: (rank: Int, step: Int, seconds: Double)? = nil
     /// Rank 0 sleeps this long between the files of each checkpoint (kill-during-save test).
     public var slowCheckpointSeconds: Double = 0
+    /// (rank, step): that rank sends itself SIGTERM during the step (preemption test).
+    public var signalAt: (rank: Int, step: Int)? = nil
     public init() {}
+
+    func signalIfAsked(rank: Int, step: Int) {
+        if let s = signalAt, s.rank == rank, s.step == step { kill(getpid(), SIGTERM) }
+    }
 
     func perturbIfAsked(_ parameters: FlatBuffer<Float>, rank: Int, step: Int) {
         if let p = perturb, p.rank == rank, p.step == step { parameters[0] += 1e-3 }

@@ -173,6 +173,7 @@ public final class Trainer {
             model.gradients.zero()
             let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step)
             c.debug.stallIfAsked(rank: comm.rank, step: state.step + 1)
+            c.debug.signalIfAsked(rank: comm.rank, step: state.step + 1)
             // Decisions every rank must share travel in the control slots of the gradient allreduce.
             let nonFinite = !stats.lossSum.isFinite || !allFinite(model.gradients.base, count: model.layout.count)
             model.gradients[controlBase + Control.lossSum] = Float(stats.lossSum)
@@ -189,7 +190,7 @@ public final class Trainer {
                 try comm.allreduce(&first, op: .min)
                 let what = "step \(state.step + 1): non-finite loss or gradients on rank \(first[0])" + (count > 1 ? " and \(count - 1) other rank(s)" : "")
                 if c.onNonFinite == .stop {
-                    throw collectiveError("\(what); stopping (the last checkpoint holds finite weights). A lower --lr, or --on-nonfinite skip, may help")
+                    throw collectiveError("\(what); stopping (checkpoints only ever hold finite weights: resume from the last one). A lower --lr, or --on-nonfinite skip, may help")
                 }
                 if root {
                     report(.note("\(what): update skipped (--on-nonfinite skip)"))

@@ -63,6 +63,7 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var debugPerturb: String?
     @Option(help: .hidden) var debugStall: String?
     @Option(help: .hidden) var debugSlowCheckpoint: Double = 0
+    @Option(help: .hidden) var debugSignalAt: String?
 
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
@@ -112,6 +113,10 @@ struct Train: ParsableCommand {
             d.stall = (Int(n[0]), Int(n[1]), n[2])
         }
         d.slowCheckpointSeconds = debugSlowCheckpoint
+        if let debugSignalAt {
+            let n = try DebugSwitches.numbers(debugSignalAt, count: 2, option: "--debug-signal-at")
+            d.signalAt = (Int(n[0]), Int(n[1]))
+        }
         return d
     }
 

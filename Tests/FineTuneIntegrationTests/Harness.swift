@@ -63,6 +63,61 @@ enum Harness {
         return Result(status: p.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start), timedOut: timedOut)
     }
 
+    /// A run started in the background, for tests that act on it while it runs.
+    final class Background {
+        let process = Process()
+        let outPath: String, errPath: String
+        let started = Date()
+        init(_ arguments: [String]) throws {
+            let base = FileManager.default.temporaryDirectory.appendingPathComponent("bg-\(UUID())").path
+            outPath = base + ".out"; errPath = base + ".err"
+            FileManager.default.createFile(atPath: outPath, contents: nil)
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            process.environment = Harness.mpiEnvironment
+            process.standardOutput = FileHandle(forWritingAtPath: outPath)
+            process.standardError = FileHandle(forWritingAtPath: errPath)
+            try process.run()
+        }
+        /// Waits for the process; kills it after `timeout` seconds.
+        func finish(timeout: Double) -> Result {
+            var timedOut = false
+            while process.isRunning {
+                if Date().timeIntervalSince(started) > timeout { timedOut = true; process.terminate(); break }
+                usleep(20_000)
+            }
+            process.waitUntilExit()
+            let out = String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self)
+            let err = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+            try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath)
+            return Result(status: process.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(started), timedOut: timedOut)
+        }
+    }
+
+    static func mpirunInBackground(_ ranks: Int, _ arguments: [String]) throws -> Background {
+        try Background(["mpirun", "-n", String(ranks), "--bind-to", "none", binary] + arguments)
+    }
+
+    /// Polls `condition` every 20 ms for up to `timeout` seconds.
+    @discardableResult
+    static func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// The pid of each rank, from the run's run.json.
+    static func rankPIDs(_ runFolder: String) -> [Int32]? {
+        guard let data = FileManager.default.contents(atPath: "\(runFolder)/run.json"),
+              let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let ranks = o["ranks"] as? [[String: Any]] else { return nil }
+        return ranks.compactMap { ($0["pid"] as? Int).map(Int32.init) }
+    }
+
     static func finetune(_ arguments: [String], timeout: Double = 180) throws -> Result {
         try run(binary, arguments, timeout: timeout)
     }

@@ -3,7 +3,8 @@
 #   launch/cluster.sh HOSTFILE [-n RANKS] train --model ... --train ... --output ...
 # RANKS defaults to the sum of the hostfile's slots. The binary, model folder and data must be at
 # the same paths on every host (a shared file system, or copies); only rank 0's host writes output.
-# FINETUNE_DIST_IFACE=eth1 limits MPI traffic to one network interface.
+# FINETUNE_DIST_IFACE=eth1 (or a CIDR such as 10.1.0.0/16) limits MPI traffic to that network;
+# FINETUNE_DIST_RSH_AGENT replaces ssh for starting the remote daemons.
 set -euo pipefail
 hostfile=${1:?usage: launch/cluster.sh HOSTFILE [-n RANKS] finetune-dist-arguments...}
 shift
@@ -37,6 +38,10 @@ mca=(
 )
 if [ -n "${FINETUNE_DIST_IFACE:-}" ]; then
     mca+=(--mca btl_tcp_if_include "$FINETUNE_DIST_IFACE" --mca oob_tcp_if_include "$FINETUNE_DIST_IFACE")
+fi
+if [ -n "${FINETUNE_DIST_RSH_AGENT:-}" ]; then
+    # How mpirun starts its daemons on the other hosts (default: ssh).
+    mca+=(--mca plm_rsh_agent "$FINETUNE_DIST_RSH_AGENT")
 fi
 forward=(-x HWLOC_COMPONENTS)
 [ -n "${OPENBLAS_NUM_THREADS:-}" ] && forward+=(-x OPENBLAS_NUM_THREADS)

@@ -78,8 +78,13 @@ public final class MPICommunicator: Communicator {
             // Spin briefly (latency), then yield the core (ranks may share cores), then sleep a little.
             if polls > 20_000 { usleep(polls > 200_000 ? 1000 : 50) } else if polls > 1000 { sched_yield() }
             if polls % 256 == 0 && Date().timeIntervalSince(started) > timeout {
-                abort(message: "finetune-dist: error: rank \(rank): \(context): \(what) did not complete within \(Int(timeout)) s " +
-                      "(--collective-timeout): a rank was lost or the network is cut; aborting the job", code: 1)
+                printError("finetune-dist: error: rank \(rank): \(context): \(what) did not complete within \(Int(timeout)) s " +
+                           "(--collective-timeout): a rank was lost or the network is cut; aborting the job")
+                // Let Open MPI's own failure detection act first: when a host is unreachable, its
+                // keepalive (set by the launch scripts, ~16 s) tears the job down without that host,
+                // whereas MPI_Abort now would make mpirun retransmit to the lost host for minutes.
+                usleep(UInt32(min(timeout, 30) * 1_000_000))
+                abort(message: "finetune-dist: rank \(rank): aborting after the timeout at \(context)", code: 1)
             }
         }
     }

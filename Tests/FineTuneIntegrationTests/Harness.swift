@@ -80,11 +80,17 @@ enum Harness {
             process.standardError = FileHandle(forWritingAtPath: errPath)
             try process.run()
         }
-        /// Waits for the process; kills it after `timeout` seconds.
-        func finish(timeout: Double) -> Result {
+        /// Waits for the process; kills it after `timeout` seconds, with every process whose command
+        /// line contains `killPattern` (mpirun started under a wrapper is not the direct child).
+        func finish(timeout: Double, killPattern: String? = nil) -> Result {
             var timedOut = false
             while process.isRunning {
-                if Date().timeIntervalSince(started) > timeout { timedOut = true; process.terminate(); break }
+                if Date().timeIntervalSince(started) > timeout {
+                    timedOut = true
+                    if let killPattern { _ = try? Harness.run("/usr/bin/env", ["pkill", "-9", "-f", killPattern], timeout: 10) }
+                    process.terminate()
+                    break
+                }
                 usleep(20_000)
             }
             process.waitUntilExit()

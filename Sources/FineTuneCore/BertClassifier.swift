@@ -28,6 +28,8 @@ public final class BertClassifier: FineTunableModel {
     public var attentionDropout: Double
     public var classifierDropout: Double
     public var inputKind: InputKind { .text }
+    /// Forward and backward time of the last `trainStep`.
+    public private(set) var lastTimings = StepTimings()
     /// Longest input in tokens ([CLS] and [SEP] included) the model was trained with.
     public var maxLength: Int
 
@@ -113,7 +115,9 @@ public final class BertClassifier: FineTunableModel {
         let inter, act: FlatBuffer<Float>
         let probs, probsDropped: FlatBuffer<Float>
         let ln1Mean, ln1Rstd, ln2Mean, ln2Rstd: FlatBuffer<Float>
-        var attnMask, ffnMask, probsMask: [UInt8]
+        let attnMask, ffnMask, probsMask: ByteBuffer
+        /// Φ(x) of the feed-forward pre-activations, kept from the forward pass for GELU's backward.
+        let geluCDF: FlatBuffer<Float>
         init(tokens N: Int, scores A: Int, C: Int, F: Int) {
             q = FlatBuffer(count: N * C); k = FlatBuffer(count: N * C); v = FlatBuffer(count: N * C); ctx = FlatBuffer(count: N * C)
             attnProj = FlatBuffer(count: N * C); attnDropped = FlatBuffer(count: N * C); res1 = FlatBuffer(count: N * C)
@@ -122,8 +126,9 @@ public final class BertClassifier: FineTunableModel {
             inter = FlatBuffer(count: N * F); act = FlatBuffer(count: N * F)
             probs = FlatBuffer(count: A); probsDropped = FlatBuffer(count: A)
             ln1Mean = FlatBuffer(count: N); ln1Rstd = FlatBuffer(count: N); ln2Mean = FlatBuffer(count: N); ln2Rstd = FlatBuffer(count: N)
-            attnMask = [UInt8](repeating: 0, count: N * C); ffnMask = [UInt8](repeating: 0, count: N * C)
-            probsMask = [UInt8](repeating: 0, count: A)
+            attnMask = ByteBuffer(count: N * C); ffnMask = ByteBuffer(count: N * C)
+            probsMask = ByteBuffer(count: A)
+            geluCDF = FlatBuffer(count: N * F)
         }
     }
 
@@ -131,12 +136,12 @@ public final class BertClassifier: FineTunableModel {
     private var layerActs: [LayerActivations] = []
     private var embSum = FlatBuffer<Float>(count: 0), embLN = FlatBuffer<Float>(count: 0), embOut = FlatBuffer<Float>(count: 0)
     private var embMean = FlatBuffer<Float>(count: 0), embRstd = FlatBuffer<Float>(count: 0)
-    private var embMask: [UInt8] = []
+    private var embMask = ByteBuffer(count: 0)
     // Head, [B, C] or [B, K]
     private var first = FlatBuffer<Float>(count: 0), poolerPre = FlatBuffer<Float>(count: 0), pooled = FlatBuffer<Float>(count: 0)
     private var headDropped = FlatBuffer<Float>(count: 0), logits = FlatBuffer<Float>(count: 0), probabilities = FlatBuffer<Float>(count: 0)
     private var losses = FlatBuffer<Float>(count: 0), ones = FlatBuffer<Float>(count: 0)
-    private var headMask: [UInt8] = []
+    private var headMask = ByteBuffer(count: 0)
     // Backward scratch
     private var gradA = FlatBuffer<Float>(count: 0), gradB = FlatBuffer<Float>(count: 0), gradC = FlatBuffer<Float>(count: 0)
     private var dq = FlatBuffer<Float>(count: 0), dk = FlatBuffer<Float>(count: 0), dv = FlatBuffer<Float>(count: 0), dctx = FlatBuffer<Float>(count: 0)
@@ -153,7 +158,7 @@ public final class BertClassifier: FineTunableModel {
             let n = tokenCapacity, a = scoreCapacity
             layerActs = (0..<config.layers).map { _ in LayerActivations(tokens: n, scores: a, C: C, F: F) }
             embSum = FlatBuffer(count: n * C); embLN = FlatBuffer(count: n * C); embOut = FlatBuffer(count: n * C)
-            embMean = FlatBuffer(count: n); embRstd = FlatBuffer(count: n); embMask = [UInt8](repeating: 0, count: n * C)
+            embMean = FlatBuffer(count: n); embRstd = FlatBuffer(count: n); embMask = ByteBuffer(count: n * C)
             gradA = FlatBuffer(count: n * C); gradB = FlatBuffer(count: n * C); gradC = FlatBuffer(count: n * C)
             dq = FlatBuffer(count: n * C); dk = FlatBuffer(count: n * C); dv = FlatBuffer(count: n * C); dctx = FlatBuffer(count: n * C)
             dInter = FlatBuffer(count: n * F); dAct = FlatBuffer(count: n * F)
@@ -162,7 +167,7 @@ public final class BertClassifier: FineTunableModel {
         if B > sequenceCapacity {
             sequenceCapacity = B
             first = FlatBuffer(count: B * C); poolerPre = FlatBuffer(count: B * C); pooled = FlatBuffer(count: B * C)
-            headDropped = FlatBuffer(count: B * C); headMask = [UInt8](repeating: 0, count: B * C)
+            headDropped = FlatBuffer(count: B * C); headMask = ByteBuffer(count: B * C)
             logits = FlatBuffer(count: B * K); probabilities = FlatBuffer(count: B * K); dLogits = FlatBuffer(count: B * K)
             losses = FlatBuffer(count: B); ones = FlatBuffer(count: B)
             ones.base.update(repeating: 1, count: B)
@@ -203,7 +208,7 @@ public final class BertClassifier: FineTunableModel {
                          weight: p + embLNw, bias: p + embLNb, eps: eps, N: N, C: C)
         var x = embLN.base
         if dropHidden {
-            dropoutForward(out: embOut.base, mask: &embMask, inp: embLN.base, probability: hiddenDropout, key: pass.key(0),
+            dropoutForward(out: embOut.base, mask: embMask.base, inp: embLN.base, probability: hiddenDropout, key: pass.key(0),
                            exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
             x = embOut.base
         }
@@ -216,7 +221,7 @@ public final class BertClassifier: FineTunableModel {
             attentionScores(probs: a.probs.base, q: a.q.base, k: a.k.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
             var probs = a.probs.base
             if dropAttention {
-                dropoutForward(out: a.probsDropped.base, mask: &a.probsMask, inp: a.probs.base, probability: attentionDropout,
+                dropoutForward(out: a.probsDropped.base, mask: a.probsMask.base, inp: a.probs.base, probability: attentionDropout,
                                key: pass.key(1 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: attention, B: B)
                 probs = a.probsDropped.base
             }
@@ -224,7 +229,7 @@ public final class BertClassifier: FineTunableModel {
             linearForward(out: a.attnProj.base, inp: a.ctx.base, weight: p + o.aow, bias: p + o.aob, B: N, C: C, OC: C)
             var projected = a.attnProj.base
             if dropHidden {
-                dropoutForward(out: a.attnDropped.base, mask: &a.attnMask, inp: a.attnProj.base, probability: hiddenDropout,
+                dropoutForward(out: a.attnDropped.base, mask: a.attnMask.base, inp: a.attnProj.base, probability: hiddenDropout,
                                key: pass.key(2 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
                 projected = a.attnDropped.base
             }
@@ -232,11 +237,11 @@ public final class BertClassifier: FineTunableModel {
             layerNormForward(out: a.h1.base, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, inp: a.res1.base,
                              weight: p + o.ln1w, bias: p + o.ln1b, eps: eps, N: N, C: C)
             linearForward(out: a.inter.base, inp: a.h1.base, weight: p + o.iw, bias: p + o.ib, B: N, C: C, OC: F)
-            if config.usesTanhGELU { geluTanhForward(out: a.act.base, inp: a.inter.base, N: N * F) } else { geluForward(out: a.act.base, inp: a.inter.base, N: N * F) }
+            if config.usesTanhGELU { geluTanhForward(out: a.act.base, inp: a.inter.base, N: N * F) } else { geluForward(out: a.act.base, cdf: a.geluCDF.base, inp: a.inter.base, N: N * F) }
             linearForward(out: a.ffn.base, inp: a.act.base, weight: p + o.ow, bias: p + o.ob, B: N, C: F, OC: C)
             var ffnOut = a.ffn.base
             if dropHidden {
-                dropoutForward(out: a.ffnDropped.base, mask: &a.ffnMask, inp: a.ffn.base, probability: hiddenDropout,
+                dropoutForward(out: a.ffnDropped.base, mask: a.ffnMask.base, inp: a.ffn.base, probability: hiddenDropout,
                                key: pass.key(3 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
                 ffnOut = a.ffnDropped.base
             }
@@ -257,7 +262,7 @@ public final class BertClassifier: FineTunableModel {
             tanhForward(out: pooled.base, inp: poolerPre.base, N: B * C)
             headInput = pooled.base
             if pass.training && classifierDropout > 0 {
-                dropoutForward(out: headDropped.base, mask: &headMask, inp: pooled.base, probability: classifierDropout,
+                dropoutForward(out: headDropped.base, mask: headMask.base, inp: pooled.base, probability: classifierDropout,
                                key: pass.key(1 + 3 * config.layers), exampleIndices: batch.exampleIndices,
                                segmentStarts: (0...B).map { $0 * C }, B: B)
                 headInput = headDropped.base
@@ -284,8 +289,14 @@ public final class BertClassifier: FineTunableModel {
         let B = batch.count
         guard B > 0 else { return BatchStatistics() }
         let pass = Pass(training: true, seed: dropoutSeed, step: step)
+        let started = DispatchTime.now().uptimeNanoseconds
         forward(batch, pass)
         let stats = loss(batch)
+        let forwardDone = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let end = DispatchTime.now().uptimeNanoseconds
+            lastTimings = StepTimings(forward: Double(forwardDone - started) * 1e-9, backward: Double(end - forwardDone) * 1e-9)
+        }
         let N = batch.tokenIDs.count, C = config.hiddenSize, F = config.intermediateSize, NH = config.heads, K = task.outputCount
         let starts = batch.sequenceStarts
         let p = parameters.base, g = gradients.base
@@ -306,7 +317,7 @@ public final class BertClassifier: FineTunableModel {
             var dPooled = dHeadA.base
             if classifierDropout > 0 {
                 dHeadB.base.update(repeating: 0, count: B * C)
-                dropoutBackward(dinp: dHeadB.base, dout: dHeadA.base, mask: headMask, probability: classifierDropout, N: B * C)
+                dropoutBackward(dinp: dHeadB.base, dout: dHeadA.base, mask: headMask.base, probability: classifierDropout, N: B * C)
                 dPooled = dHeadB.base
             }
             dHeadC.base.update(repeating: 0, count: B * C)
@@ -327,13 +338,13 @@ public final class BertClassifier: FineTunableModel {
             var dFFN = dRes2
             if dropHidden {
                 gradC.base.update(repeating: 0, count: N * C)
-                dropoutBackward(dinp: gradC.base, dout: dRes2, mask: a.ffnMask, probability: hiddenDropout, N: N * C)
+                dropoutBackward(dinp: gradC.base, dout: dRes2, mask: a.ffnMask.base, probability: hiddenDropout, N: N * C)
                 dFFN = gradC.base
             }
             dAct.base.update(repeating: 0, count: N * F)
             linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow, B: N, C: F, OC: C)
             dInter.base.update(repeating: 0, count: N * F)
-            if config.usesTanhGELU { geluTanhBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, N: N * F) } else { geluBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, N: N * F) }
+            if config.usesTanhGELU { geluTanhBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, N: N * F) } else { geluBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, cdf: a.geluCDF.base, N: N * F) }
             // d h1 = d res2 (residual) + the feed-forward input's gradient, accumulated into gradB.
             let dH1 = dRes2
             linearBackward(dinp: dH1, dweight: g + o.iw, dbias: g + o.ib, dout: dInter.base, inp: a.h1.base, weight: p + o.iw, B: N, C: C, OC: F)
@@ -345,7 +356,7 @@ public final class BertClassifier: FineTunableModel {
             var dProj = dRes1
             if dropHidden {
                 gradC.base.update(repeating: 0, count: N * C)
-                dropoutBackward(dinp: gradC.base, dout: dRes1, mask: a.attnMask, probability: hiddenDropout, N: N * C)
+                dropoutBackward(dinp: gradC.base, dout: dRes1, mask: a.attnMask.base, probability: hiddenDropout, N: N * C)
                 dProj = gradC.base
             }
             dctx.base.update(repeating: 0, count: N * C)
@@ -357,7 +368,7 @@ public final class BertClassifier: FineTunableModel {
             var dProbs = dScoresDropped.base
             if dropAttention {
                 dScores.base.update(repeating: 0, count: attention.last!)
-                dropoutBackward(dinp: dScores.base, dout: dScoresDropped.base, mask: a.probsMask, probability: attentionDropout, N: attention.last!)
+                dropoutBackward(dinp: dScores.base, dout: dScoresDropped.base, mask: a.probsMask.base, probability: attentionDropout, N: attention.last!)
                 dProbs = dScores.base
             }
             attentionScoresBackward(dq: dq.base, dk: dk.base, dprobs: dProbs, probs: a.probs.base, q: a.q.base, k: a.k.base,
@@ -371,7 +382,7 @@ public final class BertClassifier: FineTunableModel {
         var dEmb = gradA.base
         if dropHidden {
             gradC.base.update(repeating: 0, count: N * C)
-            dropoutBackward(dinp: gradC.base, dout: gradA.base, mask: embMask, probability: hiddenDropout, N: N * C)
+            dropoutBackward(dinp: gradC.base, dout: gradA.base, mask: embMask.base, probability: hiddenDropout, N: N * C)
             dEmb = gradC.base
         }
         gradB.base.update(repeating: 0, count: N * C)

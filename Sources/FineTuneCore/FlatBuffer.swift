@@ -28,6 +28,19 @@ public final class FlatBuffer<T: KernelScalar> {
     public var array: [T] { Array(buffer) }
 }
 
+/// A zero-initialised byte buffer (dropout masks). A class with a raw pointer, so kernels write
+/// into it in place: an array property passed as `&array` could be copied on every call.
+public final class ByteBuffer {
+    public let count: Int
+    public let base: UnsafeMutablePointer<UInt8>
+    public init(count: Int) {
+        self.count = count
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { base.deallocate() }
+}
+
 /// A named tensor inside a flat buffer. Shapes are row-major, as in safetensors and PyTorch
 /// (`Linear.weight` is [out, in]).
 public struct TensorSpec: Equatable, Sendable {

@@ -69,6 +69,28 @@ public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: Unsa
     }
 }
 
+/// The same, also saving cdf[N] = Φ(x) for `geluBackward(..., cdf:)`, so backward needs no erf.
+@inlinable
+public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, cdf: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, N: Int) {
+    let invSqrt2 = 1 / T.sqrt(2)
+    for i in 0..<N {
+        let phi = (1 + T.erf(inp[i] * invSqrt2)) / 2
+        cdf[i] = phi
+        out[i] = inp[i] * phi
+    }
+}
+
+/// dinp[N] += dout · (Φ(x) + x · φ(x)), with Φ(x) saved by the forward pass.
+@inlinable
+public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                          inp: UnsafePointer<T>, cdf: UnsafePointer<T>, N: Int) {
+    let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
+    for i in 0..<N {
+        let x = inp[i]
+        dinp[i] += dout[i] * (cdf[i] + x * T.exp(-x * x / 2) * invSqrt2Pi)
+    }
+}
+
 /// dinp[N] += dout · (Φ(x) + x · φ(x))
 @inlinable
 public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
@@ -85,7 +107,8 @@ public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: U
 
 // MARK: Dropout
 
-/// out = inp · mask / (1 - p), where mask keeps an element with probability 1 - p.
+/// out = inp · mask / (1 - p), where mask keeps an element with probability 1 - p (p rounded up
+/// to a multiple of 1/65536).
 /// Example b owns elements [segmentStarts[b], segmentStarts[b + 1]) of the buffers (B + 1 starts);
 /// the mask of its element e is a pure function of (seed, step, site, global example index, e),
 /// never of the rank or of the example's position in the batch, so a batch computes the same
@@ -95,13 +118,20 @@ public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: 
                                             inp: UnsafePointer<T>, probability p: Double, key: DropoutKey,
                                             exampleIndices: UnsafePointer<Int>, segmentStarts: UnsafePointer<Int>, B: Int) {
     let scale = T(1 / (1 - p))
+    // One 64-bit hash gives four 16-bit uniforms: element e keeps when its lane ≥ p · 65536.
+    let threshold = UInt64((p * 65536).rounded(.up))
     for b in 0..<B {
         let rowKey = key.row(exampleIndex: exampleIndices[b])
-        let start = segmentStarts[b]
-        for i in start..<segmentStarts[b + 1] {
-            let keep: UInt8 = rowKey.uniform(i - start) >= p ? 1 : 0
-            mask[i] = keep
-            out[i] = keep == 1 ? inp[i] * scale : 0
+        let start = segmentStarts[b], end = segmentStarts[b + 1]
+        var i = start
+        while i < end {
+            let bits = rowKey.bits((i - start) >> 2)
+            for lane in 0..<min(4, end - i) {
+                let keep: UInt8 = (bits >> (16 * UInt64(lane))) & 0xFFFF >= threshold ? 1 : 0
+                mask[i + lane] = keep
+                out[i + lane] = keep == 1 ? inp[i + lane] * scale : 0
+            }
+            i += 4
         }
     }
 }

@@ -29,7 +29,7 @@ public final class MLP: FineTunableModel {
     private var preActivations: [FlatBuffer<Float>] = []   // z_l [B, H_l], l = 1...L
     private var layerOutputs: [FlatBuffer<Float>] = []     // x_l [B, H_l], l = 0...L (x_0 = input)
     private var activated: [FlatBuffer<Float>] = []        // a_l = act(z_l) [B, H_l] (before dropout)
-    private var dropoutMasks: [[UInt8]] = []
+    private var dropoutMasks: [ByteBuffer] = []
     private var logits = FlatBuffer<Float>(count: 0)
     private var probabilities = FlatBuffer<Float>(count: 0)
     private var losses = FlatBuffer<Float>(count: 0)
@@ -79,7 +79,7 @@ public final class MLP: FineTunableModel {
         layerOutputs = (0...L).map { FlatBuffer(count: capacity * widths[$0]) }
         preActivations = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
         activated = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
-        dropoutMasks = (0...L).map { [UInt8](repeating: 0, count: $0 == 0 ? 0 : capacity * widths[$0]) }
+        dropoutMasks = (0...L).map { ByteBuffer(count: $0 == 0 ? 0 : capacity * widths[$0]) }
         dX = (0...L).map { FlatBuffer(count: capacity * widths[$0]) }
         dZ = (0...L).map { $0 == 0 ? FlatBuffer(count: 0) : FlatBuffer(count: capacity * widths[$0]) }
         let K = config.task.outputCount
@@ -111,11 +111,9 @@ public final class MLP: FineTunableModel {
             }
             if let step = dropoutStep, config.dropout > 0 {
                 let rowStarts = (0...B).map { $0 * OC }
-                dropoutMasks[l + 1].withUnsafeMutableBufferPointer { mask in
-                    dropoutForward(out: layerOutputs[l + 1].base, mask: mask.baseAddress!, inp: activated[l + 1].base,
-                                   probability: config.dropout, key: DropoutKey(seed: dropoutSeed, step: step, site: l),
-                                   exampleIndices: batch.exampleIndices, segmentStarts: rowStarts, B: B)
-                }
+                dropoutForward(out: layerOutputs[l + 1].base, mask: dropoutMasks[l + 1].base, inp: activated[l + 1].base,
+                               probability: config.dropout, key: DropoutKey(seed: dropoutSeed, step: step, site: l),
+                               exampleIndices: batch.exampleIndices, segmentStarts: rowStarts, B: B)
             }
         }
         let (w, b) = names(L)
@@ -153,9 +151,7 @@ public final class MLP: FineTunableModel {
             if config.dropout > 0 {
                 let da = dZ[l].base  // reused as scratch for d(act output) before it holds dz
                 da.update(repeating: 0, count: B * C)
-                dropoutMasks[l].withUnsafeBufferPointer { m in
-                    dropoutBackward(dinp: da, dout: dX[l].base, mask: m.baseAddress!, probability: config.dropout, N: B * C)
-                }
+                dropoutBackward(dinp: da, dout: dX[l].base, mask: dropoutMasks[l].base, probability: config.dropout, N: B * C)
                 dX[l].base.update(from: da, count: B * C)
                 dActivated = dX[l].base
             }

@@ -24,6 +24,13 @@ public protocol FineTunableModel: AnyObject {
     var inputKind: InputKind { get }
 }
 
+/// Seconds spent in the forward pass (with the loss) and the backward pass of one step.
+public struct StepTimings: Sendable {
+    public var forward = 0.0
+    public var backward = 0.0
+    public init(forward: Double = 0, backward: Double = 0) { self.forward = forward; self.backward = backward }
+}
+
 public enum InputKind: Equatable, Sendable {
     case features(width: Int)
     case text

@@ -64,8 +64,8 @@ public struct DropoutKey: Sendable {
 public struct DropoutRowKey: Sendable {
     public let value: UInt64
     @inlinable public init(value: UInt64) { self.value = value }
-    /// Uniform in [0, 1) for element `index` of this row.
-    @inlinable public func uniform(_ index: Int) -> Double { unitInterval(mix64(value &+ UInt64(index) &* 0xD1B5_4A32_D192_ED03)) }
+    /// 64 random bits for block `index` of this row.
+    @inlinable public func bits(_ index: Int) -> UInt64 { mix64(value &+ UInt64(index) &* 0xD1B5_4A32_D192_ED03) }
 }
 
 /// The permutation of `count` examples for one epoch: Fisher-Yates driven by (seed, epoch).

@@ -20,7 +20,7 @@ struct FinetuneDist: ParsableCommand {
 
         launch/local.sh and launch/cluster.sh wrap mpirun with the settings it needs. See Docs/usage.md.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, SelfTest.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, SelfTest.self]
     )
 
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.

@@ -13,7 +13,10 @@ final class MultiRankTests: IntegrationTestCase {
     }
 
     /// 803 examples, global batch 32 (25 full batches and one of 3): 1, 2 and 3 ranks give the same
-    /// weights, and every example is used exactly once per epoch.
+    /// weights, and every example is used exactly once per epoch. SGD with momentum: AdamW divides
+    /// each gradient by its own running magnitude, which turns float-rounding differences on
+    /// near-zero gradients into visible ones (measured: ~1e-5 relative on weights of 3e-4 here);
+    /// with SGD the difference left is the rounding of the gradient sum itself (~5e-7 here).
     func testOneTwoAndThreeRanksGiveTheSameWeights() throws {
         Harness.writeData("\(dir)/train.jsonl", count: 803, seed: 1)
         Harness.writeData("\(dir)/valid.jsonl", count: 100, seed: 2)
@@ -22,7 +25,7 @@ final class MultiRankTests: IntegrationTestCase {
         for ranks in [1, 2, 3] {
             let out = "\(dir)/run\(ranks)"
             let r = try Harness.mpirun(ranks, ["train", "--model", model, "--train", "\(dir)/train.jsonl", "--valid", "\(dir)/valid.jsonl",
-                                               "--output", out, "--epochs", "2", "--batch-size", "32", "--lr", "3e-3",
+                                               "--output", out, "--epochs", "2", "--batch-size", "32", "--lr", "5e-3", "--optimizer", "sgd", "--momentum", "0.9",
                                                "--log-every", "10", "--debug-example-log", "\(out)/examples"])
             XCTAssertEqual(r.status, 0, r.output)
             finals[ranks] = try Harness.weights("\(out)/final")

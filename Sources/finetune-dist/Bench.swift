@@ -1,0 +1,53 @@
+import ArgumentParser
+import FineTuneCore
+import FineTuneDistributed
+import FineTuneTrainer
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time training steps of a BERT encoder on random tokens, part by part, under mpirun like train.",
+        discussion: """
+        Prints the median step time (the slowest rank's), examples/s and tokens/s over all ranks, the \
+        achieved GFLOP/s by 3·T·(2·L·(4C² + 2CF) + 4·L·T·C) per example, the single-thread sgemm rate \
+        (1024³, median of 5 after a warm-up) of the same OpenBLAS, their ratio per thread, the peak \
+        resident memory per rank, and the step split into forward, backward, exposed communication \
+        and optimizer. With --json the last line is one JSON object.
+        """)
+
+    @Option(help: "A BERT model folder (default: the named --shape with random weights).") var model: String?
+    @Option(help: "Named shape with random weights: minilm or tiny.") var shape: String = "minilm"
+    @Option(help: "Sequences per rank per step.") var perRankBatch: Int = 16
+    @Option(help: "Tokens per sequence.") var seqLen: Int = 64
+    @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10
+    @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
+    @Flag(help: "End with one JSON object on the last line.") var json = false
+
+    func validate() throws {
+        guard perRankBatch > 0, steps > 0, warmup >= 0 else { throw ValidationError("--per-rank-batch and --steps must be positive") }
+    }
+
+    func run() throws {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
+        var c = BenchmarkConfiguration()
+        c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
+        c.steps = steps; c.warmupSteps = warmup
+        do {
+            let r = try Benchmark.run(c, comm: comm)
+            if comm.isRoot {
+                print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank, %d steps",
+                             model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen, steps))
+                print(String(format: "step %.4f s | %.1f examples/s | %.0f tokens/s | %.1f GFLOP/s", r.stepSeconds, r.examplesPerSecond, r.tokensPerSecond, r.gflops))
+                print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
+                print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
+                             r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
+                print(String(format: "peak resident memory per rank: %.1f MiB (%d parameters)", Double(r.peakRSSBytes) / 1048576, r.parameters))
+                if json {
+                    print(String(decoding: try JSONSerialization.data(withJSONObject: r.json, options: [.sortedKeys]), as: UTF8.self))
+                }
+            }
+        } catch { exitOnError(error, comm: comm) }
+        comm.finalize()
+    }
+}

@@ -138,6 +138,8 @@ public struct TabularDataset: ExampleSet {
         }
     }
 
+    public func cost(of i: Int) -> Int? { nil }
+
     /// A SHA-256 of the examples as loaded (features and targets), recorded in checkpoints so that a
     /// resume on changed data is refused.
     public var fingerprint: String {
@@ -169,6 +171,8 @@ public protocol ExampleSet {
     var fingerprint: String { get }
     /// The inputs and targets of the examples at `indices` (global example indices), in that order.
     func batch(_ indices: ArraySlice<Int>) -> Batch
+    /// The relative compute cost of example i (tokens for text), for balancing ranks; nil when all cost the same.
+    func cost(of i: Int) -> Int?
 }
 
 /// A local batch: the examples one rank computes in one step.

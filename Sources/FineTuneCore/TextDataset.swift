@@ -144,6 +144,7 @@ public struct TextDataset: ExampleSet {
     }
 
     public func length(of i: Int) -> Int { starts[i + 1] - starts[i] }
+    public func cost(of i: Int) -> Int? { length(of: i) }
 
     public var fingerprint: String {
         var h = SHA256()

@@ -154,6 +154,8 @@ public final class Trainer {
         let controlBase = model.layout.count
         var lastSavedStep = resumed == nil ? -1 : state.step
         var lastLogTime = Date()
+        // This rank's tokens (examples for tabular data) and compute time since the last log line.
+        var localTokens = 0, localComputeSeconds = 0.0
         var examplesSinceLog = 0
         var lossSinceLog = 0.0
 
@@ -163,7 +165,10 @@ public final class Trainer {
             comm.context = "step \(state.step + 1)"
             let globalCount = min(c.batchSize, train.count - state.positionInEpoch)
             let globalStart = state.positionInEpoch
-            let local = Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
+            let global = permutation[globalStart..<(globalStart + globalCount)]
+            let costs = global.compactMap { train.cost(of: $0) }
+            let local = costs.count == globalCount ? Sharding.balancedSlice(costs: costs, rank: comm.rank, size: comm.size)
+                                                    : Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
             let indices = permutation[(globalStart + local.lowerBound)..<(globalStart + local.upperBound)]
             let batch = train.batch(indices)
             if let exampleLog {
@@ -171,7 +176,10 @@ public final class Trainer {
             }
 
             model.gradients.zero()
+            let computeStart = Date()
             let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step)
+            localComputeSeconds += Date().timeIntervalSince(computeStart)
+            localTokens += batch.tokenIDs.isEmpty ? batch.count : batch.tokenIDs.count
             c.debug.stallIfAsked(rank: comm.rank, step: state.step + 1)
             c.debug.signalIfAsked(rank: comm.rank, step: state.step + 1)
             // Decisions every rank must share travel in the control slots of the gradient allreduce.
@@ -215,15 +223,20 @@ public final class Trainer {
             examplesSinceLog += globalCount
             if stepLoss.isFinite { lossSinceLog += stepLoss * Double(globalCount) }
             let epochFloat = Double(epochOfStep) + (epochEnded ? 1 : Double(state.positionInEpoch) / Double(train.count))
-            if root && (state.step % c.logEvery == 0 || state.step == totalSteps) {
-                let now = Date()
-                let rate = Double(examplesSinceLog) / max(now.timeIntervalSince(lastLogTime), 1e-9)
-                let meanLoss = lossSinceLog / Double(max(examplesSinceLog, 1))
-                metrics?.append(["type": "train", "step": state.step, "epoch": epochFloat, "loss": meanLoss,
-                                 "lr": lr, "examples_per_s": rate])
-                report(.step(String(format: "step %d/%d | epoch %.2f | loss %.4f | lr %.3e | %.0f examples/s",
-                                    state.step, totalSteps, epochFloat, meanLoss, lr, rate)))
-                lastLogTime = now; examplesSinceLog = 0; lossSinceLog = 0
+            if state.step % c.logEvery == 0 || state.step == totalSteps {
+                // Every rank's throughput, so a straggler shows (a collective all ranks take at log steps).
+                let perRank = try comm.allgather(string: String(format: "%.1f", Double(localTokens) / max(localComputeSeconds, 1e-9)))
+                localTokens = 0; localComputeSeconds = 0
+                if root {
+                    let now = Date()
+                    let rate = Double(examplesSinceLog) / max(now.timeIntervalSince(lastLogTime), 1e-9)
+                    let meanLoss = lossSinceLog / Double(max(examplesSinceLog, 1))
+                    metrics?.append(["type": "train", "step": state.step, "epoch": epochFloat, "loss": meanLoss,
+                                     "lr": lr, "examples_per_s": rate, "tokens_per_s_by_rank": perRank.map { Double($0) ?? 0 }])
+                    report(.step(String(format: "step %d/%d | epoch %.2f | loss %.4f | lr %.3e | %.0f examples/s",
+                                        state.step, totalSteps, epochFloat, meanLoss, lr, rate)))
+                    lastLogTime = now; examplesSinceLog = 0; lossSinceLog = 0
+                }
             }
 
             // Evaluation and early stopping.

@@ -113,3 +113,24 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["best"], "no temporary folders left behind")
     }
 }
+
+final class BalancedShardingTests: XCTestCase {
+    func testSlicesCoverTheBatchWithAboutEqualTokens() {
+        var rng = SplitMix64(seed: 4)
+        for size in 1...5 {
+            for _ in 0..<20 {
+                let costs = (0..<Int(rng.next() % 40)).map { _ in 3 + Int(rng.next() % 60) }
+                let slices = (0..<size).map { Sharding.balancedSlice(costs: costs, rank: $0, size: size) }
+                XCTAssertEqual(slices.flatMap { Array($0) }, Array(costs.indices), "contiguous, complete, in order")
+                let loads = slices.map { $0.map { costs[$0] }.reduce(0, +) }
+                let ideal = Double(costs.reduce(0, +)) / Double(size)
+                // Each slice is within one example of the ideal share.
+                for load in loads { XCTAssertLessThanOrEqual(abs(Double(load) - ideal), Double(costs.max() ?? 0)) }
+            }
+        }
+        // One long text among short ones: it gets a rank of its own.
+        let costs = [10, 10, 10, 64, 10, 10]
+        XCTAssertEqual((0..<2).map { Sharding.balancedSlice(costs: costs, rank: $0, size: 2) }, [0..<3, 3..<6])
+        XCTAssertEqual((0..<3).map { Sharding.balancedSlice(costs: costs, rank: $0, size: 3) }.map(\.count).reduce(0, +), 6)
+    }
+}

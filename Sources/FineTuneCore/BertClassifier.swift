@@ -285,13 +285,14 @@ public final class BertClassifier: FineTunableModel {
 
     // MARK: Backward
 
-    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics {
+    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int, gradientsReady: (Int) -> Void) -> BatchStatistics {
         let B = batch.count
-        guard B > 0 else { return BatchStatistics() }
+        guard B > 0 else { recordLossSum(BatchStatistics()); gradientsReady(0); return BatchStatistics() }
         let pass = Pass(training: true, seed: dropoutSeed, step: step)
         let started = DispatchTime.now().uptimeNanoseconds
         forward(batch, pass)
         let stats = loss(batch)
+        recordLossSum(stats)
         let forwardDone = DispatchTime.now().uptimeNanoseconds
         defer {
             let end = DispatchTime.now().uptimeNanoseconds
@@ -327,6 +328,7 @@ public final class BertClassifier: FineTunableModel {
                            inp: first.base, weight: p + poolerW!, B: B, C: C, OC: C)
             firstTokenBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
         }
+        gradientsReady(poolerW ?? classifierW)
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             let a = layerActs[l], o = layerOffsets[l], x = layerInputs[l]
@@ -377,6 +379,7 @@ public final class BertClassifier: FineTunableModel {
             linearBackward(dinp: dRes1, dweight: g + o.qw, dbias: g + o.qb, dout: dq.base, inp: x, weight: p + o.qw, B: N, C: C, OC: C)
             linearBackward(dinp: dRes1, dweight: g + o.kw, dbias: g + o.kb, dout: dk.base, inp: x, weight: p + o.kw, B: N, C: C, OC: C)
             linearBackward(dinp: dRes1, dweight: g + o.vw, dbias: g + o.vb, dout: dv.base, inp: x, weight: p + o.vw, B: N, C: C, OC: C)
+            gradientsReady(o.qw)
         }
         // Embeddings: x_0 = dropout(LN(sum))
         var dEmb = gradA.base
@@ -390,6 +393,7 @@ public final class BertClassifier: FineTunableModel {
                           weight: p + embLNw, mean: embMean.base, rstd: embRstd.base, N: N, C: C)
         embeddingBackward(dwte: g + wte, dwpe: g + wpe, dwtt: g + wtt, dout: gradB.base, ids: batch.tokenIDs,
                           types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
+        gradientsReady(0)
         return stats
     }
 

@@ -127,11 +127,13 @@ public final class MLP: FineTunableModel {
 
     /// Forward and backward of one local batch. ADDS the gradient of the summed loss into
     /// `gradients` (the caller zeroes them once per step and divides by the global example count).
-    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics {
+    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int, gradientsReady: (Int) -> Void) -> BatchStatistics {
         let B = batch.count
-        guard B > 0 else { return BatchStatistics() }
+        defer { gradientsReady(0) }
+        guard B > 0 else { recordLossSum(BatchStatistics()); return BatchStatistics() }
         forward(batch, dropoutSeed: dropoutSeed, dropoutStep: step)
         let stats = loss(batch)
+        recordLossSum(stats)
         let K = config.task.outputCount, L = config.hiddenSizes.count
         dLogits.base.update(repeating: 0, count: B * K)
         lossBackward(task: config.task, dlogits: dLogits.base, ones: ones.base, logits: logits.base,

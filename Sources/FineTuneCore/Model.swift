@@ -9,7 +9,10 @@ public protocol FineTunableModel: AnyObject {
     var gradients: FlatBuffer<Float> { get }
     var task: TaskKind { get }
     /// Forward and backward of one local batch: ADDS the gradient of the summed loss into `gradients`.
-    func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics
+    /// Before any backward work it writes the batch's loss sum into control slot 0; as backward
+    /// finishes tensors (last layers first), it calls `gradientsReady(offset)`: every gradient from
+    /// `offset` to the end of the buffer is final (so its allreduce can start while backward goes on).
+    func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int, gradientsReady: (Int) -> Void) -> BatchStatistics
     /// Summed loss and correct count of a batch (no dropout).
     func evaluate(_ batch: Batch) -> BatchStatistics
     /// Class probabilities (classification) or predicted values (regression), one row per example.
@@ -37,6 +40,15 @@ public enum InputKind: Equatable, Sendable {
 }
 
 public let modelControlSlots = 8
+
+extension FineTunableModel {
+    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics {
+        trainStep(batch, dropoutSeed: dropoutSeed, step: step, gradientsReady: { _ in })
+    }
+
+    /// Control slot 0 holds the local loss sum (see trainStep).
+    func recordLossSum(_ stats: BatchStatistics) { gradients[layout.count] = Float(stats.lossSum) }
+}
 
 /// Writes a model's export files (best/, final/) atomically.
 public func saveModel(_ model: FineTunableModel, to folder: String) throws {

@@ -12,6 +12,12 @@ public protocol Communicator: AnyObject {
     /// In-place sum over all ranks.
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    /// Starts an in-place sum over all ranks without waiting (gradient buckets during backward).
+    func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction
+    /// Whether a started reduction has completed (and lets MPI make progress).
+    func test(_ pending: PendingReduction) throws -> Bool
+    /// Waits for a started reduction, against the collective timeout.
+    func wait(_ pending: PendingReduction) throws
     /// In-place reduction of a few control values (flags, counts, ranks).
     func allreduce(_ values: inout [Int64], op: ReductionOp) throws
     /// Copies `buffer` from `root` to every rank.
@@ -92,6 +98,14 @@ public struct PeerFailure: Error, CustomStringConvertible {
     public var description: String { "rank \(rank) failed during \(phase) (its error is printed by that rank)" }
 }
 
+/// A reduction in flight (an MPI request, possibly several for a chunked buffer).
+public final class PendingReduction {
+    public var requests: [OpaquePointer?]
+    public let started = Date()
+    public let what: String
+    public init(requests: [OpaquePointer?], what: String) { self.requests = requests; self.what = what }
+}
+
 /// A single-process communicator: every collective is the identity.
 public final class LocalCommunicator: Communicator {
     public init() {}
@@ -100,6 +114,9 @@ public final class LocalCommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction { PendingReduction(requests: [], what: "") }
+    public func test(_ pending: PendingReduction) throws -> Bool { true }
+    public func wait(_ pending: PendingReduction) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
     public func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }

@@ -110,6 +110,37 @@ public final class MPICommunicator: Communicator {
         try allreduceChunked(buffer, type: ftd_mpi_double(), op: ftd_mpi_sum(), what: "allreduce of \(buffer.count) doubles")
     }
 
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
+        var requests: [MPI_Request?] = []
+        guard let base = buffer.baseAddress else { return PendingReduction(requests: [], what: "") }
+        var start = 0
+        while start < buffer.count {
+            let n = min(chunkElements, buffer.count - start)
+            var request: MPI_Request? = nil
+            try check(MPI_Iallreduce(ftd_mpi_in_place(), base + start, Int32(n), ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Iallreduce")
+            requests.append(request)
+            start += n
+        }
+        return PendingReduction(requests: requests, what: "allreduce of a \(buffer.count)-float gradient bucket")
+    }
+
+    public func test(_ pending: PendingReduction) throws -> Bool {
+        while var request = pending.requests.first {
+            var done: Int32 = 0
+            try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), pending.what)
+            if done == 0 { pending.requests[0] = request; return false }
+            pending.requests.removeFirst()
+        }
+        return true
+    }
+
+    public func wait(_ pending: PendingReduction) throws {
+        while var request = pending.requests.first {
+            try wait(&request, pending.what, started: pending.started)
+            pending.requests.removeFirst()
+        }
+    }
+
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {
         let mpiOp: MPI_Op?
         switch op {

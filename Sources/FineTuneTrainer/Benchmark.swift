@@ -13,6 +13,8 @@ public struct BenchmarkConfiguration: Sendable {
     public var steps = 10
     public var warmupSteps = 2
     public var seed: UInt64 = 0
+    public var overlap = true
+    public var bucketMegabytes = 25.0
     public init() {}
 }
 
@@ -97,15 +99,17 @@ public enum Benchmark {
         }
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
+        let reducer = GradientReducer(comm: comm, buffer: model.gradients, overlap: c.overlap, bucketBytes: Int(c.bucketMegabytes * 1_000_000))
         var samples: [[Double]] = []  // step, forward, backward, comm, optimizer
         let globalExamples = Float(c.perRankBatch * comm.size)
         for step in 0..<(c.warmupSteps + c.steps) {
             try comm.barrier()
             let t0 = DispatchTime.now().uptimeNanoseconds
             model.gradients.zero()
-            _ = model.trainStep(batch, dropoutSeed: c.seed, step: step)
+            reducer.beginStep()
+            _ = model.trainStep(batch, dropoutSeed: c.seed, step: step) { try? reducer.ready(from: $0) }
             let t1 = DispatchTime.now().uptimeNanoseconds
-            try comm.allreduceSum(model.gradients.buffer)
+            try reducer.finish()
             let t2 = DispatchTime.now().uptimeNanoseconds
             optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / globalExamples, learningRate: 1e-5)
             let t3 = DispatchTime.now().uptimeNanoseconds

@@ -9,7 +9,7 @@ public enum RunOutcome: String, Sendable {
 
 /// The control slots after the gradients (see FineTunableModel): summed by the gradient allreduce.
 enum Control {
-    static let lossSum = 0, count = 1, nonFiniteRanks = 2, preemptedRanks = 3
+    static let lossSum = 0, count = 1, preemptedRanks = 2
 }
 
 /// Whether every value is finite, in one vectorisable pass (x · 0 is NaN exactly for NaN and ±Inf).
@@ -161,6 +161,8 @@ public final class Trainer {
 
         comm.timeout = c.collectiveTimeout
         Preemption.install()
+        let reducer = GradientReducer(comm: comm, buffer: model.gradients, overlap: c.overlapCommunication,
+                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000))
         while state.step < totalSteps && !state.earlyStopped {
             comm.context = "step \(state.step + 1)"
             let globalCount = min(c.batchSize, train.count - state.positionInEpoch)
@@ -176,27 +178,35 @@ public final class Trainer {
             }
 
             model.gradients.zero()
+            // Decisions every rank must share travel in the control slots of the gradient allreduce.
+            c.debug.signalIfAsked(rank: comm.rank, step: state.step + 1)
+            model.gradients[controlBase + Control.count] = Float(batch.count)
+            model.gradients[controlBase + Control.preemptedRanks] = Preemption.requested ? 1 : 0
+            reducer.beginStep()
             let computeStart = Date()
-            let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step)
+            var readyError: Error? = nil
+            let stats = model.trainStep(batch, dropoutSeed: state.seed, step: state.step) { offset in
+                if readyError == nil { do { try reducer.ready(from: offset) } catch { readyError = error } }
+            }
+            if let readyError { throw readyError }
             localComputeSeconds += Date().timeIntervalSince(computeStart)
             localTokens += batch.tokenIDs.isEmpty ? batch.count : batch.tokenIDs.count
             c.debug.stallIfAsked(rank: comm.rank, step: state.step + 1)
-            c.debug.signalIfAsked(rank: comm.rank, step: state.step + 1)
-            // Decisions every rank must share travel in the control slots of the gradient allreduce.
-            let nonFinite = !stats.lossSum.isFinite || !allFinite(model.gradients.base, count: model.layout.count)
-            model.gradients[controlBase + Control.lossSum] = Float(stats.lossSum)
-            model.gradients[controlBase + Control.count] = Float(stats.count)
-            model.gradients[controlBase + Control.nonFiniteRanks] = nonFinite ? 1 : 0
-            model.gradients[controlBase + Control.preemptedRanks] = Preemption.requested ? 1 : 0
-            try comm.allreduceSum(model.gradients.buffer)
+            try reducer.finish()
             let stepLoss = Double(model.gradients[controlBase + Control.lossSum]) / Double(globalCount)
             let preempted = model.gradients[controlBase + Control.preemptedRanks] > 0
+            // A NaN or Inf on any rank makes the sum non-finite on every rank alike.
+            let nonFinite = !stepLoss.isFinite || !allFinite(model.gradients.base, count: model.layout.count)
             let lr = schedule.rate(atStep: state.step)
-            if model.gradients[controlBase + Control.nonFiniteRanks] > 0 {
-                let count = Int(model.gradients[controlBase + Control.nonFiniteRanks])
-                var first = [Int64(nonFinite ? comm.rank : Int.max)]
+            if nonFinite {
+                // Rare path, taken by every rank together: which ranks had the non-finite values.
+                let localProblem = !stats.lossSum.isFinite || !reducer.locallyFinite
+                var first = [Int64(localProblem ? comm.rank : Int.max)], count = [Int64(localProblem ? 1 : 0)]
                 try comm.allreduce(&first, op: .min)
-                let what = "step \(state.step + 1): non-finite loss or gradients on rank \(first[0])" + (count > 1 ? " and \(count - 1) other rank(s)" : "")
+                try comm.allreduce(&count, op: .sum)
+                let what = count[0] == 0
+                    ? "step \(state.step + 1): the summed gradients overflowed (every rank's own values were finite)"
+                    : "step \(state.step + 1): non-finite loss or gradients on rank \(first[0])" + (count[0] > 1 ? " and \(count[0] - 1) other rank(s)" : "")
                 if c.onNonFinite == .stop {
                     throw collectiveError("\(what); stopping (checkpoints only ever hold finite weights: resume from the last one). A lower --lr, or --on-nonfinite skip, may help")
                 }

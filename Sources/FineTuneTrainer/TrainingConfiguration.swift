@@ -57,6 +57,9 @@ public struct TrainingConfiguration: Sendable {
     /// Seconds the other ranks wait for rank 0's file writes (checkpoints, best/, final/).
     public var ioTimeout: Double = 1800
     public var onNonFinite: NonFinitePolicy = .stop
+    /// Allreduce gradient buckets while backward runs (off: one allreduce after backward).
+    public var overlapCommunication = true
+    public var bucketMegabytes = 25.0
     /// Compare a checksum of every rank's parameters every this many steps (0: never).
     public var checkReplicasEvery: Int = 100
     /// Keep this many newest checkpoints (nil: all); the best evaluation's checkpoint is always kept.

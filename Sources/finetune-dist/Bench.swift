@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seqLen: Int = 64
     @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient allreduce with backward (--no-overlap to compare).") var overlap = true
+    @Option(help: "Gradient bucket size in MB.") var bucketMb: Double = 25
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
     func validate() throws {
@@ -32,7 +34,7 @@ struct Bench: ParsableCommand {
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         var c = BenchmarkConfiguration()
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
-        c.steps = steps; c.warmupSteps = warmup
+        c.steps = steps; c.warmupSteps = warmup; c.overlap = overlap; c.bucketMegabytes = bucketMb
         do {
             let r = try Benchmark.run(c, comm: comm)
             if comm.isRoot {

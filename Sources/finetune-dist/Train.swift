@@ -59,6 +59,8 @@ struct Train: ParsableCommand {
     @Option(help: "Seconds the other ranks wait while rank 0 writes checkpoints and models.") var ioTimeout: Double = 1800
     @Option(help: "A NaN or Inf in the loss or gradients on any rank: stop (naming step and rank) or skip the update.") var onNonfinite: NonFinitePolicy = .stop
     @Option(help: "Compare a checksum of every rank's parameters every N steps; a mismatch stops the run (0: never).") var checkReplicasEvery: Int = 100
+    @Flag(inversion: .prefixedNo, help: "Allreduce gradient buckets while backward is still running (--no-overlap: one allreduce after backward, to measure the difference).") var overlap = true
+    @Option(help: "Gradient bucket size in MB for the overlapped allreduce.") var bucketMb: Double = 25
     @Option(help: .hidden) var debugExampleLog: String?
     @Option(help: .hidden) var debugPerturb: String?
     @Option(help: .hidden) var debugStall: String?
@@ -78,6 +80,7 @@ struct Train: ParsableCommand {
         if let keepCheckpoints { guard keepCheckpoints > 0 else { throw ValidationError("--keep-checkpoints must be positive") } }
         guard collectiveTimeout > 0, ioTimeout > 0 else { throw ValidationError("--collective-timeout and --io-timeout must be positive") }
         guard checkReplicasEvery >= 0 else { throw ValidationError("--check-replicas-every must not be negative") }
+        guard bucketMb > 0 else { throw ValidationError("--bucket-mb must be positive") }
         if let patience {
             guard patience > 0 else { throw ValidationError("--patience must be positive") }
             guard valid != nil else { throw ValidationError("--patience needs --valid (early stopping watches the validation metric)") }
@@ -97,6 +100,7 @@ struct Train: ParsableCommand {
         c.exampleLogFolder = debugExampleLog
         c.keepCheckpoints = keepCheckpoints; c.collectiveTimeout = collectiveTimeout; c.ioTimeout = ioTimeout
         c.onNonFinite = onNonfinite; c.checkReplicasEvery = checkReplicasEvery
+        c.overlapCommunication = overlap; c.bucketMegabytes = bucketMb
         if resumeAuto { c.resume = true; c.resumeIfPossible = true }
         c.commandLine = CommandLine.arguments
         return c

@@ -12,11 +12,13 @@ enum Control {
     static let lossSum = 0, count = 1, preemptedRanks = 2
 }
 
-/// Whether every value is finite, in one vectorisable pass (x · 0 is NaN exactly for NaN and ±Inf).
+/// Whether every value is finite: NaN and ±Inf are the floats whose exponent bits are all ones.
+/// An integer max over the exponent fields vectorises (a float sum would be one long dependency chain).
 func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
-    var probe: Float = 0
-    for i in 0..<count { probe += values[i] * 0 }
-    return probe == 0
+    let bits = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
+    var largest: UInt32 = 0
+    for i in 0..<count { largest = max(largest, bits[i] & 0x7F80_0000) }
+    return largest != 0x7F80_0000
 }
 
 /// What the trainer reports as it goes; the CLI prints it (rank 0 only).

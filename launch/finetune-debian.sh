@@ -13,6 +13,8 @@ if [ "${1:-}" = "-n" ]; then ranks=(-n "$2"); shift 2; fi
 launch/setup.sh
 launch/fetch-model.sh all-MiniLM-L6-v2
 [ -f data/debian/train.jsonl ] || launch/make-debian-dataset.sh data/debian
+source launch/env.sh   # builds the release binary now, so the time below is the training run's
+export FINETUNE_DIST_BIN
 run=runs/debian-$(date +%Y%m%d-%H%M%S)
 start=$(date +%s)
 launch/local.sh "${ranks[@]}" train --model models/all-MiniLM-L6-v2 \

@@ -78,14 +78,7 @@ public struct TabularDataset: ExampleSet {
     }
 
     private mutating func loadJSONLines(_ text: String, task: TaskKind, labelIndex: [String: Int32], requireLabels: Bool) throws {
-        var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.isEmpty { continue }
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                throw FineTuneError("\(path):\(lineNumber): not a JSON object")
-            }
+        try JSONLines.forEachObject(in: text, path: path) { lineNumber, object in
             guard let list = object["features"] as? [Any] else {
                 throw FineTuneError("\(path):\(lineNumber): missing \"features\" (a list of numbers)")
             }
@@ -249,5 +242,23 @@ public enum CSV {
         if inQuotes { throw FineTuneError("\(path):\(recordLine): unterminated quoted field") }
         if !field.isEmpty || !fields.isEmpty { endRecord() }
         return records
+    }
+}
+
+/// JSON Lines: one JSON object per line; blank lines are skipped.
+public enum JSONLines {
+    /// Calls `body` with the 1-based line number and object of every non-blank line; a line that
+    /// is not a JSON object is an error naming the file and line.
+    public static func forEachObject(in text: String, path: String, _ body: (Int, [String: Any]) throws -> Void) throws {
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw FineTuneError("\(path):\(lineNumber): not a JSON object")
+            }
+            try body(lineNumber, object)
+        }
     }
 }

@@ -58,14 +58,7 @@ public struct TextDataset: ExampleSet {
                 records.append(TextRecord(text: row.fields[textColumn], pair: pairColumn.map { row.fields[$0] }, label: label, line: row.line))
             }
         } else {
-            var lineNumber = 0
-            for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-                lineNumber += 1
-                let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
-                if line.isEmpty { continue }
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                    throw FineTuneError("\(path):\(lineNumber): not a JSON object")
-                }
+            try JSONLines.forEachObject(in: text, path: path) { lineNumber, object in
                 guard let t = object["text"] as? String else {
                     throw FineTuneError("\(path):\(lineNumber): missing \"text\" (a string)")
                 }

@@ -89,17 +89,24 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    private func allreduceChunked<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?, what: String) throws {
-        guard let base = buffer.baseAddress else { return }
-        let started = Date()
-        var start = 0
-        while start < buffer.count {
-            let n = min(chunkElements, buffer.count - start)
-            var request: MPI_Request? = nil
-            try check(MPI_Iallreduce(ftd_mpi_in_place(), base + start, Int32(n), type, op, world, &request), "MPI_Iallreduce")
-            try wait(&request, what, started: started)
-            start += n
+    /// Starts an in-place reduction, in chunks of at most `chunkElements` (MPI counts are Int32).
+    private func startReduction<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?, what: String) throws -> PendingReduction {
+        var requests: [MPI_Request?] = []
+        if let base = buffer.baseAddress {
+            var start = 0
+            while start < buffer.count {
+                let n = min(chunkElements, buffer.count - start)
+                var request: MPI_Request? = nil
+                try check(MPI_Iallreduce(ftd_mpi_in_place(), base + start, Int32(n), type, op, world, &request), "MPI_Iallreduce")
+                requests.append(request)
+                start += n
+            }
         }
+        return PendingReduction(requests: requests, what: what)
+    }
+
+    private func allreduceChunked<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?, what: String) throws {
+        try wait(startReduction(buffer, type: type, op: op, what: what))
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
@@ -111,17 +118,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
-        var requests: [MPI_Request?] = []
-        guard let base = buffer.baseAddress else { return PendingReduction(requests: [], what: "") }
-        var start = 0
-        while start < buffer.count {
-            let n = min(chunkElements, buffer.count - start)
-            var request: MPI_Request? = nil
-            try check(MPI_Iallreduce(ftd_mpi_in_place(), base + start, Int32(n), ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Iallreduce")
-            requests.append(request)
-            start += n
-        }
-        return PendingReduction(requests: requests, what: "allreduce of a \(buffer.count)-float gradient bucket")
+        try startReduction(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum(), what: "allreduce of a \(buffer.count)-float gradient bucket")
     }
 
     public func test(_ pending: PendingReduction) throws -> Bool {

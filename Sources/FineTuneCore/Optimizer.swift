@@ -27,20 +27,34 @@ public final class Optimizer {
     /// Updates taken so far (AdamW's t).
     public var stepCount = 0
 
-    public init(settings: OptimizerSettings, layout: ParameterLayout) {
+    /// The part of the flat buffers this optimizer updates and keeps moments for: all of it, or
+    /// this rank's 1/N with optimizer-state sharding (ZeRO stage 1).
+    public let shard: Range<Int>
+
+    public init(settings: OptimizerSettings, layout: ParameterLayout, shard: Range<Int>? = nil) {
         self.settings = settings
         self.layout = layout
-        firstMoment = FlatBuffer(count: layout.count)
-        secondMoment = FlatBuffer(count: settings.kind == .adamw ? layout.count : 0)
+        self.shard = shard ?? 0..<layout.count
+        firstMoment = FlatBuffer(count: self.shard.count)
+        secondMoment = FlatBuffer(count: settings.kind == .adamw ? self.shard.count : 0)
     }
 
     /// One update of `parameters` from `gradients · gradientScale` (the trainer passes the summed
     /// gradient and 1 / global batch size, so no separate pass over the buffer averages it).
     public func step(parameters: FlatBuffer<Float>, gradients: FlatBuffer<Float>, gradientScale: Float = 1, learningRate: Double) {
+        step(parameters: parameters, gradientsOfShard: gradients.base + shard.lowerBound, gradientScale: gradientScale, learningRate: learningRate)
+    }
+
+    /// The same, with the gradients of just this optimizer's shard (`gradientsOfShard[0]` is the
+    /// gradient of parameter `shard.lowerBound`).
+    public func step(parameters: FlatBuffer<Float>, gradientsOfShard: UnsafeMutablePointer<Float>, gradientScale: Float = 1, learningRate: Double) {
         stepCount += 1
+        let g = gradientsOfShard - shard.lowerBound
         for spec in layout.tensors {
-            update(range: spec.offset..<(spec.offset + spec.count), decays: spec.decays, parameters: parameters.base,
-                   gradients: gradients.base, gradientScale: gradientScale, learningRate: learningRate)
+            let lower = max(spec.offset, shard.lowerBound), upper = min(spec.offset + spec.count, shard.upperBound)
+            guard lower < upper else { continue }
+            update(range: lower..<upper, decays: spec.decays, parameters: parameters.base, gradients: g,
+                   gradientScale: gradientScale, learningRate: learningRate)
         }
     }
 
@@ -49,10 +63,11 @@ public final class Optimizer {
     @inline(__always)
     func update(range: Range<Int>, decays: Bool, parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                 gradientScale: Float, learningRate: Double) {
-        let m = firstMoment.base
+        // Moments are stored for the shard only: index them by flat-buffer position.
+        let m = firstMoment.base - shard.lowerBound
         switch settings.kind {
         case .adamw:
-            let v = secondMoment.base
+            let v = secondMoment.base - shard.lowerBound
             let b1 = Float(settings.beta1), b2 = Float(settings.beta2)
             let oneMinusB1 = 1 - b1, oneMinusB2 = 1 - b2
             let biasCorrection1 = 1 - Foundation.pow(settings.beta1, Double(stepCount))

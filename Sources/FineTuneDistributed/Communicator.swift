@@ -18,6 +18,12 @@ public protocol Communicator: AnyObject {
     func test(_ pending: PendingReduction) throws -> Bool
     /// Waits for a started reduction, against the collective timeout.
     func wait(_ pending: PendingReduction) throws
+    /// Sums `buffer` over all ranks and leaves rank r only its block (`counts[r]` elements, in rank
+    /// order) in `block`: the first half of an allreduce, for optimizer-state sharding.
+    func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws
+    /// Every rank contributes its block of `buffer` (`counts[r]` elements, in rank order, in place)
+    /// and receives everyone's: the second half of an allreduce.
+    func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws
     /// In-place reduction of a few control values (flags, counts, ranks).
     func allreduce(_ values: inout [Int64], op: ReductionOp) throws
     /// Copies `buffer` from `root` to every rank.
@@ -116,6 +122,10 @@ public final class LocalCommunicator: Communicator {
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
     public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction { PendingReduction(requests: [], what: "") }
     public func test(_ pending: PendingReduction) throws -> Bool { true }
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
+        if let base = buffer.baseAddress { block.update(from: base, count: counts[0]) }
+    }
+    public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {}
     public func wait(_ pending: PendingReduction) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }

@@ -138,6 +138,30 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
+        precondition(counts.allSatisfy { $0 <= Int(Int32.max) }, "a shard over Int32.max elements")
+        var request: MPI_Request? = nil
+        let recvCounts = counts.map { Int32($0) }
+        try recvCounts.withUnsafeBufferPointer { c in
+            try check(MPI_Ireduce_scatter(buffer.baseAddress, block, c.baseAddress, ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Ireduce_scatter")
+            try wait(&request, "reduce-scatter of \(buffer.count) gradients", started: Date())
+        }
+    }
+
+    public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
+        var displacements: [Int32] = [0]
+        for c in counts.dropLast() { displacements.append(displacements.last! + Int32(c)) }
+        let recvCounts = counts.map { Int32($0) }
+        var request: MPI_Request? = nil
+        try recvCounts.withUnsafeBufferPointer { c in
+            try displacements.withUnsafeBufferPointer { d in
+                try check(MPI_Iallgatherv(ftd_mpi_in_place(), 0, ftd_mpi_float(), buffer.baseAddress, c.baseAddress, d.baseAddress,
+                                          ftd_mpi_float(), world, &request), "MPI_Iallgatherv")
+                try wait(&request, "allgather of \(buffer.count) parameters", started: Date())
+            }
+        }
+    }
+
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {
         let mpiOp: MPI_Op?
         switch op {

@@ -14,6 +14,7 @@ public struct BenchmarkConfiguration: Sendable {
     public var warmupSteps = 2
     public var seed: UInt64 = 0
     public var overlap = true
+    public var shardOptimizer = false
     public var bucketMegabytes = 25.0
     public init() {}
 }
@@ -30,6 +31,8 @@ public struct BenchmarkResult {
     /// gflops / (ranks · threads per rank · single-thread sgemm rate).
     public var fractionOfSgemm = 0.0
     public var peakRSSBytes = 0
+    /// Bytes of optimizer state (AdamW's two moments) this rank holds.
+    public var optimizerStateBytes = 0
     public var parameters = 0
     public var flopsPerExample = 0.0
 
@@ -38,6 +41,7 @@ public struct BenchmarkResult {
          "tokens_per_s": tokensPerSecond, "gflops": gflops, "sgemm_gflops": sgemmGFLOPS, "fraction_of_sgemm": fractionOfSgemm,
          "forward_s": forwardSeconds, "backward_s": backwardSeconds, "comm_exposed_s": commExposedSeconds,
          "optimizer_s": optimizerSeconds, "other_s": otherSeconds, "peak_rss_bytes": peakRSSBytes, "parameters": parameters,
+         "optimizer_state_bytes": optimizerStateBytes,
          "flops_per_example": flopsPerExample]
     }
 }
@@ -84,7 +88,8 @@ public enum Benchmark {
         guard c.sequenceLength >= 2, c.sequenceLength <= model.config.maxPositions else {
             throw FineTuneError("--seq-len must be in 2...\(model.config.maxPositions)")
         }
-        let optimizer = Optimizer(settings: OptimizerSettings(), layout: model.layout)
+        let optimizer = Optimizer(settings: OptimizerSettings(), layout: model.layout,
+                                  shard: c.shardOptimizer ? Sharding.slice(count: model.layout.count, rank: comm.rank, size: comm.size) : nil)
 
         // Random tokens; the examples of each rank are distinct (they key dropout).
         var rng = SplitMix64(seed: combineKey(c.seed, UInt64(comm.rank)))
@@ -99,7 +104,8 @@ public enum Benchmark {
         }
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
-        let reducer = GradientReducer(comm: comm, buffer: model.gradients, overlap: c.overlap, bucketBytes: Int(c.bucketMegabytes * 1_000_000))
+        let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count, overlap: c.overlap,
+                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000), shardOptimizer: c.shardOptimizer)
         var samples: [[Double]] = []  // step, forward, backward, comm, optimizer
         let globalExamples = Float(c.perRankBatch * comm.size)
         for step in 0..<(c.warmupSteps + c.steps) {
@@ -109,13 +115,17 @@ public enum Benchmark {
             reducer.beginStep()
             _ = model.trainStep(batch, dropoutSeed: c.seed, step: step) { try? reducer.ready(from: $0) }
             let t1 = DispatchTime.now().uptimeNanoseconds
-            try reducer.finish()
+            _ = try reducer.finish(nonFiniteSlot: 3)
             let t2 = DispatchTime.now().uptimeNanoseconds
-            optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / globalExamples, learningRate: 1e-5)
+            optimizer.step(parameters: model.parameters, gradientsOfShard: reducer.gradientsOfShard, gradientScale: 1 / globalExamples, learningRate: 1e-5)
             let t3 = DispatchTime.now().uptimeNanoseconds
+            try reducer.afterUpdate(model.parameters)
+            let t4 = DispatchTime.now().uptimeNanoseconds
             if step >= c.warmupSteps {
                 let timings = model.lastTimings
-                samples.append([Double(t3 - t0) * 1e-9, timings.forward, timings.backward, Double(t2 - t1) * 1e-9, Double(t3 - t2) * 1e-9])
+                // Exposed communication: after backward until the gradients are summed, plus (sharded)
+                // the parameter allgather after the update.
+                samples.append([Double(t4 - t0) * 1e-9, timings.forward, timings.backward, Double(t2 - t1 + t4 - t3) * 1e-9, Double(t3 - t2) * 1e-9])
             }
         }
         func median(_ column: Int) -> Double {
@@ -142,6 +152,7 @@ public enum Benchmark {
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
         r.peakRSSBytes = Int(slowest[5])
         r.parameters = model.layout.count
+        r.optimizerStateBytes = (optimizer.firstMoment.count + optimizer.secondMoment.count) * MemoryLayout<Float>.stride
         return r
     }
 

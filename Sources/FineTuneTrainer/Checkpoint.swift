@@ -40,11 +40,13 @@ public struct Checkpoint {
 
     /// The model's own files (config.json, model.safetensors, tokenizer files), the optimizer state
     /// and the trainer state.
-    public static func make(model: FineTunableModel, optimizer: Optimizer, state: TrainerState) -> Checkpoint {
+    /// `moments`: the optimizer's whole first and second moments (gathered from every rank's shard
+    /// when the optimizer state is sharded).
+    public static func make(model: FineTunableModel, optimizer: Optimizer, moments: (first: [Float], second: [Float]), state: TrainerState) -> Checkpoint {
         var writer = SafetensorsWriter()
         writer.metadata = ["optimizer": optimizer.settings.kind.rawValue, "step_count": String(optimizer.stepCount)]
-        writer.add("first_moment", shape: [optimizer.firstMoment.count], floats: UnsafeBufferPointer(optimizer.firstMoment.buffer))
-        writer.add("second_moment", shape: [optimizer.secondMoment.count], floats: UnsafeBufferPointer(optimizer.secondMoment.buffer))
+        writer.add("first_moment", shape: [moments.first.count], floats: moments.first)
+        writer.add("second_moment", shape: [moments.second.count], floats: moments.second)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var files = model.internalFiles()
@@ -105,12 +107,16 @@ public struct Checkpoint {
     public func restore(optimizer: Optimizer) throws {
         guard let data = files["optimizer.safetensors"] else { throw FineTuneError("checkpoint: no optimizer.safetensors") }
         let moments = try SafetensorsFile(data: data, path: "optimizer.safetensors")
+        // The file holds the whole moments; this rank keeps its shard of them.
         for (name, buffer) in [("first_moment", optimizer.firstMoment), ("second_moment", optimizer.secondMoment)] {
             let values = try moments.floats(name)
-            guard values.count == buffer.count else {
-                throw FineTuneError("optimizer.safetensors: \(name) has \(values.count) values, expected \(buffer.count) (was the optimizer changed?)")
+            let expected = buffer.count == 0 ? 0 : optimizer.layout.count
+            guard values.count == expected else {
+                throw FineTuneError("optimizer.safetensors: \(name) has \(values.count) values, expected \(expected) (was the optimizer changed?)")
             }
-            values.withUnsafeBufferPointer { if let base = $0.baseAddress { buffer.base.update(from: base, count: values.count) } }
+            if buffer.count > 0 {
+                values.withUnsafeBufferPointer { buffer.base.update(from: $0.baseAddress! + optimizer.shard.lowerBound, count: buffer.count) }
+            }
         }
         guard let count = moments.metadata["step_count"].flatMap(Int.init) else {
             throw FineTuneError("optimizer.safetensors: no step_count in metadata")

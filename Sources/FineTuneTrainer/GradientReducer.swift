@@ -8,10 +8,20 @@ import Foundation
 /// MPI is given a chance to progress each time backward reports; the time left after backward is
 /// the exposed communication. With overlap off, one allreduce runs after backward.
 /// The control slots at the end of the buffer travel in the first bucket.
+///
+/// With optimizer-state sharding (ZeRO stage 1) the exchange is a reduce-scatter instead: each rank
+/// receives the summed gradients of its 1/N of the parameters only, updates those, and the
+/// parameters are then all-gathered (`afterUpdate`). The control slots get their own small allreduce.
 final class GradientReducer {
     let comm: Communicator
     let buffer: FlatBuffer<Float>
     let overlap: Bool
+    /// The parameters (the start of the buffer) without the control slots.
+    let parameterCount: Int
+    /// Sharded: every rank's block sizes, and this rank's summed block.
+    let shardCounts: [Int]?
+    let shardGradients: FlatBuffer<Float>?
+    let shard: Range<Int>
     /// Bucket ranges in the order they start: descending offsets.
     let buckets: [Range<Int>]
     private var started = 0
@@ -19,14 +29,25 @@ final class GradientReducer {
     /// Whether every bucket this rank contributed was finite before the sum.
     private(set) var locallyFinite = true
 
-    init(comm: Communicator, buffer: FlatBuffer<Float>, overlap: Bool, bucketBytes: Int) {
+    init(comm: Communicator, buffer: FlatBuffer<Float>, parameterCount: Int, overlap: Bool, bucketBytes: Int, shardOptimizer: Bool) {
         self.comm = comm
         self.buffer = buffer
-        self.overlap = overlap
+        self.parameterCount = parameterCount
+        self.overlap = overlap && !shardOptimizer
+        if shardOptimizer {
+            let counts = (0..<comm.size).map { Sharding.slice(count: parameterCount, rank: $0, size: comm.size).count }
+            shardCounts = counts
+            shard = Sharding.slice(count: parameterCount, rank: comm.rank, size: comm.size)
+            shardGradients = FlatBuffer(count: shard.count)
+        } else {
+            shardCounts = nil
+            shard = 0..<parameterCount
+            shardGradients = nil
+        }
         let size = max(1, bucketBytes / MemoryLayout<Float>.stride)
         var ranges: [Range<Int>] = []
         var end = buffer.count
-        if overlap {
+        if self.overlap {
             while end > 0 { ranges.append(max(0, end - size)..<end); end -= size }
         } else {
             ranges = [0..<buffer.count]
@@ -54,10 +75,30 @@ final class GradientReducer {
         pending.append(try comm.startAllreduceSum(UnsafeMutableBufferPointer(start: buffer.base + range.lowerBound, count: range.count)))
     }
 
-    /// Starts what is left and waits for every bucket.
-    func finish() throws {
+    /// Completes the exchange. Returns whether the summed gradients are finite, the same answer on
+    /// every rank (a NaN or Inf anywhere makes a sum non-finite; sharded, the ranks' verdicts on
+    /// their blocks travel in the control allreduce).
+    func finish(nonFiniteSlot: Int) throws -> Bool {
+        if let shardCounts, let shardGradients {
+            locallyFinite = allFinite(buffer.base, count: parameterCount)
+            try comm.reduceScatterSum(UnsafeMutableBufferPointer(start: buffer.base, count: parameterCount), counts: shardCounts,
+                                      into: shardGradients.base)
+            buffer[parameterCount + nonFiniteSlot] = allFinite(shardGradients.base, count: shardGradients.count) ? 0 : 1
+            try comm.allreduceSum(UnsafeMutableBufferPointer(start: buffer.base + parameterCount, count: buffer.count - parameterCount))
+            return buffer[parameterCount + nonFiniteSlot] == 0
+        }
         while started < buckets.count { try startNext() }
         for p in pending { try comm.wait(p) }
         pending = []
+        return allFinite(buffer.base, count: parameterCount)
+    }
+
+    /// The summed gradients of this rank's optimizer shard (`[0]` belongs to parameter `shard.lowerBound`).
+    var gradientsOfShard: UnsafeMutablePointer<Float> { shardGradients?.base ?? buffer.base }
+
+    /// Sharded: after each rank updated its block, every rank gets all the parameters.
+    func afterUpdate(_ parameters: FlatBuffer<Float>) throws {
+        guard let shardCounts else { return }
+        try comm.allgatherInPlace(UnsafeMutableBufferPointer(start: parameters.base, count: parameterCount), counts: shardCounts)
     }
 }

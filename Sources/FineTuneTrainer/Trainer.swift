@@ -9,7 +9,7 @@ public enum RunOutcome: String, Sendable {
 
 /// The control slots after the gradients (see FineTunableModel): summed by the gradient allreduce.
 enum Control {
-    static let lossSum = 0, count = 1, preemptedRanks = 2
+    static let lossSum = 0, count = 1, preemptedRanks = 2, nonFiniteShards = 3
 }
 
 /// Whether every value is finite: NaN and ±Inf are the floats whose exponent bits are all ones.
@@ -104,7 +104,8 @@ public final class Trainer {
         let (train, valid) = (data.train, data.valid)
         let model = description.build(task: data.task)
         if let bert = model as? BertClassifier, let maxLength = data.maxLength { bert.maxLength = maxLength }
-        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout)
+        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout,
+                                  shard: c.shardOptimizer ? Sharding.slice(count: model.layout.count, rank: comm.rank, size: comm.size) : nil)
 
         // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
         //    weights, read by rank 0 and broadcast.
@@ -163,8 +164,9 @@ public final class Trainer {
 
         comm.timeout = c.collectiveTimeout
         Preemption.install()
-        let reducer = GradientReducer(comm: comm, buffer: model.gradients, overlap: c.overlapCommunication,
-                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000))
+        let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count,
+                                      overlap: c.overlapCommunication, bucketBytes: Int(c.bucketMegabytes * 1_000_000),
+                                      shardOptimizer: c.shardOptimizer)
         while state.step < totalSteps && !state.earlyStopped {
             comm.context = "step \(state.step + 1)"
             let globalCount = min(c.batchSize, train.count - state.positionInEpoch)
@@ -194,11 +196,11 @@ public final class Trainer {
             localComputeSeconds += Date().timeIntervalSince(computeStart)
             localTokens += batch.tokenIDs.isEmpty ? batch.count : batch.tokenIDs.count
             c.debug.stallIfAsked(rank: comm.rank, step: state.step + 1)
-            try reducer.finish()
+            let summedFinite = try reducer.finish(nonFiniteSlot: Control.nonFiniteShards)
             let stepLoss = Double(model.gradients[controlBase + Control.lossSum]) / Double(globalCount)
             let preempted = model.gradients[controlBase + Control.preemptedRanks] > 0
             // A NaN or Inf on any rank makes the sum non-finite on every rank alike.
-            let nonFinite = !stepLoss.isFinite || !allFinite(model.gradients.base, count: model.layout.count)
+            let nonFinite = !stepLoss.isFinite || !summedFinite
             let lr = schedule.rate(atStep: state.step)
             if nonFinite {
                 // Rare path, taken by every rank together: which ranks had the non-finite values.
@@ -218,7 +220,9 @@ public final class Trainer {
                 }
             } else {
                 // The allreduced gradient is a sum over the global batch: the optimizer averages it.
-                optimizer.step(parameters: model.parameters, gradients: model.gradients, gradientScale: 1 / Float(globalCount), learningRate: lr)
+                optimizer.step(parameters: model.parameters, gradientsOfShard: reducer.gradientsOfShard,
+                               gradientScale: 1 / Float(globalCount), learningRate: lr)
+                try reducer.afterUpdate(model.parameters)
             }
             c.debug.perturbIfAsked(model.parameters, rank: comm.rank, step: state.step + 1)
 
@@ -392,6 +396,7 @@ public final class Trainer {
     /// wait with the I/O allowance instead of the collective timeout.
     private func saveCheckpoint(model: FineTunableModel, optimizer: Optimizer, state: TrainerState) throws {
         let c = configuration
+        let moments = try wholeMoments(optimizer)
         try comm.withTimeout(c.ioTimeout) {
             try comm.agree("saving the checkpoint of step \(state.step)") {
                 guard comm.isRoot else { return }
@@ -400,10 +405,25 @@ public final class Trainer {
                 }
                 let folder = "\(checkpoints.path)/\(CheckpointFolder.name(step: state.step))"
                 try FileManager.default.createDirectory(atPath: checkpoints.path, withIntermediateDirectories: true)
-                try Checkpoint.make(model: model, optimizer: optimizer, state: state).write(to: folder, pauseBetweenFiles: c.debug.slowCheckpointSeconds)
+                try Checkpoint.make(model: model, optimizer: optimizer, moments: moments, state: state).write(to: folder, pauseBetweenFiles: c.debug.slowCheckpointSeconds)
                 if let keep = c.keepCheckpoints { checkpoints.prune(keep: keep, alsoKeep: state.bestStep) }
             }
         }
+    }
+
+    /// The whole optimizer moments for a checkpoint: this rank's own, or (sharded) every rank's
+    /// blocks gathered (every rank calls it: it is collective when sharded).
+    private func wholeMoments(_ optimizer: Optimizer) throws -> (first: [Float], second: [Float]) {
+        func whole(_ part: FlatBuffer<Float>) throws -> [Float] {
+            guard part.count > 0 else { return [] }
+            guard optimizer.shard.count != optimizer.layout.count else { return part.array }
+            var all = [Float](repeating: 0, count: optimizer.layout.count)
+            all.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: optimizer.shard.lowerBound).update(from: part.base, count: part.count) }
+            let counts = (0..<comm.size).map { Sharding.slice(count: optimizer.layout.count, rank: $0, size: comm.size).count }
+            try all.withUnsafeMutableBufferPointer { try comm.allgatherInPlace($0, counts: counts) }
+            return all
+        }
+        return (try whole(optimizer.firstMoment), try whole(optimizer.secondMoment))
     }
 
     /// Rank 0 writes training_config.json and run.json; every rank contributes its host and binding.

@@ -60,6 +60,8 @@ public struct TrainingConfiguration: Sendable {
     /// Allreduce gradient buckets while backward runs (off: one allreduce after backward).
     public var overlapCommunication = true
     public var bucketMegabytes = 25.0
+    /// ZeRO stage 1: each rank keeps and updates the optimizer state of 1/N of the parameters.
+    public var shardOptimizer = false
     /// Compare a checksum of every rank's parameters every this many steps (0: never).
     public var checkReplicasEvery: Int = 100
     /// Keep this many newest checkpoints (nil: all); the best evaluation's checkpoint is always kept.

@@ -23,6 +23,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
     @Flag(inversion: .prefixedNo, help: "Overlap the gradient allreduce with backward (--no-overlap to compare).") var overlap = true
     @Option(help: "Gradient bucket size in MB.") var bucketMb: Double = 25
+    @Flag(help: "ZeRO stage 1: each rank keeps and updates the optimizer state of 1/N of the parameters.") var shardOptimizer = false
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
     func validate() throws {
@@ -35,6 +36,7 @@ struct Bench: ParsableCommand {
         var c = BenchmarkConfiguration()
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
         c.steps = steps; c.warmupSteps = warmup; c.overlap = overlap; c.bucketMegabytes = bucketMb
+        c.shardOptimizer = shardOptimizer
         do {
             let r = try Benchmark.run(c, comm: comm)
             if comm.isRoot {
@@ -44,7 +46,8 @@ struct Bench: ParsableCommand {
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
                 print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
                              r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
-                print(String(format: "peak resident memory per rank: %.1f MiB (%d parameters)", Double(r.peakRSSBytes) / 1048576, r.parameters))
+                print(String(format: "peak resident memory per rank: %.1f MiB (%d parameters; optimizer state %.1f MiB per rank)",
+                             Double(r.peakRSSBytes) / 1048576, r.parameters, Double(r.optimizerStateBytes) / 1048576))
                 if json {
                     print(String(decoding: try JSONSerialization.data(withJSONObject: r.json, options: [.sortedKeys]), as: UTF8.self))
                 }

@@ -61,6 +61,7 @@ struct Train: ParsableCommand {
     @Option(help: "Compare a checksum of every rank's parameters every N steps; a mismatch stops the run (0: never).") var checkReplicasEvery: Int = 100
     @Flag(inversion: .prefixedNo, help: "Allreduce gradient buckets while backward is still running (--no-overlap: one allreduce after backward, to measure the difference).") var overlap = true
     @Option(help: "Gradient bucket size in MB for the overlapped allreduce.") var bucketMb: Double = 25
+    @Flag(help: "ZeRO stage 1: reduce-scatter the gradients, each rank updates 1/N of the parameters and keeps only their optimizer state, then the parameters are all-gathered (no overlap with backward).") var shardOptimizer = false
     @Option(help: .hidden) var debugExampleLog: String?
     @Option(help: .hidden) var debugPerturb: String?
     @Option(help: .hidden) var debugStall: String?
@@ -100,7 +101,7 @@ struct Train: ParsableCommand {
         c.exampleLogFolder = debugExampleLog
         c.keepCheckpoints = keepCheckpoints; c.collectiveTimeout = collectiveTimeout; c.ioTimeout = ioTimeout
         c.onNonFinite = onNonfinite; c.checkReplicasEvery = checkReplicasEvery
-        c.overlapCommunication = overlap; c.bucketMegabytes = bucketMb
+        c.overlapCommunication = overlap; c.bucketMegabytes = bucketMb; c.shardOptimizer = shardOptimizer
         if resumeAuto { c.resume = true; c.resumeIfPossible = true }
         c.commandLine = CommandLine.arguments
         return c

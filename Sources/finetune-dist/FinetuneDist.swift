@@ -10,15 +10,18 @@ struct FinetuneDist: ParsableCommand {
         commandName: "finetune-dist",
         abstract: "Data-parallel fine-tuning of pre-trained models on CPU clusters, over MPI and OpenBLAS.",
         discussion: """
-        Every MPI rank holds a full model replica and computes its slice of each global batch; the \
-        gradients are summed across ranks every step. Rank 0 evaluates, decides early stopping and \
-        writes checkpoints and models. Start training under mpirun, e.g.:
+        Every MPI rank holds a full model replica and computes its slice of each \
+        global batch; the gradients are summed across ranks every step. Rank 0 \
+        evaluates, decides early stopping and writes checkpoints and models.
+        Models are Hugging Face folders (BERT-family encoders, or MLPs made by \
+        `init`). Start training under mpirun, e.g.:
 
-          finetune-dist init --type mlp --input-size 16 --hidden 64,64 --labels a,b,c,d --output models/mlp0
-          mpirun -n 8 finetune-dist train --model models/mlp0 --train data/train.jsonl \\
-              --valid data/valid.jsonl --output runs/exp1 --epochs 20 --batch-size 64 --lr 1e-3 --patience 3
+          mpirun -n 8 finetune-dist train --model models/all-MiniLM-L6-v2
+              --train data/train.jsonl --valid data/valid.jsonl
+              --output runs/exp1 --epochs 3 --batch-size 32 --lr 5e-5
 
-        launch/local.sh and launch/cluster.sh wrap mpirun with the settings it needs. See Docs/usage.md.
+        launch/local.sh and launch/cluster.sh wrap mpirun with the settings it \
+        needs; launch/finetune-debian.sh is a complete example. See Docs/usage.md.
         """,
         subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, SelfTest.self]
     )

@@ -9,12 +9,18 @@ final class CommandLineTests: IntegrationTestCase {
         for option in ["--model", "--train", "--valid", "--output", "--epochs", "--max-steps", "--batch-size", "--lr",
                        "--lr-schedule", "--warmup-steps", "--warmup-ratio", "--optimizer", "--weight-decay", "--momentum",
                        "--seed", "--eval-every", "--patience", "--min-delta", "--monitor", "--save-every", "--resume",
-                       "--stop-after-steps", "--log-every"] {
+                       "--stop-after-steps", "--log-every", "--test", "--max-length", "--pooling", "--keep-checkpoints",
+                       "--collective-timeout", "--io-timeout", "--on-nonfinite", "--check-replicas-every", "--no-overlap",
+                       "--bucket-mb", "--shard-optimizer", "resume auto"] {
             XCTAssertTrue(r.stdout.contains(option), "train --help mentions \(option)")
         }
         XCTAssertFalse(r.stdout.contains("debug-example-log"), "test-only switches stay hidden")
         let top = try Harness.finetune(["--help"])
-        for sub in ["init", "train", "eval", "predict", "selftest"] { XCTAssertTrue(top.stdout.contains(sub)) }
+        for sub in ["init", "train", "eval", "predict", "bench", "selftest"] { XCTAssertTrue(top.stdout.contains(sub)) }
+        let bench = try Harness.finetune(["bench", "--help"])
+        for option in ["--model", "--shape", "--per-rank-batch", "--seq-len", "--steps", "--json", "--shard-optimizer"] {
+            XCTAssertTrue(bench.stdout.contains(option), "bench --help mentions \(option)")
+        }
     }
 
     func testInvalidOptionsAreRejectedBeforeAnythingRuns() throws {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs finetune-dist across the hosts of an Open MPI hostfile ("node01 slots=16" lines).
-#   launch/cluster.sh HOSTFILE [-n RANKS] train --model ... --train ... --output ...
-# RANKS defaults to the sum of the hostfile's slots. The binary, model folder and data must be at
+#   launch/cluster.sh HOSTFILE [-n RANKS] [-t THREADS] train --model ... --train ... --output ...
+# RANKS defaults to the sum of the hostfile's slots. With -t, each rank is bound to THREADS cores
+# of its own (--map-by slot:PE=THREADS) and runs that many OpenBLAS threads; give each host
+# slots = cores / THREADS. The binary, model folder and data must be at
 # the same paths on every host (a shared file system, or copies); only rank 0's host writes output.
 # FINETUNE_DIST_IFACE=eth1 (or a CIDR such as 10.1.0.0/16) limits MPI traffic to that network;
 # FINETUNE_DIST_RSH_AGENT replaces ssh for starting the remote daemons.
@@ -30,7 +32,14 @@ while IFS= read -r line || [ -n "$line" ]; do
 done <"$hostfile"
 [ "$slots" -gt 0 ] || { echo "launch/cluster.sh: $hostfile lists no hosts" >&2; exit 2; }
 ranks=$slots
-if [ "${1:-}" = "-n" ]; then ranks=$2; shift 2; fi
+threads=1
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        -n) ranks=$2; shift 2 ;;
+        -t) threads=$2; shift 2 ;;
+        *) break ;;
+    esac
+done
 source "$(dirname "$0")/env.sh"
 mca=(
     # Notice a lost host in ~15 s instead of Open MPI's default of ~8 minutes.
@@ -46,6 +55,6 @@ fi
 forward=(-x HWLOC_COMPONENTS)
 [ -n "${OPENBLAS_NUM_THREADS:-}" ] && forward+=(-x OPENBLAS_NUM_THREADS)
 [ -n "${OMPI_ALLOW_RUN_AS_ROOT:-}" ] && forward+=(-x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM)
-echo "launch/cluster.sh: $ranks rank(s) over $hostfile ($slots slot(s)), one per core, bound" >&2
-exec mpirun --hostfile "$hostfile" -n "$ranks" --map-by core --bind-to core "${mca[@]}" "${forward[@]}" \
+echo "launch/cluster.sh: $ranks rank(s) x $threads thread(s) over $hostfile ($slots slot(s)), each rank bound to its own core(s)" >&2
+exec mpirun --hostfile "$hostfile" -n "$ranks" --map-by "slot:PE=$threads" --bind-to core "${mca[@]}" "${forward[@]}" \
     "$FINETUNE_DIST_BIN" "$@"

@@ -416,7 +416,8 @@ public final class Trainer {
     private func wholeMoments(_ optimizer: Optimizer) throws -> (first: [Float], second: [Float]) {
         func whole(_ part: FlatBuffer<Float>) throws -> [Float] {
             guard part.count > 0 else { return [] }
-            guard optimizer.shard.count != optimizer.layout.count else { return part.array }
+            // Unsharded, only rank 0 (which writes) needs a copy.
+            guard optimizer.shard.count != optimizer.layout.count else { return comm.isRoot ? part.array : [] }
             var all = [Float](repeating: 0, count: optimizer.layout.count)
             all.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: optimizer.shard.lowerBound).update(from: part.base, count: part.count) }
             let counts = (0..<comm.size).map { Sharding.slice(count: optimizer.layout.count, rank: $0, size: comm.size).count }

@@ -150,6 +150,18 @@ public final class BertClassifier: FineTunableModel {
     private var dHeadA = FlatBuffer<Float>(count: 0), dHeadB = FlatBuffer<Float>(count: 0), dHeadC = FlatBuffer<Float>(count: 0)
     private var dLogits = FlatBuffer<Float>(count: 0)
 
+    /// Bytes of activation and scratch buffers currently allocated (for memory accounting).
+    public var activationBytes: Int {
+        let perLayer = layerActs.reduce(0) { total, a in
+            let floats = [a.q, a.k, a.v, a.ctx, a.attnProj, a.attnDropped, a.res1, a.h1, a.ffn, a.ffnDropped, a.res2, a.h2,
+                          a.inter, a.act, a.probs, a.probsDropped, a.ln1Mean, a.ln1Rstd, a.ln2Mean, a.ln2Rstd, a.geluCDF].reduce(0) { $0 + $1.count }
+            return total + 4 * floats + a.attnMask.count + a.ffnMask.count + a.probsMask.count
+        }
+        let others = [embSum, embLN, embOut, embMean, embRstd, first, poolerPre, pooled, headDropped, logits, probabilities, losses, ones,
+                      gradA, gradB, gradC, dq, dk, dv, dctx, dInter, dAct, dScores, dScoresDropped, dHeadA, dHeadB, dHeadC, dLogits]
+        return perLayer + 4 * others.reduce(0) { $0 + $1.count } + embMask.count + headMask.count
+    }
+
     private func reserve(tokens N: Int, scores A: Int, sequences B: Int) {
         let C = config.hiddenSize, F = config.intermediateSize, K = task.outputCount
         if N > tokenCapacity || A > scoreCapacity {

@@ -33,6 +33,9 @@ public struct BenchmarkResult {
     public var peakRSSBytes = 0
     /// Bytes of optimizer state (AdamW's two moments) this rank holds.
     public var optimizerStateBytes = 0
+    /// What a step needs at least: weights + gradients + optimizer state + the activations kept
+    /// for backward and the backward scratch, as allocated.
+    public var theoreticalBytes = 0
     public var parameters = 0
     public var flopsPerExample = 0.0
 
@@ -41,7 +44,7 @@ public struct BenchmarkResult {
          "tokens_per_s": tokensPerSecond, "gflops": gflops, "sgemm_gflops": sgemmGFLOPS, "fraction_of_sgemm": fractionOfSgemm,
          "forward_s": forwardSeconds, "backward_s": backwardSeconds, "comm_exposed_s": commExposedSeconds,
          "optimizer_s": optimizerSeconds, "other_s": otherSeconds, "peak_rss_bytes": peakRSSBytes, "parameters": parameters,
-         "optimizer_state_bytes": optimizerStateBytes,
+         "optimizer_state_bytes": optimizerStateBytes, "theoretical_bytes": theoreticalBytes,
          "flops_per_example": flopsPerExample]
     }
 }
@@ -153,6 +156,7 @@ public enum Benchmark {
         r.peakRSSBytes = Int(slowest[5])
         r.parameters = model.layout.count
         r.optimizerStateBytes = (optimizer.firstMoment.count + optimizer.secondMoment.count) * MemoryLayout<Float>.stride
+        r.theoreticalBytes = (model.parameters.count + model.gradients.count) * 4 + r.optimizerStateBytes + model.activationBytes
         return r
     }
 

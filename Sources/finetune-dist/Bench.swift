@@ -46,8 +46,9 @@ struct Bench: ParsableCommand {
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
                 print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
                              r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
-                print(String(format: "peak resident memory per rank: %.1f MiB (%d parameters; optimizer state %.1f MiB per rank)",
-                             Double(r.peakRSSBytes) / 1048576, r.parameters, Double(r.optimizerStateBytes) / 1048576))
+                print(String(format: "peak resident memory per rank: %.1f MiB = %.2fx the %.1f MiB of weights, gradients, optimizer state (%.1f MiB) and activations",
+                             Double(r.peakRSSBytes) / 1048576, Double(r.peakRSSBytes) / Double(max(r.theoreticalBytes, 1)),
+                             Double(r.theoreticalBytes) / 1048576, Double(r.optimizerStateBytes) / 1048576))
                 if json {
                     print(String(decoding: try JSONSerialization.data(withJSONObject: r.json, options: [.sortedKeys]), as: UTF8.self))
                 }

@@ -313,7 +313,7 @@ public final class BertClassifier: FineTunableModel {
         let N = batch.tokenIDs.count, C = config.hiddenSize, F = config.intermediateSize, NH = config.heads, K = task.outputCount
         let starts = batch.sequenceStarts
         let p = parameters.base, g = gradients.base
-        let dropHidden = hiddenDropout > 0, dropAttention = attentionDropout > 0
+        let dropAttention = attentionDropout > 0
 
         dLogits.zero()
         lossBackward(task: task, dlogits: dLogits.base, ones: ones.base, logits: logits.base, probabilities: probabilities.base, batch: batch)
@@ -327,12 +327,7 @@ public final class BertClassifier: FineTunableModel {
         case .mean:
             meanPoolBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
         case .cls:
-            var dPooled = dHeadA.base
-            if classifierDropout > 0 {
-                dHeadB.base.update(repeating: 0, count: B * C)
-                dropoutBackward(dinp: dHeadB.base, dout: dHeadA.base, mask: headMask.base, probability: classifierDropout, N: B * C)
-                dPooled = dHeadB.base
-            }
+            let dPooled = throughDropout(dHeadA.base, mask: headMask, probability: classifierDropout, count: B * C, scratch: dHeadB.base)
             dHeadC.base.update(repeating: 0, count: B * C)
             tanhBackward(dinp: dHeadC.base, dout: dPooled, out: pooled.base, N: B * C)
             dHeadA.base.update(repeating: 0, count: B * C)
@@ -349,12 +344,7 @@ public final class BertClassifier: FineTunableModel {
             dRes2.update(repeating: 0, count: N * C)
             layerNormBackward(dinp: dRes2, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: gradA.base, inp: a.res2.base,
                               weight: p + o.ln2w, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, N: N, C: C)
-            var dFFN = dRes2
-            if dropHidden {
-                gradC.base.update(repeating: 0, count: N * C)
-                dropoutBackward(dinp: gradC.base, dout: dRes2, mask: a.ffnMask.base, probability: hiddenDropout, N: N * C)
-                dFFN = gradC.base
-            }
+            let dFFN = throughDropout(dRes2, mask: a.ffnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
             dAct.base.update(repeating: 0, count: N * F)
             linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow, B: N, C: F, OC: C)
             dInter.base.update(repeating: 0, count: N * F)
@@ -367,24 +357,15 @@ public final class BertClassifier: FineTunableModel {
             dRes1.update(repeating: 0, count: N * C)
             layerNormBackward(dinp: dRes1, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dH1, inp: a.res1.base,
                               weight: p + o.ln1w, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, N: N, C: C)
-            var dProj = dRes1
-            if dropHidden {
-                gradC.base.update(repeating: 0, count: N * C)
-                dropoutBackward(dinp: gradC.base, dout: dRes1, mask: a.attnMask.base, probability: hiddenDropout, N: N * C)
-                dProj = gradC.base
-            }
+            let dProj = throughDropout(dRes1, mask: a.attnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
             dctx.base.update(repeating: 0, count: N * C)
             linearBackward(dinp: dctx.base, dweight: g + o.aow, dbias: g + o.aob, dout: dProj, inp: a.ctx.base, weight: p + o.aow, B: N, C: C, OC: C)
             dq.base.update(repeating: 0, count: N * C); dk.base.update(repeating: 0, count: N * C); dv.base.update(repeating: 0, count: N * C)
             let usedProbs = dropAttention ? a.probsDropped.base : a.probs.base
             attentionContextBackward(dprobs: dScoresDropped.base, dv: dv.base, dout: dctx.base, probs: usedProbs, v: a.v.base,
                                      starts: starts, offsets: attention, B: B, C: C, NH: NH)
-            var dProbs = dScoresDropped.base
-            if dropAttention {
-                dScores.base.update(repeating: 0, count: attention.last!)
-                dropoutBackward(dinp: dScores.base, dout: dScoresDropped.base, mask: a.probsMask.base, probability: attentionDropout, N: attention.last!)
-                dProbs = dScores.base
-            }
+            let dProbs = throughDropout(dScoresDropped.base, mask: a.probsMask, probability: attentionDropout, count: attention.last!,
+                                        scratch: dScores.base)
             attentionScoresBackward(dq: dq.base, dk: dk.base, dprobs: dProbs, probs: a.probs.base, q: a.q.base, k: a.k.base,
                                     starts: starts, offsets: attention, B: B, C: C, NH: NH)
             // d x = d res1 (residual) + the q, k, v projections' input gradients, accumulated into gradA.
@@ -394,12 +375,7 @@ public final class BertClassifier: FineTunableModel {
             gradientsReady(o.qw)
         }
         // Embeddings: x_0 = dropout(LN(sum))
-        var dEmb = gradA.base
-        if dropHidden {
-            gradC.base.update(repeating: 0, count: N * C)
-            dropoutBackward(dinp: gradC.base, dout: gradA.base, mask: embMask.base, probability: hiddenDropout, N: N * C)
-            dEmb = gradC.base
-        }
+        let dEmb = throughDropout(gradA.base, mask: embMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
         gradB.base.update(repeating: 0, count: N * C)
         layerNormBackward(dinp: gradB.base, dweight: g + embLNw, dbias: g + embLNb, dout: dEmb, inp: embSum.base,
                           weight: p + embLNw, mean: embMean.base, rstd: embRstd.base, N: N, C: C)
@@ -407,6 +383,16 @@ public final class BertClassifier: FineTunableModel {
                           types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
         gradientsReady(0)
         return stats
+    }
+
+    /// The gradient behind a dropout site: `dout` itself when the site is off (p = 0), else
+    /// dout · mask / (1 − p) written into `scratch`.
+    private func throughDropout(_ dout: UnsafeMutablePointer<Float>, mask: ByteBuffer, probability p: Double, count: Int,
+                                scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        guard p > 0 else { return dout }
+        scratch.update(repeating: 0, count: count)
+        dropoutBackward(dinp: scratch, dout: dout, mask: mask.base, probability: p, N: count)
+        return scratch
     }
 
     public func evaluate(_ batch: Batch) -> BatchStatistics {

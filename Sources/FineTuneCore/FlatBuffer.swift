@@ -21,10 +21,6 @@ public final class FlatBuffer<T: KernelScalar> {
         get { base[i] }
         set { base[i] = newValue }
     }
-    public func copy(from other: FlatBuffer<T>) {
-        precondition(other.count == count)
-        base.update(from: other.base, count: count)
-    }
     public var array: [T] { Array(buffer) }
 }
 

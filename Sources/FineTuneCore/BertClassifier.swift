@@ -30,6 +30,9 @@ public final class BertClassifier: FineTunableModel {
     public var inputKind: InputKind { .text }
     /// Forward and backward time of the last `trainStep`.
     public private(set) var lastTimings = StepTimings()
+    /// When set, each `trainStep` times its kernels by kind into `lastKernelTimes` (for `bench`).
+    public var recordsKernelTimes = false
+    public private(set) var lastKernelTimes = KernelTimes()
     /// Longest input in tokens ([CLS] and [SEP] included) the model was trained with.
     public var maxLength: Int
 
@@ -116,8 +119,8 @@ public final class BertClassifier: FineTunableModel {
         let probs, probsDropped: FlatBuffer<Float>
         let ln1Mean, ln1Rstd, ln2Mean, ln2Rstd: FlatBuffer<Float>
         let attnMask, ffnMask, probsMask: ByteBuffer
-        /// Φ(x) of the feed-forward pre-activations, kept from the forward pass for GELU's backward.
-        let geluCDF: FlatBuffer<Float>
+        /// GELU's slope at the feed-forward pre-activations, kept from the forward pass for its backward.
+        let geluSlope: FlatBuffer<Float>
         init(tokens N: Int, scores A: Int, C: Int, F: Int) {
             q = FlatBuffer(count: N * C); k = FlatBuffer(count: N * C); v = FlatBuffer(count: N * C); ctx = FlatBuffer(count: N * C)
             attnProj = FlatBuffer(count: N * C); attnDropped = FlatBuffer(count: N * C); res1 = FlatBuffer(count: N * C)
@@ -128,7 +131,7 @@ public final class BertClassifier: FineTunableModel {
             ln1Mean = FlatBuffer(count: N); ln1Rstd = FlatBuffer(count: N); ln2Mean = FlatBuffer(count: N); ln2Rstd = FlatBuffer(count: N)
             attnMask = ByteBuffer(count: N * C); ffnMask = ByteBuffer(count: N * C)
             probsMask = ByteBuffer(count: A)
-            geluCDF = FlatBuffer(count: N * F)
+            geluSlope = FlatBuffer(count: N * F)
         }
     }
 
@@ -154,7 +157,7 @@ public final class BertClassifier: FineTunableModel {
     public var activationBytes: Int {
         let perLayer = layerActs.reduce(0) { total, a in
             let floats = [a.q, a.k, a.v, a.ctx, a.attnProj, a.attnDropped, a.res1, a.h1, a.ffn, a.ffnDropped, a.res2, a.h2,
-                          a.inter, a.act, a.probs, a.probsDropped, a.ln1Mean, a.ln1Rstd, a.ln2Mean, a.ln2Rstd, a.geluCDF].reduce(0) { $0 + $1.count }
+                          a.inter, a.act, a.probs, a.probsDropped, a.ln1Mean, a.ln1Rstd, a.ln2Mean, a.ln2Rstd, a.geluSlope].reduce(0) { $0 + $1.count }
             return total + 4 * floats + a.attnMask.count + a.ffnMask.count + a.probsMask.count
         }
         let others = [embSum, embLN, embOut, embMean, embRstd, first, poolerPre, pooled, headDropped, logits, probabilities, losses, ones,
@@ -214,73 +217,123 @@ public final class BertClassifier: FineTunableModel {
         let tokenSegments = starts.map { $0 * C }
         let dropHidden = pass.training && hiddenDropout > 0, dropAttention = pass.training && attentionDropout > 0
 
-        embeddingForward(out: embSum.base, ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts,
-                         wte: p + wte, wpe: p + wpe, wtt: p + wtt, B: B, C: C)
-        layerNormForward(out: embLN.base, mean: embMean.base, rstd: embRstd.base, inp: embSum.base,
-                         weight: p + embLNw, bias: p + embLNb, eps: eps, N: N, C: C)
+        timed(.embeddings) {
+            embeddingForward(out: embSum.base, ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts,
+                             wte: p + wte, wpe: p + wpe, wtt: p + wtt, B: B, C: C)
+        }
+        timed(.layerNorm) {
+            layerNormForward(out: embLN.base, mean: embMean.base, rstd: embRstd.base, inp: embSum.base,
+                             weight: p + embLNw, bias: p + embLNb, eps: eps, N: N, C: C)
+        }
         var x = embLN.base
         if dropHidden {
-            dropoutForward(out: embOut.base, mask: embMask.base, inp: embLN.base, probability: hiddenDropout, key: pass.key(0),
-                           exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+            timed(.dropout) {
+                dropoutForward(out: embOut.base, mask: embMask.base, inp: embLN.base, probability: hiddenDropout, key: pass.key(0),
+                               exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+            }
             x = embOut.base
         }
         layerInputs = [x]
         for l in 0..<config.layers {
             let a = layerActs[l], o = layerOffsets[l]
-            linearForward(out: a.q.base, inp: x, weight: p + o.qw, bias: p + o.qb, B: N, C: C, OC: C)
-            linearForward(out: a.k.base, inp: x, weight: p + o.kw, bias: p + o.kb, B: N, C: C, OC: C)
-            linearForward(out: a.v.base, inp: x, weight: p + o.vw, bias: p + o.vb, B: N, C: C, OC: C)
-            attentionScores(probs: a.probs.base, q: a.q.base, k: a.k.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            timed(.linear) {
+                linearForward(out: a.q.base, inp: x, weight: p + o.qw, bias: p + o.qb, B: N, C: C, OC: C)
+            }
+            timed(.linear) {
+                linearForward(out: a.k.base, inp: x, weight: p + o.kw, bias: p + o.kb, B: N, C: C, OC: C)
+            }
+            timed(.linear) {
+                linearForward(out: a.v.base, inp: x, weight: p + o.vw, bias: p + o.vb, B: N, C: C, OC: C)
+            }
+            timed(.attention) {
+                attentionScores(probs: a.probs.base, q: a.q.base, k: a.k.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            }
             var probs = a.probs.base
             if dropAttention {
-                dropoutForward(out: a.probsDropped.base, mask: a.probsMask.base, inp: a.probs.base, probability: attentionDropout,
-                               key: pass.key(1 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: attention, B: B)
+                timed(.dropout) {
+                    dropoutForward(out: a.probsDropped.base, mask: a.probsMask.base, inp: a.probs.base, probability: attentionDropout,
+                                   key: pass.key(1 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: attention, B: B)
+                }
                 probs = a.probsDropped.base
             }
-            attentionContext(out: a.ctx.base, probs: probs, v: a.v.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
-            linearForward(out: a.attnProj.base, inp: a.ctx.base, weight: p + o.aow, bias: p + o.aob, B: N, C: C, OC: C)
+            timed(.attention) {
+                attentionContext(out: a.ctx.base, probs: probs, v: a.v.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            }
+            timed(.linear) {
+                linearForward(out: a.attnProj.base, inp: a.ctx.base, weight: p + o.aow, bias: p + o.aob, B: N, C: C, OC: C)
+            }
             var projected = a.attnProj.base
             if dropHidden {
-                dropoutForward(out: a.attnDropped.base, mask: a.attnMask.base, inp: a.attnProj.base, probability: hiddenDropout,
-                               key: pass.key(2 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                timed(.dropout) {
+                    dropoutForward(out: a.attnDropped.base, mask: a.attnMask.base, inp: a.attnProj.base, probability: hiddenDropout,
+                                   key: pass.key(2 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                }
                 projected = a.attnDropped.base
             }
-            residualForward(out: a.res1.base, a: projected, b: x, N: N * C)
-            layerNormForward(out: a.h1.base, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, inp: a.res1.base,
-                             weight: p + o.ln1w, bias: p + o.ln1b, eps: eps, N: N, C: C)
-            linearForward(out: a.inter.base, inp: a.h1.base, weight: p + o.iw, bias: p + o.ib, B: N, C: C, OC: F)
-            if config.usesTanhGELU { geluTanhForward(out: a.act.base, inp: a.inter.base, N: N * F) } else { geluForward(out: a.act.base, cdf: a.geluCDF.base, inp: a.inter.base, N: N * F) }
-            linearForward(out: a.ffn.base, inp: a.act.base, weight: p + o.ow, bias: p + o.ob, B: N, C: F, OC: C)
+            timed(.elementwise) {
+                residualForward(out: a.res1.base, a: projected, b: x, N: N * C)
+            }
+            timed(.layerNorm) {
+                layerNormForward(out: a.h1.base, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, inp: a.res1.base,
+                                 weight: p + o.ln1w, bias: p + o.ln1b, eps: eps, N: N, C: C)
+            }
+            timed(.linear) {
+                linearForward(out: a.inter.base, inp: a.h1.base, weight: p + o.iw, bias: p + o.ib, B: N, C: C, OC: F)
+            }
+            timed(.gelu) {
+                if config.usesTanhGELU { geluTanhForward(out: a.act.base, inp: a.inter.base, N: N * F) } else { geluForward(out: a.act.base, slope: a.geluSlope.base, inp: a.inter.base, N: N * F) }
+            }
+            timed(.linear) {
+                linearForward(out: a.ffn.base, inp: a.act.base, weight: p + o.ow, bias: p + o.ob, B: N, C: F, OC: C)
+            }
             var ffnOut = a.ffn.base
             if dropHidden {
-                dropoutForward(out: a.ffnDropped.base, mask: a.ffnMask.base, inp: a.ffn.base, probability: hiddenDropout,
-                               key: pass.key(3 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                timed(.dropout) {
+                    dropoutForward(out: a.ffnDropped.base, mask: a.ffnMask.base, inp: a.ffn.base, probability: hiddenDropout,
+                                   key: pass.key(3 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                }
                 ffnOut = a.ffnDropped.base
             }
-            residualForward(out: a.res2.base, a: ffnOut, b: a.h1.base, N: N * C)
-            layerNormForward(out: a.h2.base, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, inp: a.res2.base,
-                             weight: p + o.ln2w, bias: p + o.ln2b, eps: eps, N: N, C: C)
+            timed(.elementwise) {
+                residualForward(out: a.res2.base, a: ffnOut, b: a.h1.base, N: N * C)
+            }
+            timed(.layerNorm) {
+                layerNormForward(out: a.h2.base, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, inp: a.res2.base,
+                                 weight: p + o.ln2w, bias: p + o.ln2b, eps: eps, N: N, C: C)
+            }
             x = a.h2.base
             layerInputs.append(x)
         }
         // Head
         switch pooling {
         case .mean:
-            meanPoolForward(out: pooled.base, inp: x, starts: starts, B: B, C: C)
+            timed(.head) {
+                meanPoolForward(out: pooled.base, inp: x, starts: starts, B: B, C: C)
+            }
             headInput = pooled.base
         case .cls:
-            firstTokenForward(out: first.base, inp: x, starts: starts, B: B, C: C)
-            linearForward(out: poolerPre.base, inp: first.base, weight: p + poolerW!, bias: p + poolerB!, B: B, C: C, OC: C)
-            tanhForward(out: pooled.base, inp: poolerPre.base, N: B * C)
+            timed(.head) {
+                firstTokenForward(out: first.base, inp: x, starts: starts, B: B, C: C)
+            }
+            timed(.linear) {
+                linearForward(out: poolerPre.base, inp: first.base, weight: p + poolerW!, bias: p + poolerB!, B: B, C: C, OC: C)
+            }
+            timed(.head) {
+                tanhForward(out: pooled.base, inp: poolerPre.base, N: B * C)
+            }
             headInput = pooled.base
             if pass.training && classifierDropout > 0 {
-                dropoutForward(out: headDropped.base, mask: headMask.base, inp: pooled.base, probability: classifierDropout,
-                               key: pass.key(1 + 3 * config.layers), exampleIndices: batch.exampleIndices,
-                               segmentStarts: (0...B).map { $0 * C }, B: B)
+                timed(.dropout) {
+                    dropoutForward(out: headDropped.base, mask: headMask.base, inp: pooled.base, probability: classifierDropout,
+                                   key: pass.key(1 + 3 * config.layers), exampleIndices: batch.exampleIndices,
+                                   segmentStarts: (0...B).map { $0 * C }, B: B)
+                }
                 headInput = headDropped.base
             }
         }
-        linearForward(out: logits.base, inp: headInput!, weight: p + classifierW, bias: p + classifierB, B: B, C: C, OC: K)
+        timed(.linear) {
+            linearForward(out: logits.base, inp: headInput!, weight: p + classifierW, bias: p + classifierB, B: B, C: C, OC: K)
+        }
     }
 
     /// The pooled sentence representation [B, C] of the last forward pass (before the classifier's dropout).
@@ -301,6 +354,7 @@ public final class BertClassifier: FineTunableModel {
         let B = batch.count
         guard B > 0 else { recordLossSum(BatchStatistics()); gradientsReady(0); return BatchStatistics() }
         let pass = Pass(training: true, seed: dropoutSeed, step: step)
+        lastKernelTimes = KernelTimes()
         let started = DispatchTime.now().uptimeNanoseconds
         forward(batch, pass)
         let stats = loss(batch)
@@ -315,25 +369,37 @@ public final class BertClassifier: FineTunableModel {
         let p = parameters.base, g = gradients.base
         let dropAttention = attentionDropout > 0
 
-        dLogits.zero()
-        lossBackward(task: task, dlogits: dLogits.base, ones: ones.base, logits: logits.base, probabilities: probabilities.base, batch: batch)
+        timed(.elementwise) { dLogits.zero() }
+        timed(.head) {
+            lossBackward(task: task, dlogits: dLogits.base, ones: ones.base, logits: logits.base, probabilities: probabilities.base, batch: batch)
+        }
         // Head
-        dHeadA.base.update(repeating: 0, count: B * C)
-        linearBackward(dinp: dHeadA.base, dweight: g + classifierW, dbias: g + classifierB, dout: dLogits.base,
-                       inp: headInput!, weight: p + classifierW, B: B, C: C, OC: K)
+        timed(.elementwise) { dHeadA.base.update(repeating: 0, count: B * C) }
+        timed(.linear) {
+            linearBackward(dinp: dHeadA.base, dweight: g + classifierW, dbias: g + classifierB, dout: dLogits.base,
+                           inp: headInput!, weight: p + classifierW, B: B, C: C, OC: K)
+        }
         let dx = gradA.base
-        dx.update(repeating: 0, count: N * C)
+        timed(.elementwise) { dx.update(repeating: 0, count: N * C) }
         switch pooling {
         case .mean:
-            meanPoolBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
+            timed(.head) {
+                meanPoolBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
+            }
         case .cls:
             let dPooled = throughDropout(dHeadA.base, mask: headMask, probability: classifierDropout, count: B * C, scratch: dHeadB.base)
-            dHeadC.base.update(repeating: 0, count: B * C)
-            tanhBackward(dinp: dHeadC.base, dout: dPooled, out: pooled.base, N: B * C)
-            dHeadA.base.update(repeating: 0, count: B * C)
-            linearBackward(dinp: dHeadA.base, dweight: g + poolerW!, dbias: g + poolerB!, dout: dHeadC.base,
-                           inp: first.base, weight: p + poolerW!, B: B, C: C, OC: C)
-            firstTokenBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
+            timed(.elementwise) { dHeadC.base.update(repeating: 0, count: B * C) }
+            timed(.head) {
+                tanhBackward(dinp: dHeadC.base, dout: dPooled, out: pooled.base, N: B * C)
+            }
+            timed(.elementwise) { dHeadA.base.update(repeating: 0, count: B * C) }
+            timed(.linear) {
+                linearBackward(dinp: dHeadA.base, dweight: g + poolerW!, dbias: g + poolerB!, dout: dHeadC.base,
+                               inp: first.base, weight: p + poolerW!, B: B, C: C, OC: C)
+            }
+            timed(.head) {
+                firstTokenBackward(dinp: dx, dout: dHeadA.base, starts: starts, B: B, C: C)
+            }
         }
         gradientsReady(poolerW ?? classifierW)
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
@@ -341,48 +407,87 @@ public final class BertClassifier: FineTunableModel {
             let a = layerActs[l], o = layerOffsets[l], x = layerInputs[l]
             // x_out = LN2(ffn' + h1)
             let dRes2 = gradB.base
-            dRes2.update(repeating: 0, count: N * C)
-            layerNormBackward(dinp: dRes2, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: gradA.base, inp: a.res2.base,
-                              weight: p + o.ln2w, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, N: N, C: C)
+            timed(.elementwise) { dRes2.update(repeating: 0, count: N * C) }
+            timed(.layerNorm) {
+                layerNormBackward(dinp: dRes2, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: gradA.base, inp: a.res2.base,
+                                  weight: p + o.ln2w, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, N: N, C: C)
+            }
             let dFFN = throughDropout(dRes2, mask: a.ffnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
-            dAct.base.update(repeating: 0, count: N * F)
-            linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow, B: N, C: F, OC: C)
-            dInter.base.update(repeating: 0, count: N * F)
-            if config.usesTanhGELU { geluTanhBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, N: N * F) } else { geluBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, cdf: a.geluCDF.base, N: N * F) }
+            timed(.linear) {
+                linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow,
+                               B: N, C: F, OC: C, overwritingInput: true)
+            }
+            timed(.gelu) {
+                if config.usesTanhGELU {
+                    dInter.base.update(repeating: 0, count: N * F)
+                    geluTanhBackward(dinp: dInter.base, dout: dAct.base, inp: a.inter.base, N: N * F)
+                } else {
+                    geluBackward(dinp: dInter.base, dout: dAct.base, slope: a.geluSlope.base, N: N * F, overwritingInput: true)
+                }
+            }
             // d h1 = d res2 (residual) + the feed-forward input's gradient, accumulated into gradB.
             let dH1 = dRes2
-            linearBackward(dinp: dH1, dweight: g + o.iw, dbias: g + o.ib, dout: dInter.base, inp: a.h1.base, weight: p + o.iw, B: N, C: C, OC: F)
+            timed(.linear) {
+                linearBackward(dinp: dH1, dweight: g + o.iw, dbias: g + o.ib, dout: dInter.base, inp: a.h1.base, weight: p + o.iw, B: N, C: C, OC: F)
+            }
             // h1 = LN1(attn' + x)
             let dRes1 = gradA.base
-            dRes1.update(repeating: 0, count: N * C)
-            layerNormBackward(dinp: dRes1, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dH1, inp: a.res1.base,
-                              weight: p + o.ln1w, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, N: N, C: C)
+            timed(.elementwise) { dRes1.update(repeating: 0, count: N * C) }
+            timed(.layerNorm) {
+                layerNormBackward(dinp: dRes1, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dH1, inp: a.res1.base,
+                                  weight: p + o.ln1w, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, N: N, C: C)
+            }
             let dProj = throughDropout(dRes1, mask: a.attnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
-            dctx.base.update(repeating: 0, count: N * C)
-            linearBackward(dinp: dctx.base, dweight: g + o.aow, dbias: g + o.aob, dout: dProj, inp: a.ctx.base, weight: p + o.aow, B: N, C: C, OC: C)
-            dq.base.update(repeating: 0, count: N * C); dk.base.update(repeating: 0, count: N * C); dv.base.update(repeating: 0, count: N * C)
+            timed(.linear) {
+                linearBackward(dinp: dctx.base, dweight: g + o.aow, dbias: g + o.aob, dout: dProj, inp: a.ctx.base, weight: p + o.aow,
+                               B: N, C: C, OC: C, overwritingInput: true)
+            }
+            timed(.elementwise) { dq.base.update(repeating: 0, count: N * C); dk.base.update(repeating: 0, count: N * C); dv.base.update(repeating: 0, count: N * C) }
             let usedProbs = dropAttention ? a.probsDropped.base : a.probs.base
-            attentionContextBackward(dprobs: dScoresDropped.base, dv: dv.base, dout: dctx.base, probs: usedProbs, v: a.v.base,
-                                     starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            timed(.attention) {
+                attentionContextBackward(dprobs: dScoresDropped.base, dv: dv.base, dout: dctx.base, probs: usedProbs, v: a.v.base,
+                                         starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            }
             let dProbs = throughDropout(dScoresDropped.base, mask: a.probsMask, probability: attentionDropout, count: attention.last!,
                                         scratch: dScores.base)
-            attentionScoresBackward(dq: dq.base, dk: dk.base, dprobs: dProbs, probs: a.probs.base, q: a.q.base, k: a.k.base,
-                                    starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            timed(.attention) {
+                attentionScoresBackward(dq: dq.base, dk: dk.base, dprobs: dProbs, probs: a.probs.base, q: a.q.base, k: a.k.base,
+                                        starts: starts, offsets: attention, B: B, C: C, NH: NH)
+            }
             // d x = d res1 (residual) + the q, k, v projections' input gradients, accumulated into gradA.
-            linearBackward(dinp: dRes1, dweight: g + o.qw, dbias: g + o.qb, dout: dq.base, inp: x, weight: p + o.qw, B: N, C: C, OC: C)
-            linearBackward(dinp: dRes1, dweight: g + o.kw, dbias: g + o.kb, dout: dk.base, inp: x, weight: p + o.kw, B: N, C: C, OC: C)
-            linearBackward(dinp: dRes1, dweight: g + o.vw, dbias: g + o.vb, dout: dv.base, inp: x, weight: p + o.vw, B: N, C: C, OC: C)
+            timed(.linear) {
+                linearBackward(dinp: dRes1, dweight: g + o.qw, dbias: g + o.qb, dout: dq.base, inp: x, weight: p + o.qw, B: N, C: C, OC: C)
+            }
+            timed(.linear) {
+                linearBackward(dinp: dRes1, dweight: g + o.kw, dbias: g + o.kb, dout: dk.base, inp: x, weight: p + o.kw, B: N, C: C, OC: C)
+            }
+            timed(.linear) {
+                linearBackward(dinp: dRes1, dweight: g + o.vw, dbias: g + o.vb, dout: dv.base, inp: x, weight: p + o.vw, B: N, C: C, OC: C)
+            }
             gradientsReady(o.qw)
         }
         // Embeddings: x_0 = dropout(LN(sum))
         let dEmb = throughDropout(gradA.base, mask: embMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
-        gradB.base.update(repeating: 0, count: N * C)
-        layerNormBackward(dinp: gradB.base, dweight: g + embLNw, dbias: g + embLNb, dout: dEmb, inp: embSum.base,
-                          weight: p + embLNw, mean: embMean.base, rstd: embRstd.base, N: N, C: C)
-        embeddingBackward(dwte: g + wte, dwpe: g + wpe, dwtt: g + wtt, dout: gradB.base, ids: batch.tokenIDs,
-                          types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
+        timed(.elementwise) { gradB.base.update(repeating: 0, count: N * C) }
+        timed(.layerNorm) {
+            layerNormBackward(dinp: gradB.base, dweight: g + embLNw, dbias: g + embLNb, dout: dEmb, inp: embSum.base,
+                              weight: p + embLNw, mean: embMean.base, rstd: embRstd.base, N: N, C: C)
+        }
+        timed(.embeddings) {
+            embeddingBackward(dwte: g + wte, dwpe: g + wpe, dwtt: g + wtt, dout: gradB.base, ids: batch.tokenIDs,
+                              types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
+        }
         gradientsReady(0)
         return stats
+    }
+
+    /// Runs one kernel, adding its time to `lastKernelTimes` when `recordsKernelTimes` is on.
+    @inline(__always)
+    private func timed(_ kind: KernelKind, _ kernel: () -> Void) {
+        guard recordsKernelTimes else { kernel(); return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        kernel()
+        lastKernelTimes[kind] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
 
     /// The gradient behind a dropout site: `dout` itself when the site is off (p = 0), else
@@ -390,8 +495,7 @@ public final class BertClassifier: FineTunableModel {
     private func throughDropout(_ dout: UnsafeMutablePointer<Float>, mask: ByteBuffer, probability p: Double, count: Int,
                                 scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
         guard p > 0 else { return dout }
-        scratch.update(repeating: 0, count: count)
-        dropoutBackward(dinp: scratch, dout: dout, mask: mask.base, probability: p, N: count)
+        timed(.dropout) { dropoutGradient(dinp: scratch, dout: dout, mask: mask.base, probability: p, N: count) }
         return scratch
     }
 

@@ -24,15 +24,16 @@ public func linearForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: Un
 }
 
 /// dinp[B, C] += dout[B, OC] · weight[OC, C];  dweight[OC, C] += doutᵀ · inp;  dbias[OC] += Σ_B dout
+/// With `overwritingInput`, dinp = dout · weight instead: a scratch buffer needs no zeroing first.
 @inlinable
 public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dweight: UnsafeMutablePointer<T>,
                                             dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>,
                                             inp: UnsafePointer<T>, weight: UnsafePointer<T>,
-                                            B: Int, C: Int, OC: Int) {
+                                            B: Int, C: Int, OC: Int, overwritingInput: Bool = false) {
     guard B > 0 else { return }
     if let dinp {
         T.gemm(transA: false, transB: false, m: B, n: C, k: OC, alpha: 1, a: dout, lda: OC,
-               b: weight, ldb: C, beta: 1, c: dinp, ldc: C)
+               b: weight, ldb: C, beta: overwritingInput ? 0 : 1, c: dinp, ldc: C)
     }
     T.gemm(transA: true, transB: false, m: OC, n: C, k: B, alpha: 1, a: dout, lda: OC,
            b: inp, ldb: C, beta: 1, c: dweight, ldc: C)
@@ -65,29 +66,30 @@ public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: Unsa
     let invSqrt2 = 1 / T.sqrt(2)
     for i in 0..<N {
         let x = inp[i]
-        out[i] = x * (1 + T.erf(x * invSqrt2)) / 2
+        out[i] = x * (1 + T.kernelErf(x * invSqrt2)) / 2
     }
 }
 
-/// The same, also saving cdf[N] = Φ(x) for `geluBackward(..., cdf:)`, so backward needs no erf.
+/// The same, also saving slope[N] = Φ(x) + x · φ(x), GELU's derivative, for `geluBackward(..., slope:)`:
+/// Φ and φ share one exponential here, and backward needs none.
 @inlinable
-public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, cdf: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, N: Int) {
-    let invSqrt2 = 1 / T.sqrt(2)
-    for i in 0..<N {
-        let phi = (1 + T.erf(inp[i] * invSqrt2)) / 2
-        cdf[i] = phi
-        out[i] = inp[i] * phi
-    }
-}
-
-/// dinp[N] += dout · (Φ(x) + x · φ(x)), with Φ(x) saved by the forward pass.
-@inlinable
-public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
-                                          inp: UnsafePointer<T>, cdf: UnsafePointer<T>, N: Int) {
-    let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
+public func geluForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, slope: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, N: Int) {
     for i in 0..<N {
         let x = inp[i]
-        dinp[i] += dout[i] * (cdf[i] + x * T.exp(-x * x / 2) * invSqrt2Pi)
+        let (cdf, pdf) = T.kernelNormal(x)
+        out[i] = x * cdf
+        slope[i] = cdf + x * pdf
+    }
+}
+
+/// dinp[N] += dout · slope, with the slope saved by the forward pass (`overwritingInput`: dinp = dout · slope).
+@inlinable
+public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, slope: UnsafePointer<T>, N: Int,
+                                          overwritingInput: Bool = false) {
+    if overwritingInput {
+        for i in 0..<N { dinp[i] = dout[i] * slope[i] }
+    } else {
+        for i in 0..<N { dinp[i] += dout[i] * slope[i] }
     }
 }
 
@@ -99,8 +101,8 @@ public func geluBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: U
     let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
     for i in 0..<N {
         let x = inp[i]
-        let cdf = (1 + T.erf(x * invSqrt2)) / 2
-        let pdf = T.exp(-x * x / 2) * invSqrt2Pi
+        let cdf = (1 + T.kernelErf(x * invSqrt2)) / 2
+        let pdf = T.kernelExp(-x * x / 2) * invSqrt2Pi
         dinp[i] += dout[i] * (cdf + x * pdf)
     }
 }
@@ -118,20 +120,33 @@ public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: 
                                             inp: UnsafePointer<T>, probability p: Double, key: DropoutKey,
                                             exampleIndices: UnsafePointer<Int>, segmentStarts: UnsafePointer<Int>, B: Int) {
     let scale = T(1 / (1 - p))
-    // One 64-bit hash gives four 16-bit uniforms: element e keeps when its lane ≥ p · 65536.
+    // One 64-bit hash gives four 16-bit uniforms: element e keeps when its lane ≥ p · 65536,
+    // that is when threshold − 1 − lane is negative (a sign bit, so the loop has no branches).
     let threshold = UInt64((p * 65536).rounded(.up))
+    @inline(__always) func keeps(_ bits: UInt64, _ lane: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: (threshold &- 1 &- ((bits >> (16 * UInt64(lane))) & 0xFFFF)) >> 63)
+    }
     for b in 0..<B {
         let rowKey = key.row(exampleIndex: exampleIndices[b])
         let start = segmentStarts[b], end = segmentStarts[b + 1]
         var i = start
-        while i < end {
+        // Whole blocks of four elements, branch-free; then the row's last partial block.
+        while i + 4 <= end {
             let bits = rowKey.bits((i - start) >> 2)
-            for lane in 0..<min(4, end - i) {
-                let keep: UInt8 = (bits >> (16 * UInt64(lane))) & 0xFFFF >= threshold ? 1 : 0
+            for lane in 0..<4 {
+                let keep = keeps(bits, lane)
                 mask[i + lane] = keep
-                out[i + lane] = keep == 1 ? inp[i + lane] * scale : 0
+                out[i + lane] = inp[i + lane] * (T(keep) * scale)
             }
             i += 4
+        }
+        if i < end {
+            let bits = rowKey.bits((i - start) >> 2)
+            for lane in 0..<(end - i) {
+                let keep = keeps(bits, lane)
+                mask[i + lane] = keep
+                out[i + lane] = inp[i + lane] * (T(keep) * scale)
+            }
         }
     }
 }
@@ -141,7 +156,15 @@ public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: 
 public func dropoutBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
                                              mask: UnsafePointer<UInt8>, probability p: Double, N: Int) {
     let scale = T(1 / (1 - p))
-    for i in 0..<N where mask[i] == 1 { dinp[i] += dout[i] * scale }
+    for i in 0..<N { dinp[i] += dout[i] * (T(mask[i]) * scale) }
+}
+
+/// dinp[N] = dout · mask / (1 - p): `dropoutBackward` into a buffer of its own, without zeroing it first.
+@inlinable
+public func dropoutGradient<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                             mask: UnsafePointer<UInt8>, probability p: Double, N: Int) {
+    let scale = T(1 / (1 - p))
+    for i in 0..<N { dinp[i] = dout[i] * (T(mask[i]) * scale) }
 }
 
 // MARK: Losses

@@ -34,6 +34,46 @@ public struct StepTimings: Sendable {
     public init(forward: Double = 0, backward: Double = 0) { self.forward = forward; self.backward = backward }
 }
 
+/// The kinds of kernel a BERT step is made of, for `bench`'s per-kernel breakdown.
+public enum KernelKind: Int, CaseIterable, Sendable {
+    /// The dense layers' matrix products and bias sums (Q, K, V, attention output, feed-forward, pooler, classifier).
+    case linear
+    /// Q·Kᵀ, softmax and P·V per sequence and head, and their backward.
+    case attention
+    case gelu
+    case layerNorm
+    case dropout
+    /// Embedding lookups and their gradient scatter.
+    case embeddings
+    /// Residual sums and the zeroing of backward scratch buffers.
+    case elementwise
+    /// Pooling, loss and the rest of the head outside `linear`.
+    case head
+
+    public var name: String {
+        switch self {
+        case .linear: return "linear"
+        case .attention: return "attention"
+        case .gelu: return "gelu"
+        case .layerNorm: return "layernorm"
+        case .dropout: return "dropout"
+        case .embeddings: return "embeddings"
+        case .elementwise: return "elementwise"
+        case .head: return "head"
+        }
+    }
+}
+
+/// Seconds per kernel kind over one training step (forward and backward).
+public struct KernelTimes: Sendable {
+    public var seconds = [Double](repeating: 0, count: KernelKind.allCases.count)
+    public init() {}
+    public subscript(kind: KernelKind) -> Double {
+        get { seconds[kind.rawValue] }
+        set { seconds[kind.rawValue] = newValue }
+    }
+}
+
 public enum InputKind: Equatable, Sendable {
     case features(width: Int)
     case text

@@ -76,13 +76,29 @@ public final class Optimizer {
             let invBC2Sqrt = Float(1 / biasCorrection2.squareRoot())
             let eps = Float(settings.epsilon)
             let decay = decays ? Float(1 - learningRate * settings.weightDecay) : 1
-            for i in range {
-                let grad = g[i] * gradientScale
-                let mi = m[i] + oneMinusB1 * (grad - m[i])  // torch's exp_avg.lerp_(grad, 1 - beta1)
-                let vi = b2 * v[i] + oneMinusB2 * grad * grad
-                m[i] = mi
-                v[i] = vi
-                p[i] = p[i] * decay - stepSize * mi / (vi.squareRoot() * invBC2Sqrt + eps)
+            // The same expression on 16 lanes and on one: identical results, element by element.
+            // (The compiler does not vectorise the scalar loop by itself: it cannot rule out that
+            // the four buffers overlap.)
+            @inline(__always) func adamw<V: SIMD>(_ p: V, _ g: V, _ m: V, _ v: V) -> (p: V, m: V, v: V) where V.Scalar == Float {
+                let grad = g * gradientScale
+                let mi = m + oneMinusB1 * (grad - m)  // torch's exp_avg.lerp_(grad, 1 - beta1)
+                let vi = b2 * v + oneMinusB2 * grad * grad
+                return (p * decay - stepSize * mi / (vi.squareRoot() * invBC2Sqrt + eps), mi, vi)
+            }
+            typealias Lanes = SIMD16<Float>
+            var i = range.lowerBound
+            while i + Lanes.scalarCount <= range.upperBound {
+                func load(_ x: UnsafeMutablePointer<Float>) -> Lanes { UnsafeRawPointer(x + i).loadUnaligned(as: Lanes.self) }
+                let r = adamw(load(p), load(g), load(m), load(v))
+                UnsafeMutableRawPointer(p + i).storeBytes(of: r.p, as: Lanes.self)
+                UnsafeMutableRawPointer(m + i).storeBytes(of: r.m, as: Lanes.self)
+                UnsafeMutableRawPointer(v + i).storeBytes(of: r.v, as: Lanes.self)
+                i += Lanes.scalarCount
+            }
+            while i < range.upperBound {
+                let r = adamw(SIMD2(p[i], 0), SIMD2(g[i], 0), SIMD2(m[i], 0), SIMD2(v[i], 0))
+                p[i] = r.p[0]; m[i] = r.m[0]; v[i] = r.v[0]
+                i += 1
             }
         case .sgd:
             let lr = Float(learningRate), mu = Float(settings.momentum)

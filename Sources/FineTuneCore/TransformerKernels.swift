@@ -37,6 +37,49 @@ public func embeddingBackward<T: KernelScalar>(dwte: UnsafeMutablePointer<T>, dw
     }
 }
 
+// MARK: Row reductions
+
+// Sums over a row with eight independent accumulators: a single running sum waits on each add's
+// latency (64-token softmax rows and 384-channel LayerNorm rows are latency-bound that way), while
+// eight partial sums vectorise. The order of additions is fixed, so results stay deterministic.
+
+/// Σ x[i] · y[i] over n elements (y = nil: Σ x[i]).
+@inlinable @inline(__always)
+public func rowDot<T: KernelScalar>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>?, _ n: Int) -> T {
+    var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0, s4: T = 0, s5: T = 0, s6: T = 0, s7: T = 0
+    var i = 0
+    if let y {
+        while i + 8 <= n {
+            s0 += x[i] * y[i]; s1 += x[i + 1] * y[i + 1]; s2 += x[i + 2] * y[i + 2]; s3 += x[i + 3] * y[i + 3]
+            s4 += x[i + 4] * y[i + 4]; s5 += x[i + 5] * y[i + 5]; s6 += x[i + 6] * y[i + 6]; s7 += x[i + 7] * y[i + 7]
+            i += 8
+        }
+        while i < n { s0 += x[i] * y[i]; i += 1 }
+    } else {
+        while i + 8 <= n {
+            s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]
+            s4 += x[i + 4]; s5 += x[i + 5]; s6 += x[i + 6]; s7 += x[i + 7]
+            i += 8
+        }
+        while i < n { s0 += x[i]; i += 1 }
+    }
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+}
+
+/// max of x[0..<n], n ≥ 1 (NaN-propagating like a running max in the same order is not needed here:
+/// softmax rows with a NaN come out NaN either way through exp and the sum).
+@inlinable @inline(__always)
+public func rowMax<T: KernelScalar>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+    var m0 = x[0], m1 = x[0], m2 = x[0], m3 = x[0]
+    var i = 0
+    while i + 4 <= n {
+        m0 = Swift.max(m0, x[i]); m1 = Swift.max(m1, x[i + 1]); m2 = Swift.max(m2, x[i + 2]); m3 = Swift.max(m3, x[i + 3])
+        i += 4
+    }
+    while i < n { m0 = Swift.max(m0, x[i]); i += 1 }
+    return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
+}
+
 // MARK: Residual
 
 /// out[N] = a + b   (backward: the gradient of out flows unchanged to both a and b)
@@ -54,14 +97,12 @@ public func layerNormForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mean
                                               eps: T, N: Int, C: Int) {
     for n in 0..<N {
         let x = inp + n * C, o = out + n * C
-        var m: T = 0
-        for c in 0..<C { m += x[c] }
-        m /= T(C)
-        var v: T = 0
-        for c in 0..<C { let d = x[c] - m; v += d * d }
-        v /= T(C)
+        let m = rowDot(x, nil, C) / T(C)
+        // Centred values go through `o` so the variance is a plain dot product.
+        for c in 0..<C { o[c] = x[c] - m }
+        let v = rowDot(o, o, C) / T(C)
         let s = 1 / (v + eps).squareRoot()
-        for c in 0..<C { o[c] = (x[c] - m) * s * weight[c] + bias[c] }
+        for c in 0..<C { o[c] = o[c] * s * weight[c] + bias[c] }
         mean[n] = m
         rstd[n] = s
     }
@@ -75,15 +116,18 @@ public func layerNormBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dw
     for n in 0..<N {
         let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
         let m = mean[n], s = rstd[n]
-        var dnormMean: T = 0, dnormNormMean: T = 0
-        for c in 0..<C {
-            let norm = (x[c] - m) * s
-            let dnorm = weight[c] * d[c]
-            dnormMean += dnorm
-            dnormNormMean += dnorm * norm
+        // Σ dnorm and Σ dnorm · norm, with dnorm = weight · d and norm = (x - m) · s, in eight lanes.
+        var a0: T = 0, a1: T = 0, a2: T = 0, a3: T = 0, b0: T = 0, b1: T = 0, b2: T = 0, b3: T = 0
+        var c = 0
+        while c + 4 <= C {
+            let d0 = weight[c] * d[c], d1 = weight[c + 1] * d[c + 1], d2 = weight[c + 2] * d[c + 2], d3 = weight[c + 3] * d[c + 3]
+            a0 += d0; a1 += d1; a2 += d2; a3 += d3
+            b0 += d0 * ((x[c] - m) * s); b1 += d1 * ((x[c + 1] - m) * s); b2 += d2 * ((x[c + 2] - m) * s); b3 += d3 * ((x[c + 3] - m) * s)
+            c += 4
         }
-        dnormMean /= T(C)
-        dnormNormMean /= T(C)
+        while c < C { let dn = weight[c] * d[c]; a0 += dn; b0 += dn * ((x[c] - m) * s); c += 1 }
+        let dnormMean = ((a0 + a1) + (a2 + a3)) / T(C)
+        let dnormNormMean = ((b0 + b1) + (b2 + b3)) / T(C)
         for c in 0..<C {
             let norm = (x[c] - m) * s
             let dnorm = weight[c] * d[c]
@@ -162,11 +206,9 @@ public func attentionScores<T: KernelScalar>(probs: UnsafeMutablePointer<T>, q: 
                    b: k + s * C + h * HS, ldb: C, beta: 0, c: P, ldc: L)
             for i in 0..<L {
                 let row = P + i * L
-                var maxScore = row[0]
-                for j in 1..<L where row[j] > maxScore { maxScore = row[j] }
-                var sum: T = 0
-                for j in 0..<L { row[j] = T.exp(row[j] - maxScore); sum += row[j] }
-                let inv = 1 / sum
+                let maxScore = rowMax(row, L)
+                for j in 0..<L { row[j] = T.kernelExp(row[j] - maxScore) }
+                let inv = 1 / rowDot(row, nil, L)
                 for j in 0..<L { row[j] *= inv }
             }
         }
@@ -224,8 +266,7 @@ public func attentionScoresBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>
             // Softmax backward: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik), times the 1/√HS of the scores.
             for i in 0..<L {
                 let p = probs + o + i * L, dp = dprobs + o + i * L
-                var dot: T = 0
-                for j in 0..<L { dot += p[j] * dp[j] }
+                let dot = rowDot(p, dp, L)
                 for j in 0..<L { dp[j] = p[j] * (dp[j] - dot) * scale }
             }
             T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dprobs + o, lda: L,

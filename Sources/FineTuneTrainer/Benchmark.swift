@@ -38,6 +38,10 @@ public struct BenchmarkResult {
     public var theoreticalBytes = 0
     public var parameters = 0
     public var flopsPerExample = 0.0
+    /// Median seconds per step in each kind of kernel (rank 0), and the FLOP rate of the dense
+    /// layers' matrix products (by 3·2·T·L·(4C² + 2CF) per example) and of attention's (3·4·L·T²·C).
+    public var kernelSeconds = KernelTimes()
+    public var linearGFLOPS = 0.0, attentionGFLOPS = 0.0
 
     public var json: [String: Any] {
         ["ranks": ranks, "threads_per_rank": threadsPerRank, "step_s": stepSeconds, "examples_per_s": examplesPerSecond,
@@ -45,7 +49,8 @@ public struct BenchmarkResult {
          "forward_s": forwardSeconds, "backward_s": backwardSeconds, "comm_exposed_s": commExposedSeconds,
          "optimizer_s": optimizerSeconds, "other_s": otherSeconds, "peak_rss_bytes": peakRSSBytes, "parameters": parameters,
          "optimizer_state_bytes": optimizerStateBytes, "theoretical_bytes": theoreticalBytes,
-         "flops_per_example": flopsPerExample]
+         "flops_per_example": flopsPerExample, "linear_gflops": linearGFLOPS, "attention_gflops": attentionGFLOPS,
+         "kernel_s": Dictionary(uniqueKeysWithValues: KernelKind.allCases.map { ($0.name, kernelSeconds[$0]) })]
     }
 }
 
@@ -110,6 +115,8 @@ public enum Benchmark {
         let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count, overlap: c.overlap,
                                       bucketBytes: Int(c.bucketMegabytes * 1_000_000), shardOptimizer: c.shardOptimizer)
         var samples: [[Double]] = []  // step, forward, backward, comm, optimizer
+        var kernelSamples: [KernelTimes] = []
+        model.recordsKernelTimes = true
         let globalExamples = Float(c.perRankBatch * comm.size)
         for step in 0..<(c.warmupSteps + c.steps) {
             try comm.barrier()
@@ -129,6 +136,7 @@ public enum Benchmark {
                 // Exposed communication: after backward until the gradients are summed, plus (sharded)
                 // the parameter allgather after the update.
                 samples.append([Double(t4 - t0) * 1e-9, timings.forward, timings.backward, Double(t2 - t1 + t4 - t3) * 1e-9, Double(t3 - t2) * 1e-9])
+                kernelSamples.append(model.lastKernelTimes)
             }
         }
         func median(_ column: Int) -> Double {
@@ -152,6 +160,14 @@ public enum Benchmark {
                                             intermediate: model.config.intermediateSize, tokens: c.sequenceLength)
         r.gflops = r.flopsPerExample * r.examplesPerSecond / 1e9
         r.sgemmGFLOPS = sgemm
+        for kind in KernelKind.allCases {
+            let values = kernelSamples.map { $0[kind] }.sorted()
+            r.kernelSeconds[kind] = values.isEmpty ? 0 : values[values.count / 2]
+        }
+        let (L, C, F, T) = (Double(model.config.layers), Double(model.config.hiddenSize), Double(model.config.intermediateSize), Double(c.sequenceLength))
+        let localExamples = Double(c.perRankBatch)
+        r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
+        r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
         r.peakRSSBytes = Int(slowest[5])
         r.parameters = model.layout.count

@@ -12,7 +12,9 @@ struct Bench: ParsableCommand {
         achieved GFLOP/s by 3·T·(2·L·(4C² + 2CF) + 4·L·T·C) per example, the single-thread sgemm rate \
         (1024³, median of 5 after a warm-up) of the same OpenBLAS, their ratio per thread, the peak \
         resident memory per rank, and the step split into forward, backward, exposed communication \
-        and optimizer. With --json the last line is one JSON object.
+        and optimizer, then by kind of kernel (linear layers, attention, GELU, LayerNorm, dropout, \
+        embeddings, elementwise, head) with the FLOP rate of the matrix products. With --json the last \
+        line is one JSON object.
         """)
 
     @Option(help: "A BERT model folder (default: the named --shape with random weights).") var model: String?
@@ -46,6 +48,10 @@ struct Bench: ParsableCommand {
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
                 print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
                              r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
+                let kernels = KernelKind.allCases.map { String(format: "%@ %.4f", $0.name, r.kernelSeconds[$0]) }
+                print("kernels (s per step, rank 0): " + kernels.joined(separator: " | "))
+                print(String(format: "matrix products: linear layers %.1f GFLOP/s (%.1f%% of sgemm), attention %.1f GFLOP/s",
+                             r.linearGFLOPS, 100 * r.linearGFLOPS / Double(r.threadsPerRank) / r.sgemmGFLOPS, r.attentionGFLOPS))
                 print(String(format: "peak resident memory per rank: %.1f MiB = %.2fx the %.1f MiB of weights, gradients, optimizer state (%.1f MiB) and activations",
                              Double(r.peakRSSBytes) / 1048576, Double(r.peakRSSBytes) / Double(max(r.theoreticalBytes, 1)),
                              Double(r.theoreticalBytes) / 1048576, Double(r.optimizerStateBytes) / 1048576))

@@ -83,6 +83,23 @@ final class GradientCheckTests: FiniteDifferenceTestCase {
         for i in once.indices { XCTAssertEqual(twice[i], 2 * once[i], accuracy: 1e-12) }
     }
 
+    func testOverwritingBackwardIgnoresWhatTheBufferHeld() {
+        // The overwriting forms write what accumulating into zeros gives, whatever was there (NaN here).
+        let B = 3, C = 4, OC = 5
+        let inp = randomArray(B * C, seed: 5), weight = randomArray(OC * C, seed: 6), r = randomArray(B * OC, seed: 7)
+        var dw = [Double](repeating: 0, count: OC * C)
+        var accumulated = [Double](repeating: 0, count: B * C), overwritten = [Double](repeating: .nan, count: B * C)
+        linearBackward(dinp: &accumulated, dweight: &dw, dbias: nil, dout: r, inp: inp, weight: weight, B: B, C: C, OC: OC)
+        linearBackward(dinp: &overwritten, dweight: &dw, dbias: nil, dout: r, inp: inp, weight: weight, B: B, C: C, OC: OC,
+                       overwritingInput: true)
+        XCTAssertEqual(overwritten, accumulated)
+        let slope = randomArray(B * C, seed: 8)
+        var geluAccumulated = [Double](repeating: 0, count: B * C), geluOverwritten = [Double](repeating: .nan, count: B * C)
+        geluBackward(dinp: &geluAccumulated, dout: inp, slope: slope, N: B * C)
+        geluBackward(dinp: &geluOverwritten, dout: inp, slope: slope, N: B * C, overwritingInput: true)
+        XCTAssertEqual(geluOverwritten, geluAccumulated)
+    }
+
     func testReLU() {
         elementwise("relu", forward: { reluForward(out: $0, inp: $1, N: $2) },
                     backward: { reluBackward(dinp: $0, dout: $1, inp: $2, N: $3) })
@@ -91,6 +108,15 @@ final class GradientCheckTests: FiniteDifferenceTestCase {
     func testGELU() {
         elementwise("gelu", forward: { geluForward(out: $0, inp: $1, N: $2) },
                     backward: { geluBackward(dinp: $0, dout: $1, inp: $2, N: $3) })
+        // The form BERT trains with: the slope saved by forward, backward from it alone.
+        elementwise("gelu (saved slope)", forward: { out, inp, n in
+            var slope = [Double](repeating: 0, count: n)
+            geluForward(out: out, slope: &slope, inp: inp, N: n)
+        }, backward: { dinp, dout, inp, n in
+            var out = [Double](repeating: 0, count: n), slope = out
+            geluForward(out: &out, slope: &slope, inp: inp, N: n)
+            geluBackward(dinp: dinp, dout: dout, slope: slope, N: n)
+        })
     }
 
     func testGELUValuesMatchErfForm() {

@@ -28,6 +28,8 @@ public final class BertClassifier: FineTunableModel {
     public var attentionDropout: Double
     public var classifierDropout: Double
     public var inputKind: InputKind { .text }
+    /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
+    public var sparseGradientTensors: [String] { ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"] }
     /// Forward and backward time of the last `trainStep`.
     public private(set) var lastTimings = StepTimings()
     /// When set, each `trainStep` times its kernels by kind into `lastKernelTimes` (for `bench`).

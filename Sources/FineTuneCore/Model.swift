@@ -25,6 +25,9 @@ public protocol FineTunableModel: AnyObject {
     func exportFiles() -> [String: Data]
     /// Turns a batch-size-independent description of the input into a batch (tabular rows or packed tokens).
     var inputKind: InputKind { get }
+    /// Tensors [rows, width] of which a step touches few rows (embedding tables: the batch's tokens),
+    /// so the other rows' gradients are exactly zero on every rank and need not be summed.
+    var sparseGradientTensors: [String] { get }
 }
 
 /// Seconds spent in the forward pass (with the loss) and the backward pass of one step.
@@ -82,6 +85,8 @@ public enum InputKind: Equatable, Sendable {
 public let modelControlSlots = 8
 
 extension FineTunableModel {
+    public var sparseGradientTensors: [String] { [] }
+
     public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int) -> BatchStatistics {
         trainStep(batch, dropoutSeed: dropoutSeed, step: step, gradientsReady: { _ in })
     }

@@ -113,7 +113,8 @@ public enum Benchmark {
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
         let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count, overlap: c.overlap,
-                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000), shardOptimizer: c.shardOptimizer)
+                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000), shardOptimizer: c.shardOptimizer,
+                                      sparse: model.sparseGradientTensors.compactMap { model.layout.spec($0) })
         var samples: [[Double]] = []  // step, forward, backward, comm, optimizer
         var kernelSamples: [KernelTimes] = []
         model.recordsKernelTimes = true

@@ -9,6 +9,11 @@ import Foundation
 /// the exposed communication. With overlap off, one allreduce runs after backward.
 /// The control slots at the end of the buffer travel in the first bucket.
 ///
+/// Sparse regions (embedding tables, whose gradient is zero outside the rows of the batch's tokens)
+/// are not bucketed: once backward is done, the ranks agree on the rows any of them touched and sum
+/// just those, packed (for MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats).
+/// The rows no rank touched are zero everywhere, which is their sum.
+///
 /// With optimizer-state sharding (ZeRO stage 1) the exchange is a reduce-scatter instead: each rank
 /// receives the summed gradients of its 1/N of the parameters only, updates those, and the
 /// parameters are then all-gathered (`afterUpdate`). The control slots get their own small allreduce.
@@ -24,12 +29,21 @@ final class GradientReducer {
     let shard: Range<Int>
     /// Bucket ranges in the order they start: descending offsets.
     let buckets: [Range<Int>]
+    /// A [rows, width] tensor of the buffer summed row-sparsely.
+    struct SparseRegion {
+        let offset: Int, rows: Int, width: Int
+        var range: Range<Int> { offset..<(offset + rows * width) }
+    }
+    let sparseRegions: [SparseRegion]
+    private var packed = FlatBuffer<Float>(count: 0)
     private var started = 0
     private var pending: [PendingReduction] = []
     /// Whether every bucket this rank contributed was finite before the sum.
     private(set) var locallyFinite = true
 
-    init(comm: Communicator, buffer: FlatBuffer<Float>, parameterCount: Int, overlap: Bool, bucketBytes: Int, shardOptimizer: Bool) {
+    /// `sparse`: tensors summed row-sparsely (see above); ignored when sharding, whose reduce-scatter is dense.
+    init(comm: Communicator, buffer: FlatBuffer<Float>, parameterCount: Int, overlap: Bool, bucketBytes: Int, shardOptimizer: Bool,
+         sparse: [TensorSpec] = []) {
         self.comm = comm
         self.buffer = buffer
         self.parameterCount = parameterCount
@@ -44,13 +58,21 @@ final class GradientReducer {
             shard = 0..<parameterCount
             shardGradients = nil
         }
+        sparseRegions = shardOptimizer || comm.size == 1 ? [] : sparse.filter { $0.shape.count == 2 }
+            .map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
+            .sorted { $0.offset > $1.offset }
+        // The dense stretches between sparse regions, each cut into buckets from its end.
         let size = max(1, bucketBytes / MemoryLayout<Float>.stride)
         var ranges: [Range<Int>] = []
         var end = buffer.count
-        if self.overlap {
-            while end > 0 { ranges.append(max(0, end - size)..<end); end -= size }
-        } else {
-            ranges = [0..<buffer.count]
+        for lower in sparseRegions.map({ $0.range }) + [0..<0] {
+            var stretch = lower.upperBound..<end
+            if !self.overlap && !stretch.isEmpty { ranges.append(stretch) }
+            while self.overlap && !stretch.isEmpty {
+                ranges.append(max(stretch.lowerBound, stretch.upperBound - size)..<stretch.upperBound)
+                stretch = stretch.lowerBound..<ranges.last!.lowerBound
+            }
+            end = lower.lowerBound
         }
         buckets = ranges
     }
@@ -88,9 +110,39 @@ final class GradientReducer {
             return buffer[parameterCount + nonFiniteSlot] == 0
         }
         while started < buckets.count { try startNext() }
+        // The dense buckets progress inside MPI while the sparse regions are summed.
+        var finite = true
+        for region in sparseRegions { finite = try sumTouchedRows(region) && finite }
         for p in pending { try comm.wait(p) }
         pending = []
-        return allFinite(buffer.base, count: parameterCount)
+        // The sums, not the local parts: every rank sees the same values, so gives the same answer.
+        for bucket in buckets where finite {
+            let parameters = bucket.clamped(to: 0..<parameterCount)
+            finite = allFinite(buffer.base + parameters.lowerBound, count: parameters.count)
+        }
+        return finite
+    }
+
+    /// Sums the rows of `region` that are non-zero on some rank (NaN counts as non-zero), packed;
+    /// returns whether the summed rows are finite.
+    private func sumTouchedRows(_ region: SparseRegion) throws -> Bool {
+        let base = buffer.base + region.offset, width = region.width
+        var touched = [Int64](repeating: 0, count: region.rows)
+        // A row is touched when some element has a bit set besides the sign (-0 counts as zero).
+        let bits = UnsafeRawPointer(base).assumingMemoryBound(to: UInt32.self)
+        for row in 0..<region.rows {
+            var any: UInt32 = 0
+            for c in 0..<width { any |= bits[row * width + c] & 0x7FFF_FFFF }
+            touched[row] = any == 0 ? 0 : 1
+        }
+        try comm.allreduce(&touched, op: .max)
+        let rows = touched.indices.filter { touched[$0] != 0 }
+        if packed.count < rows.count * width { packed = FlatBuffer(count: rows.count * width) }
+        for (k, row) in rows.enumerated() { (packed.base + k * width).update(from: base + row * width, count: width) }
+        if !allFinite(packed.base, count: rows.count * width) { locallyFinite = false }
+        try comm.allreduceSum(UnsafeMutableBufferPointer(start: packed.base, count: rows.count * width))
+        for (k, row) in rows.enumerated() { (base + row * width).update(from: packed.base + k * width, count: width) }
+        return allFinite(packed.base, count: rows.count * width)
     }
 
     /// The summed gradients of this rank's optimizer shard (`[0]` belongs to parameter `shard.lowerBound`).

@@ -166,7 +166,8 @@ public final class Trainer {
         Preemption.install()
         let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count,
                                       overlap: c.overlapCommunication, bucketBytes: Int(c.bucketMegabytes * 1_000_000),
-                                      shardOptimizer: c.shardOptimizer)
+                                      shardOptimizer: c.shardOptimizer,
+                                      sparse: model.sparseGradientTensors.compactMap { model.layout.spec($0) })
         while state.step < totalSteps && !state.earlyStopped {
             comm.context = "step \(state.step + 1)"
             let globalCount = min(c.batchSize, train.count - state.positionInEpoch)

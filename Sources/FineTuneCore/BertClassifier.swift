@@ -419,6 +419,7 @@ public final class BertClassifier: FineTunableModel {
                 linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow,
                                B: N, C: F, OC: C, overwritingInput: true)
             }
+            gradientsReady(o.ow)
             timed(.gelu) {
                 if config.usesTanhGELU {
                     dInter.base.update(repeating: 0, count: N * F)
@@ -432,6 +433,8 @@ public final class BertClassifier: FineTunableModel {
             timed(.linear) {
                 linearBackward(dinp: dH1, dweight: g + o.iw, dbias: g + o.ib, dout: dInter.base, inp: a.h1.base, weight: p + o.iw, B: N, C: C, OC: F)
             }
+            // The feed-forward's tensors (iw ... ln2b) are final; reporting mid-layer also lets MPI progress more often.
+            gradientsReady(o.iw)
             // h1 = LN1(attn' + x)
             let dRes1 = gradA.base
             timed(.elementwise) { dRes1.update(repeating: 0, count: N * C) }
@@ -444,6 +447,7 @@ public final class BertClassifier: FineTunableModel {
                 linearBackward(dinp: dctx.base, dweight: g + o.aow, dbias: g + o.aob, dout: dProj, inp: a.ctx.base, weight: p + o.aow,
                                B: N, C: C, OC: C, overwritingInput: true)
             }
+            gradientsReady(o.aow)
             timed(.elementwise) { dq.base.update(repeating: 0, count: N * C); dk.base.update(repeating: 0, count: N * C); dv.base.update(repeating: 0, count: N * C) }
             let usedProbs = dropAttention ? a.probsDropped.base : a.probs.base
             timed(.attention) {

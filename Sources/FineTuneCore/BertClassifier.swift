@@ -151,7 +151,7 @@ public final class BertClassifier: FineTunableModel {
     private var gradA = FlatBuffer<Float>(count: 0), gradB = FlatBuffer<Float>(count: 0), gradC = FlatBuffer<Float>(count: 0)
     private var dq = FlatBuffer<Float>(count: 0), dk = FlatBuffer<Float>(count: 0), dv = FlatBuffer<Float>(count: 0), dctx = FlatBuffer<Float>(count: 0)
     private var dInter = FlatBuffer<Float>(count: 0), dAct = FlatBuffer<Float>(count: 0)
-    private var dScores = FlatBuffer<Float>(count: 0), dScoresDropped = FlatBuffer<Float>(count: 0)
+    private var dScores = FlatBuffer<Float>(count: 0)
     private var dHeadA = FlatBuffer<Float>(count: 0), dHeadB = FlatBuffer<Float>(count: 0), dHeadC = FlatBuffer<Float>(count: 0)
     private var dLogits = FlatBuffer<Float>(count: 0)
 
@@ -163,7 +163,7 @@ public final class BertClassifier: FineTunableModel {
             return total + 4 * floats + a.attnMask.count + a.ffnMask.count + a.probsMask.count
         }
         let others = [embSum, embLN, embOut, embMean, embRstd, first, poolerPre, pooled, headDropped, logits, probabilities, losses, ones,
-                      gradA, gradB, gradC, dq, dk, dv, dctx, dInter, dAct, dScores, dScoresDropped, dHeadA, dHeadB, dHeadC, dLogits]
+                      gradA, gradB, gradC, dq, dk, dv, dctx, dInter, dAct, dScores, dHeadA, dHeadB, dHeadC, dLogits]
         return perLayer + 4 * others.reduce(0) { $0 + $1.count } + embMask.count + headMask.count
     }
 
@@ -179,7 +179,7 @@ public final class BertClassifier: FineTunableModel {
             gradA = FlatBuffer(count: n * C); gradB = FlatBuffer(count: n * C); gradC = FlatBuffer(count: n * C)
             dq = FlatBuffer(count: n * C); dk = FlatBuffer(count: n * C); dv = FlatBuffer(count: n * C); dctx = FlatBuffer(count: n * C)
             dInter = FlatBuffer(count: n * F); dAct = FlatBuffer(count: n * F)
-            dScores = FlatBuffer(count: a); dScoresDropped = FlatBuffer(count: a)
+            dScores = FlatBuffer(count: a)
         }
         if B > sequenceCapacity {
             sequenceCapacity = B
@@ -248,18 +248,11 @@ public final class BertClassifier: FineTunableModel {
                 linearForward(out: a.v.base, inp: x, weight: p + o.vw, bias: p + o.vb, B: N, C: C, OC: C)
             }
             timed(.attention) {
-                attentionScores(probs: a.probs.base, q: a.q.base, k: a.k.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
-            }
-            var probs = a.probs.base
-            if dropAttention {
-                timed(.dropout) {
-                    dropoutForward(out: a.probsDropped.base, mask: a.probsMask.base, inp: a.probs.base, probability: attentionDropout,
-                                   key: pass.key(1 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: attention, B: B)
+                batch.exampleIndices.withUnsafeBufferPointer { indices in
+                    let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: pass.key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
+                    attentionForward(out: a.ctx.base, probs: a.probs.base, probsDropped: a.probsDropped.base, mask: a.probsMask.base,
+                                     q: a.q.base, k: a.k.base, v: a.v.base, dropout: dropout, starts: starts, offsets: attention, B: B, C: C, NH: NH)
                 }
-                probs = a.probsDropped.base
-            }
-            timed(.attention) {
-                attentionContext(out: a.ctx.base, probs: probs, v: a.v.base, starts: starts, offsets: attention, B: B, C: C, NH: NH)
             }
             timed(.linear) {
                 linearForward(out: a.attnProj.base, inp: a.ctx.base, weight: p + o.aow, bias: p + o.aob, B: N, C: C, OC: C)
@@ -449,16 +442,10 @@ public final class BertClassifier: FineTunableModel {
             }
             gradientsReady(o.aow)
             timed(.elementwise) { dq.base.update(repeating: 0, count: N * C); dk.base.update(repeating: 0, count: N * C); dv.base.update(repeating: 0, count: N * C) }
-            let usedProbs = dropAttention ? a.probsDropped.base : a.probs.base
             timed(.attention) {
-                attentionContextBackward(dprobs: dScoresDropped.base, dv: dv.base, dout: dctx.base, probs: usedProbs, v: a.v.base,
-                                         starts: starts, offsets: attention, B: B, C: C, NH: NH)
-            }
-            let dProbs = throughDropout(dScoresDropped.base, mask: a.probsMask, probability: attentionDropout, count: attention.last!,
-                                        scratch: dScores.base)
-            timed(.attention) {
-                attentionScoresBackward(dq: dq.base, dk: dk.base, dprobs: dProbs, probs: a.probs.base, q: a.q.base, k: a.k.base,
-                                        starts: starts, offsets: attention, B: B, C: C, NH: NH)
+                attentionBackward(dq: dq.base, dk: dk.base, dv: dv.base, dscores: dScores.base, dout: dctx.base, probs: a.probs.base,
+                                  probsDropped: a.probsDropped.base, mask: a.probsMask.base, q: a.q.base, k: a.k.base, v: a.v.base,
+                                  dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: attention, B: B, C: C, NH: NH)
             }
             // d x = d res1 (residual) + the q, k, v projections' input gradients, accumulated into gradA.
             timed(.linear) {

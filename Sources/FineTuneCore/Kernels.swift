@@ -120,35 +120,44 @@ public func dropoutForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: 
                                             inp: UnsafePointer<T>, probability p: Double, key: DropoutKey,
                                             exampleIndices: UnsafePointer<Int>, segmentStarts: UnsafePointer<Int>, B: Int) {
     let scale = T(1 / (1 - p))
-    // One 64-bit hash gives four 16-bit uniforms: element e keeps when its lane ≥ p · 65536,
-    // that is when threshold − 1 − lane is negative (a sign bit, so the loop has no branches).
+    for b in 0..<B {
+        let start = segmentStarts[b]
+        dropoutForwardSpan(out: out + start, mask: mask + start, inp: inp + start, count: segmentStarts[b + 1] - start,
+                           firstElement: 0, rowKey: key.row(exampleIndex: exampleIndices[b]), probability: p, scale: scale)
+    }
+}
+
+/// `dropoutForward` over `count` consecutive elements of one example's segment, the first being
+/// element `firstElement` of the segment (so part of a segment, e.g. one attention head's scores,
+/// gets the very mask the whole segment would). out/mask/inp point at that first element.
+@inlinable @inline(__always)
+public func dropoutForwardSpan<T: KernelScalar>(out: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>, inp: UnsafePointer<T>,
+                                                count: Int, firstElement: Int, rowKey: DropoutRowKey, probability p: Double, scale: T) {
+    // One 64-bit hash gives four 16-bit uniforms: element e keeps when lane e & 3 of hash e >> 2 is
+    // ≥ p · 65536, that is when threshold − 1 − lane is negative (a sign bit: no branches).
     let threshold = UInt64((p * 65536).rounded(.up))
     @inline(__always) func keeps(_ bits: UInt64, _ lane: Int) -> UInt8 {
         UInt8(truncatingIfNeeded: (threshold &- 1 &- ((bits >> (16 * UInt64(lane))) & 0xFFFF)) >> 63)
     }
-    for b in 0..<B {
-        let rowKey = key.row(exampleIndex: exampleIndices[b])
-        let start = segmentStarts[b], end = segmentStarts[b + 1]
-        var i = start
-        // Whole blocks of four elements, branch-free; then the row's last partial block.
-        while i + 4 <= end {
-            let bits = rowKey.bits((i - start) >> 2)
-            for lane in 0..<4 {
-                let keep = keeps(bits, lane)
-                mask[i + lane] = keep
-                out[i + lane] = inp[i + lane] * (T(keep) * scale)
-            }
-            i += 4
-        }
-        if i < end {
-            let bits = rowKey.bits((i - start) >> 2)
-            for lane in 0..<(end - i) {
-                let keep = keeps(bits, lane)
-                mask[i + lane] = keep
-                out[i + lane] = inp[i + lane] * (T(keep) * scale)
-            }
-        }
+    @inline(__always) func one(_ i: Int) {
+        let e = firstElement + i
+        let keep = keeps(rowKey.bits(e >> 2), e & 3)
+        mask[i] = keep
+        out[i] = inp[i] * (T(keep) * scale)
     }
+    var i = 0
+    // Up to the first whole block of four, then whole blocks, then the rest.
+    while i < count && (firstElement + i) & 3 != 0 { one(i); i += 1 }
+    while i + 4 <= count {
+        let bits = rowKey.bits((firstElement + i) >> 2)
+        for lane in 0..<4 {
+            let keep = keeps(bits, lane)
+            mask[i + lane] = keep
+            out[i + lane] = inp[i + lane] * (T(keep) * scale)
+        }
+        i += 4
+    }
+    while i < count { one(i); i += 1 }
 }
 
 /// dinp[N] += dout · mask / (1 - p)

@@ -204,13 +204,7 @@ public func attentionScores<T: KernelScalar>(probs: UnsafeMutablePointer<T>, q: 
             let P = probs + offsets[b] + h * L * L
             T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: q + s * C + h * HS, lda: C,
                    b: k + s * C + h * HS, ldb: C, beta: 0, c: P, ldc: L)
-            for i in 0..<L {
-                let row = P + i * L
-                let maxScore = rowMax(row, L)
-                for j in 0..<L { row[j] = T.kernelExp(row[j] - maxScore) }
-                let inv = 1 / rowDot(row, nil, L)
-                for j in 0..<L { row[j] *= inv }
-            }
+            softmaxRows(P, rows: L, length: L)
         }
     }
 }
@@ -263,17 +257,113 @@ public func attentionScoresBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>
         guard L > 0 else { continue }
         for h in 0..<NH {
             let o = offsets[b] + h * L * L
-            // Softmax backward: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik), times the 1/√HS of the scores.
-            for i in 0..<L {
-                let p = probs + o + i * L, dp = dprobs + o + i * L
-                let dot = rowDot(p, dp, L)
-                for j in 0..<L { dp[j] = p[j] * (dp[j] - dot) * scale }
-            }
+            // Softmax backward, times the 1/√HS of the scores.
+            softmaxRowsBackward(dprobs + o, probs: probs + o, rows: L, length: L, scale: scale)
             T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dprobs + o, lda: L,
                    b: k + s * C + h * HS, ldb: C, beta: 1, c: dq + s * C + h * HS, ldc: C)
             T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dprobs + o, lda: L,
                    b: q + s * C + h * HS, ldb: C, beta: 1, c: dk + s * C + h * HS, ldc: C)
         }
+    }
+}
+
+// MARK: Attention, fused per head
+
+/// Attention dropout for the fused kernels: probability, the site's key, and the global example
+/// index of each sequence (the masks are those `dropoutForward` draws over each sequence's NH·L_b²
+/// scores).
+public struct AttentionDropout {
+    public let probability: Double
+    public let key: DropoutKey
+    public let exampleIndices: UnsafePointer<Int>
+    public init(probability: Double, key: DropoutKey, exampleIndices: UnsafePointer<Int>) {
+        self.probability = probability; self.key = key; self.exampleIndices = exampleIndices
+    }
+}
+
+/// `attentionScores`, then dropout of the probabilities (when `dropout` is given: into
+/// probsDropped[Σ NH L_b²] with its mask), then `attentionContext`, one sequence and head at a
+/// time, so each head's L_b² scores are used while they are in cache. Same results as the three
+/// kernels run one after the other.
+@inlinable
+public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
+                                              probsDropped: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
+                                              q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropout: AttentionDropout?,
+                                              starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
+    let HS = C / NH
+    let scale = 1 / T(HS).squareRoot()
+    for b in 0..<B {
+        let s = starts[b], L = starts[b + 1] - s
+        guard L > 0 else { continue }
+        let rowKey = dropout.map { $0.key.row(exampleIndex: $0.exampleIndices[b]) }
+        for h in 0..<NH {
+            let o = offsets[b] + h * L * L
+            let P = probs + o
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: q + s * C + h * HS, lda: C,
+                   b: k + s * C + h * HS, ldb: C, beta: 0, c: P, ldc: L)
+            softmaxRows(P, rows: L, length: L)
+            var used = UnsafePointer(P)
+            if let dropout, let rowKey {
+                dropoutForwardSpan(out: probsDropped + o, mask: mask + o, inp: P, count: L * L, firstElement: h * L * L,
+                                   rowKey: rowKey, probability: dropout.probability, scale: T(1 / (1 - dropout.probability)))
+                used = UnsafePointer(probsDropped + o)
+            }
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: used, lda: L,
+                   b: v + s * C + h * HS, ldb: C, beta: 0, c: out + s * C + h * HS, ldc: C)
+        }
+    }
+}
+
+/// Backward of `attentionForward`, one sequence and head at a time: dv[N, C] += P'ᵀ · dout (P' the
+/// probabilities after dropout), dq[N, C] += dS · K, dk[N, C] += dSᵀ · Q. dscores[Σ NH L_b²] is scratch.
+@inlinable
+public func attentionBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>, dk: UnsafeMutablePointer<T>, dv: UnsafeMutablePointer<T>,
+                                               dscores: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                               probs: UnsafePointer<T>, probsDropped: UnsafePointer<T>, mask: UnsafePointer<UInt8>,
+                                               q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropoutProbability: Double,
+                                               starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
+    let HS = C / NH
+    let scale = 1 / T(HS).squareRoot()
+    let dropped = dropoutProbability > 0
+    for b in 0..<B {
+        let s = starts[b], L = starts[b + 1] - s
+        guard L > 0 else { continue }
+        for h in 0..<NH {
+            let o = offsets[b] + h * L * L
+            let dP = dscores + o
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: 1, a: dout + s * C + h * HS, lda: C,
+                   b: v + s * C + h * HS, ldb: C, beta: 0, c: dP, ldc: L)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: (dropped ? probsDropped : probs) + o, lda: L,
+                   b: dout + s * C + h * HS, ldb: C, beta: 1, c: dv + s * C + h * HS, ldc: C)
+            if dropped { dropoutGradient(dinp: dP, dout: dP, mask: mask + o, probability: dropoutProbability, N: L * L) }
+            softmaxRowsBackward(dP, probs: probs + o, rows: L, length: L, scale: scale)
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L,
+                   b: k + s * C + h * HS, ldb: C, beta: 1, c: dq + s * C + h * HS, ldc: C)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L,
+                   b: q + s * C + h * HS, ldb: C, beta: 1, c: dk + s * C + h * HS, ldc: C)
+        }
+    }
+}
+
+/// Softmax of each of `rows` rows of `length`, in place.
+@inlinable @inline(__always)
+public func softmaxRows<T: KernelScalar>(_ x: UnsafeMutablePointer<T>, rows: Int, length L: Int) {
+    for i in 0..<rows {
+        let row = x + i * L
+        let maxScore = rowMax(row, L)
+        for j in 0..<L { row[j] = T.kernelExp(row[j] - maxScore) }
+        let inv = 1 / rowDot(row, nil, L)
+        for j in 0..<L { row[j] *= inv }
+    }
+}
+
+/// From dP (d loss / d softmax output) to the scores' gradient, in place: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik) · scale.
+@inlinable @inline(__always)
+public func softmaxRowsBackward<T: KernelScalar>(_ dp: UnsafeMutablePointer<T>, probs: UnsafePointer<T>, rows: Int, length L: Int, scale: T) {
+    for i in 0..<rows {
+        let p = probs + i * L, d = dp + i * L
+        let dot = rowDot(p, d, L)
+        for j in 0..<L { d[j] = p[j] * (d[j] - dot) * scale }
     }
 }
 

@@ -93,7 +93,8 @@ final class GradientReducer {
     private func startNext() throws {
         let range = buckets[started]
         started += 1
-        if !allFinite(buffer.base + range.lowerBound, count: range.count) { locallyFinite = false }
+        // Which rank's own gradients were non-finite (to name it); with one rank the sum is its own.
+        if comm.size > 1 && !allFinite(buffer.base + range.lowerBound, count: range.count) { locallyFinite = false }
         pending.append(try comm.startAllreduceSum(UnsafeMutableBufferPointer(start: buffer.base + range.lowerBound, count: range.count)))
     }
 
@@ -120,6 +121,7 @@ final class GradientReducer {
             let parameters = bucket.clamped(to: 0..<parameterCount)
             finite = allFinite(buffer.base + parameters.lowerBound, count: parameters.count)
         }
+        if comm.size == 1 { locallyFinite = finite }
         return finite
     }
 

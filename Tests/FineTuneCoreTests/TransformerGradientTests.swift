@@ -91,6 +91,59 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
         }
     }
 
+    /// The fused kernels training runs (scores, softmax, dropout and context one head at a time):
+    /// finite differences, and bitwise the same values as the separate kernels above.
+    func testFusedAttention() {
+        let C = 6, NH = 2, B = 2
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        let r = randomArray(N * C, seed: 9)
+        let indices = [4, 9]
+        for dropout in [0.0, 0.3] {
+            var q = randomArray(N * C, seed: 10), k = randomArray(N * C, seed: 11), v = randomArray(N * C, seed: 12)
+            let key = DropoutKey(seed: 3, step: 1, site: 2)
+            func forward(_ q: [Double], _ k: [Double], _ v: [Double]) -> (out: [Double], probs: [Double], dropped: [Double], mask: [UInt8]) {
+                var probs = [Double](repeating: 0, count: offsets.last!), dropped = probs, out = [Double](repeating: 0, count: N * C)
+                var mask = [UInt8](repeating: 0, count: probs.count)
+                indices.withUnsafeBufferPointer { ix in
+                    let d = dropout > 0 ? AttentionDropout(probability: dropout, key: key, exampleIndices: ix.baseAddress!) : nil
+                    attentionForward(out: &out, probs: &probs, probsDropped: &dropped, mask: &mask, q: q, k: k, v: v, dropout: d,
+                                     starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+                }
+                return (out, probs, dropped, mask)
+            }
+            func L(_ q: [Double], _ k: [Double], _ v: [Double]) -> Double { zip(forward(q, k, v).out, r).map(*).reduce(0, +) }
+            let f = forward(q, k, v)
+            var dq = [Double](repeating: 0, count: N * C), dk = dq, dv = dq, scratch = [Double](repeating: 0, count: offsets.last!)
+            attentionBackward(dq: &dq, dk: &dk, dv: &dv, dscores: &scratch, dout: r, probs: f.probs, probsDropped: f.dropped, mask: f.mask,
+                              q: q, k: k, v: v, dropoutProbability: dropout, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            check("fused dq p=\(dropout)", x: &q, analytic: dq) { L($0, k, v) }
+            check("fused dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
+            check("fused dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
+
+            // The separate kernels, as testAttention runs them.
+            var probs = [Double](repeating: 0, count: offsets.last!), out = [Double](repeating: 0, count: N * C)
+            attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            var dropped = probs, mask = [UInt8](repeating: 1, count: probs.count)
+            if dropout > 0 {
+                dropoutForward(out: &dropped, mask: &mask, inp: probs, probability: dropout, key: key, exampleIndices: indices,
+                               segmentStarts: offsets, B: B)
+                XCTAssertEqual(mask, f.mask, "one head's mask is its part of the sequence's")
+            }
+            attentionContext(out: &out, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            XCTAssertEqual(out, f.out)
+            XCTAssertEqual(probs, f.probs)
+            var sq = [Double](repeating: 0, count: N * C), sk = sq, sv = sq, dDropped = [Double](repeating: 0, count: offsets.last!)
+            attentionContextBackward(dprobs: &dDropped, dv: &sv, dout: r, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            var dprobs = dDropped
+            if dropout > 0 {
+                dprobs = [Double](repeating: 0, count: offsets.last!)
+                dropoutBackward(dinp: &dprobs, dout: dDropped, mask: mask, probability: dropout, N: dprobs.count)
+            }
+            attentionScoresBackward(dq: &sq, dk: &sk, dprobs: &dprobs, probs: probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            XCTAssertEqual(sq, dq); XCTAssertEqual(sk, dk); XCTAssertEqual(sv, dv)
+        }
+    }
+
     func testAttentionOfOneSequenceIgnoresTheOthers() {
         // Packing: the output rows of sequence 0 do not change when sequence 1's tokens change.
         let C = 6, NH = 2

@@ -18,9 +18,10 @@ public protocol Communicator: AnyObject {
     func test(_ pending: PendingReduction) throws -> Bool
     /// Waits for a started reduction, against the collective timeout.
     func wait(_ pending: PendingReduction) throws
-    /// Sums `buffer` over all ranks and leaves rank r only its block (`counts[r]` elements, in rank
-    /// order) in `block`: the first half of an allreduce, for optimizer-state sharding.
-    func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws
+    /// Starts summing `buffer` over all ranks, leaving rank r only its block (`counts[r]` elements,
+    /// in rank order) in `block`: the first half of an allreduce, for optimizer-state sharding.
+    /// Complete it with `test` / `wait`.
+    func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction
     /// Every rank contributes its block of `buffer` (`counts[r]` elements, in rank order, in place)
     /// and receives everyone's: the second half of an allreduce.
     func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws
@@ -109,7 +110,18 @@ public final class PendingReduction {
     public var requests: [OpaquePointer?]
     public let started = Date()
     public let what: String
-    public init(requests: [OpaquePointer?], what: String) { self.requests = requests; self.what = what }
+    /// Arguments MPI reads until the operation completes (the counts of a reduce-scatter).
+    let retained: AnyObject?
+    public init(requests: [OpaquePointer?], what: String, retaining retained: AnyObject? = nil) {
+        self.requests = requests; self.what = what; self.retained = retained
+    }
+}
+
+extension Communicator {
+    /// `startReduceScatterSum`, waited for.
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
+        try wait(startReduceScatterSum(buffer, counts: counts, into: block))
+    }
 }
 
 /// A single-process communicator: every collective is the identity.
@@ -122,8 +134,9 @@ public final class LocalCommunicator: Communicator {
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
     public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction { PendingReduction(requests: [], what: "") }
     public func test(_ pending: PendingReduction) throws -> Bool { true }
-    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
+    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
         if let base = buffer.baseAddress { block.update(from: base, count: counts[0]) }
+        return PendingReduction(requests: [], what: "")
     }
     public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {}
     public func wait(_ pending: PendingReduction) throws {}

@@ -138,14 +138,12 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
+    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
         precondition(counts.allSatisfy { $0 <= Int(Int32.max) }, "a shard over Int32.max elements")
         var request: MPI_Request? = nil
-        let recvCounts = counts.map { Int32($0) }
-        try recvCounts.withUnsafeBufferPointer { c in
-            try check(MPI_Ireduce_scatter(buffer.baseAddress, block, c.baseAddress, ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Ireduce_scatter")
-            try wait(&request, "reduce-scatter of \(buffer.count) gradients", started: Date())
-        }
+        let recvCounts = Int32Array(counts.map { Int32($0) })
+        try check(MPI_Ireduce_scatter(buffer.baseAddress, block, recvCounts.base, ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Ireduce_scatter")
+        return PendingReduction(requests: [request], what: "reduce-scatter of \(buffer.count) gradients", retaining: recvCounts)
     }
 
     public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
@@ -212,4 +210,14 @@ public final class MPICommunicator: Communicator {
         MPI_Abort(world, code)
         exit(code)
     }
+}
+
+/// An Int32 array at a fixed address for as long as a non-blocking collective may read it.
+final class Int32Array {
+    let base: UnsafeMutablePointer<Int32>
+    init(_ values: [Int32]) {
+        base = .allocate(capacity: max(values.count, 1))
+        base.initialize(from: values, count: values.count)
+    }
+    deinit { base.deallocate() }
 }

@@ -14,9 +14,11 @@ import Foundation
 /// just those, packed (for MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats).
 /// The rows no rank touched are zero everywhere, which is their sum.
 ///
-/// With optimizer-state sharding (ZeRO stage 1) the exchange is a reduce-scatter instead: each rank
-/// receives the summed gradients of its 1/N of the parameters only, updates those, and the
-/// parameters are then all-gathered (`afterUpdate`). The control slots get their own small allreduce.
+/// With optimizer-state sharding (ZeRO stage 1) each bucket is reduce-scattered instead (the same
+/// buckets, overlapped the same way): each rank receives the summed gradients of its 1/N of the
+/// parameters only, updates those, and the parameters are then all-gathered (`afterUpdate`).
+/// Sparse regions are summed as above and each rank keeps its part. The control slots get their
+/// own small allreduce at the end, which also carries each rank's verdict on its block's finiteness.
 final class GradientReducer {
     let comm: Communicator
     let buffer: FlatBuffer<Float>
@@ -41,13 +43,13 @@ final class GradientReducer {
     /// Whether every bucket this rank contributed was finite before the sum.
     private(set) var locallyFinite = true
 
-    /// `sparse`: tensors summed row-sparsely (see above); ignored when sharding, whose reduce-scatter is dense.
+    /// `sparse`: tensors summed row-sparsely (see above).
     init(comm: Communicator, buffer: FlatBuffer<Float>, parameterCount: Int, overlap: Bool, bucketBytes: Int, shardOptimizer: Bool,
          sparse: [TensorSpec] = []) {
         self.comm = comm
         self.buffer = buffer
         self.parameterCount = parameterCount
-        self.overlap = overlap && !shardOptimizer
+        self.overlap = overlap
         if shardOptimizer {
             let counts = (0..<comm.size).map { Sharding.slice(count: parameterCount, rank: $0, size: comm.size).count }
             shardCounts = counts
@@ -58,13 +60,14 @@ final class GradientReducer {
             shard = 0..<parameterCount
             shardGradients = nil
         }
-        sparseRegions = shardOptimizer || comm.size == 1 ? [] : sparse.filter { $0.shape.count == 2 }
+        sparseRegions = comm.size == 1 ? [] : sparse.filter { $0.shape.count == 2 }
             .map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
             .sorted { $0.offset > $1.offset }
         // The dense stretches between sparse regions, each cut into buckets from its end.
         let size = max(1, bucketBytes / MemoryLayout<Float>.stride)
         var ranges: [Range<Int>] = []
-        var end = buffer.count
+        // Sharded, the control slots after the parameters are not reduce-scattered (see finish).
+        var end = shardOptimizer ? parameterCount : buffer.count
         for lower in sparseRegions.map({ $0.range }) + [0..<0] {
             var stretch = lower.upperBound..<end
             if !self.overlap && !stretch.isEmpty { ranges.append(stretch) }
@@ -95,27 +98,38 @@ final class GradientReducer {
         started += 1
         // Which rank's own gradients were non-finite (to name it); with one rank the sum is its own.
         if comm.size > 1 && !allFinite(buffer.base + range.lowerBound, count: range.count) { locallyFinite = false }
-        pending.append(try comm.startAllreduceSum(UnsafeMutableBufferPointer(start: buffer.base + range.lowerBound, count: range.count)))
+        let bucket = UnsafeMutableBufferPointer(start: buffer.base + range.lowerBound, count: range.count)
+        if let shardGradients {
+            // Rank r receives the part of the bucket inside its shard (possibly nothing).
+            let parts = (0..<comm.size).map { Sharding.slice(count: parameterCount, rank: $0, size: comm.size).clamped(to: range) }
+            let mine = parts[comm.rank]
+            pending.append(try comm.startReduceScatterSum(bucket, counts: parts.map(\.count),
+                                                          into: shardGradients.base + (mine.isEmpty ? 0 : mine.lowerBound - shard.lowerBound)))
+        } else {
+            pending.append(try comm.startAllreduceSum(bucket))
+        }
     }
 
     /// Completes the exchange. Returns whether the summed gradients are finite, the same answer on
     /// every rank (a NaN or Inf anywhere makes a sum non-finite; sharded, the ranks' verdicts on
     /// their blocks travel in the control allreduce).
     func finish(nonFiniteSlot: Int) throws -> Bool {
-        if let shardCounts, let shardGradients {
-            locallyFinite = allFinite(buffer.base, count: parameterCount)
-            try comm.reduceScatterSum(UnsafeMutableBufferPointer(start: buffer.base, count: parameterCount), counts: shardCounts,
-                                      into: shardGradients.base)
-            buffer[parameterCount + nonFiniteSlot] = allFinite(shardGradients.base, count: shardGradients.count) ? 0 : 1
-            try comm.allreduceSum(UnsafeMutableBufferPointer(start: buffer.base + parameterCount, count: buffer.count - parameterCount))
-            return buffer[parameterCount + nonFiniteSlot] == 0
-        }
         while started < buckets.count { try startNext() }
         // The dense buckets progress inside MPI while the sparse regions are summed.
         var finite = true
         for region in sparseRegions { finite = try sumTouchedRows(region) && finite }
         for p in pending { try comm.wait(p) }
         pending = []
+        if let shardGradients {
+            for region in sparseRegions {
+                let mine = region.range.clamped(to: shard)
+                (shardGradients.base + (mine.lowerBound - shard.lowerBound)).update(from: buffer.base + mine.lowerBound, count: mine.count)
+            }
+            buffer[parameterCount + nonFiniteSlot] = finite && allFinite(shardGradients.base, count: shardGradients.count) ? 0 : 1
+            try comm.allreduceSum(UnsafeMutableBufferPointer(start: buffer.base + parameterCount, count: buffer.count - parameterCount))
+            if comm.size == 1 { locallyFinite = buffer[parameterCount + nonFiniteSlot] == 0 }
+            return buffer[parameterCount + nonFiniteSlot] == 0
+        }
         // The sums, not the local parts: every rank sees the same values, so gives the same answer.
         for bucket in buckets where finite {
             let parameters = bucket.clamped(to: 0..<parameterCount)

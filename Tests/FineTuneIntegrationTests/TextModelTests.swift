@@ -158,6 +158,10 @@ final class ShardedOptimizerTests: IntegrationTestCase {
         let sharded = try Harness.mpirun(3, common + ["--output", "\(dir)/sharded", "--shard-optimizer"])
         XCTAssertEqual(sharded.status, 0, sharded.output)
         assertCloseByTensor(try Harness.weights("\(dir)/sharded/final"), try Harness.weights("\(dir)/plain/final"), relative: 1e-6)
+        // 10 kB buckets: many reduce-scatters during backward, shard boundaries inside buckets.
+        let small = try Harness.mpirun(3, common + ["--output", "\(dir)/small-buckets", "--shard-optimizer", "--bucket-mb", "0.01"])
+        XCTAssertEqual(small.status, 0, small.output)
+        assertCloseByTensor(try Harness.weights("\(dir)/small-buckets/final"), try Harness.weights("\(dir)/plain/final"), relative: 1e-6)
 
         XCTAssertEqual(try Harness.mpirun(3, common + ["--output", "\(dir)/resumed", "--shard-optimizer", "--stop-after-steps", "5"]).status, 0)
         let resumed = try Harness.mpirun(3, common + ["--output", "\(dir)/resumed", "--shard-optimizer", "--resume"])

@@ -41,10 +41,11 @@ public struct StepTimings: Sendable {
 public enum KernelKind: Int, CaseIterable, Sendable {
     /// The dense layers' matrix products and bias sums (Q, K, V, attention output, feed-forward, pooler, classifier).
     case linear
-    /// Q·Kᵀ, softmax and P·V per sequence and head, and their backward.
+    /// Q·Kᵀ, softmax, the probabilities' dropout and P·V per sequence and head, and their backward.
     case attention
     case gelu
     case layerNorm
+    /// Dropout of the embeddings, the sublayer outputs and the classifier input (not attention's).
     case dropout
     /// Embedding lookups and their gradient scatter.
     case embeddings

@@ -23,6 +23,35 @@ final class CommandLineTests: IntegrationTestCase {
         }
     }
 
+    /// bench on 2 ranks (tiny shape): the JSON line has the fields the issue asks for, with values
+    /// that hang together; sharding halves the optimizer state per rank.
+    func testBenchReportsAConsistentStepOnTwoRanks() throws {
+        func bench(_ extra: [String]) throws -> [String: Any] {
+            let r = try Harness.mpirun(2, ["bench", "--shape", "tiny", "--per-rank-batch", "4", "--seq-len", "16", "--steps", "3",
+                                           "--warmup", "1", "--json"] + extra, timeout: 120)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.stdout.contains("kernels (s per step, rank 0): linear"), r.output)
+            let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+            return try JSONSerialization.jsonObject(with: Data(last.utf8)) as! [String: Any]
+        }
+        let plain = try bench([]), sharded = try bench(["--shard-optimizer"])
+        for key in ["examples_per_s", "step_s", "gflops", "sgemm_gflops", "forward_s", "backward_s", "comm_exposed_s", "optimizer_s",
+                    "peak_rss_bytes", "kernel_s", "linear_gflops"] {
+            XCTAssertNotNil(plain[key], key)
+        }
+        let step = plain["step_s"] as! Double, forward = plain["forward_s"] as! Double, backward = plain["backward_s"] as! Double
+        XCTAssertGreaterThan(forward, 0); XCTAssertGreaterThan(backward, 0)
+        // Medians of the parts need not add up to the median step exactly: a margin for timing noise.
+        XCTAssertLessThanOrEqual(forward + backward, step * 1.25, "the parts fit in the step")
+        XCTAssertEqual(plain["examples_per_s"] as! Double, 8 / step, accuracy: 1e-6 * 8 / step, "2 ranks x 4 sequences per step")
+        let kernels = (plain["kernel_s"] as! [String: Double]).values.reduce(0, +)
+        XCTAssertGreaterThan(kernels, 0)
+        XCTAssertLessThanOrEqual(kernels, (forward + backward) * 1.25, "kernel times are parts of forward and backward")
+        XCTAssertGreaterThan(plain["sgemm_gflops"] as! Double, 1)
+        XCTAssertEqual(Double(sharded["optimizer_state_bytes"] as! Int), Double(plain["optimizer_state_bytes"] as! Int) / 2,
+                       accuracy: Double(plain["optimizer_state_bytes"] as! Int) * 0.01)
+    }
+
     func testInvalidOptionsAreRejectedBeforeAnythingRuns() throws {
         let r = try Harness.finetune(["train", "--model", "m", "--train", "t", "--output", "o", "--patience", "2"])
         XCTAssertNotEqual(r.status, 0)

@@ -66,8 +66,8 @@ public func rowDot<T: KernelScalar>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
-/// max of x[0..<n], n ≥ 1 (NaN-propagating like a running max in the same order is not needed here:
-/// softmax rows with a NaN come out NaN either way through exp and the sum).
+/// max of x[0..<n], n ≥ 1, over four running maxima. (A NaN in a softmax row makes the row NaN
+/// through exp and the sum whether or not the max sees it.)
 @inlinable @inline(__always)
 public func rowMax<T: KernelScalar>(_ x: UnsafePointer<T>, _ n: Int) -> T {
     var m0 = x[0], m1 = x[0], m2 = x[0], m3 = x[0]
@@ -187,88 +187,6 @@ public func attentionOffsets(starts: [Int], heads NH: Int) -> [Int] {
     return offsets
 }
 
-/// Multi-head self-attention over packed sequences.
-/// out[N, C] (head h in channels [h·HS, (h+1)·HS)) = softmax(Q_h K_hᵀ / √HS) V_h for each sequence,
-/// with q, k, v [N, C]. probs[Σ NH L_b²] receives the softmax (before dropout) at offsets[b] + h·L_b²;
-/// when `dropoutProbs` is given it already holds the dropped-out probabilities to multiply V with
-/// (the caller applies dropout between the two halves: see `attentionScores` / `attentionContext`).
-@inlinable
-public func attentionScores<T: KernelScalar>(probs: UnsafeMutablePointer<T>, q: UnsafePointer<T>, k: UnsafePointer<T>,
-                                             starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
-    let HS = C / NH
-    let scale = 1 / T(HS).squareRoot()
-    for b in 0..<B {
-        let s = starts[b], L = starts[b + 1] - s
-        guard L > 0 else { continue }
-        for h in 0..<NH {
-            let P = probs + offsets[b] + h * L * L
-            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: q + s * C + h * HS, lda: C,
-                   b: k + s * C + h * HS, ldb: C, beta: 0, c: P, ldc: L)
-            softmaxRows(P, rows: L, length: L)
-        }
-    }
-}
-
-/// out[N, C] = P · V per sequence and head, P the (possibly dropped-out) probabilities.
-@inlinable
-public func attentionContext<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafePointer<T>, v: UnsafePointer<T>,
-                                              starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
-    let HS = C / NH
-    for b in 0..<B {
-        let s = starts[b], L = starts[b + 1] - s
-        guard L > 0 else { continue }
-        for h in 0..<NH {
-            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: probs + offsets[b] + h * L * L, lda: L,
-                   b: v + s * C + h * HS, ldb: C, beta: 0, c: out + s * C + h * HS, ldc: C)
-        }
-    }
-}
-
-/// Backward of `attentionContext`: dprobs = dout · Vᵀ (overwritten), dv[N, C] += Pᵀ · dout.
-@inlinable
-public func attentionContextBackward<T: KernelScalar>(dprobs: UnsafeMutablePointer<T>, dv: UnsafeMutablePointer<T>,
-                                                      dout: UnsafePointer<T>, probs: UnsafePointer<T>, v: UnsafePointer<T>,
-                                                      starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
-    let HS = C / NH
-    for b in 0..<B {
-        let s = starts[b], L = starts[b + 1] - s
-        guard L > 0 else { continue }
-        for h in 0..<NH {
-            let o = offsets[b] + h * L * L
-            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: 1, a: dout + s * C + h * HS, lda: C,
-                   b: v + s * C + h * HS, ldb: C, beta: 0, c: dprobs + o, ldc: L)
-            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: probs + o, lda: L,
-                   b: dout + s * C + h * HS, ldb: C, beta: 1, c: dv + s * C + h * HS, ldc: C)
-        }
-    }
-}
-
-/// Backward of `attentionScores`: from dprobs (d loss / d softmax output, overwritten with the
-/// scaled score gradient), dq[N, C] += dS · K, dk[N, C] += dSᵀ · Q.
-@inlinable
-public func attentionScoresBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>, dk: UnsafeMutablePointer<T>,
-                                                     dprobs: UnsafeMutablePointer<T>, probs: UnsafePointer<T>,
-                                                     q: UnsafePointer<T>, k: UnsafePointer<T>,
-                                                     starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
-    let HS = C / NH
-    let scale = 1 / T(HS).squareRoot()
-    for b in 0..<B {
-        let s = starts[b], L = starts[b + 1] - s
-        guard L > 0 else { continue }
-        for h in 0..<NH {
-            let o = offsets[b] + h * L * L
-            // Softmax backward, times the 1/√HS of the scores.
-            softmaxRowsBackward(dprobs + o, probs: probs + o, rows: L, length: L, scale: scale)
-            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dprobs + o, lda: L,
-                   b: k + s * C + h * HS, ldb: C, beta: 1, c: dq + s * C + h * HS, ldc: C)
-            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dprobs + o, lda: L,
-                   b: q + s * C + h * HS, ldb: C, beta: 1, c: dk + s * C + h * HS, ldc: C)
-        }
-    }
-}
-
-// MARK: Attention, fused per head
-
 /// Attention dropout for the fused kernels: probability, the site's key, and the global example
 /// index of each sequence (the masks are those `dropoutForward` draws over each sequence's NH·L_b²
 /// scores).
@@ -281,10 +199,12 @@ public struct AttentionDropout {
     }
 }
 
-/// `attentionScores`, then dropout of the probabilities (when `dropout` is given: into
-/// probsDropped[Σ NH L_b²] with its mask), then `attentionContext`, one sequence and head at a
-/// time, so each head's L_b² scores are used while they are in cache. Same results as the three
-/// kernels run one after the other.
+/// Multi-head self-attention over packed sequences, one sequence and head at a time, so each head's
+/// L_b² scores are used while they are in cache:
+/// out[N, C] (head h in channels [h·HS, (h+1)·HS)) = dropout(softmax(Q_h K_hᵀ / √HS)) V_h per sequence,
+/// with q, k, v [N, C]. probs[Σ NH L_b²] receives the softmax at offsets[b] + h·L_b²; with `dropout`,
+/// probsDropped and mask receive the dropped-out probabilities and the mask (the one `dropoutForward`
+/// draws over the sequence's NH·L_b² scores); without, P·V uses probs and the two are not touched.
 @inlinable
 public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
                                               probsDropped: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,

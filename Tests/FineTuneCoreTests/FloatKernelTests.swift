@@ -75,12 +75,15 @@ final class FloatKernelTests: XCTestCase {
         let q = random(N * C, seed: 3), k = random(N * C, seed: 4), v = random(N * C, seed: 5), dout = random(N * C, seed: 6)
         func run<T: KernelScalar>(_: T.Type) -> (probs: [T], ctx: [T], dq: [T], dk: [T], dv: [T], ln: [T], dln: [T]) {
             let q = q.map { T($0) }, k = k.map { T($0) }, v = v.map { T($0) }, dout = dout.map { T($0) }
-            var probs = [T](repeating: 0, count: offsets.last!), dprobs = probs
+            var probs = [T](repeating: 0, count: offsets.last!), dropped = probs, scratch = probs, mask = [UInt8](repeating: 0, count: probs.count)
             var ctx = [T](repeating: 0, count: N * C), dq = ctx, dk = ctx, dv = ctx
-            attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            attentionContext(out: &ctx, probs: probs, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            attentionContextBackward(dprobs: &dprobs, dv: &dv, dout: dout, probs: probs, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            attentionScoresBackward(dq: &dq, dk: &dk, dprobs: &dprobs, probs: probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            [3, 5, 8, 13].withUnsafeBufferPointer { indices in
+                let dropout = AttentionDropout(probability: 0.2, key: DropoutKey(seed: 1, step: 1, site: 1), exampleIndices: indices.baseAddress!)
+                attentionForward(out: &ctx, probs: &probs, probsDropped: &dropped, mask: &mask, q: q, k: k, v: v, dropout: dropout,
+                                 starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            }
+            attentionBackward(dq: &dq, dk: &dk, dv: &dv, dscores: &scratch, dout: dout, probs: probs, probsDropped: dropped, mask: mask,
+                              q: q, k: k, v: v, dropoutProbability: 0.2, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
             let weight = (0..<C).map { T(1 + Double($0) / 10) }, bias = (0..<C).map { T(Double($0) / 20) }
             var ln = [T](repeating: 0, count: N * C), dln = ln, mean = [T](repeating: 0, count: N), rstd = mean
             var dw = [T](repeating: 0, count: C), db = dw

@@ -54,46 +54,9 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
                     })
     }
 
-    /// softmax(QKᵀ/√HS) [dropout] V over two packed sequences, 2 heads of size 3; with and without
-    /// dropout on the probabilities.
+    /// softmax(QKᵀ/√HS) [dropout] V over two packed sequences (lengths 3 and 5: heads start inside
+    /// dropout's blocks of four), 2 heads of size 3; with and without dropout on the probabilities.
     func testAttention() {
-        let C = 6, NH = 2, B = 2
-        let offsets = attentionOffsets(starts: starts, heads: NH)
-        let r = randomArray(N * C, seed: 9)
-        for dropout in [0.0, 0.3] {
-            var q = randomArray(N * C, seed: 10), k = randomArray(N * C, seed: 11), v = randomArray(N * C, seed: 12)
-            let key = DropoutKey(seed: 3, step: 1, site: 2)
-            func forward(_ q: [Double], _ k: [Double], _ v: [Double]) -> (out: [Double], probs: [Double], dropped: [Double], mask: [UInt8]) {
-                var probs = [Double](repeating: 0, count: offsets.last!), out = [Double](repeating: 0, count: N * C)
-                attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-                var dropped = probs, mask = [UInt8](repeating: 1, count: probs.count)
-                if dropout > 0 {
-                    dropoutForward(out: &dropped, mask: &mask, inp: probs, probability: dropout, key: key,
-                                   exampleIndices: [4, 9], segmentStarts: offsets, B: B)
-                }
-                attentionContext(out: &out, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-                return (out, probs, dropped, mask)
-            }
-            func L(_ q: [Double], _ k: [Double], _ v: [Double]) -> Double { zip(forward(q, k, v).out, r).map(*).reduce(0, +) }
-            let f = forward(q, k, v)
-            var dq = [Double](repeating: 0, count: N * C), dk = dq, dv = dq
-            var dDropped = [Double](repeating: 0, count: offsets.last!)
-            attentionContextBackward(dprobs: &dDropped, dv: &dv, dout: r, probs: f.dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            var dprobs = dDropped
-            if dropout > 0 {
-                dprobs = [Double](repeating: 0, count: offsets.last!)
-                dropoutBackward(dinp: &dprobs, dout: dDropped, mask: f.mask, probability: dropout, N: dprobs.count)
-            }
-            attentionScoresBackward(dq: &dq, dk: &dk, dprobs: &dprobs, probs: f.probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            check("dq p=\(dropout)", x: &q, analytic: dq) { L($0, k, v) }
-            check("dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
-            check("dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
-        }
-    }
-
-    /// The fused kernels training runs (scores, softmax, dropout and context one head at a time):
-    /// finite differences, and bitwise the same values as the separate kernels above.
-    func testFusedAttention() {
         let C = 6, NH = 2, B = 2
         let offsets = attentionOffsets(starts: starts, heads: NH)
         let r = randomArray(N * C, seed: 9)
@@ -120,27 +83,14 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
             check("fused dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
             check("fused dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
 
-            // The separate kernels, as testAttention runs them.
-            var probs = [Double](repeating: 0, count: offsets.last!), out = [Double](repeating: 0, count: N * C)
-            attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            var dropped = probs, mask = [UInt8](repeating: 1, count: probs.count)
             if dropout > 0 {
-                dropoutForward(out: &dropped, mask: &mask, inp: probs, probability: dropout, key: key, exampleIndices: indices,
+                // Each head's mask is its part of the mask dropoutForward draws over the whole sequence.
+                var whole = f.probs, mask = [UInt8](repeating: 0, count: f.probs.count)
+                dropoutForward(out: &whole, mask: &mask, inp: f.probs, probability: dropout, key: key, exampleIndices: indices,
                                segmentStarts: offsets, B: B)
-                XCTAssertEqual(mask, f.mask, "one head's mask is its part of the sequence's")
+                XCTAssertEqual(mask, f.mask)
+                XCTAssertEqual(whole, f.dropped)
             }
-            attentionContext(out: &out, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            XCTAssertEqual(out, f.out)
-            XCTAssertEqual(probs, f.probs)
-            var sq = [Double](repeating: 0, count: N * C), sk = sq, sv = sq, dDropped = [Double](repeating: 0, count: offsets.last!)
-            attentionContextBackward(dprobs: &dDropped, dv: &sv, dout: r, probs: dropped, v: v, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            var dprobs = dDropped
-            if dropout > 0 {
-                dprobs = [Double](repeating: 0, count: offsets.last!)
-                dropoutBackward(dinp: &dprobs, dout: dDropped, mask: mask, probability: dropout, N: dprobs.count)
-            }
-            attentionScoresBackward(dq: &sq, dk: &sk, dprobs: &dprobs, probs: probs, q: q, k: k, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            XCTAssertEqual(sq, dq); XCTAssertEqual(sk, dk); XCTAssertEqual(sv, dv)
         }
     }
 
@@ -152,9 +102,10 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
             var q = randomArray(N * C, seed: 20), k = randomArray(N * C, seed: 21), v = randomArray(N * C, seed: 22)
             let other = randomArray(5 * C, seed: seed)
             for i in 0..<(5 * C) { q[3 * C + i] = other[i]; k[3 * C + i] = other[i]; v[3 * C + i] = other[i] }
-            var probs = [Double](repeating: 0, count: offsets.last!), o = [Double](repeating: 0, count: N * C)
-            attentionScores(probs: &probs, q: q, k: k, starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
-            attentionContext(out: &o, probs: probs, v: v, starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
+            var probs = [Double](repeating: 0, count: offsets.last!), unused = probs, mask = [UInt8](repeating: 0, count: probs.count)
+            var o = [Double](repeating: 0, count: N * C)
+            attentionForward(out: &o, probs: &probs, probsDropped: &unused, mask: &mask, q: q, k: k, v: v, dropout: nil,
+                             starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
             return o
         }
         let a = out(30), b = out(31)

@@ -236,6 +236,23 @@ public final class BertClassifier: FineTunableModel {
             x = embOut.base
         }
         layerInputs = [x]
+        // A sublayer's output as BERT ends it: out = LayerNorm(dropout(y) + residual), keeping what backward needs.
+        func addAndNorm(_ y: FlatBuffer<Float>, dropped: FlatBuffer<Float>, mask: ByteBuffer, site: Int, residual: UnsafeMutablePointer<Float>,
+                        sum: FlatBuffer<Float>, out: FlatBuffer<Float>, mean: FlatBuffer<Float>, rstd: FlatBuffer<Float>,
+                        weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
+            var kept = y.base
+            if dropHidden {
+                timed(.dropout) {
+                    dropoutForward(out: dropped.base, mask: mask.base, inp: y.base, probability: hiddenDropout, key: pass.key(site),
+                                   exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                }
+                kept = dropped.base
+            }
+            timed(.elementwise) { residualForward(out: sum.base, a: kept, b: residual, N: N * C) }
+            timed(.layerNorm) {
+                layerNormForward(out: out.base, mean: mean.base, rstd: rstd.base, inp: sum.base, weight: weight, bias: bias, eps: eps, N: N, C: C)
+            }
+        }
         for l in 0..<config.layers {
             let a = layerActs[l], o = layerOffsets[l]
             timed(.linear) {
@@ -257,21 +274,8 @@ public final class BertClassifier: FineTunableModel {
             timed(.linear) {
                 linearForward(out: a.attnProj.base, inp: a.ctx.base, weight: p + o.aow, bias: p + o.aob, B: N, C: C, OC: C)
             }
-            var projected = a.attnProj.base
-            if dropHidden {
-                timed(.dropout) {
-                    dropoutForward(out: a.attnDropped.base, mask: a.attnMask.base, inp: a.attnProj.base, probability: hiddenDropout,
-                                   key: pass.key(2 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
-                }
-                projected = a.attnDropped.base
-            }
-            timed(.elementwise) {
-                residualForward(out: a.res1.base, a: projected, b: x, N: N * C)
-            }
-            timed(.layerNorm) {
-                layerNormForward(out: a.h1.base, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, inp: a.res1.base,
-                                 weight: p + o.ln1w, bias: p + o.ln1b, eps: eps, N: N, C: C)
-            }
+            addAndNorm(a.attnProj, dropped: a.attnDropped, mask: a.attnMask, site: 2 + 3 * l, residual: x, sum: a.res1, out: a.h1,
+                       mean: a.ln1Mean, rstd: a.ln1Rstd, weight: p + o.ln1w, bias: p + o.ln1b)
             timed(.linear) {
                 linearForward(out: a.inter.base, inp: a.h1.base, weight: p + o.iw, bias: p + o.ib, B: N, C: C, OC: F)
             }
@@ -281,21 +285,8 @@ public final class BertClassifier: FineTunableModel {
             timed(.linear) {
                 linearForward(out: a.ffn.base, inp: a.act.base, weight: p + o.ow, bias: p + o.ob, B: N, C: F, OC: C)
             }
-            var ffnOut = a.ffn.base
-            if dropHidden {
-                timed(.dropout) {
-                    dropoutForward(out: a.ffnDropped.base, mask: a.ffnMask.base, inp: a.ffn.base, probability: hiddenDropout,
-                                   key: pass.key(3 + 3 * l), exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
-                }
-                ffnOut = a.ffnDropped.base
-            }
-            timed(.elementwise) {
-                residualForward(out: a.res2.base, a: ffnOut, b: a.h1.base, N: N * C)
-            }
-            timed(.layerNorm) {
-                layerNormForward(out: a.h2.base, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, inp: a.res2.base,
-                                 weight: p + o.ln2w, bias: p + o.ln2b, eps: eps, N: N, C: C)
-            }
+            addAndNorm(a.ffn, dropped: a.ffnDropped, mask: a.ffnMask, site: 3 + 3 * l, residual: a.h1.base, sum: a.res2, out: a.h2,
+                       mean: a.ln2Mean, rstd: a.ln2Rstd, weight: p + o.ln2w, bias: p + o.ln2b)
             x = a.h2.base
             layerInputs.append(x)
         }

@@ -33,13 +33,9 @@ done <"$hostfile"
 [ "$slots" -gt 0 ] || { echo "launch/cluster.sh: $hostfile lists no hosts" >&2; exit 2; }
 ranks=$slots
 threads=1
-while [ "$#" -gt 0 ]; do
-    case "$1" in
-        -n) ranks=$2; shift 2 ;;
-        -t) threads=$2; shift 2 ;;
-        *) break ;;
-    esac
-done
+source "$(dirname "$0")/rank-options.sh"
+parse_rank_options "$@"
+set -- "${rest[@]}"
 source "$(dirname "$0")/env.sh"
 mca=(
     # Notice a lost host in ~15 s instead of Open MPI's default of ~8 minutes.

@@ -9,13 +9,9 @@ set -euo pipefail
 cores=$(nproc)
 ranks=$cores
 threads=1
-while [ "$#" -gt 0 ]; do
-    case "$1" in
-        -n) ranks=$2; shift 2 ;;
-        -t) threads=$2; shift 2 ;;
-        *) break ;;
-    esac
-done
+source "$(dirname "$0")/rank-options.sh"
+parse_rank_options "$@"
+set -- "${rest[@]}"
 [ "$#" -gt 0 ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 source "$(dirname "$0")/env.sh"
 if [ $((ranks * threads)) -le "$cores" ]; then

@@ -388,17 +388,24 @@ public final class BertClassifier: FineTunableModel {
             }
         }
         gradientsReady(poolerW ?? classifierW)
+        // Backward of the forward pass's addAndNorm: d(sum) into `dsum` (zeroed first; it is also the
+        // residual's gradient), LayerNorm's parameter gradients, and d(y) behind the dropout, returned.
+        func addAndNormBackward(dout: UnsafeMutablePointer<Float>, dsum: UnsafeMutablePointer<Float>, sum: FlatBuffer<Float>, mask: ByteBuffer,
+                                mean: FlatBuffer<Float>, rstd: FlatBuffer<Float>, weight: Int, bias: Int) -> UnsafeMutablePointer<Float> {
+            timed(.elementwise) { dsum.update(repeating: 0, count: N * C) }
+            timed(.layerNorm) {
+                layerNormBackward(dinp: dsum, dweight: g + weight, dbias: g + bias, dout: dout, inp: sum.base, weight: p + weight,
+                                  mean: mean.base, rstd: rstd.base, N: N, C: C)
+            }
+            return throughDropout(dsum, mask: mask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
+        }
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
         for l in stride(from: config.layers - 1, through: 0, by: -1) {
             let a = layerActs[l], o = layerOffsets[l], x = layerInputs[l]
             // x_out = LN2(ffn' + h1)
             let dRes2 = gradB.base
-            timed(.elementwise) { dRes2.update(repeating: 0, count: N * C) }
-            timed(.layerNorm) {
-                layerNormBackward(dinp: dRes2, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: gradA.base, inp: a.res2.base,
-                                  weight: p + o.ln2w, mean: a.ln2Mean.base, rstd: a.ln2Rstd.base, N: N, C: C)
-            }
-            let dFFN = throughDropout(dRes2, mask: a.ffnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
+            let dFFN = addAndNormBackward(dout: gradA.base, dsum: dRes2, sum: a.res2, mask: a.ffnMask, mean: a.ln2Mean, rstd: a.ln2Rstd,
+                                          weight: o.ln2w, bias: o.ln2b)
             timed(.linear) {
                 linearBackward(dinp: dAct.base, dweight: g + o.ow, dbias: g + o.ob, dout: dFFN, inp: a.act.base, weight: p + o.ow,
                                B: N, C: F, OC: C, overwritingInput: true)
@@ -421,12 +428,8 @@ public final class BertClassifier: FineTunableModel {
             gradientsReady(o.iw)
             // h1 = LN1(attn' + x)
             let dRes1 = gradA.base
-            timed(.elementwise) { dRes1.update(repeating: 0, count: N * C) }
-            timed(.layerNorm) {
-                layerNormBackward(dinp: dRes1, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dH1, inp: a.res1.base,
-                                  weight: p + o.ln1w, mean: a.ln1Mean.base, rstd: a.ln1Rstd.base, N: N, C: C)
-            }
-            let dProj = throughDropout(dRes1, mask: a.attnMask, probability: hiddenDropout, count: N * C, scratch: gradC.base)
+            let dProj = addAndNormBackward(dout: dH1, dsum: dRes1, sum: a.res1, mask: a.attnMask, mean: a.ln1Mean, rstd: a.ln1Rstd,
+                                           weight: o.ln1w, bias: o.ln1b)
             timed(.linear) {
                 linearBackward(dinp: dctx.base, dweight: g + o.aow, dbias: g + o.aob, dout: dProj, inp: a.ctx.base, weight: p + o.aow,
                                B: N, C: C, OC: C, overwritingInput: true)

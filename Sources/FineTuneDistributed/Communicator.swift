@@ -117,12 +117,6 @@ public final class PendingReduction {
     }
 }
 
-extension Communicator {
-    /// `startReduceScatterSum`, waited for.
-    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws {
-        try wait(startReduceScatterSum(buffer, counts: counts, into: block))
-    }
-}
 
 /// A single-process communicator: every collective is the identity.
 public final class LocalCommunicator: Communicator {

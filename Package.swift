@@ -3,9 +3,9 @@ import PackageDescription
 
 import Foundation
 
-// The CPU the numeric targets are compiled for. Swift's default for x86-64 is the 2003 baseline
-// (SSE2: 4-wide vectors, no FMA), which leaves the elementwise kernels and AdamW 1.5-2x slower than
-// they need be. When the building machine has AVX2 and FMA (every x86 server since 2013-2015), the
+// The CPU the kernels are compiled for. Swift's default for x86-64 is the 2003 baseline (SSE2:
+// 4-wide vectors, no FMA), which leaves the elementwise kernels and AdamW 1.5-2x slower than they
+// need be. When the building machine has AVX2 and FMA (every x86 server since 2013-2015), the
 // kernels are built for `haswell`. The binary then needs such a CPU wherever it runs: set
 // FINETUNE_DIST_TARGET_CPU=generic for a cluster with older nodes (or any LLVM CPU name, e.g. znver3).
 func targetCPUFlags() -> [String] {
@@ -22,9 +22,11 @@ func targetCPUFlags() -> [String] {
     #endif
 }
 
-// Numeric targets are optimised even in debug builds: `swift test` trains real models across
-// several mpirun ranks, and unoptimised Swift loops are 20-50x slower than -O.
-let numericSettings: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+// Only the kernels are optimised in debug builds (`swift test` trains real models across several
+// mpirun ranks, and unoptimised numeric loops are 20-50x slower than -O); everything else stays
+// debuggable. The kernels are specialised for Float and Double inside their own module
+// (`@_specialize`), so an unoptimised caller still runs optimised code.
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
     + (targetCPUFlags().isEmpty ? [] : [.unsafeFlags(targetCPUFlags())])
 
 let package = Package(
@@ -35,26 +37,41 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
+        // System libraries and header-only shims for what Swift cannot import directly.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "FineTuneCore",
-                dependencies: ["COpenBLAS", .product(name: "Numerics", package: "swift-numerics")],
-                swiftSettings: numericSettings),
-        .target(name: "FineTuneDistributed", dependencies: ["FineTuneCore", "COpenMPI"],
-                swiftSettings: numericSettings),
-        .target(name: "FineTuneTrainer", dependencies: ["FineTuneCore", "FineTuneDistributed"],
-                swiftSettings: numericSettings),
+        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+
+        // Flat buffers and views, the BLAS wrapper, forward/backward kernel pairs, randomness.
+        .target(name: "FineTuneKernels",
+                dependencies: ["COpenBLAS", "CSystem", .product(name: "Numerics", package: "swift-numerics")],
+                swiftSettings: kernelSettings),
+        // Parameter layouts with shapes, MLP, BERT, losses, optimizers, schedules.
+        .target(name: "FineTuneModels", dependencies: ["FineTuneKernels"]),
+        // Safetensors, model folders and their tensor-name map, tokenizer, data readers, atomic
+        // files, the checkpoint format.
+        .target(name: "FineTuneIO", dependencies: ["FineTuneModels", .product(name: "Crypto", package: "swift-crypto")]),
+        // Communicators (MPI, single process, in-process threads), sharding, the gradient exchange.
+        .target(name: "FineTuneDistributed", dependencies: ["FineTuneKernels", "COpenMPI", "CSystem"]),
+        // Configuration, the training step, evaluation, early stopping, checkpoints, events.
+        .target(name: "FineTuneTrainer", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed"]),
+        // The executable: argument parsing only.
         .executableTarget(name: "finetune-dist",
-                          dependencies: ["FineTuneCore", "FineTuneDistributed", "FineTuneTrainer",
+                          dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "FineTuneCoreTests", dependencies: ["FineTuneCore", "FineTuneDistributed"],
-                    exclude: ["Fixtures"]),
+
+        .testTarget(name: "FineTuneKernelTests", dependencies: ["FineTuneKernels"]),
+        .testTarget(name: "FineTuneModelTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
+        .testTarget(name: "FineTuneIOTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
+        .testTarget(name: "FineTuneDistributedTests", dependencies: ["FineTuneKernels", "FineTuneDistributed"]),
+        .testTarget(name: "FineTuneTrainerTests",
+                    dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer", "finetune-dist"]),
         .testTarget(name: "FineTuneIntegrationTests",
-                    dependencies: ["finetune-dist", "FineTuneCore", "FineTuneTrainer"],
-                    exclude: ["Fixtures"]),
+                    dependencies: ["finetune-dist", "FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneTrainer"]),
     ]
 )

@@ -4,10 +4,6 @@
 // (`#define MPI_COMM_WORLD OMPI_PREDEFINED_GLOBAL(MPI_Comm, ompi_mpi_comm_world)`), which Swift
 // cannot import. Each is re-exported here by a prefixed static inline function; header-only, so
 // declaration and definition cannot drift apart.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE  // sched_getaffinity and the CPU_* macros
-#endif
-#include <sched.h>
 #include <mpi.h>
 
 static inline MPI_Comm ftd_mpi_comm_world(void) { return MPI_COMM_WORLD; }
@@ -28,14 +24,4 @@ static inline int ftd_mpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NA
 static inline MPI_Errhandler ftd_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Status *ftd_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 
-// CPU_COUNT / CPU_ISSET are macros over cpu_set_t: the thread budget reads this rank's affinity mask.
-static inline int ftd_affinity_cpus(int *cpus, int capacity) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
-    int n = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE && n < capacity; cpu++)
-        if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
-    return n;
-}
 #endif

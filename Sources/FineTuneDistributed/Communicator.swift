@@ -1,4 +1,4 @@
-import FineTuneCore
+import FineTuneKernels
 import Foundation
 
 public enum ReductionOp: Sendable { case sum, min, max }
@@ -25,6 +25,9 @@ public protocol Communicator: AnyObject {
     /// Every rank contributes its block of `buffer` (`counts[r]` elements, in rank order, in place)
     /// and receives everyone's: the second half of an allreduce.
     func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws
+    /// Rank r sends `block` (`counts[r]` elements); `root` receives every block, in rank order, into
+    /// `destination` (Σ counts elements; ignored elsewhere, may be nil there).
+    func gather(_ block: UnsafeBufferPointer<Float>, counts: [Int], into destination: UnsafeMutablePointer<Float>?, root: Int) throws
     /// In-place reduction of a few control values (flags, counts, ranks).
     func allreduce(_ values: inout [Int64], op: ReductionOp) throws
     /// Copies `buffer` from `root` to every rank.
@@ -117,37 +120,6 @@ public final class PendingReduction {
     }
 }
 
-
-/// A single-process communicator: every collective is the identity.
-public final class LocalCommunicator: Communicator {
-    public init() {}
-    public var rank: Int { 0 }
-    public var size: Int { 1 }
-    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
-    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
-    public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
-    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction { PendingReduction(requests: [], what: "") }
-    public func test(_ pending: PendingReduction) throws -> Bool { true }
-    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
-        if let base = buffer.baseAddress { block.update(from: base, count: counts[0]) }
-        return PendingReduction(requests: [], what: "")
-    }
-    public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {}
-    public func wait(_ pending: PendingReduction) throws {}
-    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
-    public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
-    public func nodeAllgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
-    public func barrier() throws {}
-    public func abort(message: String, code: Int32) -> Never {
-        printError(message)
-        exit(code)
-    }
-    public var nodeRanks: (count: Int, index: Int) { (1, 0) }
-    public var hostName: String { localHostName() }
-    public var libraryVersion: String { "none (single process)" }
-    public var timeout: Double = 0
-    public var context: String = ""
-}
 
 extension Communicator {
     /// Every rank's string, in rank order.

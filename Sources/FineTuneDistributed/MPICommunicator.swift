@@ -1,5 +1,5 @@
 import COpenMPI
-import FineTuneCore
+import FineTuneKernels
 import Foundation
 
 /// The Communicator over MPI_COMM_WORLD. Create one per process, on the thread that will make
@@ -156,6 +156,21 @@ public final class MPICommunicator: Communicator {
                 try check(MPI_Iallgatherv(ftd_mpi_in_place(), 0, ftd_mpi_float(), buffer.baseAddress, c.baseAddress, d.baseAddress,
                                           ftd_mpi_float(), world, &request), "MPI_Iallgatherv")
                 try wait(&request, "allgather of \(buffer.count) parameters", started: Date())
+            }
+        }
+    }
+
+    public func gather(_ block: UnsafeBufferPointer<Float>, counts: [Int], into destination: UnsafeMutablePointer<Float>?, root: Int) throws {
+        precondition(counts.allSatisfy { $0 <= Int(Int32.max) }, "a block over Int32.max elements")
+        var displacements: [Int32] = [0]
+        for c in counts.dropLast() { displacements.append(displacements.last! + Int32(c)) }
+        let recvCounts = counts.map { Int32($0) }
+        var request: MPI_Request? = nil
+        try recvCounts.withUnsafeBufferPointer { c in
+            try displacements.withUnsafeBufferPointer { d in
+                try check(MPI_Igatherv(block.baseAddress, Int32(counts[rank]), ftd_mpi_float(), destination, c.baseAddress, d.baseAddress,
+                                       ftd_mpi_float(), Int32(root), world, &request), "MPI_Igatherv")
+                try wait(&request, "gather of \(counts.reduce(0, +)) floats to rank \(root)", started: Date())
             }
         }
     }

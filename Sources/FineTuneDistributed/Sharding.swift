@@ -1,14 +1,11 @@
-/// How a global batch is split over ranks.
+/// How work and state are split over ranks: the one place that computes shard ranges.
 public enum Sharding {
-    /// The slice of a global batch of `count` examples that `rank` of `size` computes: contiguous,
-    /// sizes differing by at most one. A rank may get none (a short last batch): it still takes
-    /// part in every collective with zero gradients.
+    /// The slice of `count` items that `rank` of `size` takes: contiguous, sizes differing by at
+    /// most one. A rank may get none (a short last batch): it still takes part in every collective.
     public static func slice(count: Int, rank: Int, size: Int) -> Range<Int> {
         (rank * count / size)..<((rank + 1) * count / size)
     }
-}
 
-extension Sharding {
     /// The slice of a global batch that `rank` computes when examples cost differently (text:
     /// tokens): contiguous slices of about equal total cost, so one long text does not make a
     /// straggler. `costs` are the batch's examples in order; every rank computes the same split.
@@ -30,4 +27,17 @@ extension Sharding {
         }
         return boundary(rank)..<max(boundary(rank), boundary(rank + 1))
     }
+}
+
+/// A flat parameter buffer split into one contiguous block per rank (optimizer-state sharding,
+/// ZeRO stage 1): block r is what rank r updates and keeps optimizer state for.
+public struct ParameterShards: Equatable, Sendable {
+    public let ranges: [Range<Int>]
+    public init(count: Int, ranks: Int) {
+        ranges = (0..<ranks).map { Sharding.slice(count: count, rank: $0, size: ranks) }
+    }
+    public var counts: [Int] { ranges.map(\.count) }
+    public subscript(rank: Int) -> Range<Int> { ranges[rank] }
+    /// Each rank's part of `range` (possibly empty), in rank order: a bucket's reduce-scatter counts.
+    public func parts(of range: Range<Int>) -> [Range<Int>] { ranges.map { $0.clamped(to: range) } }
 }

@@ -1,5 +1,5 @@
-import COpenMPI
-import FineTuneCore
+import CSystem
+import FineTuneKernels
 import Foundation
 
 /// How many OpenBLAS threads this rank runs, and why.

@@ -1,8 +1,11 @@
-import FineTuneCore
 import FineTuneDistributed
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
 import Foundation
 
-/// `finetune-dist bench`: training steps of a BERT encoder on random tokens, timed part by part.
+/// `finetune-dist bench`: training steps of a BERT encoder on random tokens, timed part by part,
+/// through the same `TrainingStep` as `train`.
 public struct BenchmarkConfiguration: Sendable {
     /// A model folder, or nil for `shape`.
     public var modelPath: String? = nil
@@ -13,13 +16,11 @@ public struct BenchmarkConfiguration: Sendable {
     public var steps = 10
     public var warmupSteps = 2
     public var seed: UInt64 = 0
-    public var overlap = true
-    public var shardOptimizer = false
-    public var bucketMegabytes = 25.0
+    public var exchange = GradientExchange.Settings()
     public init() {}
 }
 
-public struct BenchmarkResult {
+public struct BenchmarkResult: Encodable {
     public var ranks = 1
     public var threadsPerRank = 1
     public var stepSeconds = 0.0
@@ -33,24 +34,38 @@ public struct BenchmarkResult {
     public var peakRSSBytes = 0
     /// Bytes of optimizer state (AdamW's two moments) this rank holds.
     public var optimizerStateBytes = 0
-    /// What a step needs at least: weights + gradients + optimizer state + the activations kept
-    /// for backward and the backward scratch, as allocated.
+    /// What a step needs at least: weights + gradients + optimizer state + the activation arena.
     public var theoreticalBytes = 0
     public var parameters = 0
     public var flopsPerExample = 0.0
+    /// Floats this rank put into collectives per step (gradients, sparse rows, controls).
+    public var floatsExchangedPerStep = 0
     /// Median seconds per step in each kind of kernel (rank 0), and the FLOP rate of the dense
     /// layers' matrix products (by 3·2·T·L·(4C² + 2CF) per example) and of attention's (3·4·L·T²·C).
     public var kernelSeconds = KernelTimes()
     public var linearGFLOPS = 0.0, attentionGFLOPS = 0.0
 
-    public var json: [String: Any] {
-        ["ranks": ranks, "threads_per_rank": threadsPerRank, "step_s": stepSeconds, "examples_per_s": examplesPerSecond,
-         "tokens_per_s": tokensPerSecond, "gflops": gflops, "sgemm_gflops": sgemmGFLOPS, "fraction_of_sgemm": fractionOfSgemm,
-         "forward_s": forwardSeconds, "backward_s": backwardSeconds, "comm_exposed_s": commExposedSeconds,
-         "optimizer_s": optimizerSeconds, "other_s": otherSeconds, "peak_rss_bytes": peakRSSBytes, "parameters": parameters,
-         "optimizer_state_bytes": optimizerStateBytes, "theoretical_bytes": theoreticalBytes,
-         "flops_per_example": flopsPerExample, "linear_gflops": linearGFLOPS, "attention_gflops": attentionGFLOPS,
-         "kernel_s": Dictionary(uniqueKeysWithValues: KernelKind.allCases.map { ($0.name, kernelSeconds[$0]) })]
+    enum CodingKeys: String, CodingKey {
+        case ranks, threadsPerRank = "threads_per_rank", stepSeconds = "step_s", examplesPerSecond = "examples_per_s"
+        case tokensPerSecond = "tokens_per_s", gflops, sgemmGFLOPS = "sgemm_gflops", fractionOfSgemm = "fraction_of_sgemm"
+        case forwardSeconds = "forward_s", backwardSeconds = "backward_s", commExposedSeconds = "comm_exposed_s"
+        case optimizerSeconds = "optimizer_s", otherSeconds = "other_s", peakRSSBytes = "peak_rss_bytes", parameters
+        case optimizerStateBytes = "optimizer_state_bytes", theoreticalBytes = "theoretical_bytes"
+        case flopsPerExample = "flops_per_example", floatsExchangedPerStep = "floats_exchanged_per_step"
+        case linearGFLOPS = "linear_gflops", attentionGFLOPS = "attention_gflops", kernelSeconds = "kernel_s"
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ranks, forKey: .ranks); try c.encode(threadsPerRank, forKey: .threadsPerRank); try c.encode(stepSeconds, forKey: .stepSeconds)
+        try c.encode(examplesPerSecond, forKey: .examplesPerSecond); try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
+        try c.encode(gflops, forKey: .gflops); try c.encode(sgemmGFLOPS, forKey: .sgemmGFLOPS); try c.encode(fractionOfSgemm, forKey: .fractionOfSgemm)
+        try c.encode(forwardSeconds, forKey: .forwardSeconds); try c.encode(backwardSeconds, forKey: .backwardSeconds)
+        try c.encode(commExposedSeconds, forKey: .commExposedSeconds); try c.encode(optimizerSeconds, forKey: .optimizerSeconds)
+        try c.encode(otherSeconds, forKey: .otherSeconds); try c.encode(peakRSSBytes, forKey: .peakRSSBytes); try c.encode(parameters, forKey: .parameters)
+        try c.encode(optimizerStateBytes, forKey: .optimizerStateBytes); try c.encode(theoreticalBytes, forKey: .theoreticalBytes)
+        try c.encode(flopsPerExample, forKey: .flopsPerExample); try c.encode(floatsExchangedPerStep, forKey: .floatsExchangedPerStep)
+        try c.encode(linearGFLOPS, forKey: .linearGFLOPS); try c.encode(attentionGFLOPS, forKey: .attentionGFLOPS)
+        try c.encode(Dictionary(uniqueKeysWithValues: KernelKind.allCases.map { ($0.name, kernelSeconds[$0]) }), forKey: .kernelSeconds)
     }
 }
 
@@ -61,93 +76,82 @@ public enum Benchmark {
         return 3 * t * (2 * l * (4 * c * c + 2 * c * f) + 4 * l * t * c)
     }
 
-    static func namedConfig(_ shape: String) throws -> [String: Any] {
+    public static let shapes = ["minilm", "tiny"]
+
+    static func namedConfig(_ shape: String) throws -> BertConfig {
+        let json: String
         switch shape {
         case "minilm":
-            return ["model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
-                    "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"]
+            json = #"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         case "tiny":
-            return ["model_type": "bert", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                    "intermediate_size": 128, "max_position_embeddings": 128, "type_vocab_size": 2, "hidden_act": "gelu"]
+            json = #"{"model_type": "bert", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 128, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         default:
-            throw FineTuneError("unknown shape \"\(shape)\"; known: minilm, tiny (or give --model DIR)")
+            throw FineTuneError("unknown shape \"\(shape)\"; known: \(shapes.joined(separator: ", ")) (or give --model DIR)")
         }
+        return try BertConfig.decode(Data(json.utf8), path: shape)
     }
 
     public static func run(_ c: BenchmarkConfiguration, comm: Communicator) throws -> BenchmarkResult {
         let budget = try ThreadBudget.apply(comm)
         let task = TaskKind.classification(labels: ["a", "b"])
-        let model: BertClassifier = try comm.agree("building the model") {
+        // The model, and its [CLS] and [SEP] ids (the named shapes' random vocabulary: 2 and 3).
+        let (model, cls, sep): (BertClassifier, Int32, Int32) = try comm.agree("building the model") {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
                 guard case .bert = description.kind else { throw FineTuneError("\(path): bench measures BERT-family models") }
-                let m = description.build(task: description.task ?? task) as! BertClassifier
-                if comm.isRoot { try description.loadWeights(into: m, seed: c.seed) }
-                return m
+                let bundle = description.build(task: description.task ?? task)
+                if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
+                return (bundle.model as! BertClassifier, bundle.tokenizer!.clsID, bundle.tokenizer!.sepID)
             }
-            let config = try BertConfig(json: try namedConfig(c.shape), path: c.shape)
-            let tokenizer = try WordPieceTokenizer(tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]"], lowercase: true)
-            let m = BertClassifier(config: config, pooling: .mean, task: task, tokenizer: tokenizer, tokenizerFiles: [:])
+            let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task)
             var rng = SplitMix64(seed: c.seed)
             for i in 0..<m.parameters.count { m.parameters[i] = Float(rng.nextNormal() * 0.02) }
-            return m
+            return (m, 2, 3)
         }
         try comm.broadcast(model.parameters, root: 0)
         guard c.sequenceLength >= 2, c.sequenceLength <= model.config.maxPositions else {
             throw FineTuneError("--seq-len must be in 2...\(model.config.maxPositions)")
         }
-        let optimizer = Optimizer(settings: OptimizerSettings(), layout: model.layout,
-                                  shard: c.shardOptimizer ? Sharding.slice(count: model.layout.count, rank: comm.rank, size: comm.size) : nil)
+        let exchange = GradientExchange(comm: comm, gradients: model.gradients, sparse: model.sparseGradientTensors, settings: c.exchange)
+        let step = TrainingStep(model: model, optimizer: Optimizer(settings: OptimizerSettings(), layout: model.layout, shard: exchange.shard),
+                                exchange: exchange)
 
         // Random tokens; the examples of each rank are distinct (they key dropout).
         var rng = SplitMix64(seed: combineKey(c.seed, UInt64(comm.rank)))
         var batch = Batch(exampleIndices: (0..<c.perRankBatch).map { comm.rank * c.perRankBatch + $0 })
         for _ in 0..<c.perRankBatch {
-            batch.tokenIDs.append(model.tokenizer.clsID)
+            batch.tokenIDs.append(cls)
             for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.config.vocabSize))) }
-            batch.tokenIDs.append(model.tokenizer.sepID)
+            batch.tokenIDs.append(sep)
             batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
             batch.sequenceStarts.append(batch.tokenIDs.count)
             batch.classTargets.append(Int32(rng.next() % 2))
         }
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
-        let reducer = GradientReducer(comm: comm, buffer: model.gradients, parameterCount: model.layout.count, overlap: c.overlap,
-                                      bucketBytes: Int(c.bucketMegabytes * 1_000_000), shardOptimizer: c.shardOptimizer,
-                                      sparse: model.sparseGradientTensors.compactMap { model.layout.spec($0) })
-        var samples: [[Double]] = []  // step, forward, backward, comm, optimizer
+        var samples: [TrainingStep.Timings] = []
         var kernelSamples: [KernelTimes] = []
-        model.recordsKernelTimes = true
-        let globalExamples = Float(c.perRankBatch * comm.size)
-        for step in 0..<(c.warmupSteps + c.steps) {
+        KernelProfiler.isEnabled = true
+        defer { KernelProfiler.isEnabled = false }
+        for stepIndex in 0..<(c.warmupSteps + c.steps) {
             try comm.barrier()
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            model.gradients.zero()
-            reducer.beginStep()
-            _ = model.trainStep(batch, dropoutSeed: c.seed, step: step) { try? reducer.ready(from: $0) }
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            _ = try reducer.finish(nonFiniteSlot: 3)
-            let t2 = DispatchTime.now().uptimeNanoseconds
-            optimizer.step(parameters: model.parameters, gradientsOfShard: reducer.gradientsOfShard, gradientScale: 1 / globalExamples, learningRate: 1e-5)
-            let t3 = DispatchTime.now().uptimeNanoseconds
-            try reducer.afterUpdate(model.parameters)
-            let t4 = DispatchTime.now().uptimeNanoseconds
-            if step >= c.warmupSteps {
-                let timings = model.lastTimings
-                // Exposed communication: after backward until the gradients are summed, plus (sharded)
-                // the parameter allgather after the update.
-                samples.append([Double(t4 - t0) * 1e-9, timings.forward, timings.backward, Double(t2 - t1 + t4 - t3) * 1e-9, Double(t3 - t2) * 1e-9])
-                kernelSamples.append(model.lastKernelTimes)
+            _ = KernelProfiler.take()
+            let outcome = try step.run(batch, dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
+            let kernels = KernelProfiler.take()
+            if stepIndex >= c.warmupSteps {
+                samples.append(outcome.timings)
+                kernelSamples.append(kernels)
             }
         }
-        func median(_ column: Int) -> Double {
-            let values = samples.map { $0[column] }.sorted()
-            return values.isEmpty ? 0 : values[values.count / 2]
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
         }
+        let parts: [KeyPath<TrainingStep.Timings, Double>] = [\.total, \.forward, \.backward, \.exposedCommunication, \.optimizer]
         // The slowest rank sets the pace: the medians are reduced with max over ranks.
-        var slowest = (0..<5).map { Int64(median($0) * 1e9) } + [Int64(peakResidentBytes())]
+        var slowest = parts.map { path in Int64(median(samples.map { $0[keyPath: path] }) * 1e9) } + [Int64(peakResidentBytes())]
         try comm.allreduce(&slowest, op: .max)
-        let everyone = slowest.prefix(5).map { Double($0) * 1e-9 }
+        let everyone = slowest.prefix(parts.count).map { Double($0) * 1e-9 }
         var r = BenchmarkResult()
         r.ranks = comm.size
         r.threadsPerRank = budget.threads
@@ -161,18 +165,16 @@ public enum Benchmark {
                                             intermediate: model.config.intermediateSize, tokens: c.sequenceLength)
         r.gflops = r.flopsPerExample * r.examplesPerSecond / 1e9
         r.sgemmGFLOPS = sgemm
-        for kind in KernelKind.allCases {
-            let values = kernelSamples.map { $0[kind] }.sorted()
-            r.kernelSeconds[kind] = values.isEmpty ? 0 : values[values.count / 2]
-        }
+        for kind in KernelKind.allCases { r.kernelSeconds[kind] = median(kernelSamples.map { $0[kind] }) }
         let (L, C, F, T) = (Double(model.config.layers), Double(model.config.hiddenSize), Double(model.config.intermediateSize), Double(c.sequenceLength))
         let localExamples = Double(c.perRankBatch)
         r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
         r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
-        r.peakRSSBytes = Int(slowest[5])
+        r.peakRSSBytes = Int(slowest[parts.count])
         r.parameters = model.layout.count
-        r.optimizerStateBytes = (optimizer.firstMoment.count + optimizer.secondMoment.count) * MemoryLayout<Float>.stride
+        r.floatsExchangedPerStep = exchange.floatsExchanged
+        r.optimizerStateBytes = step.optimizer.moments.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.stride
         r.theoreticalBytes = (model.parameters.count + model.gradients.count) * 4 + r.optimizerStateBytes + model.activationBytes
         return r
     }

@@ -1,4 +1,6 @@
-import FineTuneCore
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
 import Foundation
 
 /// Reads the data files of a run in the form the model takes.
@@ -6,17 +8,24 @@ public enum DataLoading {
     /// Default token budget for text when neither --max-length nor the model says otherwise.
     public static let defaultMaxLength = 128
 
+    public struct Loaded {
+        public var train: ExampleSet
+        public var valid: ExampleSet?
+        public var test: ExampleSet?
+        public var task: TaskKind
+        /// Text models: the token limit the examples were cut to.
+        public var maxLength: Int?
+    }
+
     /// The training, validation and test sets, and the task: the model's when it has a head, else
     /// inferred from the training labels (sorted label names, or regression for numbers).
     public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
-                            maxLength requested: Int?) throws -> (train: ExampleSet, valid: ExampleSet?, test: ExampleSet?, task: TaskKind, maxLength: Int?) {
-        switch description.inputKind {
-        case .features(let width):
-            let task = description.task!
-            let load = { (path: String) in try TabularDataset(path: path, featureWidth: width, task: task) }
-            return (try load(train), try valid.map(load), try test.map(load), task, nil)
-        case .text:
-            guard case .bert(let bert) = description.kind else { preconditionFailure() }
+                            maxLength requested: Int?) throws -> Loaded {
+        switch description.kind {
+        case .mlp(let config):
+            let load = { (path: String) in try TabularDataset(path: path, featureWidth: config.inputSize, task: config.task) }
+            return Loaded(train: try load(train), valid: try valid.map(load), test: try test.map(load), task: config.task, maxLength: nil)
+        case .bert(let bert):
             let maxLength = try resolvedMaxLength(requested, model: bert)
             let trainRecords = try TextDataset.readRecords(path: train)
             let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train)
@@ -25,7 +34,7 @@ public enum DataLoading {
             }
             let validSet = try valid.map { try make(TextDataset.readRecords(path: $0), $0) }
             let testSet = try test.map { try make(TextDataset.readRecords(path: $0), $0) }
-            return (try make(trainRecords, train), validSet, testSet, task, maxLength)
+            return Loaded(train: try make(trainRecords, train), valid: validSet, test: testSet, task: task, maxLength: maxLength)
         }
     }
 
@@ -40,13 +49,14 @@ public enum DataLoading {
     }
 
     /// A data file for `eval` (labels required) or `predict` (labels ignored) with a loaded model.
-    public static func load(_ path: String, for model: FineTunableModel, maxLength requested: Int?, requireLabels: Bool) throws -> ExampleSet {
+    public static func load(_ path: String, for bundle: ModelBundle, maxLength requested: Int?, requireLabels: Bool) throws -> ExampleSet {
+        let model = bundle.model
         switch model.inputKind {
         case .features(let width):
             return try TabularDataset(path: path, featureWidth: width, task: model.task, requireLabels: requireLabels)
         case .text:
-            let bert = model as! BertClassifier
-            let maxLength = requested ?? bert.maxLength
+            let bert = bundle.bert!
+            let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
             guard maxLength >= 2 && maxLength <= bert.config.maxPositions else {
                 throw FineTuneError("--max-length \(maxLength) must be in 2...\(bert.config.maxPositions)")
             }

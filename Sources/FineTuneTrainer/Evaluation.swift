@@ -1,30 +1,15 @@
-import FineTuneCore
 import FineTuneDistributed
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
 import Foundation
-
-/// Validation figures over a whole data set.
-public struct EvaluationResult: Sendable {
-    public var loss: Double
-    /// Classification: fraction correct. Regression: nil.
-    public var accuracy: Double?
-    public var examples: Int
-
-    /// "val_loss", "val_accuracy" (or "val_mse" for regression) with the given prefix.
-    public func fields(prefix: String) -> [String: Any] {
-        var o: [String: Any] = ["\(prefix)_loss": loss, "\(prefix)_examples": examples]
-        if let accuracy { o["\(prefix)_accuracy"] = accuracy } else { o["\(prefix)_mse"] = loss }
-        return o
-    }
-    public func value(of metric: MonitoredMetric) -> Double {
-        metric == .valLoss ? loss : (accuracy ?? .nan)
-    }
-}
 
 public enum Evaluation {
     /// Mean loss and accuracy of `model` on `data`. Each rank evaluates a contiguous slice and the
     /// sums are reduced in Double, so the figures equal a single-process evaluation up to the order
     /// of floating-point summation. Collective: every rank calls it.
     public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator) throws -> EvaluationResult {
+        precondition(batchSize > 0, "evaluation batch size must be positive")
         let mine = Sharding.slice(count: data.count, rank: comm.rank, size: comm.size)
         var sums = [0.0, 0.0, 0.0]  // loss, correct, count
         var start = mine.lowerBound

@@ -1,39 +1,52 @@
-import FineTuneCore
 import FineTuneDistributed
+import FineTuneKernels
 import Foundation
 
-/// metrics.jsonl: one JSON object a line, appended and flushed by rank 0 as the run goes.
-public final class MetricsLog {
-    private let handle: FileHandle?
-    public let path: String
-
-    /// Opens `path` for appending. On resume, lines from steps after `keepThroughStep` (logged
-    /// after the checkpoint by the run that was interrupted) are dropped so the log reads as one run.
-    public init(path: String, keepThroughStep: Int?) throws {
-        self.path = path
-        let fm = FileManager.default
-        if let keep = keepThroughStep, let old = fm.contents(atPath: path) {
-            let kept = String(decoding: old, as: UTF8.self).split(separator: "\n").filter { line in
-                guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                      let step = o["step"] as? Int else { return false }
-                return step <= keep
-            }
-            try AtomicFiles.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
-        } else if keepThroughStep == nil {
-            try AtomicFiles.write(Data(), to: path)
-        }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw FineTuneError("\(path): cannot open for writing") }
-        h.seekToEndOfFile()
-        handle = h
+/// One rank's placement, as recorded in run.json and printed at start.
+public struct RankRecord: Codable, Sendable {
+    public var rank: Int
+    public var host: String
+    public var cpus: String
+    public var openblasThreads: Int
+    public var ranksSharingCPUs: Int
+    public var threadsFrom: String
+    public var pid: Int
+    enum CodingKeys: String, CodingKey {
+        case rank, host, cpus, openblasThreads = "openblas_threads", ranksSharingCPUs = "ranks_sharing_cpus"
+        case threadsFrom = "threads_from", pid
     }
 
-    public func append(_ object: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        handle?.write(data + Data("\n".utf8))
+    /// Every rank's record (collective).
+    static func gather(budget: ThreadBudget, comm: Communicator) throws -> [RankRecord] {
+        let mine = RankRecord(rank: comm.rank, host: comm.hostName, cpus: ThreadBudget.describe(budget.cpus), openblasThreads: budget.threads,
+                              ranksSharingCPUs: budget.sharingRanks, threadsFrom: budget.source, pid: Int(ProcessInfo.processInfo.processIdentifier))
+        let all = try comm.allgather(string: String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
+        return try all.map { try JSONDecoder().decode(RankRecord.self, from: Data($0.utf8)) }
     }
 }
 
-/// Where and how the run ran: written to run.json by rank 0.
+/// run.json: where and how the run ran (provenance), written by rank 0.
+public struct RunRecord: Codable, Sendable {
+    public var finetuneDistCommit: String
+    public var swift: String
+    public var mpiLibrary: String
+    public var openblasConfig: String
+    public var openblasCore: String
+    public var worldSize: Int
+    public var hosts: [String]
+    public var ranks: [RankRecord]
+    public var started: String
+    public var trainExamples: Int
+    public var validExamples: Int
+    public var parameters: Int
+    enum CodingKeys: String, CodingKey {
+        case finetuneDistCommit = "finetune_dist_commit", swift, mpiLibrary = "mpi_library", openblasConfig = "openblas_config"
+        case openblasCore = "openblas_core", worldSize = "world_size", hosts, ranks, started, trainExamples = "train_examples"
+        case validExamples = "valid_examples", parameters
+    }
+}
+
+/// Where this binary came from.
 public enum Provenance {
     /// finetune-dist's git commit, read from the source tree this binary was built from
     /// ("unknown" when that tree is not there); "+dirty" when it had uncommitted changes.

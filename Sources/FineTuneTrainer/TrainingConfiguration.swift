@@ -1,14 +1,39 @@
-import FineTuneCore
+import FineTuneDistributed
+import FineTuneKernels
+import FineTuneModels
 import Foundation
 
-public enum MonitoredMetric: String, Sendable, CaseIterable {
-    case valLoss = "val_loss", valAccuracy = "val_accuracy"
-    /// Whether larger is better.
-    public var maximize: Bool { self == .valAccuracy }
+/// Whether a run continues the one in its output folder.
+public enum ResumeMode: Sendable, Equatable, Codable {
+    /// A fresh run; an output folder with checkpoints is refused.
+    case off
+    /// Continue from the newest complete checkpoint; there must be one.
+    case on
+    /// Continue when there is a checkpoint, else start fresh (a requeued batch job can always pass it).
+    case auto
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) { self = b ? .on : .off; return }
+        guard try c.decode(String.self) == "auto" else {
+            throw FineTuneError("\"resume\" must be true, false or \"auto\"")
+        }
+        self = .auto
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .off: try c.encode(false)
+        case .on: try c.encode(true)
+        case .auto: try c.encode("auto")
+        }
+    }
 }
 
 /// Everything a training run needs, resolved from the command line (the CLI maps options onto
-/// this; the library never sees argument parsing).
+/// this; the library never sees argument parsing). Encoded, it is the `options` of
+/// training_config.json: one key per `train` option, named as the option (`--batch-size` is
+/// `batch_size`).
 public struct TrainingConfiguration: Sendable {
     public var modelPath: String
     public var trainPath: String
@@ -42,33 +67,28 @@ public struct TrainingConfiguration: Sendable {
 
     /// Checkpoint every this many steps (0: only at the end).
     public var saveEvery: Int = 0
-    public var resume: Bool = false
+    public var resume: ResumeMode = .off
     /// Stop cleanly after this step with a checkpoint, as an interruption would.
     public var stopAfterSteps: Int? = nil
     /// Print and record a training line every this many steps.
     public var logEvery: Int = 1
-    /// Test-only: each rank appends "epoch step example" lines for every example it trains on.
-    public var exampleLogFolder: String? = nil
-    /// Test-only fault injection.
-    public var debug = DebugSwitches()
+    /// Keep this many newest checkpoints (nil: all); the best evaluation's checkpoint is always kept.
+    public var keepCheckpoints: Int? = nil
 
     /// Seconds one collective of the training loop may take before the job is aborted.
     public var collectiveTimeout: Double = 300
     /// Seconds the other ranks wait for rank 0's file writes (checkpoints, best/, final/).
     public var ioTimeout: Double = 1800
     public var onNonFinite: NonFinitePolicy = .stop
-    /// Allreduce gradient buckets while backward runs (off: one allreduce after backward).
-    public var overlapCommunication = true
-    public var bucketMegabytes = 25.0
-    /// ZeRO stage 1: each rank keeps and updates the optimizer state of 1/N of the parameters.
-    public var shardOptimizer = false
     /// Compare a checksum of every rank's parameters every this many steps (0: never).
     public var checkReplicasEvery: Int = 100
-    /// Keep this many newest checkpoints (nil: all); the best evaluation's checkpoint is always kept.
-    public var keepCheckpoints: Int? = nil
-    /// With `resume`: start fresh when the output folder has no checkpoint yet.
-    public var resumeIfPossible = false
+    /// Gradient exchange: overlap with backward, bucket size, optimizer-state sharding.
+    public var exchange = GradientExchange.Settings()
 
+    /// Test-only: each rank appends "epoch step example" lines for every example it trains on.
+    public var exampleLogFolder: String? = nil
+    /// Test-only fault injection.
+    public var debug = DebugSwitches()
     /// The command line, for the record.
     public var commandLine: [String] = []
 
@@ -108,27 +128,53 @@ public struct TrainingConfiguration: Sendable {
         }
         return o
     }
+}
 
-    /// The resolved configuration as JSON, written to the output folder.
-    public func jsonObject(totalSteps: Int, warmup: Int) -> [String: Any] {
-        var o: [String: Any] = [
-            "model": modelPath, "train": trainPath, "output": outputPath,
-            "epochs": epochs, "batch_size": batchSize, "lr": learningRate, "lr_schedule": schedule.rawValue,
-            "warmup_steps": warmup, "total_steps": totalSteps,
-            "optimizer": optimizer.kind.rawValue, "weight_decay": optimizer.weightDecay,
-            "adam_beta1": optimizer.beta1, "adam_beta2": optimizer.beta2, "adam_epsilon": optimizer.epsilon,
-            "momentum": optimizer.momentum, "seed": seed,
-            "eval_every": evalEvery, "eval_batch_size": evalBatchSize, "min_delta": minDelta,
-            "monitor": monitor.rawValue, "save_every": saveEvery, "log_every": logEvery, "resume": resume,
-            "command_line": commandLine,
-        ]
-        if let validPath { o["valid"] = validPath }
-        if let testPath { o["test"] = testPath }
-        if let maxLength { o["max_length"] = maxLength }
-        if let pooling { o["pooling"] = pooling.rawValue }
-        if let maxSteps { o["max_steps"] = maxSteps }
-        if let patience { o["patience"] = patience }
-        if let stopAfterSteps { o["stop_after_steps"] = stopAfterSteps }
-        return o
+extension TrainingConfiguration: Encodable {
+    /// One key per `train` option.
+    public enum OptionKey: String, CodingKey, CaseIterable {
+        case model, train, valid, test, output, maxLength = "max_length", pooling
+        case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
+        case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
+        case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
+        case evalEvery = "eval_every", evalBatchSize = "eval_batch_size", patience, minDelta = "min_delta", monitor
+        case saveEvery = "save_every", resume, stopAfterSteps = "stop_after_steps", logEvery = "log_every"
+        case keepCheckpoints = "keep_checkpoints", collectiveTimeout = "collective_timeout", ioTimeout = "io_timeout"
+        case onNonfinite = "on_nonfinite", checkReplicasEvery = "check_replicas_every", overlap, bucketMb = "bucket_mb"
+        case shardOptimizer = "shard_optimizer"
     }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: OptionKey.self)
+        // Absent options are written as null, so every option has its key.
+        try c.encode(modelPath, forKey: .model); try c.encode(trainPath, forKey: .train); try c.encode(validPath, forKey: .valid)
+        try c.encode(testPath, forKey: .test); try c.encode(outputPath, forKey: .output); try c.encode(maxLength, forKey: .maxLength)
+        try c.encode(pooling, forKey: .pooling)
+        try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
+        try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
+        try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)
+        try c.encode(optimizer.weightDecay, forKey: .weightDecay); try c.encode(optimizer.momentum, forKey: .momentum)
+        try c.encode(optimizer.beta1, forKey: .adamBeta1); try c.encode(optimizer.beta2, forKey: .adamBeta2)
+        try c.encode(optimizer.epsilon, forKey: .adamEpsilon); try c.encode(seed, forKey: .seed)
+        try c.encode(evalEvery, forKey: .evalEvery); try c.encode(evalBatchSize, forKey: .evalBatchSize); try c.encode(patience, forKey: .patience)
+        try c.encode(minDelta, forKey: .minDelta); try c.encode(monitor, forKey: .monitor)
+        try c.encode(saveEvery, forKey: .saveEvery); try c.encode(resume, forKey: .resume); try c.encode(stopAfterSteps, forKey: .stopAfterSteps)
+        try c.encode(logEvery, forKey: .logEvery); try c.encode(keepCheckpoints, forKey: .keepCheckpoints)
+        try c.encode(collectiveTimeout, forKey: .collectiveTimeout); try c.encode(ioTimeout, forKey: .ioTimeout)
+        try c.encode(onNonFinite, forKey: .onNonfinite); try c.encode(checkReplicasEvery, forKey: .checkReplicasEvery)
+        try c.encode(exchange.overlap, forKey: .overlap); try c.encode(Double(exchange.bucketBytes) / 1_000_000, forKey: .bucketMb)
+        try c.encode(exchange.shardOptimizer, forKey: .shardOptimizer)
+    }
+}
+
+/// training_config.json: every option, what they resolved to, and the command line.
+public struct TrainingConfigurationRecord: Encodable {
+    public struct Resolved: Encodable {
+        public var stepsPerEpoch: Int, totalSteps: Int, warmupSteps: Int
+        enum CodingKeys: String, CodingKey { case stepsPerEpoch = "steps_per_epoch", totalSteps = "total_steps", warmupSteps = "warmup_steps" }
+    }
+    public var options: TrainingConfiguration
+    public var resolved: Resolved
+    public var commandLine: [String]
+    enum CodingKeys: String, CodingKey { case options, resolved, commandLine = "command_line" }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import FineTuneCore
+import FineTuneKernels
 import FineTuneDistributed
 import FineTuneTrainer
 import Foundation
@@ -23,13 +23,16 @@ struct Bench: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seqLen: Int = 64
     @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
-    @Flag(inversion: .prefixedNo, help: "Overlap the gradient allreduce with backward (--no-overlap to compare).") var overlap = true
-    @Option(help: "Gradient bucket size in MB.") var bucketMb: Double = 25
-    @Flag(help: "ZeRO stage 1: each rank keeps and updates the optimizer state of 1/N of the parameters.") var shardOptimizer = false
+    @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
     func validate() throws {
-        guard perRankBatch > 0, steps > 0, warmup >= 0 else { throw ValidationError("--per-rank-batch and --steps must be positive") }
+        guard perRankBatch > 0, steps > 0 else { throw ValidationError("--per-rank-batch and --steps must be positive") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2 ([CLS] and [SEP])") }
+        guard model != nil || Benchmark.shapes.contains(shape) else {
+            throw ValidationError("--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
+        }
     }
 
     func run() throws {
@@ -37,8 +40,7 @@ struct Bench: ParsableCommand {
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         var c = BenchmarkConfiguration()
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
-        c.steps = steps; c.warmupSteps = warmup; c.overlap = overlap; c.bucketMegabytes = bucketMb
-        c.shardOptimizer = shardOptimizer
+        c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
         do {
             let r = try Benchmark.run(c, comm: comm)
             if comm.isRoot {
@@ -56,7 +58,9 @@ struct Bench: ParsableCommand {
                              Double(r.peakRSSBytes) / 1048576, Double(r.peakRSSBytes) / Double(max(r.theoreticalBytes, 1)),
                              Double(r.theoreticalBytes) / 1048576, Double(r.optimizerStateBytes) / 1048576))
                 if json {
-                    print(String(decoding: try JSONSerialization.data(withJSONObject: r.json, options: [.sortedKeys]), as: UTF8.self))
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try encoder.encode(r), as: UTF8.self))
                 }
             }
         } catch { exitOnError(error, comm: comm) }

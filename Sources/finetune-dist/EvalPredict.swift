@@ -1,6 +1,8 @@
 import ArgumentParser
-import FineTuneCore
 import FineTuneDistributed
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
 import FineTuneTrainer
 import Foundation
 
@@ -14,15 +16,28 @@ struct Eval: ParsableCommand {
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
+    func validate() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    }
+
+    struct Report: Encodable {
+        var model: String, data: String
+        var result: EvaluationResult
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: NamedKeys.self)
+            try c.encode(model, forKey: NamedKeys("model")); try c.encode(data, forKey: NamedKeys("data"))
+            try c.encode(result.loss, forKey: NamedKeys("eval_loss")); try c.encode(result.examples, forKey: NamedKeys("eval_examples"))
+            if let accuracy = result.accuracy { try c.encode(accuracy, forKey: NamedKeys("eval_accuracy")) } else { try c.encode(result.loss, forKey: NamedKeys("eval_mse")) }
+        }
+    }
+
     func run() throws {
         do {
-            let m = try ModelFolder.load(model)
-            let dataset = try DataLoading.load(data, for: m, maxLength: maxLength, requireLabels: true)
-            let r = try Evaluation.run(model: m, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
+            let bundle = try ModelFolder.load(model)
+            let dataset = try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true)
+            let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
             if json {
-                var o = r.fields(prefix: "eval")
-                o["model"] = model; o["data"] = data
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                print(String(decoding: try lineEncoder().encode(Report(model: model, data: data, result: r)), as: UTF8.self))
             } else {
                 var line = String(format: "%@ on %@: %d examples, loss %.6f", model, data, r.examples, r.loss)
                 if let a = r.accuracy { line += String(format: ", accuracy %.4f", a) } else { line += String(format: ", mse %.6f", r.loss) }
@@ -32,10 +47,28 @@ struct Eval: ParsableCommand {
     }
 }
 
+struct NamedKeys: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// One-line JSON with sorted keys; a non-finite number becomes null (strict JSON has no NaN).
+func lineEncoder() -> JSONEncoder {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return e
+}
+
+/// A number for strict JSON: nil (null) when not finite.
+func finite(_ x: Float) -> Double? { x.isFinite ? Double(x) : nil }
+
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}} or {\"value\": x}.",
-        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order.")
+        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null.")
 
     @Option(help: "Model folder.") var model: String
     @Option(help: "Input data: JSON Lines or CSV.") var input: String
@@ -44,34 +77,57 @@ struct Predict: ParsableCommand {
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks).") var withLogits = false
 
+    func validate() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    }
+
+    struct Line: Encodable {
+        var label: String?
+        var probabilities: [String: Double?]?
+        var value: Double??
+        var logits: [Double?]?
+        enum CodingKeys: String, CodingKey { case label, probabilities, value, logits }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(label, forKey: .label)
+            try c.encodeIfPresent(probabilities, forKey: .probabilities)
+            if let value { try c.encode(value, forKey: .value) }
+            try c.encodeIfPresent(logits, forKey: .logits)
+        }
+    }
+
     func run() throws {
         do {
-            let m = try ModelFolder.load(model)
-            let dataset = try DataLoading.load(input, for: m, maxLength: maxLength, requireLabels: false)
-            var lines: [String] = []
-            var start = 0
+            let bundle = try ModelFolder.load(model)
+            let m = bundle.model
+            let dataset = try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false)
+            let encoder = lineEncoder()
+            var out = Data()
+            var start = 0, nonFinite = 0
             while start < dataset.count {
                 let end = min(start + batchSize, dataset.count)
                 let batch = dataset.batch(Array(start..<end)[...])
                 let outputs = m.predict(batch)
                 let logits = withLogits ? m.logits(batch) : []
                 for (i, output) in outputs.enumerated() {
-                    var line: String
+                    var line = Line()
                     switch m.task {
                     case .classification(let labels):
-                        let best = output.indices.max { output[$0] < output[$1] }!
-                        let probabilities = labels.enumerated().map { "\(jsonString($0.element)):\(Double(output[$0.offset]))" }
-                        line = "{\"label\":\(jsonString(labels[best])),\"probabilities\":{\(probabilities.joined(separator: ","))}"
+                        line.label = labels[argmax(output, output.count)]
+                        line.probabilities = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, finite(output[$0.offset])) })
                     case .regression:
-                        line = "{\"value\":\(Double(output[0]))"
+                        line.value = .some(finite(output[0]))
                     }
-                    if withLogits { line += ",\"logits\":[\(logits[i].map { String(Double($0)) }.joined(separator: ","))]" }
-                    lines.append(line + "}")
+                    if withLogits { line.logits = logits[i].map(finite) }
+                    if output.contains(where: { !$0.isFinite }) { nonFinite += 1 }
+                    out.append(try encoder.encode(line))
+                    out.append(UInt8(ascii: "\n"))
                 }
                 start = end
             }
-            try AtomicFiles.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: output)
-            print("wrote \(lines.count) predictions to \(output)")
+            try AtomicFiles.write(out, to: output)
+            if nonFinite > 0 { printError("finetune-dist: warning: \(nonFinite) prediction(s) are not finite (written as null): the model's weights may be NaN") }
+            print("wrote \(dataset.count) predictions to \(output)")
         } catch { exitOnError(error, comm: nil) }
     }
 }
@@ -84,6 +140,10 @@ struct SelfTest: ParsableCommand {
 
     @Option(help: "Elements per MPI call (small values exercise the chunking of large buffers).") var chunkElements: Int = Int(Int32.max)
     @Option(help: "Elements in the test buffers.") var elements: Int = 1_000_003
+
+    func validate() throws {
+        guard chunkElements > 0, elements > 0 else { throw ValidationError("--chunk-elements and --elements must be positive") }
+    }
 
     func run() throws {
         let comm: MPICommunicator

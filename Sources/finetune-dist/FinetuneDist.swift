@@ -1,5 +1,5 @@
 import ArgumentParser
-import FineTuneCore
+import FineTuneKernels
 import FineTuneDistributed
 import FineTuneTrainer
 import Foundation
@@ -33,17 +33,6 @@ struct FinetuneDist: ParsableCommand {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
         }
         main(arguments)
-    }
-}
-
-/// Splits "64,64" into [64, 64].
-func parseList<T>(_ text: String, option: String, _ convert: (String) -> T?) throws -> [T] {
-    if text.trimmingCharacters(in: .whitespaces).isEmpty { return [] }
-    return try text.split(separator: ",").map { part in
-        guard let v = convert(part.trimmingCharacters(in: .whitespaces)) else {
-            throw ValidationError("\(option): \"\(part)\" is not valid in the comma-separated list \"\(text)\"")
-        }
-        return v
     }
 }
 

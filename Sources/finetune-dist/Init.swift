@@ -1,5 +1,7 @@
 import ArgumentParser
-import FineTuneCore
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
 import Foundation
 
 struct Init: ParsableCommand {
@@ -43,7 +45,7 @@ struct Init: ParsableCommand {
         let model = MLP(config: MLPConfig(inputSize: inputSize, hiddenSizes: hiddenSizes,
                                           activation: Activation(rawValue: activation)!, dropout: dropout, task: task))
         model.initialize(seed: seed)
-        do { try saveModel(model, to: output) } catch { exitOnError(error, comm: nil) }
+        do { try AtomicFiles.writeFolder(output, files: ModelFiles.files(of: model)) } catch { exitOnError(error, comm: nil) }
         print("wrote \(output): mlp \(([inputSize] + hiddenSizes + [task.outputCount]).map(String.init).joined(separator: "-")), \(model.layout.count) parameters")
     }
 }

@@ -1,25 +1,11 @@
 import ArgumentParser
-import FineTuneCore
 import FineTuneDistributed
+import FineTuneKernels
+import FineTuneModels
 import FineTuneTrainer
 import Foundation
 
-extension ScheduleKind: ExpressibleByArgument {}
-extension OptimizerKind: ExpressibleByArgument {}
-extension MonitoredMetric: ExpressibleByArgument {}
-extension Pooling: ExpressibleByArgument {}
-extension NonFinitePolicy: ExpressibleByArgument {}
-
-struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Fine-tune a model folder on a data set, data-parallel over the MPI ranks it is started on.",
-        discussion: """
-        Start it under mpirun (or launch/local.sh, launch/cluster.sh); without mpirun it runs as one rank.
-        The output folder receives metrics.jsonl, run.json (provenance), training_config.json, \
-        checkpoints/, best/ (the best evaluation's model) and final/. A run stopped for any reason \
-        continues with --resume, from its newest complete checkpoint, on any number of ranks.
-        """)
-
+struct DataOptions: ParsableArguments {
     @Option(help: "Model folder to start from (config.json + model.safetensors). Not read on --resume.") var model: String
     @Option(help: "Training data: JSON Lines ({\"features\": [...], \"label\": ...} for an MLP, {\"text\": ..., \"text_pair\": ..., \"label\": ...} for a text model) or CSV with a header and a label column.") var train: String
     @Option(help: "Validation data, same format. Needed for evaluation, early stopping and best/.") var valid: String?
@@ -27,7 +13,9 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder for metrics, checkpoints and models.") var output: String
     @Option(help: "Text models: tokens per example, [CLS] and [SEP] included; longer texts are truncated (default: the model's limit, at most 128). Batches are packed, never padded.") var maxLength: Int?
     @Option(help: "Text models without a trained head: mean (masked mean of the tokens, exported as a sentence-transformers folder) or cls (pooler on [CLS], exported as BertForSequenceClassification). Default: the folder's own, else mean.") var pooling: Pooling?
+}
 
+struct OptimizationOptions: ParsableArguments {
     @Option(help: "Passes over the training data.") var epochs: Int = 3
     @Option(help: "Stop after this many optimizer steps if reached before --epochs.") var maxSteps: Int?
     @Option(help: "Global batch: examples per optimizer step over all ranks (results do not depend on the rank count).") var batchSize: Int = 32
@@ -36,78 +24,76 @@ struct Train: ParsableCommand {
     @Option(help: "Linear warm-up steps from 0 to --lr (overrides --warmup-ratio).") var warmupSteps: Int?
     @Option(help: "Warm-up as a fraction of the run's steps.") var warmupRatio: Double = 0
     @Option(help: "Optimizer: adamw (torch.optim.AdamW semantics) or sgd (with --momentum).") var optimizer: OptimizerKind = .adamw
-    @Option(help: "Weight decay; AdamW decouples it. Not applied to biases.") var weightDecay: Double = 0
+    @Option(help: "Weight decay; AdamW decouples it. Not applied to biases and LayerNorm weights.") var weightDecay: Double = 0
     @Option(help: "SGD momentum.") var momentum: Double = 0.9
     @Option(help: "AdamW beta1.") var adamBeta1: Double = 0.9
     @Option(help: "AdamW beta2.") var adamBeta2: Double = 0.999
     @Option(help: "AdamW epsilon.") var adamEpsilon: Double = 1e-8
-    @Option(help: "Seed of the data order and dropout (weights come from --model).") var seed: UInt64 = 0
-
-    @Option(help: "Evaluate every N steps as well as at each epoch end (0: epoch ends only).") var evalEvery: Int = 0
-    @Option(help: "Examples per evaluation forward pass on each rank.") var evalBatchSize: Int = 256
-    @Option(help: "Early stopping: stop after this many evaluations without improvement.") var patience: Int?
-    @Option(help: "Smallest change of the monitored metric that counts as an improvement.") var minDelta: Double = 0
-    @Option(help: "Metric for early stopping and best/: val_loss or val_accuracy.") var monitor: MonitoredMetric = .valLoss
-
-    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var saveEvery: Int = 0
-    @Flag(help: "Continue the run in --output from its newest complete checkpoint (any number of ranks). `--resume auto` starts fresh when there is no checkpoint yet, so a requeued batch job can always pass it.") var resume = false
-    @Flag(help: .hidden) var resumeAuto = false
-    @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
-    @Option(help: "Print and record a training line every N steps.") var logEvery: Int = 1
-    @Option(help: "Keep only the N newest checkpoints (the best evaluation's checkpoint is kept too). Default: all.") var keepCheckpoints: Int?
-    @Option(help: "Seconds any collective of the training loop may take; past it every rank that can still act aborts with a message naming the step (a lost rank, a cut network).") var collectiveTimeout: Double = 300
-    @Option(help: "Seconds the other ranks wait while rank 0 writes checkpoints and models.") var ioTimeout: Double = 1800
-    @Option(help: "A NaN or Inf in the loss or gradients on any rank: stop (naming step and rank) or skip the update.") var onNonfinite: NonFinitePolicy = .stop
-    @Option(help: "Compare a checksum of every rank's parameters every N steps; a mismatch stops the run (0: never).") var checkReplicasEvery: Int = 100
-    @Flag(inversion: .prefixedNo, help: "Allreduce gradient buckets while backward is still running (--no-overlap: one allreduce after backward, to measure the difference).") var overlap = true
-    @Option(help: "Gradient bucket size in MB for the overlapped allreduce.") var bucketMb: Double = 25
-    @Flag(help: "ZeRO stage 1: reduce-scatter the gradients, each rank updates 1/N of the parameters and keeps only their optimizer state, then the parameters are all-gathered (no overlap with backward).") var shardOptimizer = false
-    @Option(help: .hidden) var debugExampleLog: String?
-    @Option(help: .hidden) var debugPerturb: String?
-    @Option(help: .hidden) var debugStall: String?
-    @Option(help: .hidden) var debugSlowCheckpoint: Double = 0
-    @Option(help: .hidden) var debugSignalAt: String?
+    @Option(help: "Seed of the data order, dropout and a fresh head's weights.") var seed: UInt64 = 0
 
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
         guard warmupRatio >= 0 && warmupRatio < 1 else { throw ValidationError("--warmup-ratio must be in [0, 1)") }
-        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must not be negative") }
-        guard evalEvery >= 0, saveEvery >= 0 else { throw ValidationError("--eval-every and --save-every must not be negative") }
-        guard evalBatchSize > 0, logEvery > 0 else { throw ValidationError("--eval-batch-size and --log-every must be positive") }
+        guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must not be negative") }
         if let maxSteps { guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") } }
+    }
+}
+
+struct EvaluationOptions: ParsableArguments {
+    @Option(help: "Evaluate every N steps as well as at each epoch end (0: epoch ends only).") var evalEvery: Int = 0
+    @Option(help: "Examples per evaluation forward pass on each rank.") var evalBatchSize: Int = 256
+    @Option(help: "Early stopping: stop after this many evaluations without improvement.") var patience: Int?
+    @Option(help: "Smallest change of the monitored metric that counts as an improvement.") var minDelta: Double = 0
+    @Option(help: "Metric for early stopping and best/: val_loss or val_accuracy.") var monitor: MonitoredMetric = .valLoss
+
+    func validate() throws {
+        guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative") }
+        guard evalBatchSize > 0 else { throw ValidationError("--eval-batch-size must be positive") }
+        if let patience { guard patience > 0 else { throw ValidationError("--patience must be positive") } }
+    }
+}
+
+struct CheckpointOptions: ParsableArguments {
+    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var saveEvery: Int = 0
+    @Flag(help: "Continue the run in --output from its newest complete checkpoint (any number of ranks). `--resume auto` starts fresh when there is no checkpoint yet, so a requeued batch job can always pass it.") var resume = false
+    @Flag(help: .hidden) var resumeAuto = false
+    @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
+    @Option(help: "Keep only the N newest checkpoints (the best evaluation's checkpoint is kept too). Default: all.") var keepCheckpoints: Int?
+    @Option(help: "Print and record a training line every N steps.") var logEvery: Int = 1
+
+    func validate() throws {
+        guard saveEvery >= 0 else { throw ValidationError("--save-every must not be negative") }
+        guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
         if let stopAfterSteps { guard stopAfterSteps > 0 else { throw ValidationError("--stop-after-steps must be positive") } }
         if let keepCheckpoints { guard keepCheckpoints > 0 else { throw ValidationError("--keep-checkpoints must be positive") } }
+    }
+
+    var mode: ResumeMode { resumeAuto ? .auto : (resume ? .on : .off) }
+}
+
+struct FailureOptions: ParsableArguments {
+    @Option(help: "Seconds any collective of the training loop may take; past it every rank that can still act aborts with a message naming the step (a lost rank, a cut network).") var collectiveTimeout: Double = 300
+    @Option(help: "Seconds the other ranks wait while rank 0 writes checkpoints and models.") var ioTimeout: Double = 1800
+    @Option(help: "A NaN or Inf in the loss or gradients on any rank: stop (naming step and rank) or skip the update.") var onNonfinite: NonFinitePolicy = .stop
+    @Option(help: "Compare a checksum of every rank's parameters every N steps; a mismatch stops the run (0: never).") var checkReplicasEvery: Int = 100
+
+    func validate() throws {
         guard collectiveTimeout > 0, ioTimeout > 0 else { throw ValidationError("--collective-timeout and --io-timeout must be positive") }
         guard checkReplicasEvery >= 0 else { throw ValidationError("--check-replicas-every must not be negative") }
-        guard bucketMb > 0 else { throw ValidationError("--bucket-mb must be positive") }
-        if let patience {
-            guard patience > 0 else { throw ValidationError("--patience must be positive") }
-            guard valid != nil else { throw ValidationError("--patience needs --valid (early stopping watches the validation metric)") }
-        }
     }
+}
 
-    var trainingConfiguration: TrainingConfiguration {
-        var c = TrainingConfiguration(modelPath: model, trainPath: train, validPath: valid, outputPath: output)
-        c.testPath = test; c.maxLength = maxLength; c.pooling = pooling
-        c.epochs = epochs; c.maxSteps = maxSteps; c.batchSize = batchSize
-        c.learningRate = lr; c.schedule = lrSchedule; c.warmupSteps = warmupSteps; c.warmupRatio = warmupRatio
-        c.optimizer.kind = optimizer; c.optimizer.weightDecay = weightDecay; c.optimizer.momentum = momentum
-        c.optimizer.beta1 = adamBeta1; c.optimizer.beta2 = adamBeta2; c.optimizer.epsilon = adamEpsilon
-        c.seed = seed
-        c.evalEvery = evalEvery; c.evalBatchSize = evalBatchSize; c.patience = patience; c.minDelta = minDelta; c.monitor = monitor
-        c.saveEvery = saveEvery; c.resume = resume; c.stopAfterSteps = stopAfterSteps; c.logEvery = logEvery
-        c.exampleLogFolder = debugExampleLog
-        c.keepCheckpoints = keepCheckpoints; c.collectiveTimeout = collectiveTimeout; c.ioTimeout = ioTimeout
-        c.onNonFinite = onNonfinite; c.checkReplicasEvery = checkReplicasEvery
-        c.overlapCommunication = overlap; c.bucketMegabytes = bucketMb; c.shardOptimizer = shardOptimizer
-        if resumeAuto { c.resume = true; c.resumeIfPossible = true }
-        c.commandLine = CommandLine.arguments
-        return c
-    }
+/// Test-only fault injection (hidden from --help).
+struct DebugOptions: ParsableArguments {
+    @Option(help: .hidden) var debugExampleLog: String?
+    @Option(help: .hidden) var debugPerturb: String?
+    @Option(help: .hidden) var debugStall: String?
+    @Option(help: .hidden) var debugSlowCheckpoint: Double = 0
+    @Option(help: .hidden) var debugSignalAt: String?
 
-    func debugSwitches() throws -> DebugSwitches {
+    func switches() throws -> DebugSwitches {
         var d = DebugSwitches()
         if let debugPerturb {
             let n = try DebugSwitches.numbers(debugPerturb, count: 2, option: "--debug-perturb")
@@ -124,19 +110,64 @@ struct Train: ParsableCommand {
         }
         return d
     }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a model folder on a data set, data-parallel over the MPI ranks it is started on.",
+        discussion: """
+        Start it under mpirun (or launch/local.sh, launch/cluster.sh); without mpirun it runs as one rank.
+        The output folder receives metrics.jsonl, run.json (provenance), training_config.json (every \
+        option), checkpoints/, best/ (the best evaluation's model) and final/. A run stopped for any \
+        reason continues with --resume, from its newest complete checkpoint, on any number of ranks.
+        """)
+
+    @OptionGroup(title: "Model and data") var data: DataOptions
+    @OptionGroup(title: "Optimization") var optimization: OptimizationOptions
+    @OptionGroup(title: "Evaluation and early stopping") var evaluation: EvaluationOptions
+    @OptionGroup(title: "Checkpoints and resuming") var checkpoints: CheckpointOptions
+    @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
+    @OptionGroup(title: "Failure handling") var failures: FailureOptions
+    @OptionGroup(visibility: .hidden) var debug: DebugOptions
+
+    func validate() throws {
+        if evaluation.patience != nil && data.valid == nil {
+            throw ValidationError("--patience needs --valid (early stopping watches the validation metric)")
+        }
+    }
+
+    var trainingConfiguration: TrainingConfiguration {
+        var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
+        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling
+        let o = optimization
+        c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
+        c.learningRate = o.lr; c.schedule = o.lrSchedule; c.warmupSteps = o.warmupSteps; c.warmupRatio = o.warmupRatio
+        c.optimizer.kind = o.optimizer; c.optimizer.weightDecay = o.weightDecay; c.optimizer.momentum = o.momentum
+        c.optimizer.beta1 = o.adamBeta1; c.optimizer.beta2 = o.adamBeta2; c.optimizer.epsilon = o.adamEpsilon
+        c.seed = o.seed
+        let e = evaluation
+        c.evalEvery = e.evalEvery; c.evalBatchSize = e.evalBatchSize; c.patience = e.patience; c.minDelta = e.minDelta; c.monitor = e.monitor
+        let k = checkpoints
+        c.saveEvery = k.saveEvery; c.resume = k.mode; c.stopAfterSteps = k.stopAfterSteps; c.logEvery = k.logEvery
+        c.keepCheckpoints = k.keepCheckpoints
+        let f = failures
+        c.collectiveTimeout = f.collectiveTimeout; c.ioTimeout = f.ioTimeout; c.onNonFinite = f.onNonfinite; c.checkReplicasEvery = f.checkReplicasEvery
+        c.exchange = exchange.settings
+        c.exampleLogFolder = debug.debugExampleLog
+        c.commandLine = CommandLine.arguments
+        return c
+    }
 
     func run() throws {
         let comm: MPICommunicator
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
-        let trainer = Trainer(configuration: trainingConfiguration, communicator: comm) { progress in
-            guard comm.isRoot else { return }
-            switch progress {
-            case .started(let s), .step(let s), .evaluation(let s), .note(let s): print(s)
-            }
+        let trainer = Trainer(configuration: trainingConfiguration, communicator: comm) { event in
+            guard comm.isRoot, let line = event.consoleLine else { return }
+            print(line)
             fflush(stdout)
         }
         do {
-            trainer.configuration.debug = try debugSwitches()
+            trainer.configuration.debug = try debug.switches()
             if try trainer.run() == .preempted {
                 comm.finalize()
                 throw ExitCode(Preemption.exitStatus)

@@ -1,4 +1,6 @@
-import FineTuneCore
+import FineTuneKernels
+import FineTuneModels
+import FineTuneIO
 import Foundation
 import XCTest
 
@@ -101,8 +103,15 @@ final class CommandLineTests: IntegrationTestCase {
         XCTAssertEqual((run["ranks"] as? [[String: Any]])?.count, 2)
         XCTAssertNotNil(run["finetune_dist_commit"])
         let config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(out)/training_config.json")!) as! [String: Any]
-        XCTAssertEqual(config["batch_size"] as? Int, 16)
-        XCTAssertEqual(config["total_steps"] as? Int, 4)
+        let options = config["options"] as! [String: Any]
+        XCTAssertEqual(options["batch_size"] as? Int, 16)
+        XCTAssertEqual((config["resolved"] as? [String: Any])?["total_steps"] as? Int, 4)
+        // Every option `train --help` shows has its key (absent ones as null), and nothing else.
+        let help = try Harness.finetune(["train", "--help"]).stdout
+        let optionName = try Regex("--([a-z0-9]+(?:-[a-z0-9]+)*)")
+        let shown = Set(help.matches(of: optionName).map { String(help[$0.range].dropFirst(2)) })
+            .subtracting(["help", "version"]).map { $0 == "no-overlap" ? "overlap" : $0.replacingOccurrences(of: "-", with: "_") }
+        XCTAssertEqual(Set(options.keys), Set(shown), "training_config.json options vs train --help")
         let train = Harness.metrics(out).filter { $0["type"] as? String == "train" }
         XCTAssertEqual(train.count, 4)
         for key in ["step", "epoch", "loss", "lr", "examples_per_s"] { XCTAssertNotNil(train[0][key], key) }

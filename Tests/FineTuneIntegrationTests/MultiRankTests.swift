@@ -1,4 +1,6 @@
-import FineTuneCore
+import FineTuneKernels
+import FineTuneModels
+import FineTuneIO
 import Foundation
 import XCTest
 

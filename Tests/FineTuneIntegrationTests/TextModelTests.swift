@@ -1,12 +1,14 @@
-import FineTuneCore
+import FineTuneKernels
+import FineTuneModels
+import FineTuneIO
 import Foundation
 import XCTest
 
 /// Text models through the command line, under real mpirun, on the tiny random BERT of the golden
-/// tests (Tests/FineTuneCoreTests/Fixtures/tiny-bert): a BertForSequenceClassification folder saved
+/// tests (Tests/Fixtures/tiny-bert): a BertForSequenceClassification folder saved
 /// by transformers, and a base BertModel folder.
 final class TextModelTests: IntegrationTestCase {
-    var tinyBert: String { "\(repositoryRoot)/Tests/FineTuneCoreTests/Fixtures/tiny-bert" }
+    var tinyBert: String { "\(repositoryRoot)/Tests/Fixtures/tiny-bert" }
 
     /// Sentences of the tiny vocabulary; the label follows a simple rule, with some noise.
     func writeText(_ path: String, count: Int, seed: UInt64, pairs: Bool = false) {
@@ -92,7 +94,7 @@ final class TextModelTests: IntegrationTestCase {
         writeText("\(dir)/train.jsonl", count: 20, seed: 5)
         let r = try Harness.mpirun(2, ["train", "--model", roberta, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/o1"], timeout: 60)
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("model_type \"roberta\" is not supported; supported: mlp, bert"), r.output)
+        XCTAssertTrue(r.stderr.contains("model_type \"roberta\" is not supported; supported: bert, mlp"), r.output)
 
         FileManager.default.createFile(atPath: "\(dir)/bad.jsonl", contents: Data("""
         {"text": "fast model", "label": "pos"}
@@ -112,7 +114,7 @@ final class OverlapTests: IntegrationTestCase {
     /// Gradient buckets allreduced during backward give the same weights as one allreduce after it:
     /// bitwise on 2 ranks, within 1e-6 on 4 (the reduction order may differ with message sizes).
     func testOverlapOnAndOffGiveTheSameWeights() throws {
-        let tiny = "\(repositoryRoot)/Tests/FineTuneCoreTests/Fixtures/tiny-bert/classifier"
+        let tiny = "\(repositoryRoot)/Tests/Fixtures/tiny-bert/classifier"
         let words = ["the", "model", "fast", "slow", "cpu", "mpi"]
         var rng = SplitMix64(seed: 9)
         let lines = (0..<64).map { _ -> String in
@@ -143,7 +145,7 @@ final class ShardedOptimizerTests: IntegrationTestCase {
     /// ZeRO stage 1 gives the weights of the unsharded run (within 1e-6 of each tensor's scale), and
     /// its checkpoints (the moments gathered from every rank) resume bitwise.
     func testShardedOptimizerMatchesUnshardedAndResumes() throws {
-        let tiny = "\(repositoryRoot)/Tests/FineTuneCoreTests/Fixtures/tiny-bert/classifier"
+        let tiny = "\(repositoryRoot)/Tests/Fixtures/tiny-bert/classifier"
         let words = ["the", "model", "fast", "slow", "cpu", "mpi", "rank"]
         var rng = SplitMix64(seed: 12)
         let lines = (0..<60).map { _ -> String in

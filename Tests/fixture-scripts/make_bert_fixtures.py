@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden values of a tiny random BERT from PyTorch/transformers, for the encoder tests.
 
-Writes into OUT (Tests/FineTuneCoreTests/Fixtures/tiny-bert):
+Writes into OUT (Tests/Fixtures/tiny-bert):
   base/            a BertModel folder (config.json, model.safetensors, vocab.txt)
   classifier/      a BertForSequenceClassification folder (3 labels) sharing the base's encoder
   inputs.json      a batch of 4 sequences of mixed lengths, two of them sentence pairs, and labels

@@ -5,7 +5,7 @@ Two parameter tensors: `weight` (weight decay applied) and `bias` (no weight dec
 param group, as transformers does). Five steps with fixed pseudo-random gradients; the parameters
 after every step are recorded in float32.
 
-usage: python make_optimizer_fixture.py > ../FineTuneCoreTests/Fixtures/optimizer_reference.json
+usage: python make_optimizer_fixture.py > ../Fixtures/optimizer_reference.json
 (needs torch; the tests only read the JSON)
 """
 import json

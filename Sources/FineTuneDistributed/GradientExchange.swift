@@ -1,0 +1,212 @@
+import FineTuneKernels
+import Foundation
+
+/// Sums a model's gradients over all ranks once per step, with the step's control values (loss
+/// sum, example count, preemption and non-finite flags) riding along.
+///
+/// Gradients go in buckets of about `bucketBytes`, from the end of the buffer (last layers, whose
+/// gradients backward finishes first) to the start. With overlap on, a bucket's non-blocking
+/// allreduce starts as soon as backward reports its gradients final, and MPI is given a chance to
+/// progress each time backward reports; the time left after backward is the exposed communication.
+/// With overlap off, one allreduce runs after backward. The control values are one more small
+/// bucket, started after the forward pass (when the loss is known).
+///
+/// Sparse regions (embedding tables, whose gradient is zero outside the rows of the batch's tokens)
+/// are not bucketed: once backward is done, the ranks agree on the rows any of them touched and sum
+/// just those, packed (for MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats).
+/// The rows no rank touched are zero everywhere, which is their sum.
+///
+/// With optimizer-state sharding (ZeRO stage 1) each bucket is reduce-scattered instead (the same
+/// buckets, overlapped the same way): each rank receives the summed gradients of its block of the
+/// parameters only, updates those, and the parameters are then all-gathered (`afterUpdate`).
+/// Sparse regions are summed as above and each rank keeps its part. The control values are then
+/// summed at the end, and carry each rank's verdict on its block's finiteness.
+public final class GradientExchange {
+    /// The values every rank contributes to each step's sum besides the gradients.
+    public enum Control: Int, CaseIterable {
+        case lossSum, examples, preemptedRanks, nonFiniteRanks
+    }
+
+    public struct Settings: Sendable {
+        /// Start each bucket's sum while backward still runs.
+        public var overlap = true
+        public var bucketBytes = 25_000_000
+        /// ZeRO stage 1: reduce-scatter the gradients; each rank updates its block.
+        public var shardOptimizer = false
+        public init() {}
+    }
+
+    /// What every rank learns from a step's exchange (the same on every rank).
+    public struct Result: Sendable {
+        public var lossSum: Double
+        public var examples: Int
+        /// Some rank asked to stop (SIGTERM, SIGUSR1).
+        public var preempted: Bool
+        /// The summed gradients are all finite: a NaN or Inf on any rank makes a sum non-finite.
+        public var finite: Bool
+    }
+
+    let comm: Communicator
+    let gradients: FlatBuffer<Float>
+    let overlap: Bool
+    /// Sharded: the parameter blocks of all ranks, and this rank's summed block.
+    public let shards: ParameterShards?
+    let shardGradients: FlatBuffer<Float>?
+    /// The parameters this rank's optimizer updates: all, or its block when sharded.
+    public let shard: Range<Int>
+    /// Bucket ranges in the order they start: descending offsets.
+    public let buckets: [Range<Int>]
+    /// A [rows, width] tensor of the buffer summed row-sparsely.
+    struct SparseRegion {
+        let offset: Int, rows: Int, width: Int
+        var range: Range<Int> { offset..<(offset + rows * width) }
+    }
+    let sparseRegions: [SparseRegion]
+    private let controls = FlatBuffer<Float>(count: Control.allCases.count)
+    private var controlsPending: PendingReduction? = nil
+    private var packed = FlatBuffer<Float>(count: 0)
+    private var started = 0
+    private var pending: [PendingReduction] = []
+    /// Whether every value this rank contributed this step was finite before the sum (to name the
+    /// rank a non-finite value came from).
+    public private(set) var locallyFinite = true
+    /// Floats this rank put into collectives in the last step (gradients, sparse rows and their flags, controls).
+    public private(set) var floatsExchanged = 0
+
+    /// `sparse`: tensors summed row-sparsely (see above).
+    public init(comm: Communicator, gradients: FlatBuffer<Float>, sparse: [TensorSpec] = [], settings: Settings) {
+        self.comm = comm
+        self.gradients = gradients
+        overlap = settings.overlap
+        let parameterCount = gradients.count
+        if settings.shardOptimizer {
+            let shards = ParameterShards(count: parameterCount, ranks: comm.size)
+            self.shards = shards
+            shard = shards[comm.rank]
+            shardGradients = FlatBuffer(count: shard.count)
+        } else {
+            shards = nil
+            shard = 0..<parameterCount
+            shardGradients = nil
+        }
+        sparseRegions = comm.size == 1 ? [] : sparse.filter { $0.shape.count == 2 }
+            .map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
+            .sorted { $0.offset > $1.offset }
+        buckets = GradientExchange.buckets(count: parameterCount, skipping: sparseRegions.map(\.range),
+                                           size: max(1, settings.bucketBytes / MemoryLayout<Float>.stride), overlap: settings.overlap)
+    }
+
+    /// The dense stretches of [0, count) between the `skipping` ranges (sorted by descending offset),
+    /// each cut into buckets of `size` from its end; without overlap, one bucket per stretch.
+    static func buckets(count: Int, skipping: [Range<Int>], size: Int, overlap: Bool) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        var end = count
+        for lower in skipping + [0..<0] {
+            var stretch = lower.upperBound..<end
+            if !overlap && !stretch.isEmpty { ranges.append(stretch) }
+            while overlap && !stretch.isEmpty {
+                ranges.append(max(stretch.lowerBound, stretch.upperBound - size)..<stretch.upperBound)
+                stretch = stretch.lowerBound..<ranges.last!.lowerBound
+            }
+            end = lower.lowerBound
+        }
+        return ranges
+    }
+
+    /// Starts a step: this rank computes `examples` examples; `preempted` when it was asked to stop.
+    public func beginStep(examples: Int, preempted: Bool) {
+        started = 0
+        pending = []
+        controlsPending = nil
+        locallyFinite = true
+        floatsExchanged = controls.count
+        controls.zero()
+        controls[Control.examples.rawValue] = Float(examples)
+        controls[Control.preemptedRanks.rawValue] = preempted ? 1 : 0
+    }
+
+    /// The forward pass is done: its loss sum joins the control values, whose sum starts now
+    /// (overlapped, unsharded) so it is done by the end of backward.
+    public func forwardDone(lossSum: Double) throws {
+        controls[Control.lossSum.rawValue] = Float(lossSum)
+        if overlap && shards == nil { controlsPending = try comm.startAllreduceSum(controls.buffer) }
+    }
+
+    /// Gradients from `offset` to the end are final: start every bucket that lies within them.
+    public func ready(from offset: Int) throws {
+        guard overlap else { return }
+        while started < buckets.count && buckets[started].lowerBound >= offset { try startNext() }
+        for p in pending { _ = try comm.test(p) }
+    }
+
+    private func startNext() throws {
+        let range = buckets[started]
+        started += 1
+        floatsExchanged += range.count
+        // Which rank's own gradients were non-finite (to name it); with one rank the sum is its own.
+        if comm.size > 1 && !allFinite(gradients.base + range.lowerBound, count: range.count) { locallyFinite = false }
+        let bucket = UnsafeMutableBufferPointer(start: gradients.base + range.lowerBound, count: range.count)
+        if let shards, let shardGradients {
+            // Rank r receives the part of the bucket inside its block (possibly nothing).
+            let parts = shards.parts(of: range)
+            let mine = parts[comm.rank]
+            pending.append(try comm.startReduceScatterSum(bucket, counts: parts.map(\.count),
+                                                          into: shardGradients.base + (mine.isEmpty ? 0 : mine.lowerBound - shard.lowerBound)))
+        } else {
+            pending.append(try comm.startAllreduceSum(bucket))
+        }
+    }
+
+    /// Completes the exchange.
+    public func finish() throws -> Result {
+        if controlsPending == nil && shards == nil { controlsPending = try comm.startAllreduceSum(controls.buffer) }
+        while started < buckets.count { try startNext() }
+        // The dense buckets progress inside MPI while the sparse regions are summed.
+        var finite = true
+        for region in sparseRegions { finite = try sumTouchedRows(region) && finite }
+        for p in pending { try comm.wait(p) }
+        pending = []
+        if let shardGradients {
+            for region in sparseRegions {
+                let mine = region.range.clamped(to: shard)
+                (shardGradients.base + (mine.lowerBound - shard.lowerBound)).update(from: gradients.base + mine.lowerBound, count: mine.count)
+            }
+            let blockFinite = finite && allFinite(shardGradients.base, count: shardGradients.count)
+            controls[Control.nonFiniteRanks.rawValue] = blockFinite ? 0 : 1
+            try comm.allreduceSum(controls.buffer)
+            finite = controls[Control.nonFiniteRanks.rawValue] == 0
+        } else {
+            try comm.wait(controlsPending!)
+            // The sums, not the local parts: every rank sees the same values, so gives the same answer.
+            for bucket in buckets where finite { finite = allFinite(gradients.base + bucket.lowerBound, count: bucket.count) }
+        }
+        if comm.size == 1 { locallyFinite = finite }
+        return Result(lossSum: Double(controls[Control.lossSum.rawValue]), examples: Int(controls[Control.examples.rawValue].rounded()),
+                      preempted: controls[Control.preemptedRanks.rawValue] > 0, finite: finite)
+    }
+
+    /// Sums the rows of `region` that are non-zero on some rank (NaN counts as non-zero), packed;
+    /// returns whether the summed rows are finite.
+    private func sumTouchedRows(_ region: SparseRegion) throws -> Bool {
+        let base = gradients.base + region.offset, width = region.width
+        var touched = touchedRows(base, rows: region.rows, width: width)
+        try comm.allreduce(&touched, op: .max)
+        let rows = touched.indices.filter { touched[$0] != 0 }
+        floatsExchanged += 2 * region.rows + rows.count * width
+        if packed.count < rows.count * width { packed = FlatBuffer(count: rows.count * width) }
+        for (k, row) in rows.enumerated() { (packed.base + k * width).update(from: base + row * width, count: width) }
+        if !allFinite(packed.base, count: rows.count * width) { locallyFinite = false }
+        try comm.allreduceSum(UnsafeMutableBufferPointer(start: packed.base, count: rows.count * width))
+        for (k, row) in rows.enumerated() { (base + row * width).update(from: packed.base + k * width, count: width) }
+        return allFinite(packed.base, count: rows.count * width)
+    }
+
+    /// The summed gradients of this rank's optimizer shard (`[0]` belongs to parameter `shard.lowerBound`).
+    public var gradientsOfShard: UnsafeMutablePointer<Float> { shardGradients?.base ?? gradients.base }
+
+    /// Sharded: after each rank updated its block, every rank gets all the parameters.
+    public func afterUpdate(_ parameters: FlatBuffer<Float>) throws {
+        guard let shards else { return }
+        try comm.allgatherInPlace(parameters.buffer, counts: shards.counts)
+    }
+}

@@ -1,0 +1,96 @@
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Durable, atomic file-system writes: a reader (or a resumed run after a crash) sees either the old
+/// file or folder or the complete new one, never a half-written one.
+public enum AtomicFiles {
+    /// Writes `data` to `path` through a temporary file in the same folder, fsyncs it, renames it
+    /// over `path` and fsyncs the folder.
+    public static func write(_ data: Data, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        try writeAndSync(data, to: temporary)
+        guard rename(temporary, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(temporary)
+            throw FineTuneError("\(path): cannot rename \(temporary) into place: \(why)")
+        }
+        try syncDirectory(directory.isEmpty ? "." : directory)
+    }
+
+    /// Writes and fsyncs a file (not atomic by itself: used inside folders renamed into place).
+    public static func writeAndSync(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FineTuneError("\(path): cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try data.withUnsafeBytes { raw in
+            var written = 0
+            while written < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FineTuneError("\(path): write failed: \(String(cString: strerror(errno)))")
+                }
+                written += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw FineTuneError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
+    }
+
+    public static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FineTuneError("\(path): cannot open folder: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        _ = fsync(fd)
+    }
+
+    /// Builds a folder under a temporary name with `fill`, fsyncs it, then renames it to `path`.
+    /// An existing `path` is replaced: it is first renamed aside, and removed only once the new one is in place.
+    public static func writeFolder(_ path: String, fill: (String) throws -> Void) throws {
+        let fm = FileManager.default
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let temporary = "\(parent)/.\(name).tmp-\(getpid())"
+        let old = "\(parent)/.\(name).old-\(getpid())"
+        try? fm.removeItem(atPath: temporary)
+        do {
+            try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+            try fill(temporary)
+            try syncDirectory(temporary)
+        } catch {
+            try? fm.removeItem(atPath: temporary)
+            throw error
+        }
+        let hadOld = fm.fileExists(atPath: path)
+        if hadOld {
+            try? fm.removeItem(atPath: old)
+            guard rename(path, old) == 0 else { throw FineTuneError("\(path): cannot move aside: \(String(cString: strerror(errno)))") }
+        }
+        guard rename(temporary, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            if hadOld { rename(old, path) }
+            throw FineTuneError("\(path): cannot rename \(temporary) into place: \(why)")
+        }
+        try syncDirectory(parent)
+        if hadOld { try? fm.removeItem(atPath: old) }
+    }
+}
+
+extension AtomicFiles {
+    /// Writes `files` (relative paths; sub-folders are created) as the folder `path`, atomically.
+    /// A `manifest.json`, if among them, is written last.
+    public static func writeFolder(_ path: String, files: [String: Data], pauseBetweenFiles: Double = 0) throws {
+        try writeFolder(path) { dir in
+            for name in files.keys.sorted(by: { ($0 == "manifest.json" ? 1 : 0, $0) < ($1 == "manifest.json" ? 1 : 0, $1) }) {
+                let file = "\(dir)/\(name)"
+                try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try writeAndSync(files[name]!, to: file)
+                if pauseBetweenFiles > 0 { usleep(UInt32(pauseBetweenFiles * 1_000_000)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+
+/// How a BERT-family folder is laid out. Three kinds are read:
+/// - a base encoder (BertModel: `embeddings.*`, `encoder.*`, maybe `pooler.*`), possibly a
+///   sentence-transformers folder (modules.json, 1_Pooling/, and a 2_Dense/ head when exported by us);
+/// - BertForSequenceClassification (`bert.`-prefixed encoder and pooler, `classifier.*`, id2label);
+/// - this program's own layout (checkpoints): config.json with a "finetune_dist" block.
+public struct BertDescription {
+    public enum Head { case none, root, dense }
+    public let config: BertConfig
+    public let pooling: Pooling
+    public let head: Head
+    /// Where each parameter is in the folder.
+    public let names: BertTensorNames
+    public let tokenizer: WordPieceTokenizer
+    /// Tokenizer files carried into checkpoints and exports (vocab.txt, tokenizer_config.json, ...).
+    public let tokenizerFiles: [String: Data]
+    public let maxLength: Int
+
+    /// This program's block in its own config.json.
+    struct OwnBlock: Codable {
+        var pooling: Pooling
+        var hasHead: Bool
+        var maxLength: Int?
+        enum CodingKeys: String, CodingKey { case pooling, hasHead = "has_head", maxLength = "max_length" }
+    }
+    static let ownBlockKey = "finetune_dist"
+
+    /// sentence-transformers' modules.json entries and pooling config (the fields read here).
+    struct SentenceModule: Codable { var idx: Int?; var name: String?; var path: String; var type: String }
+    struct PoolingConfig: Decodable {
+        var poolingMode: String?, meanTokens: Bool?, clsToken: Bool?
+        enum CodingKeys: String, CodingKey { case poolingMode = "pooling_mode", meanTokens = "pooling_mode_mean_tokens", clsToken = "pooling_mode_cls_token" }
+    }
+    struct SentenceBertConfig: Decodable {
+        var maxSeqLength: Int?
+        enum CodingKeys: String, CodingKey { case maxSeqLength = "max_seq_length" }
+    }
+
+    static func describe(_ source: ModelFileSource, config: BertConfig, path: String,
+                         requestedPooling: Pooling?) throws -> (BertDescription, TaskKind?) {
+        var tokenizerFiles: [String: Data] = [:]
+        for name in WordPieceTokenizer.fileNames { if let d = source.data(name) { tokenizerFiles[name] = d } }
+        let tokenizer = try WordPieceTokenizer.load(files: tokenizerFiles, source: source.name)
+        guard tokenizer.tokens.count <= config.vocabSize else {
+            throw FineTuneError("\(source.name): the vocabulary has \(tokenizer.tokens.count) tokens, more than vocab_size \(config.vocabSize)")
+        }
+        var maxLength = config.maxPositions
+        if let data = source.data("sentence_bert_config.json"),
+           let n = (try? JSONDecoder().decode(SentenceBertConfig.self, from: data))?.maxSeqLength {
+            maxLength = min(maxLength, n)
+        }
+        let pooling: Pooling, head: Head, names: BertTensorNames
+        if let block = config.raw[ownBlockKey] {
+            let own: OwnBlock
+            do { own = try JSONDecoder().decode(OwnBlock.self, from: JSONEncoder().encode(block)) } catch {
+                throw FineTuneError("\(path): \"\(ownBlockKey)\": \(userMessage(for: error))")
+            }
+            pooling = own.pooling
+            head = own.hasHead ? .root : .none
+            names = .transformers(prefix: "")
+            if let n = own.maxLength { maxLength = n }
+        } else {
+            let tensorNames = Set(try source.safetensors(BertTensorNames.mainFile)?.names ?? [])
+            let prefix = tensorNames.contains("bert.embeddings.word_embeddings.weight") ? "bert." : ""
+            var stPooling: Pooling? = nil
+            var dense = false
+            if let data = source.data("modules.json") {
+                let modules: [SentenceModule]
+                do { modules = try JSONDecoder().decode([SentenceModule].self, from: data) } catch {
+                    throw FineTuneError("\(source.name)/modules.json: \(userMessage(for: error))")
+                }
+                for module in modules {
+                    if module.type.hasSuffix("Pooling"), let d = source.data("\(module.path)/config.json") {
+                        let p: PoolingConfig
+                        do { p = try JSONDecoder().decode(PoolingConfig.self, from: d) } catch {
+                            throw FineTuneError("\(source.name)/\(module.path)/config.json: \(userMessage(for: error))")
+                        }
+                        // sentence-transformers 6 writes "pooling_mode"; earlier versions one flag per mode.
+                        if p.poolingMode == "mean" || p.meanTokens == true { stPooling = .mean }
+                        else if p.poolingMode == "cls" || p.clsToken == true { stPooling = .cls }
+                        else { throw FineTuneError("\(source.name)/\(module.path)/config.json: only mean or cls pooling is supported") }
+                    }
+                    if module.type.hasSuffix("Dense") && module.path == "2_Dense" { dense = true }
+                }
+            }
+            if tensorNames.contains("classifier.weight") {
+                head = .root
+                if requestedPooling == .mean {
+                    throw FineTuneError("\(source.name): a sequence classifier with a trained [CLS] pooler and head; it needs --pooling cls")
+                }
+                pooling = .cls
+                names = .transformers(prefix: prefix)
+            } else if dense {
+                head = .dense
+                pooling = stPooling ?? .mean
+                if let requestedPooling, requestedPooling != pooling {
+                    throw FineTuneError("\(source.name): a sentence-transformers model with a trained head on \(pooling.rawValue) pooling; it needs --pooling \(pooling.rawValue)")
+                }
+                names = .sentenceTransformers
+            } else {
+                head = .none
+                pooling = requestedPooling ?? stPooling ?? .mean
+                names = .transformers(prefix: prefix)
+            }
+        }
+        var task: TaskKind? = nil
+        if head != .none {
+            if config.problemType == "regression" {
+                task = .regression
+            } else {
+                guard let labels = config.labels, labels.count >= 2 else {
+                    throw FineTuneError("\(path): the model has a classification head but no \"id2label\" with at least two labels")
+                }
+                task = .classification(labels: labels)
+            }
+        }
+        return (BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
+                                tokenizerFiles: tokenizerFiles, maxLength: maxLength), task)
+    }
+
+    /// config.json in this program's layout plus the tokenizer files.
+    func resolvedFiles(task: TaskKind?) -> [String: Data] {
+        var files = tokenizerFiles
+        files["config.json"] = BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength)
+        return files
+    }
+
+    func loadWeights(into bundle: ModelBundle, from source: ModelFileSource, seed: UInt64) throws {
+        let model = bundle.model as! BertClassifier
+        guard let main = try source.safetensors(BertTensorNames.mainFile) else {
+            throw FineTuneError("\(source.name)/\(BertTensorNames.mainFile): missing")
+        }
+        var files = [BertTensorNames.mainFile: main]
+        if head == .dense {
+            guard let dense = try source.safetensors(BertTensorNames.denseFile) else {
+                throw FineTuneError("\(source.name)/\(BertTensorNames.denseFile): missing (modules.json lists a Dense head)")
+            }
+            files[BertTensorNames.denseFile] = dense
+        }
+        var unused = Set(files.flatMap { file, contents in contents.names.map { TensorLocation(file: file, name: $0) } })
+        var freshPooler = false
+        for spec in model.layout.tensors {
+            let location = names.location(of: spec.name)
+            let file = files[location.file]!
+            guard let entry = file.entries[location.name] else {
+                if spec.name.hasPrefix("classifier.") && head == .none { continue }
+                if spec.name.hasPrefix("pooler.") && head == .none { freshPooler = true; continue }
+                throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
+            }
+            guard entry.shape == spec.shape else {
+                throw FineTuneError("\(file.path): tensor \(location.name) has shape \(entry.shape), the model needs \(spec.shape)")
+            }
+            try file.read(entry, into: model.parameters.at(spec))
+            unused.remove(location)
+        }
+        if head == .none { model.initializeHead(seed: seed, includePooler: freshPooler) }
+        // Left alone on purpose: position ids (I64 buffers, not weights); the base model's pooler
+        // when pooling is mean (carried through to the exported folder unchanged).
+        bundle.passthrough = []
+        for location in unused.sorted(by: { $0.name < $1.name }) {
+            let parameter = names.parameter(at: location)
+            if parameter == "embeddings.position_ids" { unused.remove(location); continue }
+            if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
+                bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
+                unused.remove(location)
+            }
+        }
+        guard unused.isEmpty else {
+            throw FineTuneError("\(source.name): tensors the model does not use: \(unused.map(\.name).sorted().joined(separator: ", "))")
+        }
+    }
+}
+
+/// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
+/// sentence-transformers load.
+enum BertFolder {
+    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int) -> Data {
+        let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength)
+        return try! prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try! JSONValue(encoding: block)]))
+    }
+
+    /// The config others read: ours without this program's block.
+    static func exportConfig(_ config: BertConfig, task: TaskKind, architecture: String) -> Data {
+        var o = config.object(task: task, extra: ["architectures": .array([.string(architecture)])])
+        o.removeValue(forKey: BertDescription.ownBlockKey)
+        return try! prettyJSON(o)
+    }
+
+    /// The safetensors files of `bundle`'s parameters (and passthrough tensors) in layout `names`.
+    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames) -> [String: Data] {
+        let model = bundle.model
+        var writers: [String: SafetensorsWriter] = [:]
+        func add(_ parameter: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) {
+            let location = names.location(of: parameter)
+            writers[location.file, default: { var w = SafetensorsWriter(); w.metadata = ["format": "pt"]; return w }()]
+                .add(location.name, shape: shape, floats: values)
+        }
+        for spec in model.layout.tensors {
+            add(spec.name, shape: spec.shape, UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+        }
+        for t in bundle.passthrough { t.values.withUnsafeBufferPointer { add(t.name, shape: t.shape, $0) } }
+        return writers.mapValues { $0.serialized() }
+    }
+
+    static func internalFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
+        var files = bundle.bert!.tokenizerFiles
+        files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions)
+        files.merge(tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
+        return files
+    }
+
+    /// cls pooling: a BertForSequenceClassification folder. mean pooling: a sentence-transformers
+    /// folder (Transformer, mean Pooling, and the head as a Dense module with identity activation).
+    static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
+        var files = bundle.bert!.tokenizerFiles
+        switch model.pooling {
+        case .cls:
+            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
+            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."))) { _, new in new }
+        case .mean:
+            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertModel")
+            files.merge(tensorFiles(bundle, names: .sentenceTransformers)) { _, new in new }
+            // As sentence-transformers 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json).
+            let C = model.config.hiddenSize
+            let json: ([String: JSONValue]) -> Data = { try! prettyJSON($0) }
+            files["2_Dense/config.json"] = json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
+                                                 "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
+                                                 "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
+            files["1_Pooling/config.json"] = json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string("mean"), "include_prompt": .bool(true)])
+            files["modules.json"] = try! prettyJSON([
+                BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
+                BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
+                BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"),
+            ])
+            files["sentence_bert_config.json"] = json([
+                "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxPositions)),
+                "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
+                "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
+            ])
+            files["config_sentence_transformers.json"] = json([
+                "__version__": .object(["sentence_transformers": .string("6.2.0")]), "model_type": .string("SentenceTransformer"),
+                "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
+                "similarity_fn_name": .string("cosine"),
+            ])
+        }
+        return files
+    }
+}
+
+/// The files of a model folder, for any model.
+public enum ModelFiles {
+    /// The files in this program's own format (a loadable model folder): what checkpoints hold.
+    public static func internalFiles(_ bundle: ModelBundle) -> [String: Data] {
+        switch bundle.model {
+        case let bert as BertClassifier: return BertFolder.internalFiles(bundle, model: bert)
+        case let mlp as MLP: return files(of: mlp)
+        default: preconditionFailure("unknown model type")
+        }
+    }
+
+    /// The files as others load them (transformers / sentence-transformers for BERT): best/ and final/.
+    public static func exportFiles(_ bundle: ModelBundle) -> [String: Data] {
+        switch bundle.model {
+        case let bert as BertClassifier: return BertFolder.exportFiles(bundle, model: bert)
+        case let mlp as MLP: return files(of: mlp)
+        default: preconditionFailure("unknown model type")
+        }
+    }
+
+    /// An MLP's folder: config.json and model.safetensors (the same for checkpoints and exports).
+    public static func files(of mlp: MLP) -> [String: Data] {
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "pt"]
+        for spec in mlp.layout.tensors {
+            writer.add(spec.name, shape: spec.shape, floats: UnsafeBufferPointer(start: mlp.parameters.at(spec), count: spec.count))
+        }
+        return ["config.json": try! prettyJSON(mlp.config), "model.safetensors": writer.serialized()]
+    }
+
+    /// Writes a model's export files (best/, final/) atomically.
+    public static func save(_ bundle: ModelBundle, to folder: String) throws {
+        try AtomicFiles.writeFolder(folder, files: exportFiles(bundle))
+    }
+}

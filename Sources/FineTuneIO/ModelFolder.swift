@@ -1,0 +1,186 @@
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+
+/// Where a model's files come from: a folder on disk (safetensors memory-mapped) or files in
+/// memory (a checkpoint broadcast from rank 0).
+public protocol ModelFileSource {
+    /// For error messages: the folder, or "checkpoint".
+    var name: String { get }
+    func data(_ relativePath: String) -> Data?
+    func safetensors(_ relativePath: String) throws -> SafetensorsFile?
+}
+
+public struct FolderSource: ModelFileSource {
+    public let folder: String
+    public init(_ folder: String) { self.folder = folder }
+    public var name: String { folder }
+    public func data(_ relativePath: String) -> Data? { FileManager.default.contents(atPath: "\(folder)/\(relativePath)") }
+    public func safetensors(_ relativePath: String) throws -> SafetensorsFile? {
+        let path = "\(folder)/\(relativePath)"
+        return FileManager.default.fileExists(atPath: path) ? try SafetensorsFile(path: path) : nil
+    }
+}
+
+public struct MemorySource: ModelFileSource {
+    public let files: [String: Data]
+    public let name: String
+    public init(_ files: [String: Data], name: String) { self.files = files; self.name = name }
+    public func data(_ relativePath: String) -> Data? { files[relativePath] }
+    public func safetensors(_ relativePath: String) throws -> SafetensorsFile? {
+        try files[relativePath].map { try SafetensorsFile(data: $0, path: "\(name)/\(relativePath)") }
+    }
+}
+
+/// A tensor a folder holds that the model does not train but that is written back (the base
+/// model's pooler when pooling is mean), under its parameter-style name.
+public struct PassthroughTensor: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let values: [Float]
+}
+
+/// A model and the rest of its folder: the tokenizer, the files carried into checkpoints and
+/// exports, the token limit it was trained with.
+public final class ModelBundle {
+    public let model: FineTunableModel
+    public let description: ModelDescription
+    /// Text models: the longest input in tokens ([CLS] and [SEP] included).
+    public var maxLength: Int?
+    public var passthrough: [PassthroughTensor] = []
+
+    init(model: FineTunableModel, description: ModelDescription, maxLength: Int?) {
+        self.model = model; self.description = description; self.maxLength = maxLength
+    }
+
+    public var bert: BertDescription? {
+        if case .bert(let b) = description.kind { return b }
+        return nil
+    }
+    public var tokenizer: WordPieceTokenizer? { bert?.tokenizer }
+}
+
+/// What a model folder holds, read without its weights: enough to build the model once the task
+/// is known (a folder without a trained head takes its labels from the training data).
+public struct ModelDescription {
+    public enum Kind {
+        case mlp(MLPConfig)
+        case bert(BertDescription)
+    }
+    public let source: ModelFileSource
+    public let kind: Kind
+    /// The head's task when the folder has one; nil when the head is to be created.
+    public let task: TaskKind?
+
+    public var inputKind: InputKind {
+        switch kind {
+        case .mlp(let c): return .features(width: c.inputSize)
+        case .bert: return .text
+        }
+    }
+
+    /// The small files (config with everything resolved, tokenizer) that let another rank describe
+    /// the same model without the folder.
+    public func resolvedFiles() -> [String: Data] {
+        switch kind {
+        case .mlp(let c): return ["config.json": try! prettyJSON(c)]
+        case .bert(let b): return b.resolvedFiles(task: task)
+        }
+    }
+
+    /// Builds the model (weights zero) for `task`.
+    public func build(task: TaskKind) -> ModelBundle {
+        switch kind {
+        case .mlp(let c):
+            var config = c
+            config.task = task
+            return ModelBundle(model: MLP(config: config), description: self, maxLength: nil)
+        case .bert(let b):
+            return ModelBundle(model: BertClassifier(config: b.config, pooling: b.pooling, task: task), description: self, maxLength: b.maxLength)
+        }
+    }
+
+    /// Reads the weights into `bundle` (built from this description). A BERT head or pooler the
+    /// folder lacks is initialised from `seed`.
+    public func loadWeights(into bundle: ModelBundle, seed: UInt64) throws {
+        switch kind {
+        case .mlp:
+            guard let file = try source.safetensors("model.safetensors") else {
+                throw FineTuneError("\(source.name)/model.safetensors: missing")
+            }
+            try ModelFolder.loadWeights(into: bundle.model.layout, parameters: bundle.model.parameters, from: file)
+        case .bert(let b):
+            try b.loadWeights(into: bundle, from: source, seed: seed)
+        }
+    }
+}
+
+/// Loading model folders.
+public enum ModelFolder {
+    /// The model types this program reads.
+    public static let supportedModelTypes = ["bert", "mlp"]
+
+    private struct ModelType: Decodable {
+        var modelType: String?
+        enum CodingKeys: String, CodingKey { case modelType = "model_type" }
+    }
+
+    /// Describes a model folder (or a checkpoint's files). `pooling` asks for a pooling for a BERT
+    /// folder without a head; nil takes the folder's own (cls for BertForSequenceClassification,
+    /// the sentence-transformers pooling, else mean).
+    public static func describe(_ source: ModelFileSource, pooling: Pooling? = nil) throws -> ModelDescription {
+        if let folder = source as? FolderSource {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder.folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw FineTuneError("\(folder.folder): model folder does not exist")
+            }
+        }
+        let path = "\(source.name)/config.json"
+        guard let data = source.data("config.json") else {
+            throw FineTuneError("\(path): missing (a model folder holds config.json and model.safetensors)")
+        }
+        let (type, _) = try decodeConfig(ModelType.self, from: data, path: path)
+        switch type.modelType {
+        case "mlp"?:
+            let config = try MLPConfig.decode(data, path: path)
+            return ModelDescription(source: source, kind: .mlp(config), task: config.task)
+        case "bert"?:
+            let (description, task) = try BertDescription.describe(source, config: BertConfig.decode(data, path: path), path: path,
+                                                                   requestedPooling: pooling)
+            return ModelDescription(source: source, kind: .bert(description), task: task)
+        case nil:
+            throw FineTuneError("\(path): missing \"model_type\"")
+        case let other?:
+            throw FineTuneError("\(path): model_type \"\(other)\" is not supported; supported: \(supportedModelTypes.joined(separator: ", ")) (BERT-family checkpoints such as BERT and MiniLM use \"bert\")")
+        }
+    }
+
+    /// Loads a complete model (for eval and predict): the folder must hold a trained head.
+    public static func load(_ folder: String) throws -> ModelBundle {
+        let description = try describe(FolderSource(folder))
+        guard let task = description.task else {
+            throw FineTuneError("\(folder): has no classification or regression head (a base model); fine-tune it with `train` first")
+        }
+        let bundle = description.build(task: task)
+        try description.loadWeights(into: bundle, seed: 0)
+        return bundle
+    }
+
+    /// Reads every tensor of `layout` from `file` under its own name; missing, misshapen or unused tensors are errors.
+    public static func loadWeights(into layout: ParameterLayout, parameters: FlatBuffer<Float>, from file: SafetensorsFile) throws {
+        var unused = Set(file.entries.keys)
+        for spec in layout.tensors {
+            guard let entry = file.entries[spec.name] else {
+                throw FineTuneError("\(file.path): missing tensor \(spec.name) (shape \(spec.shape))")
+            }
+            guard entry.shape == spec.shape else {
+                throw FineTuneError("\(file.path): tensor \(spec.name) has shape \(entry.shape), the model needs \(spec.shape)")
+            }
+            try file.read(entry, into: parameters.at(spec))
+            unused.remove(spec.name)
+        }
+        guard unused.isEmpty else {
+            throw FineTuneError("\(file.path): tensors the model does not use: \(unused.sorted().joined(separator: ", "))")
+        }
+    }
+}

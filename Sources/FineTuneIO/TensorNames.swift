@@ -1,0 +1,53 @@
+import FineTuneKernels
+import FineTuneModels
+/// Where a tensor lives in a model folder: which safetensors file, under which name.
+public struct TensorLocation: Hashable, Sendable, CustomStringConvertible {
+    public let file: String
+    public let name: String
+    public init(file: String, name: String) { self.file = file; self.name = name }
+    public var description: String { "\(file): \(name)" }
+}
+
+/// The one map between a BERT classifier's parameter names (BertParameters: `embeddings.*`,
+/// `encoder.layer.{l}.*`, `pooler.dense.*`, `classifier.*`) and the tensors of the folder layouts
+/// Hugging Face tools read and write. Loading and every export go through it.
+public enum BertTensorNames: Equatable, Sendable {
+    /// model.safetensors with the encoder and pooler under `prefix` ("" for BertModel and this
+    /// program's own folders, "bert." for BertForSequenceClassification) and the head at `classifier.*`.
+    case transformers(prefix: String)
+    /// sentence-transformers: the encoder in model.safetensors, the head as the Dense module
+    /// (2_Dense/model.safetensors, `linear.weight` / `linear.bias`).
+    case sentenceTransformers
+
+    public static let mainFile = "model.safetensors"
+    public static let denseFile = "2_Dense/model.safetensors"
+
+    public func location(of parameter: String) -> TensorLocation {
+        let isHead = parameter.hasPrefix("classifier.")
+        switch self {
+        case .transformers(let prefix):
+            return TensorLocation(file: Self.mainFile, name: isHead ? parameter : prefix + parameter)
+        case .sentenceTransformers:
+            return isHead ? TensorLocation(file: Self.denseFile, name: "linear." + parameter.dropFirst("classifier.".count))
+                          : TensorLocation(file: Self.mainFile, name: parameter)
+        }
+    }
+
+    /// The parameter stored at `location`, or nil when it is not one (position ids, another layout's tensor).
+    public func parameter(at location: TensorLocation) -> String? {
+        switch self {
+        case .transformers(let prefix):
+            guard location.file == Self.mainFile else { return nil }
+            if location.name.hasPrefix("classifier.") { return location.name }
+            guard location.name.hasPrefix(prefix) else { return nil }
+            let name = String(location.name.dropFirst(prefix.count))
+            return name.hasPrefix("classifier.") ? nil : name
+        case .sentenceTransformers:
+            if location.file == Self.denseFile {
+                return location.name.hasPrefix("linear.") ? "classifier." + location.name.dropFirst("linear.".count) : nil
+            }
+            guard location.file == Self.mainFile, !location.name.hasPrefix("classifier.") else { return nil }
+            return location.name
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+
+/// One line of a text data file, before tokenisation.
+public struct TextRecord: Sendable {
+    public var text: String
+    public var pair: String?
+    /// A label name (String), a number (Double), or nil when absent.
+    public var label: LabelValue?
+    public var line: Int
+    public init(text: String, pair: String? = nil, label: LabelValue? = nil, line: Int) {
+        self.text = text; self.pair = pair; self.label = label; self.line = line
+    }
+}
+
+public enum LabelValue: Sendable, Equatable {
+    case name(String)
+    case number(Double)
+}
+
+/// Text examples, tokenised at load time (truncated to `maxLength` tokens with [CLS]/[SEP]).
+/// Batches are packed: no padding at all, each example keeps its own length.
+public struct TextDataset: ExampleSet {
+    public let path: String
+    public private(set) var tokenIDs: [Int32] = []
+    public private(set) var tokenTypeIDs: [Int32] = []
+    /// Example i's tokens are [starts[i], starts[i + 1]).
+    public private(set) var starts: [Int] = [0]
+    public private(set) var classTargets: [Int32] = []
+    public private(set) var regressionTargets: [Float] = []
+    public private(set) var lines: [Int] = []
+    public var count: Int { lines.count }
+
+    /// Reads JSON Lines (`{"text": .., "text_pair": .., "label": ..}`) or CSV (columns text,
+    /// text_pair, label) without tokenising.
+    public static func readRecords(path: String) throws -> [TextRecord] {
+        let data = try readDataFile(path)
+        var records: [TextRecord] = []
+        if path.lowercased().hasSuffix(".csv") {
+            let rows = try CSV.parse(data, path: path)
+            guard let header = rows.first else { throw FineTuneError("\(path): empty CSV file (a header row is needed)") }
+            guard let textColumn = header.fields.firstIndex(of: "text") else {
+                throw FineTuneError("\(path):\(header.line): the header has no \"text\" column")
+            }
+            let pairColumn = header.fields.firstIndex(of: "text_pair"), labelColumn = header.fields.firstIndex(of: "label")
+            for row in rows.dropFirst() {
+                if row.fields.count == 1 && row.fields[0].isEmpty { continue }
+                guard row.fields.count == header.fields.count else {
+                    throw FineTuneError("\(path):\(row.line): \(row.fields.count) fields, the header has \(header.fields.count)")
+                }
+                var label: LabelValue? = nil
+                if let lc = labelColumn {
+                    let raw = row.fields[lc].trimmingCharacters(in: .whitespaces)
+                    if !raw.isEmpty { label = Double(raw).map(LabelValue.number) ?? .name(raw) }
+                }
+                records.append(TextRecord(text: row.fields[textColumn], pair: pairColumn.map { row.fields[$0] }, label: label, line: row.line))
+            }
+        } else {
+            try JSONLines.forEachObject(in: data, path: path) { lineNumber, object in
+                func fail(_ why: String) -> FineTuneError { FineTuneError("\(path):\(lineNumber): \(why)") }
+                guard case .string(let text)? = object["text"] else {
+                    throw fail(object["text"] == nil || object["text"] == .null ? "missing \"text\" (a string)" : "\"text\" is not a string")
+                }
+                var pair: String? = nil
+                switch object["text_pair"] {
+                case nil, .null?: break
+                case .string(let s)?: pair = s
+                default: throw fail("\"text_pair\" is not a string")
+                }
+                var label: LabelValue? = nil
+                switch object["label"] {
+                case nil, .null?: break
+                case .string(let s)?: label = .name(s)
+                case .integer(let i)?: label = .number(Double(i))
+                case .double(let d)?: label = .number(d)
+                case .bool(let b)?:
+                    throw fail("\"label\" is \(b), a boolean: write class labels as names (\"yes\"/\"no\") or numbers for regression")
+                default: throw fail("\"label\" must be a string or a number")
+                }
+                records.append(TextRecord(text: text, pair: pair, label: label, line: lineNumber))
+            }
+        }
+        if records.isEmpty { throw FineTuneError("\(path): no examples") }
+        return records
+    }
+
+    /// The task a fresh head learns from these records: classification over the sorted label names
+    /// when the labels are strings, regression when they are all numbers.
+    public static func inferTask(_ records: [TextRecord], path: String) throws -> TaskKind {
+        var names = Set<String>()
+        var numbers = 0
+        for r in records {
+            switch r.label {
+            case .name(let n)?: names.insert(n)
+            case .number?: numbers += 1
+            case nil: throw FineTuneError("\(path):\(r.line): missing \"label\"")
+            }
+            if !names.isEmpty && numbers > 0 {
+                throw FineTuneError("\(path):\(r.line): labels mix names and numbers (names make a classifier, numbers a regression model)")
+            }
+        }
+        if numbers > 0 { return .regression }
+        guard names.count >= 2 else { throw FineTuneError("\(path): a classifier needs at least two distinct labels, found \(names.sorted())") }
+        return .classification(labels: names.sorted())
+    }
+
+    /// Tokenises `records`. With `requireLabels` false (predict), labels are not read.
+    public init(records: [TextRecord], path: String, tokenizer: WordPieceTokenizer, maxLength: Int, task: TaskKind,
+                requireLabels: Bool = true) throws {
+        self.path = path
+        let labelIndex = Dictionary(uniqueKeysWithValues: (task.labels ?? []).enumerated().map { ($0.element, Int32($0.offset)) })
+        for r in records {
+            func fail(_ why: String) -> FineTuneError { FineTuneError("\(path):\(r.line): \(why)") }
+            let (ids, types) = tokenizer.encode(r.text, pair: r.pair, maxLength: maxLength)
+            if requireLabels {
+                switch (task, r.label) {
+                case (.classification(let labels), .name(let n)?):
+                    guard let id = labelIndex[n] else {
+                        throw fail("unknown label \"\(n)\"; the model's labels are \(labels.joined(separator: ", "))")
+                    }
+                    classTargets.append(id)
+                case (.classification(let labels), .number(let v)?):
+                    guard v == v.rounded(), v >= 0, Int(v) < labels.count else {
+                        throw fail("label \(v) is not a class id in 0..<\(labels.count) nor a label name")
+                    }
+                    classTargets.append(Int32(v))
+                case (.regression, .number(let v)?):
+                    guard v.isFinite else { throw fail("label is not a finite number") }
+                    regressionTargets.append(Float(v))
+                case (.regression, .name(let n)?):
+                    throw fail("label \"\(n)\" is not a number, and this is a regression model")
+                case (_, nil):
+                    throw fail("missing \"label\"")
+                }
+            }
+            tokenIDs.append(contentsOf: ids)
+            tokenTypeIDs.append(contentsOf: types)
+            starts.append(tokenIDs.count)
+            lines.append(r.line)
+        }
+    }
+
+    public func length(of i: Int) -> Int { starts[i + 1] - starts[i] }
+    public func cost(of i: Int) -> Int? { length(of: i) }
+
+    public var fingerprint: String {
+        var h = Digest()
+        h.update(array: tokenIDs); h.update(array: tokenTypeIDs); h.update(array: starts)
+        h.update(array: classTargets); h.update(array: regressionTargets)
+        return h.hex()
+    }
+
+    public func batch(_ indices: ArraySlice<Int>) -> Batch {
+        var batch = Batch(exampleIndices: Array(indices))
+        for i in indices {
+            batch.tokenIDs.append(contentsOf: tokenIDs[starts[i]..<starts[i + 1]])
+            batch.tokenTypeIDs.append(contentsOf: tokenTypeIDs[starts[i]..<starts[i + 1]])
+            batch.sequenceStarts.append(batch.tokenIDs.count)
+            if !classTargets.isEmpty { batch.classTargets.append(classTargets[i]) }
+            if !regressionTargets.isEmpty { batch.regressionTargets.append(regressionTargets[i]) }
+        }
+        return batch
+    }
+}

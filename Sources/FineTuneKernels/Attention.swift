@@ -1,0 +1,122 @@
+// Multi-head self-attention over packed sequences (shape legend in Linear.swift).
+//
+// The B sequences of a batch lie one after another, N = Σ L_b tokens in all, sequence b at rows
+// [starts[b], starts[b + 1]) (B + 1 starts). No padding is stored or computed, so each sequence
+// attends over exactly its own tokens: the same as a padded batch with an attention mask, without
+// the padded work. Q, K and V come from one fused projection: qkv[N, 3C] holds a token's query in
+// channels [0, C), its key in [C, 2C) and its value in [2C, 3C); head h uses [h·HS, (h+1)·HS) of each.
+
+/// Offsets of each sequence's attention block (NH · L_b² scores) in the probability buffers; the last
+/// element is the total size.
+public func attentionOffsets(starts: [Int], heads NH: Int) -> [Int] {
+    var offsets = [0]
+    for b in 0..<(starts.count - 1) {
+        let L = starts[b + 1] - starts[b]
+        offsets.append(offsets[b] + NH * L * L)
+    }
+    return offsets
+}
+
+/// Attention dropout for the fused kernels: probability, the site's key, and the global example
+/// index of each sequence (the masks are those `dropoutForward` draws over each sequence's NH·L_b²
+/// scores).
+public struct AttentionDropout {
+    public let probability: Double
+    public let key: DropoutKey
+    public let exampleIndices: UnsafePointer<Int>
+    public init(probability: Double, key: DropoutKey, exampleIndices: UnsafePointer<Int>) {
+        self.probability = probability; self.key = key; self.exampleIndices = exampleIndices
+    }
+}
+
+/// One sequence and head at a time, so each head's L_b² scores are used while they are in cache:
+/// out[N, C] (head h in channels [h·HS, (h+1)·HS)) = dropout(softmax(Q_h K_hᵀ / √HS)) V_h per sequence.
+/// probs[Σ NH L_b²] receives the softmax at offsets[b] + h·L_b²; with `dropout`, probsDropped and
+/// mask receive the dropped-out probabilities and the mask (the one `dropoutForward` draws over the
+/// sequence's NH·L_b² scores); without, P·V uses probs and the two are not touched.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
+                                              probsDropped: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
+                                              qkv: UnsafePointer<T>, dropout: AttentionDropout?,
+                                              starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
+    let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
+    let HS = C / NH, ld = 3 * C
+    let scale = 1 / T(HS).squareRoot()
+    for b in 0..<B {
+        let s = starts[b], L = starts[b + 1] - s
+        guard L > 0 else { continue }
+        let rowKey = dropout.map { $0.key.row(exampleIndex: $0.exampleIndices[b]) }
+        for h in 0..<NH {
+            let o = offsets[b] + h * L * L
+            let P = probs + o
+            let q = qkv + s * ld + h * HS, k = q + C, v = q + 2 * C
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: q, lda: ld, b: k, ldb: ld, beta: 0, c: P, ldc: L)
+            softmaxRows(P, rows: L, length: L)
+            var used = UnsafePointer(P)
+            if let dropout, let rowKey {
+                dropoutForwardSpan(out: probsDropped + o, mask: mask + o, inp: P, count: L * L, firstElement: h * L * L,
+                                   rowKey: rowKey, probability: dropout.probability, scale: T(1 / (1 - dropout.probability)))
+                used = UnsafePointer(probsDropped + o)
+            }
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: used, lda: L,
+                   b: v, ldb: ld, beta: 0, c: out + s * C + h * HS, ldc: C)
+        }
+    }
+}
+
+/// Backward of `attentionForward`, one sequence and head at a time. dqkv[N, 3C] is WRITTEN, not
+/// added to (every element belongs to exactly one sequence and head): dV = P'ᵀ · dout (P' the
+/// probabilities after dropout), dQ = dS · K, dK = dSᵀ · Q. dscores[Σ NH L_b²] is scratch.
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func attentionBackward<T: KernelScalar>(dqkv: UnsafeMutablePointer<T>, dscores: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+                                               probs: UnsafePointer<T>, probsDropped: UnsafePointer<T>, mask: UnsafePointer<UInt8>,
+                                               qkv: UnsafePointer<T>, dropoutProbability: Double,
+                                               starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
+    let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
+    let HS = C / NH, ld = 3 * C
+    let scale = 1 / T(HS).squareRoot()
+    let dropped = dropoutProbability > 0
+    let dropScale = T(1 / (1 - dropoutProbability))
+    for b in 0..<B {
+        let s = starts[b], L = starts[b + 1] - s
+        guard L > 0 else { continue }
+        for h in 0..<NH {
+            let o = offsets[b] + h * L * L
+            let dP = dscores + o
+            let q = qkv + s * ld + h * HS, k = q + C, v = q + 2 * C
+            let dq = dqkv + s * ld + h * HS, dk = dq + C, dv = dq + 2 * C
+            let dO = dout + s * C + h * HS
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: 1, a: dO, lda: C, b: v, ldb: ld, beta: 0, c: dP, ldc: L)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: (dropped ? probsDropped : probs) + o, lda: L,
+                   b: dO, ldb: C, beta: 0, c: dv, ldc: ld)
+            if dropped { scaleByMask(dP, dP, mask + o, dropScale, L * L) }
+            softmaxRowsBackward(dP, probs: probs + o, rows: L, length: L, scale: scale)
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
+        }
+    }
+}
+
+/// Softmax of each of `rows` rows of `length`, in place.
+@inline(__always)
+func softmaxRows<T: KernelScalar>(_ x: UnsafeMutablePointer<T>, rows: Int, length L: Int) {
+    for i in 0..<rows {
+        let row = x + i * L
+        let maxScore = rowMax(row, L)
+        for j in 0..<L { row[j] = T.kernelExp(row[j] - maxScore) }
+        let inv = 1 / rowDot(row, nil, L)
+        for j in 0..<L { row[j] *= inv }
+    }
+}
+
+/// From dP (d loss / d softmax output) to the scores' gradient, in place: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik) · scale.
+@inline(__always)
+func softmaxRowsBackward<T: KernelScalar>(_ dp: UnsafeMutablePointer<T>, probs: UnsafePointer<T>, rows: Int, length L: Int, scale: T) {
+    for i in 0..<rows {
+        let p = probs + i * L, d = dp + i * L
+        let dot = rowDot(p, d, L)
+        for j in 0..<L { d[j] = p[j] * (d[j] - dot) * scale }
+    }
+}

@@ -1,0 +1,73 @@
+import FineTuneKernels
+
+/// The size of a forward and backward pass: N tokens, B sequences, A attention scores (Σ NH·L_b²).
+public struct ActivationShape: Equatable, Sendable {
+    public var tokens: Int, sequences: Int, scores: Int
+    public init(tokens: Int, sequences: Int, scores: Int) { self.tokens = tokens; self.sequences = sequences; self.scores = scores }
+    /// Large enough for both.
+    func union(_ other: ActivationShape) -> ActivationShape {
+        ActivationShape(tokens: max(tokens, other.tokens), sequences: max(sequences, other.sequences), scores: max(scores, other.scores))
+    }
+    func fits(in other: ActivationShape) -> Bool { tokens <= other.tokens && sequences <= other.sequences && scores <= other.scores }
+}
+
+/// Every activation a BERT classifier's forward pass keeps for backward, and backward's scratch:
+/// regions of one arena (shapes: N tokens, B sequences, A scores, C hidden, F intermediate, K outputs).
+struct BertActivations {
+    struct Layer {
+        /// [N, 3C]: Q, K and V of every token.
+        var qkv: ArenaRegion<Float>
+        /// [A] each: softmax probabilities, after dropout, and the dropout mask.
+        var probs: ArenaRegion<Float>, probsDropped: ArenaRegion<Float>, probsMask: ArenaRegion<UInt8>
+        /// [N, C] each: attention context, its output projection, after dropout (and the mask [N·C]).
+        var context: ArenaRegion<Float>, attentionOutput: ArenaRegion<Float>, attentionDropped: ArenaRegion<Float>
+        var attentionMask: ArenaRegion<UInt8>
+        /// [N, C]: residual sum and LayerNorm output h1; [N] each: LayerNorm's mean and 1/std.
+        var residual1: ArenaRegion<Float>, hidden1: ArenaRegion<Float>, norm1Mean: ArenaRegion<Float>, norm1Rstd: ArenaRegion<Float>
+        /// [N, F] each: feed-forward pre-activation, GELU output, GELU's slope (for backward).
+        var intermediate: ArenaRegion<Float>, activated: ArenaRegion<Float>, geluSlope: ArenaRegion<Float>
+        /// [N, C] each: feed-forward output, after dropout (and the mask [N·C]).
+        var ffn: ArenaRegion<Float>, ffnDropped: ArenaRegion<Float>, ffnMask: ArenaRegion<UInt8>
+        /// [N, C]: residual sum and the layer's output h2; [N] each: LayerNorm's mean and 1/std.
+        var residual2: ArenaRegion<Float>, hidden2: ArenaRegion<Float>, norm2Mean: ArenaRegion<Float>, norm2Rstd: ArenaRegion<Float>
+    }
+    var layers: [Layer] = []
+    /// [N, C]: embedding sum, LayerNorm output, after dropout (mask [N·C]); [N] each: mean and 1/std.
+    var embeddingSum = ArenaRegion<Float>.empty, embeddingNormed = ArenaRegion<Float>.empty, embeddingDropped = ArenaRegion<Float>.empty
+    var embeddingMask = ArenaRegion<UInt8>.empty, embeddingMean = ArenaRegion<Float>.empty, embeddingRstd = ArenaRegion<Float>.empty
+    /// [B, C] each: [CLS] rows, pooler pre-activation, pooled output, after the classifier's dropout (mask [B·C]).
+    var first = ArenaRegion<Float>.empty, poolerPre = ArenaRegion<Float>.empty, pooled = ArenaRegion<Float>.empty
+    var pooledDropped = ArenaRegion<Float>.empty, headMask = ArenaRegion<UInt8>.empty
+    /// [B, K], [B, K], [B], [B] (all ones: d loss / d per-example loss)
+    var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty, ones = ArenaRegion<Float>.empty
+    /// Backward scratch: [N, C] ×3 rotated between layers, [N, 3C], [N, C], [N, F] ×2, [A], [B, C] ×3, [B, K].
+    var gradA = ArenaRegion<Float>.empty, gradB = ArenaRegion<Float>.empty, gradC = ArenaRegion<Float>.empty
+    var dqkv = ArenaRegion<Float>.empty, dContext = ArenaRegion<Float>.empty
+    var dIntermediate = ArenaRegion<Float>.empty, dActivated = ArenaRegion<Float>.empty, dScores = ArenaRegion<Float>.empty
+    var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
+
+    /// The one function that sizes the arena.
+    static func layout(config: BertConfig, outputs K: Int, shape: ActivationShape) -> (ArenaLayout, BertActivations) {
+        let N = shape.tokens, B = shape.sequences, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
+        var m = ArenaLayout(), a = BertActivations()
+        for _ in 0..<config.layers {
+            a.layers.append(Layer(qkv: m.floats(N * 3 * C), probs: m.floats(A), probsDropped: m.floats(A), probsMask: m.bytes(A),
+                                  context: m.floats(N * C), attentionOutput: m.floats(N * C), attentionDropped: m.floats(N * C),
+                                  attentionMask: m.bytes(N * C), residual1: m.floats(N * C), hidden1: m.floats(N * C),
+                                  norm1Mean: m.floats(N), norm1Rstd: m.floats(N),
+                                  intermediate: m.floats(N * F), activated: m.floats(N * F), geluSlope: m.floats(N * F),
+                                  ffn: m.floats(N * C), ffnDropped: m.floats(N * C), ffnMask: m.bytes(N * C),
+                                  residual2: m.floats(N * C), hidden2: m.floats(N * C), norm2Mean: m.floats(N), norm2Rstd: m.floats(N)))
+        }
+        a.embeddingSum = m.floats(N * C); a.embeddingNormed = m.floats(N * C); a.embeddingDropped = m.floats(N * C)
+        a.embeddingMask = m.bytes(N * C); a.embeddingMean = m.floats(N); a.embeddingRstd = m.floats(N)
+        a.first = m.floats(B * C); a.poolerPre = m.floats(B * C); a.pooled = m.floats(B * C)
+        a.pooledDropped = m.floats(B * C); a.headMask = m.bytes(B * C)
+        a.logits = m.floats(B * K); a.probabilities = m.floats(B * K); a.losses = m.floats(B); a.ones = m.floats(B)
+        a.gradA = m.floats(N * C); a.gradB = m.floats(N * C); a.gradC = m.floats(N * C)
+        a.dqkv = m.floats(N * 3 * C); a.dContext = m.floats(N * C)
+        a.dIntermediate = m.floats(N * F); a.dActivated = m.floats(N * F); a.dScores = m.floats(A)
+        a.dHeadA = m.floats(B * C); a.dHeadB = m.floats(B * C); a.dHeadC = m.floats(B * C); a.dLogits = m.floats(B * K)
+        return (m, a)
+    }
+}

@@ -1,0 +1,289 @@
+import FineTuneKernels
+import Foundation
+
+/// A BERT encoder with a sequence-classification (or regression) head, trained end to end.
+///
+/// Forward (post-LayerNorm BERT, as transformers' BertModel):
+///   x = dropout(LN(word[id] + position[t] + type[tt]))
+///   per layer: a = dropout(Wo · attention(x) + bo); h = LN(a + x); f = dropout(W2 · gelu(W1 · h + b1) + b2); x = LN(f + h)
+///   pooled = mean over tokens (mean pooling)  |  dropout(tanh(Wp · x[CLS] + bp)) (cls pooling)
+///   logits = Wc · pooled + bc
+/// Batches are packed (Attention.swift): no padding is computed. `backward` is `forward` read backwards.
+/// Shapes: N tokens of the batch, B sequences, C hidden, F intermediate, K outputs, A attention scores.
+public final class BertClassifier: FineTunableModel {
+    public let config: BertConfig
+    public let pooling: Pooling
+    public let task: TaskKind
+    public let tensors: BertParameters
+    public var layout: ParameterLayout { tensors.layout }
+    public let parameters: FlatBuffer<Float>
+    public let gradients: FlatBuffer<Float>
+    /// Dropout probabilities in training (zero turns dropout off, as the golden tests need).
+    public var hiddenDropout: Double
+    public var attentionDropout: Double
+    public var classifierDropout: Double
+    public var inputKind: InputKind { .text }
+    /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
+    public var sparseGradientTensors: [TensorSpec] { [tensors.wordEmbeddings, tensors.positionEmbeddings] }
+
+    public init(config: BertConfig, pooling: Pooling, task: TaskKind) {
+        self.config = config
+        self.pooling = pooling
+        self.task = task
+        hiddenDropout = config.hiddenDropout
+        attentionDropout = config.attentionDropout
+        classifierDropout = config.classifierDropout
+        tensors = BertParameters(config: config, pooling: pooling, outputs: task.outputCount)
+        parameters = FlatBuffer(count: tensors.layout.count)
+        gradients = FlatBuffer(count: tensors.layout.count)
+    }
+
+    /// Initialises the tensors a base model may lack (classifier, pooler) as transformers does:
+    /// weights ~ N(0, initializer_range), biases 0.
+    public func initializeHead(seed: UInt64, includePooler: Bool) {
+        var rng = SplitMix64(seed: combineKey(seed, 0xC1A55))
+        var head = [tensors.classifierWeight, tensors.classifierBias]
+        if includePooler, let w = tensors.poolerWeight, let b = tensors.poolerBias { head += [w, b] }
+        for spec in head {
+            let isBias = spec.name.hasSuffix("bias")
+            for i in 0..<spec.count { parameters[spec.offset + i] = isBias ? 0 : Float(rng.nextNormal() * config.initializerRange) }
+        }
+    }
+
+    // MARK: Activations
+
+    private var capacity = ActivationShape(tokens: 0, sequences: 0, scores: 0)
+    private var arena = ActivationArena(ArenaLayout())
+    private var acts = BertActivations()
+
+    public var activationBytes: Int { arena.byteCount }
+
+    /// Grows the arena (never shrinks it) so `shape` fits.
+    private func reserve(_ shape: ActivationShape) {
+        guard !shape.fits(in: capacity) else { return }
+        capacity = capacity.union(shape)
+        let (layout, regions) = BertActivations.layout(config: config, outputs: task.outputCount, shape: capacity)
+        arena = ActivationArena(layout)
+        acts = regions
+        arena[acts.ones].update(repeating: 1, count: capacity.sequences)
+    }
+
+    /// What backward needs of the last forward pass besides the arena.
+    private struct Pass {
+        var batch: Batch
+        var training: Bool
+        var seed: UInt64, step: Int
+        /// Each sequence's attention block in the score buffers (B + 1 offsets).
+        var attentionOffsets: [Int]
+        /// x_0 = the embeddings' output, x_l = h2 of layer l - 1: the input of each layer.
+        var layerInputs: [UnsafeMutablePointer<Float>]
+        /// The classifier's input: pooled, or pooled after dropout.
+        var headInput: UnsafeMutablePointer<Float>
+        /// Dropout sites: 0 embeddings; 1 + 3l attention probabilities, 2 + 3l attention output,
+        /// 3 + 3l feed-forward output of layer l; 1 + 3L the classifier input.
+        func key(_ site: Int) -> DropoutKey { DropoutKey(seed: seed, step: step, site: site) }
+    }
+    private var last: Pass? = nil
+
+    // MARK: Forward
+
+    public func forward(_ batch: Batch, mode: ForwardMode) -> BatchStatistics {
+        let B = batch.count
+        last = nil
+        guard B > 0 else { return BatchStatistics() }
+        var pass = Pass(batch: batch, training: false, seed: 0, step: 0, attentionOffsets: [], layerInputs: [], headInput: arena[acts.pooled])
+        if case .training(let seed, let step) = mode { pass.training = true; pass.seed = seed; pass.step = step }
+        let N = batch.tokenIDs.count, C = config.hiddenSize, NH = config.heads, K = task.outputCount
+        let starts = batch.sequenceStarts
+        pass.attentionOffsets = attentionOffsets(starts: starts, heads: NH)
+        reserve(ActivationShape(tokens: N, sequences: B, scores: pass.attentionOffsets.last!))
+        let a = acts, t = tensors, p = parameters.base
+        let eps = Float(config.layerNormEps)
+        let tokenSegments = starts.map { $0 * C }
+        let dropHidden = pass.training && hiddenDropout > 0, dropAttention = pass.training && attentionDropout > 0
+
+        embeddingForward(out: arena[a.embeddingSum], ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts,
+                         wte: p + t.wordEmbeddings.offset, wpe: p + t.positionEmbeddings.offset, wtt: p + t.tokenTypeEmbeddings.offset, B: B, C: C)
+        layerNormForward(out: arena[a.embeddingNormed], mean: arena[a.embeddingMean], rstd: arena[a.embeddingRstd], inp: arena[a.embeddingSum],
+                         weight: p + t.embeddingNormWeight.offset, bias: p + t.embeddingNormBias.offset, eps: eps, N: N, C: C)
+        var x = arena[a.embeddingNormed]
+        if dropHidden {
+            dropoutForward(out: arena[a.embeddingDropped], mask: arena[a.embeddingMask], inp: x, probability: hiddenDropout, key: pass.key(0),
+                           exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+            x = arena[a.embeddingDropped]
+        }
+        pass.layerInputs = [x]
+        // A sublayer's output as BERT ends it: out = LayerNorm(dropout(y) + residual), keeping what backward needs.
+        func addAndNorm(_ y: ArenaRegion<Float>, dropped: ArenaRegion<Float>, mask: ArenaRegion<UInt8>, site: Int, residual: UnsafeMutablePointer<Float>,
+                        sum: ArenaRegion<Float>, out: ArenaRegion<Float>, mean: ArenaRegion<Float>, rstd: ArenaRegion<Float>,
+                        weight: TensorSpec, bias: TensorSpec) {
+            var kept = arena[y]
+            if dropHidden {
+                dropoutForward(out: arena[dropped], mask: arena[mask], inp: kept, probability: hiddenDropout, key: pass.key(site),
+                               exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
+                kept = arena[dropped]
+            }
+            residualForward(out: arena[sum], a: kept, b: residual, N: N * C)
+            layerNormForward(out: arena[out], mean: arena[mean], rstd: arena[rstd], inp: arena[sum],
+                             weight: p + weight.offset, bias: p + bias.offset, eps: eps, N: N, C: C)
+        }
+        for (l, layer) in t.layers.enumerated() {
+            let al = a.layers[l]
+            let F = config.intermediateSize
+            linearForward(out: arena[al.qkv], inp: x, weight: p + layer.qkvWeight.offset, bias: p + layer.qkvBias.offset, B: N, C: C, OC: 3 * C, fusedParts: 3)
+            batch.exampleIndices.withUnsafeBufferPointer { indices in
+                let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: pass.key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
+                attentionForward(out: arena[al.context], probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
+                                 qkv: arena[al.qkv], dropout: dropout, starts: starts, offsets: pass.attentionOffsets, B: B, C: C, NH: NH)
+            }
+            linearForward(out: arena[al.attentionOutput], inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset,
+                          bias: p + layer.attentionOutputBias.offset, B: N, C: C, OC: C)
+            addAndNorm(al.attentionOutput, dropped: al.attentionDropped, mask: al.attentionMask, site: 2 + 3 * l, residual: x,
+                       sum: al.residual1, out: al.hidden1, mean: al.norm1Mean, rstd: al.norm1Rstd,
+                       weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
+            linearForward(out: arena[al.intermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset,
+                          bias: p + layer.intermediateBias.offset, B: N, C: C, OC: F)
+            if config.usesTanhGELU {
+                geluTanhForward(out: arena[al.activated], inp: arena[al.intermediate], N: N * F)
+            } else {
+                geluForward(out: arena[al.activated], slope: arena[al.geluSlope], inp: arena[al.intermediate], N: N * F)
+            }
+            linearForward(out: arena[al.ffn], inp: arena[al.activated], weight: p + layer.outputWeight.offset,
+                          bias: p + layer.outputBias.offset, B: N, C: F, OC: C)
+            addAndNorm(al.ffn, dropped: al.ffnDropped, mask: al.ffnMask, site: 3 + 3 * l, residual: arena[al.hidden1],
+                       sum: al.residual2, out: al.hidden2, mean: al.norm2Mean, rstd: al.norm2Rstd,
+                       weight: layer.outputNormWeight, bias: layer.outputNormBias)
+            x = arena[al.hidden2]
+            pass.layerInputs.append(x)
+        }
+        // Head
+        switch pooling {
+        case .mean:
+            meanPoolForward(out: arena[a.pooled], inp: x, starts: starts, B: B, C: C)
+            pass.headInput = arena[a.pooled]
+        case .cls:
+            firstTokenForward(out: arena[a.first], inp: x, starts: starts, B: B, C: C)
+            linearForward(out: arena[a.poolerPre], inp: arena[a.first], weight: p + t.poolerWeight!.offset, bias: p + t.poolerBias!.offset, B: B, C: C, OC: C)
+            tanhForward(out: arena[a.pooled], inp: arena[a.poolerPre], N: B * C)
+            pass.headInput = arena[a.pooled]
+            if pass.training && classifierDropout > 0 {
+                dropoutForward(out: arena[a.pooledDropped], mask: arena[a.headMask], inp: arena[a.pooled], probability: classifierDropout,
+                               key: pass.key(1 + 3 * config.layers), exampleIndices: batch.exampleIndices,
+                               segmentStarts: (0...B).map { $0 * C }, B: B)
+                pass.headInput = arena[a.pooledDropped]
+            }
+        }
+        linearForward(out: arena[a.logits], inp: pass.headInput, weight: p + t.classifierWeight.offset, bias: p + t.classifierBias.offset, B: B, C: C, OC: K)
+        last = pass
+        return lossStatistics(task: task, logits: arena[a.logits], probabilities: arena[a.probabilities], losses: arena[a.losses], batch: batch)
+    }
+
+    // MARK: Backward
+
+    public func backward(gradientsReady: (Int) -> Void) {
+        guard let pass = last, pass.training else { gradientsReady(0); return }
+        let batch = pass.batch, B = batch.count
+        let N = batch.tokenIDs.count, C = config.hiddenSize, F = config.intermediateSize, NH = config.heads, K = task.outputCount
+        let starts = batch.sequenceStarts
+        let a = acts, t = tensors, p = parameters.base, g = gradients.base
+        let dropAttention = attentionDropout > 0
+
+        // The gradient behind a dropout site: `dout` itself when the site is off, else dout · mask / (1 − p) in `scratch`.
+        func throughDropout(_ dout: UnsafeMutablePointer<Float>, mask: ArenaRegion<UInt8>, probability: Double, count: Int,
+                            scratch: ArenaRegion<Float>) -> UnsafeMutablePointer<Float> {
+            guard probability > 0 else { return dout }
+            dropoutGradient(dinp: arena[scratch], dout: dout, mask: arena[mask], probability: probability, N: count)
+            return arena[scratch]
+        }
+        // Backward of the forward pass's addAndNorm: d(sum) into `dsum` (also the residual's gradient),
+        // LayerNorm's parameter gradients, and d(y) behind the dropout, returned.
+        func addAndNormBackward(dout: UnsafeMutablePointer<Float>, dsum: UnsafeMutablePointer<Float>, sum: ArenaRegion<Float>, mask: ArenaRegion<UInt8>,
+                                mean: ArenaRegion<Float>, rstd: ArenaRegion<Float>, weight: TensorSpec, bias: TensorSpec) -> UnsafeMutablePointer<Float> {
+            layerNormBackward(dinp: dsum, dweight: g + weight.offset, dbias: g + bias.offset, dout: dout, inp: arena[sum], weight: p + weight.offset,
+                              mean: arena[mean], rstd: arena[rstd], N: N, C: C, overwritingInput: true)
+            return throughDropout(dsum, mask: mask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
+        }
+
+        let dLogits = arena[a.dLogits]
+        zeroFill(dLogits, N: B * K)
+        lossBackward(task: task, dlogits: dLogits, ones: arena[a.ones], logits: arena[a.logits], probabilities: arena[a.probabilities], batch: batch)
+        // Head
+        linearBackward(dinp: arena[a.dHeadA], dweight: g + t.classifierWeight.offset, dbias: g + t.classifierBias.offset, dout: dLogits,
+                       inp: pass.headInput, weight: p + t.classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
+        let dx = arena[a.gradA]
+        switch pooling {
+        case .mean:
+            meanPoolBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
+        case .cls:
+            let dPooled = throughDropout(arena[a.dHeadA], mask: a.headMask, probability: classifierDropout, count: B * C, scratch: a.dHeadB)
+            tanhBackward(dinp: arena[a.dHeadC], dout: dPooled, out: arena[a.pooled], N: B * C, overwritingInput: true)
+            linearBackward(dinp: arena[a.dHeadA], dweight: g + t.poolerWeight!.offset, dbias: g + t.poolerBias!.offset, dout: arena[a.dHeadC],
+                           inp: arena[a.first], weight: p + t.poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+            zeroFill(dx, N: N * C)
+            firstTokenBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C)
+        }
+        gradientsReady((t.poolerWeight ?? t.classifierWeight).offset)
+        // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
+        for l in stride(from: t.layers.count - 1, through: 0, by: -1) {
+            let al = a.layers[l], layer = t.layers[l], x = pass.layerInputs[l]
+            // x_out = LN2(ffn' + h1)
+            let dRes2 = arena[a.gradB]
+            let dFFN = addAndNormBackward(dout: arena[a.gradA], dsum: dRes2, sum: al.residual2, mask: al.ffnMask, mean: al.norm2Mean,
+                                          rstd: al.norm2Rstd, weight: layer.outputNormWeight, bias: layer.outputNormBias)
+            linearBackward(dinp: arena[a.dActivated], dweight: g + layer.outputWeight.offset, dbias: g + layer.outputBias.offset, dout: dFFN,
+                           inp: arena[al.activated], weight: p + layer.outputWeight.offset, B: N, C: F, OC: C, overwritingInput: true)
+            gradientsReady(layer.outputWeight.offset)
+            if config.usesTanhGELU {
+                geluTanhBackward(dinp: arena[a.dIntermediate], dout: arena[a.dActivated], inp: arena[al.intermediate], N: N * F, overwritingInput: true)
+            } else {
+                geluBackward(dinp: arena[a.dIntermediate], dout: arena[a.dActivated], slope: arena[al.geluSlope], N: N * F, overwritingInput: true)
+            }
+            // d h1 = d res2 (residual) + the feed-forward input's gradient, accumulated into gradB.
+            let dH1 = dRes2
+            linearBackward(dinp: dH1, dweight: g + layer.intermediateWeight.offset, dbias: g + layer.intermediateBias.offset,
+                           dout: arena[a.dIntermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset, B: N, C: C, OC: F)
+            // The feed-forward's tensors are final; reporting mid-layer also lets MPI progress more often.
+            gradientsReady(layer.intermediateWeight.offset)
+            // h1 = LN1(attn' + x)
+            let dRes1 = arena[a.gradA]
+            let dProjection = addAndNormBackward(dout: dH1, dsum: dRes1, sum: al.residual1, mask: al.attentionMask, mean: al.norm1Mean,
+                                                 rstd: al.norm1Rstd, weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
+            linearBackward(dinp: arena[a.dContext], dweight: g + layer.attentionOutputWeight.offset, dbias: g + layer.attentionOutputBias.offset,
+                           dout: dProjection, inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset, B: N, C: C, OC: C,
+                           overwritingInput: true)
+            gradientsReady(layer.attentionOutputWeight.offset)
+            attentionBackward(dqkv: arena[a.dqkv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
+                              probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], qkv: arena[al.qkv],
+                              dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: pass.attentionOffsets,
+                              B: B, C: C, NH: NH)
+            // d x = d res1 (residual) + the fused Q/K/V projection's input gradient, accumulated into gradA.
+            linearBackward(dinp: dRes1, dweight: g + layer.qkvWeight.offset, dbias: g + layer.qkvBias.offset, dout: arena[a.dqkv],
+                           inp: x, weight: p + layer.qkvWeight.offset, B: N, C: C, OC: 3 * C, fusedParts: 3)
+            gradientsReady(layer.qkvWeight.offset)
+        }
+        // Embeddings: x_0 = dropout(LN(sum))
+        let dEmbedding = throughDropout(arena[a.gradA], mask: a.embeddingMask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
+        layerNormBackward(dinp: arena[a.gradB], dweight: g + t.embeddingNormWeight.offset, dbias: g + t.embeddingNormBias.offset, dout: dEmbedding,
+                          inp: arena[a.embeddingSum], weight: p + t.embeddingNormWeight.offset, mean: arena[a.embeddingMean],
+                          rstd: arena[a.embeddingRstd], N: N, C: C, overwritingInput: true)
+        embeddingBackward(dwte: g + t.wordEmbeddings.offset, dwpe: g + t.positionEmbeddings.offset, dwtt: g + t.tokenTypeEmbeddings.offset,
+                          dout: arena[a.gradB], ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
+        gradientsReady(0)
+    }
+
+    // MARK: Outputs
+
+    public func lastLogits() -> [[Float]] {
+        guard let batch = last?.batch else { return [] }
+        let K = task.outputCount, logits = arena[acts.logits]
+        return (0..<batch.count).map { Array(UnsafeBufferPointer(start: logits + $0 * K, count: K)) }
+    }
+
+    /// The pooled sentence representation [B][C] of a batch (before the classifier's dropout).
+    public func pooledOutput(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        _ = forward(batch, mode: .evaluation)
+        let C = config.hiddenSize, pooled = arena[acts.pooled]
+        return (0..<batch.count).map { Array(UnsafeBufferPointer(start: pooled + $0 * C, count: C)) }
+    }
+}

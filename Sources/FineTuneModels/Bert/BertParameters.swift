@@ -1,0 +1,77 @@
+import FineTuneKernels
+
+/// The parameters of a BERT encoder with a classification (or regression) head: named views into
+/// one flat buffer, with transformers' BertModel tensor names (`embeddings.word_embeddings.weight`,
+/// `encoder.layer.{l}.attention.self.query.weight`, ...), plus `pooler.dense.*` (cls pooling) and
+/// `classifier.*`. Shapes: V vocabulary, P positions, TV token types, C hidden, F intermediate, K outputs.
+public struct BertParameters: Sendable {
+    public struct Layer: Sendable {
+        /// [3C, C]: the query, key and value weights ([C, C] each, transformers' three tensors)
+        /// back to back, so Q, K and V come from one product.
+        public let qkvWeight: TensorSpec
+        /// [3C]: the query, key and value biases back to back.
+        public let qkvBias: TensorSpec
+        /// [C, C], [C]: the attention output projection.
+        public let attentionOutputWeight: TensorSpec, attentionOutputBias: TensorSpec
+        /// [C], [C]: LayerNorm after the attention sublayer.
+        public let attentionNormWeight: TensorSpec, attentionNormBias: TensorSpec
+        /// [F, C], [F]: the feed-forward expansion.
+        public let intermediateWeight: TensorSpec, intermediateBias: TensorSpec
+        /// [C, F], [C]: the feed-forward projection back.
+        public let outputWeight: TensorSpec, outputBias: TensorSpec
+        /// [C], [C]: LayerNorm after the feed-forward sublayer.
+        public let outputNormWeight: TensorSpec, outputNormBias: TensorSpec
+    }
+
+    public let layout: ParameterLayout
+    /// [V, C], [P, C], [TV, C]
+    public let wordEmbeddings: TensorSpec, positionEmbeddings: TensorSpec, tokenTypeEmbeddings: TensorSpec
+    /// [C], [C]
+    public let embeddingNormWeight: TensorSpec, embeddingNormBias: TensorSpec
+    public let layers: [Layer]
+    /// [C, C], [C]: dense + tanh on [CLS] (cls pooling only).
+    public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
+    /// [K, C], [K]
+    public let classifierWeight: TensorSpec, classifierBias: TensorSpec
+
+    public static func layerPrefix(_ l: Int) -> String { "encoder.layer.\(l)." }
+
+    public init(config: BertConfig, pooling: Pooling, outputs K: Int) {
+        let C = config.hiddenSize, F = config.intermediateSize
+        var layout = ParameterLayout()
+        // transformers' convention: no weight decay on biases and LayerNorm weights.
+        func add(_ name: String, _ shape: [Int]) -> TensorSpec {
+            layout.add(name, shape: shape, decays: !(name.hasSuffix("bias") || name.contains("LayerNorm")))
+        }
+        wordEmbeddings = add("embeddings.word_embeddings.weight", [config.vocabSize, C])
+        positionEmbeddings = add("embeddings.position_embeddings.weight", [config.maxPositions, C])
+        tokenTypeEmbeddings = add("embeddings.token_type_embeddings.weight", [config.typeVocabSize, C])
+        embeddingNormWeight = add("embeddings.LayerNorm.weight", [C])
+        embeddingNormBias = add("embeddings.LayerNorm.bias", [C])
+        layers = (0..<config.layers).map { l in
+            let p = BertParameters.layerPrefix(l)
+            let qkv = ["query", "key", "value"].map { p + "attention.self.\($0)" }
+            let weights = layout.addContiguous(qkv.map { ($0 + ".weight", [C, C]) }, decays: true, fusedName: p + "attention.self.qkv.weight")
+            let biases = layout.addContiguous(qkv.map { ($0 + ".bias", [C]) }, decays: false, fusedName: p + "attention.self.qkv.bias")
+            return Layer(qkvWeight: weights.fused, qkvBias: biases.fused,
+                         attentionOutputWeight: add(p + "attention.output.dense.weight", [C, C]),
+                         attentionOutputBias: add(p + "attention.output.dense.bias", [C]),
+                         attentionNormWeight: add(p + "attention.output.LayerNorm.weight", [C]),
+                         attentionNormBias: add(p + "attention.output.LayerNorm.bias", [C]),
+                         intermediateWeight: add(p + "intermediate.dense.weight", [F, C]),
+                         intermediateBias: add(p + "intermediate.dense.bias", [F]),
+                         outputWeight: add(p + "output.dense.weight", [C, F]),
+                         outputBias: add(p + "output.dense.bias", [C]),
+                         outputNormWeight: add(p + "output.LayerNorm.weight", [C]),
+                         outputNormBias: add(p + "output.LayerNorm.bias", [C]))
+        }
+        if pooling == .cls {
+            poolerWeight = add("pooler.dense.weight", [C, C]); poolerBias = add("pooler.dense.bias", [C])
+        } else {
+            poolerWeight = nil; poolerBias = nil
+        }
+        classifierWeight = add("classifier.weight", [K, C])
+        classifierBias = add("classifier.bias", [K])
+        self.layout = layout
+    }
+}

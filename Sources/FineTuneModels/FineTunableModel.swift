@@ -1,0 +1,65 @@
+import FineTuneKernels
+/// How a forward pass runs: training draws dropout from (seed, step, global example index).
+public enum ForwardMode: Sendable {
+    case training(seed: UInt64, step: Int)
+    case evaluation
+}
+
+public enum InputKind: Equatable, Sendable {
+    case features(width: Int)
+    case text
+}
+
+/// What the trainer needs of a model: flat parameter and gradient buffers of one layout, and a
+/// forward and a backward pass over a local batch (llm.c's model_forward / model_backward).
+public protocol FineTunableModel: AnyObject {
+    var layout: ParameterLayout { get }
+    var parameters: FlatBuffer<Float> { get }
+    /// Same layout as `parameters`; backward ADDS into it (the trainer zeroes it once per step).
+    var gradients: FlatBuffer<Float> { get }
+    var task: TaskKind { get }
+    var inputKind: InputKind { get }
+    /// Tensors [rows, width] of which a step touches few rows (embedding tables: the batch's tokens),
+    /// so the other rows' gradients are exactly zero on every rank and need not be summed.
+    var sparseGradientTensors: [TensorSpec] { get }
+    /// Bytes of the activations and backward scratch as allocated (one arena).
+    var activationBytes: Int { get }
+    /// The forward pass of a local batch: fills the logits and, when the batch has targets, returns
+    /// its summed loss statistics (else only the count).
+    func forward(_ batch: Batch, mode: ForwardMode) -> BatchStatistics
+    /// The backward pass of the last training forward: ADDS the gradient of the summed loss into
+    /// `gradients`. As it finishes tensors (last layers first) it calls `gradientsReady(offset)`:
+    /// every gradient from `offset` to the end of the buffer is final (its exchange can start).
+    func backward(gradientsReady: (Int) -> Void)
+    /// The head's raw outputs [B][K] of the last forward pass.
+    func lastLogits() -> [[Float]]
+}
+
+extension FineTunableModel {
+    public var sparseGradientTensors: [TensorSpec] { [] }
+
+    /// Forward and backward of one training batch, gradients added.
+    @discardableResult
+    public func trainStep(_ batch: Batch, dropoutSeed: UInt64, step: Int, gradientsReady: (Int) -> Void = { _ in }) -> BatchStatistics {
+        let stats = forward(batch, mode: .training(seed: dropoutSeed, step: step))
+        backward(gradientsReady: gradientsReady)
+        return stats
+    }
+
+    /// Summed loss and correct count of a labelled batch (no dropout).
+    public func evaluate(_ batch: Batch) -> BatchStatistics { forward(batch, mode: .evaluation) }
+
+    /// Class probabilities (classification) or predicted values (regression), one row per example.
+    public func predict(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        _ = forward(batch, mode: .evaluation)
+        return predictions(task: task, logits: lastLogits())
+    }
+
+    /// The head's raw outputs [B][K] (no softmax).
+    public func logits(_ batch: Batch) -> [[Float]] {
+        guard batch.count > 0 else { return [] }
+        _ = forward(batch, mode: .evaluation)
+        return lastLogits()
+    }
+}

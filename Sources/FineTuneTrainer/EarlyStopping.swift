@@ -1,0 +1,51 @@
+import FineTuneIO
+
+public enum MonitoredMetric: String, Sendable, CaseIterable, Codable {
+    case valLoss = "val_loss", valAccuracy = "val_accuracy"
+    /// Whether larger is better.
+    public var maximize: Bool { self == .valAccuracy }
+}
+
+/// Early stopping and the choice of best/: after each evaluation, whether the monitored metric
+/// improved on the best so far (by more than `minDelta`) and whether `patience` evaluations have
+/// passed without improvement. A pure decision over the trainer state, taken by rank 0.
+public struct EarlyStopping: Sendable {
+    public var monitor: MonitoredMetric
+    public var patience: Int?
+    public var minDelta: Double
+
+    public init(monitor: MonitoredMetric, patience: Int?, minDelta: Double) {
+        self.monitor = monitor; self.patience = patience; self.minDelta = minDelta
+    }
+
+    public struct Decision: Equatable, Sendable {
+        public var improved: Bool
+        public var stop: Bool
+    }
+
+    /// The decision for a new value of the metric. A non-finite value never improves.
+    public func decide(_ value: Double, best: Double?, evaluationsWithoutImprovement: Int) -> Decision {
+        let improved: Bool
+        if !value.isFinite {
+            improved = false
+        } else if let best {
+            improved = monitor.maximize ? value > best + minDelta : value < best - minDelta
+        } else {
+            improved = true
+        }
+        let without = improved ? 0 : evaluationsWithoutImprovement + 1
+        return Decision(improved: improved, stop: patience.map { without >= $0 } ?? false)
+    }
+
+    /// The state after `decision` on `value` at the state's current step.
+    public func apply(_ decision: Decision, value: Double, to state: inout TrainerState) {
+        if decision.improved {
+            state.bestMetric = value
+            state.bestStep = state.step
+            state.evaluationsWithoutImprovement = 0
+        } else {
+            state.evaluationsWithoutImprovement += 1
+        }
+        state.earlyStopped = decision.stop
+    }
+}

@@ -1,0 +1,153 @@
+@testable import FineTuneKernels
+import XCTest
+
+/// Finite-difference checks (Double, element by element, tolerance 1e-6 relative) of the encoder kernels.
+final class TransformerGradientTests: FiniteDifferenceTestCase {
+    // Two packed sequences of lengths 3 and 5 (N = 8).
+    let starts = [0, 3, 8]
+    var N: Int { starts.last! }
+
+    func testEmbedding() {
+        let C = 4, V = 7, P = 6, TV = 2
+        let ids: [Int32] = [1, 4, 4, 0, 6, 1, 2, 4], types: [Int32] = [0, 0, 1, 0, 0, 1, 1, 1]
+        var wte = randomArray(V * C, seed: 1), wpe = randomArray(P * C, seed: 2), wtt = randomArray(TV * C, seed: 3)
+        let r = randomArray(N * C, seed: 4)
+        func L(_ wte: [Double], _ wpe: [Double], _ wtt: [Double]) -> Double {
+            var out = [Double](repeating: 0, count: N * C)
+            embeddingForward(out: &out, ids: ids, types: types, starts: starts, wte: wte, wpe: wpe, wtt: wtt, B: 2, C: C)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var dwte = [Double](repeating: 0, count: V * C), dwpe = [Double](repeating: 0, count: P * C), dwtt = [Double](repeating: 0, count: TV * C)
+        embeddingBackward(dwte: &dwte, dwpe: &dwpe, dwtt: &dwtt, dout: r, ids: ids, types: types, starts: starts, B: 2, C: C)
+        check("dwte", x: &wte, analytic: dwte) { L($0, wpe, wtt) }
+        check("dwpe", x: &wpe, analytic: dwpe) { L(wte, $0, wtt) }
+        check("dwtt", x: &wtt, analytic: dwtt) { L(wte, wpe, $0) }
+    }
+
+    func testLayerNorm() {
+        let rows = 5, C = 6
+        var x = randomArray(rows * C, seed: 5, scale: 2), w = randomArray(C, seed: 6), b = randomArray(C, seed: 7)
+        let r = randomArray(rows * C, seed: 8)
+        func L(_ x: [Double], _ w: [Double], _ b: [Double]) -> Double {
+            var out = [Double](repeating: 0, count: rows * C), mean = [Double](repeating: 0, count: rows), rstd = mean
+            layerNormForward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, eps: 1e-12, N: rows, C: C)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var out = [Double](repeating: 0, count: rows * C), mean = [Double](repeating: 0, count: rows), rstd = mean
+        layerNormForward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: w, bias: b, eps: 1e-12, N: rows, C: C)
+        var dx = [Double](repeating: 0, count: rows * C), dw = [Double](repeating: 0, count: C), db = dw
+        layerNormBackward(dinp: &dx, dweight: &dw, dbias: &db, dout: r, inp: x, weight: w, mean: mean, rstd: rstd, N: rows, C: C)
+        check("dx", x: &x, analytic: dx) { L($0, w, b) }
+        check("dweight", x: &w, analytic: dw) { L(x, $0, b) }
+        check("dbias", x: &b, analytic: db) { L(x, w, $0) }
+    }
+
+    func testGELUTanhAndTanh() {
+        elementwise("gelu_new", forward: { geluTanhForward(out: $0, inp: $1, N: $2) },
+                    backward: { geluTanhBackward(dinp: $0, dout: $1, inp: $2, N: $3) })
+        // tanh's backward takes the forward output.
+        elementwise("tanh", forward: { tanhForward(out: $0, inp: $1, N: $2) },
+                    backward: { dinp, dout, inp, n in
+                        var out = [Double](repeating: 0, count: n)
+                        tanhForward(out: &out, inp: inp, N: n)
+                        tanhBackward(dinp: dinp, dout: dout, out: out, N: n)
+                    })
+    }
+
+    /// softmax(QKᵀ/√HS) [dropout] V over two packed sequences (lengths 3 and 5: heads start inside
+    /// dropout's blocks of four), 2 heads of size 3; with and without dropout on the probabilities.
+    func testAttention() {
+        let C = 6, NH = 2, B = 2
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        let r = randomArray(N * C, seed: 9)
+        let indices = [4, 9]
+        for dropout in [0.0, 0.3] {
+            var q = randomArray(N * C, seed: 10), k = randomArray(N * C, seed: 11), v = randomArray(N * C, seed: 12)
+            let key = DropoutKey(seed: 3, step: 1, site: 2)
+            func forward(_ q: [Double], _ k: [Double], _ v: [Double]) -> (out: [Double], probs: [Double], dropped: [Double], mask: [UInt8]) {
+                var probs = [Double](repeating: 0, count: offsets.last!), dropped = probs, out = [Double](repeating: 0, count: N * C)
+                var mask = [UInt8](repeating: 0, count: probs.count)
+                indices.withUnsafeBufferPointer { ix in
+                    let d = dropout > 0 ? AttentionDropout(probability: dropout, key: key, exampleIndices: ix.baseAddress!) : nil
+                    attentionForward(out: &out, probs: &probs, probsDropped: &dropped, mask: &mask, qkv: packQKV(q, k, v, C: C), dropout: d,
+                                     starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+                }
+                return (out, probs, dropped, mask)
+            }
+            func L(_ q: [Double], _ k: [Double], _ v: [Double]) -> Double { zip(forward(q, k, v).out, r).map(*).reduce(0, +) }
+            let f = forward(q, k, v)
+            // dqkv is written, not added to: start it full of NaN to show every element is written.
+            var dqkv = [Double](repeating: .nan, count: N * 3 * C), scratch = [Double](repeating: 0, count: offsets.last!)
+            attentionBackward(dqkv: &dqkv, dscores: &scratch, dout: r, probs: f.probs, probsDropped: f.dropped, mask: f.mask,
+                              qkv: packQKV(q, k, v, C: C), dropoutProbability: dropout, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            let (dq, dk, dv) = unpackQKV(dqkv, C: C)
+            check("fused dq p=\(dropout)", x: &q, analytic: dq) { L($0, k, v) }
+            check("fused dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
+            check("fused dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
+
+            if dropout > 0 {
+                // Each head's mask is its part of the mask dropoutForward draws over the whole sequence.
+                var whole = f.probs, mask = [UInt8](repeating: 0, count: f.probs.count)
+                dropoutForward(out: &whole, mask: &mask, inp: f.probs, probability: dropout, key: key, exampleIndices: indices,
+                               segmentStarts: offsets, B: B)
+                XCTAssertEqual(mask, f.mask)
+                XCTAssertEqual(whole, f.dropped)
+            }
+        }
+    }
+
+    func testAttentionOfOneSequenceIgnoresTheOthers() {
+        // Packing: the output rows of sequence 0 do not change when sequence 1's tokens change.
+        let C = 6, NH = 2
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        func out(_ seed: UInt64) -> [Double] {
+            var q = randomArray(N * C, seed: 20), k = randomArray(N * C, seed: 21), v = randomArray(N * C, seed: 22)
+            let other = randomArray(5 * C, seed: seed)
+            for i in 0..<(5 * C) { q[3 * C + i] = other[i]; k[3 * C + i] = other[i]; v[3 * C + i] = other[i] }
+            var probs = [Double](repeating: 0, count: offsets.last!), unused = probs, mask = [UInt8](repeating: 0, count: probs.count)
+            var o = [Double](repeating: 0, count: N * C)
+            attentionForward(out: &o, probs: &probs, probsDropped: &unused, mask: &mask, qkv: packQKV(q, k, v, C: C), dropout: nil,
+                             starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
+            return o
+        }
+        let a = out(30), b = out(31)
+        XCTAssertEqual(Array(a[0..<(3 * C)]), Array(b[0..<(3 * C)]))
+        XCTAssertNotEqual(Array(a[(3 * C)...]), Array(b[(3 * C)...]))
+    }
+
+    func testPooling() {
+        let C = 3, B = 2
+        var x = randomArray(N * C, seed: 13)
+        let r = randomArray(B * C, seed: 14)
+        for mean in [true, false] {
+            func L(_ x: [Double]) -> Double {
+                var out = [Double](repeating: 0, count: B * C)
+                if mean { meanPoolForward(out: &out, inp: x, starts: starts, B: B, C: C) } else { firstTokenForward(out: &out, inp: x, starts: starts, B: B, C: C) }
+                return zip(out, r).map(*).reduce(0, +)
+            }
+            var dx = [Double](repeating: 0, count: N * C)
+            if mean { meanPoolBackward(dinp: &dx, dout: r, starts: starts, B: B, C: C) } else { firstTokenBackward(dinp: &dx, dout: r, starts: starts, B: B, C: C) }
+            check(mean ? "mean pool" : "first token", x: &x, analytic: dx, loss: L)
+        }
+    }
+}
+
+/// q, k, v [N, C] each as the fused [N, 3C] rows the attention kernels read.
+func packQKV<T>(_ q: [T], _ k: [T], _ v: [T], C: Int) -> [T] {
+    var out: [T] = []
+    for n in 0..<(q.count / C) {
+        let row = (n * C)..<((n + 1) * C)
+        out.append(contentsOf: q[row]); out.append(contentsOf: k[row]); out.append(contentsOf: v[row])
+    }
+    return out
+}
+
+/// The inverse of `packQKV`.
+func unpackQKV<T>(_ qkv: [T], C: Int) -> (q: [T], k: [T], v: [T]) {
+    var q: [T] = [], k: [T] = [], v: [T] = []
+    for n in 0..<(qkv.count / (3 * C)) {
+        let row = n * 3 * C
+        q += qkv[row..<(row + C)]; k += qkv[(row + C)..<(row + 2 * C)]; v += qkv[(row + 2 * C)..<(row + 3 * C)]
+    }
+    return (q, k, v)
+}

@@ -26,21 +26,31 @@ public final class InProcessGroup: @unchecked Sendable {
     public static func run<R>(size: Int, timeout: Double = 60, _ body: @escaping (InProcessCommunicator) throws -> R) throws -> [R] {
         let group = InProcessGroup(size: size)
         group.timeout = timeout
-        let results = UnsafeMutablePointer<Result<R, Error>?>.allocate(capacity: size)
-        results.initialize(repeating: nil, count: size)
-        defer { results.deinitialize(count: size); results.deallocate() }
+        let slots = ResultSlots<R>(count: size)
         let done = DispatchGroup()
         for rank in 0..<size {
             done.enter()
             let thread = Thread {
-                results[rank] = Result { try body(InProcessCommunicator(group: group, rank: rank)) }
+                let result = Result { try body(InProcessCommunicator(group: group, rank: rank)) }
+                slots.results[rank] = result
                 done.leave()
             }
             thread.stackSize = 16 << 20
             thread.start()
         }
         done.wait()
-        return try (0..<size).map { try results[$0]!.get() }
+        return try slots.results.map { try $0!.get() }
+    }
+
+    /// One result per rank thread: each thread writes only its own slot, and the slots are read
+    /// after every thread has finished.
+    private final class ResultSlots<R>: @unchecked Sendable {
+        let results: UnsafeMutableBufferPointer<Result<R, Error>?>
+        init(count: Int) {
+            results = .allocate(capacity: count)
+            results.initialize(repeating: nil)
+        }
+        deinit { results.deinitialize(); results.deallocate() }
     }
 
     private func barrier(_ what: String) throws {

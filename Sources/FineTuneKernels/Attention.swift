@@ -3,8 +3,7 @@
 // The B sequences of a batch lie one after another, N = Σ L_b tokens in all, sequence b at rows
 // [starts[b], starts[b + 1]) (B + 1 starts). No padding is stored or computed, so each sequence
 // attends over exactly its own tokens: the same as a padded batch with an attention mask, without
-// the padded work. Q, K and V come from one fused projection: qkv[N, 3C] holds a token's query in
-// channels [0, C), its key in [C, 2C) and its value in [2C, 3C); head h uses [h·HS, (h+1)·HS) of each.
+// the padded work. q, k, v are [N, C]; head h uses channels [h·HS, (h+1)·HS) of each.
 
 /// Offsets of each sequence's attention block (NH · L_b² scores) in the probability buffers; the last
 /// element is the total size.
@@ -38,10 +37,10 @@ public struct AttentionDropout {
 @_specialize(where T == Double)
 public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
                                               probsDropped: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
-                                              qkv: UnsafePointer<T>, dropout: AttentionDropout?,
+                                              q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropout: AttentionDropout?,
                                               starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
-    let HS = C / NH, ld = 3 * C
+    let HS = C / NH
     let scale = 1 / T(HS).squareRoot()
     for b in 0..<B {
         let s = starts[b], L = starts[b + 1] - s
@@ -50,8 +49,8 @@ public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, prob
         for h in 0..<NH {
             let o = offsets[b] + h * L * L
             let P = probs + o
-            let q = qkv + s * ld + h * HS, k = q + C, v = q + 2 * C
-            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: q, lda: ld, b: k, ldb: ld, beta: 0, c: P, ldc: L)
+            let qh = q + s * C + h * HS, kh = k + s * C + h * HS, vh = v + s * C + h * HS
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: qh, lda: C, b: kh, ldb: C, beta: 0, c: P, ldc: L)
             softmaxRows(P, rows: L, length: L)
             var used = UnsafePointer(P)
             if let dropout, let rowKey {
@@ -60,22 +59,23 @@ public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, prob
                 used = UnsafePointer(probsDropped + o)
             }
             T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: used, lda: L,
-                   b: v, ldb: ld, beta: 0, c: out + s * C + h * HS, ldc: C)
+                   b: vh, ldb: C, beta: 0, c: out + s * C + h * HS, ldc: C)
         }
     }
 }
 
-/// Backward of `attentionForward`, one sequence and head at a time. dqkv[N, 3C] is WRITTEN, not
-/// added to (every element belongs to exactly one sequence and head): dV = P'ᵀ · dout (P' the
+/// Backward of `attentionForward`, one sequence and head at a time. dq, dk, dv [N, C] are WRITTEN,
+/// not added to (every element belongs to exactly one sequence and head): dV = P'ᵀ · dout (P' the
 /// probabilities after dropout), dQ = dS · K, dK = dSᵀ · Q. dscores[Σ NH L_b²] is scratch.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
-public func attentionBackward<T: KernelScalar>(dqkv: UnsafeMutablePointer<T>, dscores: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
+public func attentionBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>, dk: UnsafeMutablePointer<T>, dv: UnsafeMutablePointer<T>,
+                                               dscores: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
                                                probs: UnsafePointer<T>, probsDropped: UnsafePointer<T>, mask: UnsafePointer<UInt8>,
-                                               qkv: UnsafePointer<T>, dropoutProbability: Double,
+                                               q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropoutProbability: Double,
                                                starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
-    let HS = C / NH, ld = 3 * C
+    let HS = C / NH
     let scale = 1 / T(HS).squareRoot()
     let dropped = dropoutProbability > 0
     let dropScale = T(1 / (1 - dropoutProbability))
@@ -85,16 +85,15 @@ public func attentionBackward<T: KernelScalar>(dqkv: UnsafeMutablePointer<T>, ds
         for h in 0..<NH {
             let o = offsets[b] + h * L * L
             let dP = dscores + o
-            let q = qkv + s * ld + h * HS, k = q + C, v = q + 2 * C
-            let dq = dqkv + s * ld + h * HS, dk = dq + C, dv = dq + 2 * C
-            let dO = dout + s * C + h * HS
-            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: 1, a: dO, lda: C, b: v, ldb: ld, beta: 0, c: dP, ldc: L)
+            let at = s * C + h * HS
+            let dO = dout + at
+            T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: 1, a: dO, lda: C, b: v + at, ldb: C, beta: 0, c: dP, ldc: L)
             T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: (dropped ? probsDropped : probs) + o, lda: L,
-                   b: dO, ldb: C, beta: 0, c: dv, ldc: ld)
+                   b: dO, ldb: C, beta: 0, c: dv + at, ldc: C)
             if dropped { scaleByMask(dP, dP, mask + o, dropScale, L * L) }
             softmaxRowsBackward(dP, probs: probs + o, rows: L, length: L, scale: scale)
-            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
-            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: k + at, ldb: C, beta: 0, c: dq + at, ldc: C)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: q + at, ldb: C, beta: 0, c: dk + at, ldc: C)
         }
     }
 }

@@ -12,46 +12,33 @@
 // optimised code. Each times itself by kind when `KernelProfiler` is on.
 
 /// out[B, OC] = inp[B, C] · weight[OC, C]ᵀ + bias[OC]
-/// `fusedParts` > 1: the layer is that many layers of OC / fusedParts outputs each, fused into one
-/// weight (Q, K and V as one [3C, C]): the product runs part by part, because OpenBLAS sums a wider
-/// product in another order; so fusing changes no result bit (see `linearBackward`).
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func linearForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>,
                                            weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
-                                           B: Int, C: Int, OC: Int, fusedParts: Int = 1) {
+                                           B: Int, C: Int, OC: Int) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .linear) }
     if let bias {
         for b in 0..<B { (out + b * OC).update(from: bias, count: OC) }
     }
     guard B > 0 else { return }
-    precondition(OC % fusedParts == 0, "OC \(OC) is not \(fusedParts) equal parts")
-    let part = OC / fusedParts
-    for p in 0..<fusedParts {
-        T.gemm(transA: false, transB: true, m: B, n: part, k: C, alpha: 1, a: inp, lda: C,
-               b: weight + p * part * C, ldb: C, beta: bias == nil ? 0 : 1, c: out + p * part, ldc: OC)
-    }
+    T.gemm(transA: false, transB: true, m: B, n: OC, k: C, alpha: 1, a: inp, lda: C,
+           b: weight, ldb: C, beta: bias == nil ? 0 : 1, c: out, ldc: OC)
 }
 
 /// dinp[B, C] += dout[B, OC] · weight[OC, C];  dweight[OC, C] += doutᵀ · inp;  dbias[OC] += Σ_B dout
 /// With `overwritingInput`, dinp = dout · weight instead: a scratch buffer needs no zeroing first.
-/// `fusedParts` > 1 (see `linearForward`): dinp is summed part by part in the separate layers'
-/// order; dweight and dbias are one product (each element's sum over B does not depend on the parts).
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dweight: UnsafeMutablePointer<T>,
                                             dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>,
                                             inp: UnsafePointer<T>, weight: UnsafePointer<T>,
-                                            B: Int, C: Int, OC: Int, overwritingInput: Bool = false, fusedParts: Int = 1) {
+                                            B: Int, C: Int, OC: Int, overwritingInput: Bool = false) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .linear) }
     guard B > 0 else { return }
     if let dinp {
-        precondition(OC % fusedParts == 0, "OC \(OC) is not \(fusedParts) equal parts")
-        let part = OC / fusedParts
-        for p in 0..<fusedParts {
-            T.gemm(transA: false, transB: false, m: B, n: C, k: part, alpha: 1, a: dout + p * part, lda: OC,
-                   b: weight + p * part * C, ldb: C, beta: overwritingInput && p == 0 ? 0 : 1, c: dinp, ldc: C)
-        }
+        T.gemm(transA: false, transB: false, m: B, n: C, k: OC, alpha: 1, a: dout, lda: OC,
+               b: weight, ldb: C, beta: overwritingInput ? 0 : 1, c: dinp, ldc: C)
     }
     T.gemm(transA: true, transB: false, m: OC, n: C, k: B, alpha: 1, a: dout, lda: OC,
            b: inp, ldb: C, beta: 1, c: dweight, ldc: C)

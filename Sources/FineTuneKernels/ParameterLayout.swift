@@ -26,27 +26,7 @@ public struct ParameterLayout: Sendable {
     /// Appends a tensor, 16-element aligned, and returns it.
     @discardableResult
     public mutating func add(_ name: String, shape: [Int], decays: Bool) -> TensorSpec {
-        append(name, shape: shape, decays: decays, offset: (count + 15) / 16 * 16)
-    }
-
-    /// Appends tensors back to back (the first 16-element aligned, the rest without a gap) and
-    /// returns them and one view spanning them all: e.g. the query, key and value weights [C, C]
-    /// each, which then form one [3C, C] matrix for a single product.
-    public mutating func addContiguous(_ parts: [(name: String, shape: [Int])], decays: Bool, fusedName: String) -> (parts: [TensorSpec], fused: TensorSpec) {
-        precondition(!parts.isEmpty && parts.allSatisfy { $0.shape.dropFirst() == parts[0].shape.dropFirst() },
-                     "contiguous tensors must agree in all but their first dimension")
-        var specs: [TensorSpec] = []
-        var offset = (count + 15) / 16 * 16
-        let start = offset
-        for part in parts {
-            specs.append(append(part.name, shape: part.shape, decays: decays, offset: offset))
-            offset = count
-        }
-        let rows = parts.reduce(0) { $0 + $1.shape[0] }
-        return (specs, TensorSpec(name: fusedName, shape: [rows] + parts[0].shape.dropFirst(), offset: start, decays: decays))
-    }
-
-    private mutating func append(_ name: String, shape: [Int], decays: Bool, offset: Int) -> TensorSpec {
+        let offset = (count + 15) / 16 * 16
         precondition(indexByName[name] == nil, "duplicate tensor \(name)")
         let spec = TensorSpec(name: name, shape: shape, offset: offset, decays: decays)
         tensors.append(spec)

@@ -25,8 +25,9 @@ final class CommandLineTests: IntegrationTestCase {
         }
     }
 
-    /// bench on 2 ranks (tiny shape): the JSON line has the fields the issue asks for, with values
-    /// that hang together; sharding halves the optimizer state per rank.
+    /// bench on 2 ranks (tiny shape): the JSON line has its fields, with values that hang together
+    /// (no timing ratios: a loaded machine would make those flaky; bench itself reports them);
+    /// sharding halves the optimizer state per rank.
     func testBenchReportsAConsistentStepOnTwoRanks() throws {
         func bench(_ extra: [String]) throws -> [String: Any] {
             let r = try Harness.mpirun(2, ["bench", "--shape", "tiny", "--per-rank-batch", "4", "--seq-len", "16", "--steps", "3",
@@ -43,12 +44,10 @@ final class CommandLineTests: IntegrationTestCase {
         }
         let step = plain["step_s"] as! Double, forward = plain["forward_s"] as! Double, backward = plain["backward_s"] as! Double
         XCTAssertGreaterThan(forward, 0); XCTAssertGreaterThan(backward, 0)
-        // Medians of the parts need not add up to the median step exactly: a margin for timing noise.
-        XCTAssertLessThanOrEqual(forward + backward, step * 1.25, "the parts fit in the step")
         XCTAssertEqual(plain["examples_per_s"] as! Double, 8 / step, accuracy: 1e-6 * 8 / step, "2 ranks x 4 sequences per step")
-        let kernels = (plain["kernel_s"] as! [String: Double]).values.reduce(0, +)
-        XCTAssertGreaterThan(kernels, 0)
-        XCTAssertLessThanOrEqual(kernels, (forward + backward) * 1.25, "kernel times are parts of forward and backward")
+        let kernels = plain["kernel_s"] as! [String: Double]
+        XCTAssertEqual(Set(kernels.keys), Set(KernelKind.allCases.map(\.name)))
+        for kind in ["linear", "attention", "gelu", "layernorm", "optimizer"] { XCTAssertGreaterThan(kernels[kind] ?? 0, 0, kind) }
         XCTAssertGreaterThan(plain["sgemm_gflops"] as! Double, 1)
         XCTAssertEqual(Double(sharded["optimizer_state_bytes"] as! Int), Double(plain["optimizer_state_bytes"] as! Int) / 2,
                        accuracy: Double(plain["optimizer_state_bytes"] as! Int) * 0.01)

@@ -76,16 +76,14 @@ final class FloatKernelTests: XCTestCase {
         func run<T: KernelScalar>(_: T.Type) -> (probs: [T], ctx: [T], dq: [T], dk: [T], dv: [T], ln: [T], dln: [T]) {
             let q = q.map { T($0) }, k = k.map { T($0) }, v = v.map { T($0) }, dout = dout.map { T($0) }
             var probs = [T](repeating: 0, count: offsets.last!), dropped = probs, scratch = probs, mask = [UInt8](repeating: 0, count: probs.count)
-            var ctx = [T](repeating: 0, count: N * C), dqkv = [T](repeating: 0, count: N * 3 * C)
-            let qkv = packQKV(q, k, v, C: C)
+            var ctx = [T](repeating: 0, count: N * C), dq = ctx, dk = ctx, dv = ctx
             [3, 5, 8, 13].withUnsafeBufferPointer { indices in
                 let dropout = AttentionDropout(probability: 0.2, key: DropoutKey(seed: 1, step: 1, site: 1), exampleIndices: indices.baseAddress!)
-                attentionForward(out: &ctx, probs: &probs, probsDropped: &dropped, mask: &mask, qkv: qkv, dropout: dropout,
+                attentionForward(out: &ctx, probs: &probs, probsDropped: &dropped, mask: &mask, q: q, k: k, v: v, dropout: dropout,
                                  starts: starts, offsets: offsets, B: B, C: C, NH: NH)
             }
-            attentionBackward(dqkv: &dqkv, dscores: &scratch, dout: dout, probs: probs, probsDropped: dropped, mask: mask,
-                              qkv: qkv, dropoutProbability: 0.2, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            let (dq, dk, dv) = unpackQKV(dqkv, C: C)
+            attentionBackward(dq: &dq, dk: &dk, dv: &dv, dscores: &scratch, dout: dout, probs: probs, probsDropped: dropped, mask: mask,
+                              q: q, k: k, v: v, dropoutProbability: 0.2, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
             let weight = (0..<C).map { T(1 + Double($0) / 10) }, bias = (0..<C).map { T(Double($0) / 20) }
             var ln = [T](repeating: 0, count: N * C), dln = ln, mean = [T](repeating: 0, count: N), rstd = mean
             var dw = [T](repeating: 0, count: C), db = dw

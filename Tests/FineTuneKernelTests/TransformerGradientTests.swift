@@ -69,18 +69,17 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
                 var mask = [UInt8](repeating: 0, count: probs.count)
                 indices.withUnsafeBufferPointer { ix in
                     let d = dropout > 0 ? AttentionDropout(probability: dropout, key: key, exampleIndices: ix.baseAddress!) : nil
-                    attentionForward(out: &out, probs: &probs, probsDropped: &dropped, mask: &mask, qkv: packQKV(q, k, v, C: C), dropout: d,
+                    attentionForward(out: &out, probs: &probs, probsDropped: &dropped, mask: &mask, q: q, k: k, v: v, dropout: d,
                                      starts: starts, offsets: offsets, B: B, C: C, NH: NH)
                 }
                 return (out, probs, dropped, mask)
             }
             func L(_ q: [Double], _ k: [Double], _ v: [Double]) -> Double { zip(forward(q, k, v).out, r).map(*).reduce(0, +) }
             let f = forward(q, k, v)
-            // dqkv is written, not added to: start it full of NaN to show every element is written.
-            var dqkv = [Double](repeating: .nan, count: N * 3 * C), scratch = [Double](repeating: 0, count: offsets.last!)
-            attentionBackward(dqkv: &dqkv, dscores: &scratch, dout: r, probs: f.probs, probsDropped: f.dropped, mask: f.mask,
-                              qkv: packQKV(q, k, v, C: C), dropoutProbability: dropout, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
-            let (dq, dk, dv) = unpackQKV(dqkv, C: C)
+            // dq, dk, dv are written, not added to: they start full of NaN to show every element is written.
+            var dq = [Double](repeating: .nan, count: N * C), dk = dq, dv = dq, scratch = [Double](repeating: 0, count: offsets.last!)
+            attentionBackward(dq: &dq, dk: &dk, dv: &dv, dscores: &scratch, dout: r, probs: f.probs, probsDropped: f.dropped, mask: f.mask,
+                              q: q, k: k, v: v, dropoutProbability: dropout, starts: starts, offsets: offsets, B: B, C: C, NH: NH)
             check("fused dq p=\(dropout)", x: &q, analytic: dq) { L($0, k, v) }
             check("fused dk p=\(dropout)", x: &k, analytic: dk) { L(q, $0, v) }
             check("fused dv p=\(dropout)", x: &v, analytic: dv) { L(q, k, $0) }
@@ -106,7 +105,7 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
             for i in 0..<(5 * C) { q[3 * C + i] = other[i]; k[3 * C + i] = other[i]; v[3 * C + i] = other[i] }
             var probs = [Double](repeating: 0, count: offsets.last!), unused = probs, mask = [UInt8](repeating: 0, count: probs.count)
             var o = [Double](repeating: 0, count: N * C)
-            attentionForward(out: &o, probs: &probs, probsDropped: &unused, mask: &mask, qkv: packQKV(q, k, v, C: C), dropout: nil,
+            attentionForward(out: &o, probs: &probs, probsDropped: &unused, mask: &mask, q: q, k: k, v: v, dropout: nil,
                              starts: starts, offsets: offsets, B: 2, C: C, NH: NH)
             return o
         }
@@ -132,22 +131,3 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
     }
 }
 
-/// q, k, v [N, C] each as the fused [N, 3C] rows the attention kernels read.
-func packQKV<T>(_ q: [T], _ k: [T], _ v: [T], C: Int) -> [T] {
-    var out: [T] = []
-    for n in 0..<(q.count / C) {
-        let row = (n * C)..<((n + 1) * C)
-        out.append(contentsOf: q[row]); out.append(contentsOf: k[row]); out.append(contentsOf: v[row])
-    }
-    return out
-}
-
-/// The inverse of `packQKV`.
-func unpackQKV<T>(_ qkv: [T], C: Int) -> (q: [T], k: [T], v: [T]) {
-    var q: [T] = [], k: [T] = [], v: [T] = []
-    for n in 0..<(qkv.count / (3 * C)) {
-        let row = n * 3 * C
-        q += qkv[row..<(row + C)]; k += qkv[(row + C)..<(row + 2 * C)]; v += qkv[(row + 2 * C)..<(row + 3 * C)]
-    }
-    return (q, k, v)
-}

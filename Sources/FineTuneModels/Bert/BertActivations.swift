@@ -15,8 +15,8 @@ public struct ActivationShape: Equatable, Sendable {
 /// regions of one arena (shapes: N tokens, B sequences, A scores, C hidden, F intermediate, K outputs).
 struct BertActivations {
     struct Layer {
-        /// [N, 3C]: Q, K and V of every token.
-        var qkv: ArenaRegion<Float>
+        /// [N, C] each: every token's query, key and value.
+        var q: ArenaRegion<Float>, k: ArenaRegion<Float>, v: ArenaRegion<Float>
         /// [A] each: softmax probabilities, after dropout, and the dropout mask.
         var probs: ArenaRegion<Float>, probsDropped: ArenaRegion<Float>, probsMask: ArenaRegion<UInt8>
         /// [N, C] each: attention context, its output projection, after dropout (and the mask [N·C]).
@@ -40,9 +40,9 @@ struct BertActivations {
     var pooledDropped = ArenaRegion<Float>.empty, headMask = ArenaRegion<UInt8>.empty
     /// [B, K], [B, K], [B], [B] (all ones: d loss / d per-example loss)
     var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty, ones = ArenaRegion<Float>.empty
-    /// Backward scratch: [N, C] ×3 rotated between layers, [N, 3C], [N, C], [N, F] ×2, [A], [B, C] ×3, [B, K].
+    /// Backward scratch: [N, C] ×3 rotated between layers, [N, C] ×4 (d q, k, v, context), [N, F] ×2, [A], [B, C] ×3, [B, K].
     var gradA = ArenaRegion<Float>.empty, gradB = ArenaRegion<Float>.empty, gradC = ArenaRegion<Float>.empty
-    var dqkv = ArenaRegion<Float>.empty, dContext = ArenaRegion<Float>.empty
+    var dq = ArenaRegion<Float>.empty, dk = ArenaRegion<Float>.empty, dv = ArenaRegion<Float>.empty, dContext = ArenaRegion<Float>.empty
     var dIntermediate = ArenaRegion<Float>.empty, dActivated = ArenaRegion<Float>.empty, dScores = ArenaRegion<Float>.empty
     var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
 
@@ -51,7 +51,7 @@ struct BertActivations {
         let N = shape.tokens, B = shape.sequences, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
         var m = ArenaLayout(), a = BertActivations()
         for _ in 0..<config.layers {
-            a.layers.append(Layer(qkv: m.floats(N * 3 * C), probs: m.floats(A), probsDropped: m.floats(A), probsMask: m.bytes(A),
+            a.layers.append(Layer(q: m.floats(N * C), k: m.floats(N * C), v: m.floats(N * C), probs: m.floats(A), probsDropped: m.floats(A), probsMask: m.bytes(A),
                                   context: m.floats(N * C), attentionOutput: m.floats(N * C), attentionDropped: m.floats(N * C),
                                   attentionMask: m.bytes(N * C), residual1: m.floats(N * C), hidden1: m.floats(N * C),
                                   norm1Mean: m.floats(N), norm1Rstd: m.floats(N),
@@ -65,7 +65,7 @@ struct BertActivations {
         a.pooledDropped = m.floats(B * C); a.headMask = m.bytes(B * C)
         a.logits = m.floats(B * K); a.probabilities = m.floats(B * K); a.losses = m.floats(B); a.ones = m.floats(B)
         a.gradA = m.floats(N * C); a.gradB = m.floats(N * C); a.gradC = m.floats(N * C)
-        a.dqkv = m.floats(N * 3 * C); a.dContext = m.floats(N * C)
+        a.dq = m.floats(N * C); a.dk = m.floats(N * C); a.dv = m.floats(N * C); a.dContext = m.floats(N * C)
         a.dIntermediate = m.floats(N * F); a.dActivated = m.floats(N * F); a.dScores = m.floats(A)
         a.dHeadA = m.floats(B * C); a.dHeadB = m.floats(B * C); a.dHeadC = m.floats(B * C); a.dLogits = m.floats(B * K)
         return (m, a)

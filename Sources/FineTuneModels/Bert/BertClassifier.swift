@@ -130,11 +130,13 @@ public final class BertClassifier: FineTunableModel {
         for (l, layer) in t.layers.enumerated() {
             let al = a.layers[l]
             let F = config.intermediateSize
-            linearForward(out: arena[al.qkv], inp: x, weight: p + layer.qkvWeight.offset, bias: p + layer.qkvBias.offset, B: N, C: C, OC: 3 * C, fusedParts: 3)
+            for (out, projection) in zip([al.q, al.k, al.v], layer.projections) {
+                linearForward(out: arena[out], inp: x, weight: p + projection.weight.offset, bias: p + projection.bias.offset, B: N, C: C, OC: C)
+            }
             batch.exampleIndices.withUnsafeBufferPointer { indices in
                 let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: pass.key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
                 attentionForward(out: arena[al.context], probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
-                                 qkv: arena[al.qkv], dropout: dropout, starts: starts, offsets: pass.attentionOffsets, B: B, C: C, NH: NH)
+                                 q: arena[al.q], k: arena[al.k], v: arena[al.v], dropout: dropout, starts: starts, offsets: pass.attentionOffsets, B: B, C: C, NH: NH)
             }
             linearForward(out: arena[al.attentionOutput], inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset,
                           bias: p + layer.attentionOutputBias.offset, B: N, C: C, OC: C)
@@ -252,14 +254,16 @@ public final class BertClassifier: FineTunableModel {
                            dout: dProjection, inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset, B: N, C: C, OC: C,
                            overwritingInput: true)
             gradientsReady(layer.attentionOutputWeight.offset)
-            attentionBackward(dqkv: arena[a.dqkv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
-                              probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], qkv: arena[al.qkv],
+            attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
+                              probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
                               dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: pass.attentionOffsets,
                               B: B, C: C, NH: NH)
-            // d x = d res1 (residual) + the fused Q/K/V projection's input gradient, accumulated into gradA.
-            linearBackward(dinp: dRes1, dweight: g + layer.qkvWeight.offset, dbias: g + layer.qkvBias.offset, dout: arena[a.dqkv],
-                           inp: x, weight: p + layer.qkvWeight.offset, B: N, C: C, OC: 3 * C, fusedParts: 3)
-            gradientsReady(layer.qkvWeight.offset)
+            // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA.
+            for (dout, projection) in zip([a.dq, a.dk, a.dv], layer.projections) {
+                linearBackward(dinp: dRes1, dweight: g + projection.weight.offset, dbias: g + projection.bias.offset, dout: arena[dout],
+                               inp: x, weight: p + projection.weight.offset, B: N, C: C, OC: C)
+            }
+            gradientsReady(layer.queryWeight.offset)
         }
         // Embeddings: x_0 = dropout(LN(sum))
         let dEmbedding = throughDropout(arena[a.gradA], mask: a.embeddingMask, probability: hiddenDropout, count: N * C, scratch: a.gradC)

@@ -6,11 +6,12 @@ import FineTuneKernels
 /// `classifier.*`. Shapes: V vocabulary, P positions, TV token types, C hidden, F intermediate, K outputs.
 public struct BertParameters: Sendable {
     public struct Layer: Sendable {
-        /// [3C, C]: the query, key and value weights ([C, C] each, transformers' three tensors)
-        /// back to back, so Q, K and V come from one product.
-        public let qkvWeight: TensorSpec
-        /// [3C]: the query, key and value biases back to back.
-        public let qkvBias: TensorSpec
+        /// [C, C], [C] each: the query, key and value projections.
+        public let queryWeight: TensorSpec, queryBias: TensorSpec
+        public let keyWeight: TensorSpec, keyBias: TensorSpec
+        public let valueWeight: TensorSpec, valueBias: TensorSpec
+        /// The three projections in the order their products run (Q, K, V).
+        public var projections: [(weight: TensorSpec, bias: TensorSpec)] { [(queryWeight, queryBias), (keyWeight, keyBias), (valueWeight, valueBias)] }
         /// [C, C], [C]: the attention output projection.
         public let attentionOutputWeight: TensorSpec, attentionOutputBias: TensorSpec
         /// [C], [C]: LayerNorm after the attention sublayer.
@@ -50,10 +51,9 @@ public struct BertParameters: Sendable {
         embeddingNormBias = add("embeddings.LayerNorm.bias", [C])
         layers = (0..<config.layers).map { l in
             let p = BertParameters.layerPrefix(l)
-            let qkv = ["query", "key", "value"].map { p + "attention.self.\($0)" }
-            let weights = layout.addContiguous(qkv.map { ($0 + ".weight", [C, C]) }, decays: true, fusedName: p + "attention.self.qkv.weight")
-            let biases = layout.addContiguous(qkv.map { ($0 + ".bias", [C]) }, decays: false, fusedName: p + "attention.self.qkv.bias")
-            return Layer(qkvWeight: weights.fused, qkvBias: biases.fused,
+            return Layer(queryWeight: add(p + "attention.self.query.weight", [C, C]), queryBias: add(p + "attention.self.query.bias", [C]),
+                         keyWeight: add(p + "attention.self.key.weight", [C, C]), keyBias: add(p + "attention.self.key.bias", [C]),
+                         valueWeight: add(p + "attention.self.value.weight", [C, C]), valueBias: add(p + "attention.self.value.bias", [C]),
                          attentionOutputWeight: add(p + "attention.output.dense.weight", [C, C]),
                          attentionOutputBias: add(p + "attention.output.dense.bias", [C]),
                          attentionNormWeight: add(p + "attention.output.LayerNorm.weight", [C]),

@@ -1,0 +1,39 @@
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
+import XCTest
+
+/// The one map between BERT parameters and the tensors of each folder layout: both directions,
+/// for every parameter of a classifier with either pooling.
+final class TensorNamesTests: XCTestCase {
+    func parameters(pooling: Pooling) throws -> [String] {
+        let config = try BertConfig.decode(Data(#"{"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16}"#.utf8), path: "c")
+        return BertParameters(config: config, pooling: pooling, outputs: 3).layout.tensors.map(\.name)
+    }
+
+    func testEveryParameterHasOneLocationAndMapsBack() throws {
+        for (layout, pooling) in [(BertTensorNames.transformers(prefix: ""), Pooling.cls), (.transformers(prefix: "bert."), .cls),
+                                  (.sentenceTransformers, .mean)] {
+            let names = try parameters(pooling: pooling)
+            let locations = names.map(layout.location(of:))
+            XCTAssertEqual(Set(locations).count, names.count, "\(layout): no two parameters share a tensor")
+            XCTAssertEqual(locations.map(layout.parameter(at:)), names, "\(layout): the inverse")
+        }
+    }
+
+    func testTheLayoutsHuggingFaceToolsWrite() {
+        let seq = BertTensorNames.transformers(prefix: "bert.")
+        XCTAssertEqual(seq.location(of: "encoder.layer.1.attention.self.query.weight"),
+                       TensorLocation(file: "model.safetensors", name: "bert.encoder.layer.1.attention.self.query.weight"))
+        XCTAssertEqual(seq.location(of: "classifier.weight"), TensorLocation(file: "model.safetensors", name: "classifier.weight"),
+                       "the head is outside the bert. prefix")
+        let st = BertTensorNames.sentenceTransformers
+        XCTAssertEqual(st.location(of: "classifier.bias"), TensorLocation(file: "2_Dense/model.safetensors", name: "linear.bias"))
+        XCTAssertEqual(st.location(of: "embeddings.word_embeddings.weight"), TensorLocation(file: "model.safetensors", name: "embeddings.word_embeddings.weight"))
+        // What is not a parameter of the layout: another layout's names, another file.
+        XCTAssertNil(seq.parameter(at: TensorLocation(file: "model.safetensors", name: "encoder.layer.0.output.dense.weight")))
+        XCTAssertNil(seq.parameter(at: TensorLocation(file: "2_Dense/model.safetensors", name: "linear.weight")))
+        XCTAssertNil(st.parameter(at: TensorLocation(file: "model.safetensors", name: "classifier.weight")))
+        XCTAssertEqual(seq.parameter(at: TensorLocation(file: "model.safetensors", name: "bert.embeddings.position_ids")), "embeddings.position_ids")
+    }
+}

@@ -44,6 +44,9 @@ public struct BenchmarkResult: Encodable {
     /// layers' matrix products (by 3·2·T·L·(4C² + 2CF) per example) and of attention's (3·4·L·T²·C).
     public var kernelSeconds = KernelTimes()
     public var linearGFLOPS = 0.0, attentionGFLOPS = 0.0
+    /// The OpenBLAS kernel set in use, the fastest the CPU supports, and that set's sgemm rate when it differs.
+    public var blasCore = "", bestBLASCore = ""
+    public var bestSgemmGFLOPS: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case ranks, threadsPerRank = "threads_per_rank", stepSeconds = "step_s", examplesPerSecond = "examples_per_s"
@@ -53,6 +56,7 @@ public struct BenchmarkResult: Encodable {
         case optimizerStateBytes = "optimizer_state_bytes", theoreticalBytes = "theoretical_bytes"
         case flopsPerExample = "flops_per_example", floatsExchangedPerStep = "floats_exchanged_per_step"
         case linearGFLOPS = "linear_gflops", attentionGFLOPS = "attention_gflops", kernelSeconds = "kernel_s"
+        case blasCore = "blas_core", bestBLASCore = "best_blas_core", bestSgemmGFLOPS = "best_sgemm_gflops"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -66,6 +70,8 @@ public struct BenchmarkResult: Encodable {
         try c.encode(flopsPerExample, forKey: .flopsPerExample); try c.encode(floatsExchangedPerStep, forKey: .floatsExchangedPerStep)
         try c.encode(linearGFLOPS, forKey: .linearGFLOPS); try c.encode(attentionGFLOPS, forKey: .attentionGFLOPS)
         try c.encode(Dictionary(uniqueKeysWithValues: KernelKind.allCases.map { ($0.name, kernelSeconds[$0]) }), forKey: .kernelSeconds)
+        try c.encode(blasCore, forKey: .blasCore); try c.encode(bestBLASCore, forKey: .bestBLASCore)
+        try c.encode(bestSgemmGFLOPS ?? sgemmGFLOPS, forKey: .bestSgemmGFLOPS)
     }
 }
 

@@ -11,15 +11,23 @@ public struct RankRecord: Codable, Sendable {
     public var ranksSharingCPUs: Int
     public var threadsFrom: String
     public var pid: Int
+    /// The OpenBLAS kernel set this rank runs, and why (BLASSetup).
+    public var blasCore: String
+    public var blasReason: String
+    /// Single-thread sgemm rate (1024³) measured by the first rank of each host; nil on the others.
+    public var sgemmGFLOPS: Double?
     enum CodingKeys: String, CodingKey {
         case rank, host, cpus, openblasThreads = "openblas_threads", ranksSharingCPUs = "ranks_sharing_cpus"
-        case threadsFrom = "threads_from", pid
+        case threadsFrom = "threads_from", pid, blasCore = "blas_core", blasReason = "blas_reason", sgemmGFLOPS = "sgemm_gflops"
     }
 
-    /// Every rank's record (collective).
-    static func gather(budget: ThreadBudget, comm: Communicator) throws -> [RankRecord] {
+    /// Every rank's record (collective). The first rank of each host measures the sgemm rate of its kernels.
+    public static func gather(budget: ThreadBudget, comm: Communicator) throws -> [RankRecord] {
+        let blas = BLASSetup.selection
+        let rate = comm.nodeRanks.index == 0 ? OpenBLAS.singleThreadSgemmGFLOPS() : nil
         let mine = RankRecord(rank: comm.rank, host: comm.hostName, cpus: ThreadBudget.describe(budget.cpus), openblasThreads: budget.threads,
-                              ranksSharingCPUs: budget.sharingRanks, threadsFrom: budget.source, pid: Int(ProcessInfo.processInfo.processIdentifier))
+                              ranksSharingCPUs: budget.sharingRanks, threadsFrom: budget.source, pid: Int(ProcessInfo.processInfo.processIdentifier),
+                              blasCore: blas.core, blasReason: blas.reason, sgemmGFLOPS: rate)
         let all = try comm.allgather(string: String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
         return try all.map { try JSONDecoder().decode(RankRecord.self, from: Data($0.utf8)) }
     }
@@ -32,6 +40,8 @@ public struct RunRecord: Codable, Sendable {
     public var mpiLibrary: String
     public var openblasConfig: String
     public var openblasCore: String
+    /// Rank 0's kernel-set decision (every rank's core is in `ranks`).
+    public var blas: BLASSelection
     public var worldSize: Int
     public var hosts: [String]
     public var ranks: [RankRecord]
@@ -41,7 +51,7 @@ public struct RunRecord: Codable, Sendable {
     public var parameters: Int
     enum CodingKeys: String, CodingKey {
         case finetuneDistCommit = "finetune_dist_commit", swift, mpiLibrary = "mpi_library", openblasConfig = "openblas_config"
-        case openblasCore = "openblas_core", worldSize = "world_size", hosts, ranks, started, trainExamples = "train_examples"
+        case openblasCore = "openblas_core", blas, worldSize = "world_size", hosts, ranks, started, trainExamples = "train_examples"
         case validExamples = "valid_examples", parameters
     }
 }
@@ -83,5 +93,19 @@ public enum Provenance {
         #else
         return "<6.0"
         #endif
+    }
+}
+
+extension RankRecord {
+    /// "OpenBLAS kernels Zen: OpenBLAS's choice, ... | sgemm 81.2 GFLOP/s per thread on vm"
+    public static func blasLines(_ ranks: [RankRecord]) -> [String] {
+        var lines: [String] = []
+        let reasons = Dictionary(grouping: ranks, by: \.blasReason)
+        for (reason, group) in reasons.sorted(by: { $0.value[0].rank < $1.value[0].rank }) {
+            let who = reasons.count == 1 ? "" : " (ranks \(group.map { String($0.rank) }.joined(separator: ",")))"
+            lines.append("OpenBLAS kernels\(who): \(reason)")
+        }
+        for r in ranks { if let rate = r.sgemmGFLOPS { lines.append(String(format: "sgemm %.1f GFLOP/s per thread on %@ (1024^3, one thread)", rate, r.host)) } }
+        return lines
     }
 }

@@ -186,8 +186,10 @@ public final class Trainer {
             for r in ranks {
                 report(.note("rank \(r.rank) on \(r.host): cpus \(r.cpus), OpenBLAS threads \(r.openblasThreads) (from \(r.threadsFrom))"))
             }
+            RankRecord.blasLines(ranks).forEach { report(.note($0)) }
+            if let warning = BLASSetup.selection.warning { report(.note("warning: \(warning)")) }
             let run = RunRecord(finetuneDistCommit: Provenance.gitCommit(), swift: Provenance.swiftVersion, mpiLibrary: comm.libraryVersion,
-                                openblasConfig: OpenBLAS.config, openblasCore: OpenBLAS.coreName, worldSize: comm.size,
+                                openblasConfig: OpenBLAS.config, openblasCore: OpenBLAS.coreName, blas: BLASSetup.selection, worldSize: comm.size,
                                 hosts: Array(Set(ranks.map(\.host))).sorted(), ranks: ranks,
                                 started: ISO8601DateFormatter().string(from: Date()), trainExamples: data.train.count,
                                 validExamples: data.valid?.count ?? 0, parameters: model.layout.count)

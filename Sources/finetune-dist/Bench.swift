@@ -13,8 +13,10 @@ struct Bench: ParsableCommand {
         (1024³, median of 5 after a warm-up) of the same OpenBLAS, their ratio per thread, the peak \
         resident memory per rank, and the step split into forward, backward, exposed communication \
         and optimizer, then by kind of kernel (linear layers, attention, GELU, LayerNorm, dropout, \
-        embeddings, elementwise, head) with the FLOP rate of the matrix products. With --json the last \
-        line is one JSON object.
+        embeddings, elementwise, head, optimizer) with the FLOP rate of the matrix products. It names \
+        the OpenBLAS kernel set in use and why; when that is not the fastest set the CPU supports (an \
+        OPENBLAS_CORETYPE that pins a weaker one), it also measures the fastest set's sgemm rate in a \
+        child process and warns. With --json the last line is one JSON object.
         """)
 
     @Option(help: "A BERT model folder (default: the named --shape with random weights).") var model: String?
@@ -42,8 +44,17 @@ struct Bench: ParsableCommand {
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
         c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
         do {
-            let r = try Benchmark.run(c, comm: comm)
+            var r = try Benchmark.run(c, comm: comm)
+            let blas = BLASSetup.selection
+            r.blasCore = blas.core
+            r.bestBLASCore = blas.bestCore
+            if comm.isRoot && blas.core.lowercased() != blas.bestCore.lowercased() { r.bestSgemmGFLOPS = BlasRate.measure(core: blas.bestCore) }
             if comm.isRoot {
+                print("OpenBLAS kernels: \(blas.reason)")
+                if let best = r.bestSgemmGFLOPS {
+                    print(String(format: "WARNING: these %@ kernels reach %.1f GFLOP/s; this CPU's best set, %@, reaches %.1f GFLOP/s (%.1fx): %@",
+                                 blas.core, r.sgemmGFLOPS, blas.bestCore, best, best / r.sgemmGFLOPS, blas.warning ?? ""))
+                }
                 print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank, %d steps",
                              model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen, steps))
                 print(String(format: "step %.4f s | %.1f examples/s | %.0f tokens/s | %.1f GFLOP/s", r.stepSeconds, r.examplesPerSecond, r.tokensPerSecond, r.gflops))
@@ -65,5 +76,40 @@ struct Bench: ParsableCommand {
             }
         } catch { exitOnError(error, comm: comm) }
         comm.finalize()
+    }
+}
+
+/// `finetune-dist blas-rate` (hidden): the single-thread sgemm rate of the kernel set this process
+/// runs, as one JSON line. `bench` runs it as a child under another OPENBLAS_CORETYPE, because
+/// OpenBLAS picks its kernels once, when the library loads.
+struct BlasRate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "blas-rate", shouldDisplay: false)
+
+    struct Line: Codable { var core: String; var sgemmGFLOPS: Double }
+
+    func run() throws {
+        let line = Line(core: OpenBLAS.coreName, sgemmGFLOPS: OpenBLAS.singleThreadSgemmGFLOPS())
+        print(String(decoding: try JSONEncoder().encode(line), as: UTF8.self))
+    }
+
+    /// The rate of kernel set `core`, measured by a child process; nil if it could not be measured.
+    static func measure(core: String) -> Double? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        p.arguments = ["blas-rate"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_CORETYPE"] = core
+        environment["FINETUNE_DIST_BLAS_SETUP"] = #"{"initial": "\#(core)", "requested": "\#(core)"}"#
+        for key in environment.keys where key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") { environment[key] = nil }
+        p.environment = environment
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard let last = String(decoding: out, as: UTF8.self).split(separator: "\n").last,
+              let line = try? JSONDecoder().decode(Line.self, from: Data(last.utf8)), line.core.lowercased() == core.lowercased() else { return nil }
+        return line.sgemmGFLOPS
     }
 }

@@ -135,7 +135,7 @@ struct Predict: ParsableCommand {
 struct SelfTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest",
-        abstract: "Check the MPI set-up: every rank reports its host, CPUs and threads, then allreduce and broadcast results are verified.",
+        abstract: "Check the MPI and BLAS set-up: every rank reports its host, CPUs, threads and OpenBLAS kernels, each host its sgemm rate, then allreduce and broadcast results are verified.",
         discussion: "Run it under mpirun with the same hostfile as a training run, e.g. `launch/cluster.sh hostfiles/cluster selftest`.")
 
     @Option(help: "Elements per MPI call (small values exercise the chunking of large buffers).") var chunkElements: Int = Int(Int32.max)
@@ -150,9 +150,15 @@ struct SelfTest: ParsableCommand {
         do { comm = try MPICommunicator(chunkElements: chunkElements) } catch { exitOnError(error, comm: nil) }
         do {
             let budget = try ThreadBudget.apply(comm)
-            let me = "rank \(comm.rank)/\(comm.size) on \(comm.hostName): cpus \(ThreadBudget.describe(budget.cpus)), OpenBLAS threads \(budget.threads) (\(budget.source))"
-            let all = try comm.allgather(string: me)
-            if comm.isRoot { all.forEach { print($0) }; print(comm.libraryVersion.split(separator: "\n").first.map(String.init) ?? "") }
+            let ranks = try RankRecord.gather(budget: budget, comm: comm)
+            if comm.isRoot {
+                for r in ranks {
+                    print("rank \(r.rank)/\(comm.size) on \(r.host): cpus \(r.cpus), OpenBLAS threads \(r.openblasThreads) (\(r.threadsFrom)), kernels \(r.blasCore)")
+                }
+                RankRecord.blasLines(ranks).forEach { print($0) }
+                if let warning = BLASSetup.selection.warning { print("WARNING: \(warning)") }
+                print(comm.libraryVersion.split(separator: "\n").first.map(String.init) ?? "")
+            }
             // Sum of (rank + 1) * (i % 7 + 1) over ranks = (i % 7 + 1) * size(size+1)/2, exact in Float here.
             var floats = (0..<elements).map { Float((comm.rank + 1) * ($0 % 7 + 1)) }
             try floats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }

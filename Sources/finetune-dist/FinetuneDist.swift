@@ -23,11 +23,13 @@ struct FinetuneDist: ParsableCommand {
         launch/local.sh and launch/cluster.sh wrap mpirun with the settings it \
         needs; launch/finetune-debian.sh is a complete example. See Docs/usage.md.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, SelfTest.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, SelfTest.self, BlasRate.self]
     )
 
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.
     static func main() {
+        // Before anything else (MPI_Init included): OpenBLAS with the best kernel set for this CPU.
+        BLASSetup.prepare()
         var arguments = Array(CommandLine.arguments.dropFirst())
         if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])

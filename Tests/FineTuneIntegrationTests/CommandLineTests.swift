@@ -99,6 +99,11 @@ final class CommandLineTests: IntegrationTestCase {
         XCTAssertEqual(run["world_size"] as? Int, 2)
         XCTAssertTrue((run["mpi_library"] as? String ?? "").contains("Open MPI"))
         XCTAssertFalse((run["openblas_core"] as? String ?? "").isEmpty)
+        let blas = try XCTUnwrap(run["blas"] as? [String: Any])
+        XCTAssertEqual(blas["core"] as? String, run["openblas_core"] as? String)
+        XCTAssertNotNil(blas["best_core"] as? String); XCTAssertNotNil(blas["reason"] as? String)
+        XCTAssertEqual((run["ranks"] as? [[String: Any]])?.compactMap { $0["sgemm_gflops"] as? Double }.count, 1, "one host, one measurement")
+        XCTAssertTrue(r.stdout.contains("OpenBLAS kernels: "), r.output)
         XCTAssertEqual((run["ranks"] as? [[String: Any]])?.count, 2)
         XCTAssertNotNil(run["finetune_dist_commit"])
         let config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(out)/training_config.json")!) as! [String: Any]

@@ -167,3 +167,44 @@ final class MultiRankTests: IntegrationTestCase {
         XCTAssertTrue(missing.stderr.contains("\(dir)/nope: model folder does not exist"), missing.output)
     }
 }
+
+/// The OpenBLAS kernel set chosen at start-up, under plain mpirun (no launch script).
+final class BLASKernelTests: IntegrationTestCase {
+    func selftest(_ ranks: Int, environment: [String: String]) throws -> Harness.Result {
+        var env = Harness.mpiEnvironment
+        env.merge(environment) { _, new in new }
+        let exports = environment.keys.sorted().flatMap { ["-x", $0] }
+        return try Harness.run("/usr/bin/env", ["mpirun", "-n", String(ranks), "--bind-to", "none"] + exports + [Harness.binary, "selftest", "--elements", "64"],
+                               timeout: 120, environment: env)
+    }
+
+    func testAWeakerChoiceOfOpenBLASIsReplacedOnEveryRank() throws {
+        let cpu = CPUFeatures.current()
+        guard cpu.avx2 && cpu.fma else { throw XCTSkip("this CPU has no AVX2 + FMA: Prescott is as good as it gets (\(cpu.summary))") }
+        let best = BLASCorePolicy.best(for: cpu).core
+        // Play an OpenBLAS that picked its generic Prescott kernels by itself, as it does on CPUs it does not know.
+        let r = try selftest(2, environment: ["OPENBLAS_CORETYPE": "Prescott", "FINETUNE_DIST_BLAS_SETUP": #"{"initial": "Prescott"}"#])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("rank 0/2 on") && r.stdout.contains("kernels \(best)"), r.output)
+        XCTAssertFalse(r.stdout.contains("kernels Prescott"), "every rank switched: \(r.output)")
+        XCTAssertTrue(r.stdout.contains("OpenBLAS kernels: \(best): OpenBLAS chose Prescott for this CPU"), r.output)
+        XCTAssertTrue(r.stdout.contains("sgemm "), "the host's sgemm rate is reported")
+    }
+
+    func testTheUsersOwnChoiceIsRespectedWithAWarning() throws {
+        let r = try selftest(1, environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stdout.contains("kernels Prescott") && r.stdout.contains("set by OPENBLAS_CORETYPE"), r.output)
+        if CPUFeatures.current().avx2 { XCTAssertTrue(r.stdout.contains("WARNING: OPENBLAS_CORETYPE=Prescott runs slower kernels"), r.output) }
+    }
+
+    func testKernelsThatComputeWrongAreDroppedSayingSo() throws {
+        let loaded = try selftest(1, environment: [:]).stdout
+        let core = try XCTUnwrap(loaded.split(separator: "\n").first { $0.contains("kernels ") }?.split(separator: " ").last.map(String.init))
+        guard core.lowercased() != "prescott" else { throw XCTSkip("OpenBLAS runs Prescott here already") }
+        let r = try selftest(1, environment: ["FINETUNE_DIST_TEST_BLAS_WRONG": core])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stderr.contains("OpenBLAS's \(core) kernels computed a wrong sgemm on this CPU"), r.output)
+        XCTAssertTrue(r.stdout.contains("kernels Prescott"), "fell back: \(r.output)")
+    }
+}

@@ -16,6 +16,7 @@ static inline MPI_Datatype ftd_mpi_char(void) { return MPI_CHAR; }
 static inline MPI_Op ftd_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op ftd_mpi_min(void) { return MPI_MIN; }
 static inline MPI_Op ftd_mpi_max(void) { return MPI_MAX; }
+static inline MPI_Op ftd_mpi_bor(void) { return MPI_BOR; }
 static inline void *ftd_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline int ftd_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info ftd_mpi_info_null(void) { return MPI_INFO_NULL; }

@@ -1,7 +1,7 @@
 import FineTuneKernels
 import Foundation
 
-public enum ReductionOp: Sendable { case sum, min, max }
+public enum ReductionOp: Sendable { case sum, min, max, bitwiseOr }
 
 /// The collectives a data-parallel run needs. Every rank must call the same collectives in the
 /// same order (GUIDE §5): a decision taken on one rank travels inside a collective, never through

@@ -12,9 +12,10 @@ import Foundation
 /// bucket, started after the forward pass (when the loss is known).
 ///
 /// Sparse regions (embedding tables, whose gradient is zero outside the rows of the batch's tokens)
-/// are not bucketed: once backward is done, the ranks agree on the rows any of them touched and sum
-/// just those, packed (for MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats).
-/// The rows no rank touched are zero everywhere, which is their sum.
+/// are not bucketed: once backward is done, the ranks agree on the rows any of them touched (the
+/// model says which: `touchedRows`, a bitmask OR-reduced over ranks) and sum just those, packed (for
+/// MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats). The rows no rank touched
+/// are zero everywhere, which is their sum, and finite. On one rank only the touched rows are checked.
 ///
 /// With optimizer-state sharding (ZeRO stage 1) each bucket is reduce-scattered instead (the same
 /// buckets, overlapped the same way): each rank receives the summed gradients of its block of the
@@ -73,8 +74,28 @@ public final class GradientExchange {
     /// Floats this rank put into collectives in the last step (gradients, sparse rows and their flags, controls).
     public private(set) var floatsExchanged = 0
 
-    /// `sparse`: tensors summed row-sparsely (see above).
-    public init(comm: Communicator, gradients: FlatBuffer<Float>, sparse: [TensorSpec] = [], settings: Settings) {
+    /// Seconds of the parts of the last step's `finish` (what is left after backward).
+    public struct FinishTimings: Sendable {
+        /// Summing the embedding tables' touched rows: finding them, agreeing on them, the packed sum.
+        public var sparseRows = 0.0
+        /// Waiting for the dense buckets (and the control values) to complete.
+        public var waiting = 0.0
+        /// Checking that the sums are finite.
+        public var finiteCheck = 0.0
+        public init(sparseRows: Double = 0, waiting: Double = 0, finiteCheck: Double = 0) {
+            self.sparseRows = sparseRows; self.waiting = waiting; self.finiteCheck = finiteCheck
+        }
+    }
+    public private(set) var finishTimings = FinishTimings()
+
+    /// The rows of a sparse tensor the last backward wrote (sorted, without repeats).
+    let touchedRows: (TensorSpec) -> [Int]
+    let sparseSpecs: [TensorSpec]
+
+    /// `sparse`: [rows, width] tensors summed row-sparsely, and `touchedRows`: which rows of each the
+    /// step's backward wrote (every other row's gradient must be exactly zero).
+    public init(comm: Communicator, gradients: FlatBuffer<Float>, sparse: [TensorSpec] = [], touchedRows: @escaping (TensorSpec) -> [Int] = { _ in [] },
+                settings: Settings) {
         self.comm = comm
         self.gradients = gradients
         overlap = settings.overlap
@@ -89,9 +110,9 @@ public final class GradientExchange {
             shard = 0..<parameterCount
             shardGradients = nil
         }
-        sparseRegions = comm.size == 1 ? [] : sparse.filter { $0.shape.count == 2 }
-            .map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
-            .sorted { $0.offset > $1.offset }
+        sparseSpecs = sparse.filter { $0.shape.count == 2 }.sorted { $0.offset > $1.offset }
+        sparseRegions = sparseSpecs.map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
+        self.touchedRows = touchedRows
         buckets = GradientExchange.buckets(count: parameterCount, skipping: sparseRegions.map(\.range),
                                            size: max(1, settings.bucketBytes / MemoryLayout<Float>.stride), overlap: settings.overlap)
     }
@@ -159,13 +180,18 @@ public final class GradientExchange {
 
     /// Completes the exchange.
     public func finish() throws -> Result {
+        let clock = { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+        let start = clock()
         if controlsPending == nil && shards == nil { controlsPending = try comm.startAllreduceSum(controls.buffer) }
         while started < buckets.count { try startNext() }
         // The dense buckets progress inside MPI while the sparse regions are summed.
         var finite = true
-        for region in sparseRegions { finite = try sumTouchedRows(region) && finite }
+        for (region, spec) in zip(sparseRegions, sparseSpecs) { finite = try sumTouchedRows(region, rows: touchedRows(spec)) && finite }
+        let sparseDone = clock()
         for p in pending { try comm.wait(p) }
         pending = []
+        let waited = clock()
+        defer { finishTimings = FinishTimings(sparseRows: sparseDone - start, waiting: waited - sparseDone, finiteCheck: clock() - waited) }
         if let shardGradients {
             for region in sparseRegions {
                 let mine = region.range.clamped(to: shard)
@@ -185,14 +211,25 @@ public final class GradientExchange {
                       preempted: controls[Control.preemptedRanks.rawValue] > 0, finite: finite)
     }
 
-    /// Sums the rows of `region` that are non-zero on some rank (NaN counts as non-zero), packed;
-    /// returns whether the summed rows are finite.
-    private func sumTouchedRows(_ region: SparseRegion) throws -> Bool {
+    /// Sums the rows of `region` that some rank touched (`mine` are this rank's), packed; returns
+    /// whether the summed rows are finite.
+    private func sumTouchedRows(_ region: SparseRegion, rows mine: [Int]) throws -> Bool {
         let base = gradients.base + region.offset, width = region.width
-        var touched = touchedRows(base, rows: region.rows, width: width)
-        try comm.allreduce(&touched, op: .max)
-        let rows = touched.indices.filter { touched[$0] != 0 }
-        floatsExchanged += 2 * region.rows + rows.count * width
+        // One bit per row, OR-ed over the ranks: which rows anyone touched.
+        var touched = [Int64](repeating: 0, count: (region.rows + 63) / 64)
+        for row in mine { touched[row / 64] |= Int64(bitPattern: 1 << UInt64(row % 64)) }
+        if comm.size > 1 { try comm.allreduce(&touched, op: .bitwiseOr) }
+        var rows: [Int] = []
+        for (w, word) in touched.enumerated() where word != 0 {
+            for bit in 0..<64 where word & Int64(bitPattern: 1 << UInt64(bit)) != 0 { rows.append(w * 64 + bit) }
+        }
+        guard comm.size > 1 else {
+            // One rank: nothing to sum; only the rows written can be non-finite.
+            let finite = rows.allSatisfy { allFinite(base + $0 * width, count: width) }
+            locallyFinite = locallyFinite && finite
+            return finite
+        }
+        floatsExchanged += 2 * touched.count + rows.count * width
         if packed.count < rows.count * width { packed = FlatBuffer(count: rows.count * width) }
         for (k, row) in rows.enumerated() { (packed.base + k * width).update(from: base + row * width, count: width) }
         if !allFinite(packed.base, count: rows.count * width) { locallyFinite = false }

@@ -164,6 +164,7 @@ public final class InProcessCommunicator: Communicator {
                         case .sum: result[i] = r == 0 ? other[i] : result[i] + other[i]
                         case .min: result[i] = Swift.min(result[i], other[i])
                         case .max: result[i] = Swift.max(result[i], other[i])
+                        case .bitwiseOr: result[i] |= other[i]
                         }
                     }
                 }

@@ -181,6 +181,7 @@ public final class MPICommunicator: Communicator {
         case .sum: mpiOp = ftd_mpi_sum()
         case .min: mpiOp = ftd_mpi_min()
         case .max: mpiOp = ftd_mpi_max()
+        case .bitwiseOr: mpiOp = ftd_mpi_bor()
         }
         try values.withUnsafeMutableBufferPointer { try allreduceChunked($0, type: ftd_mpi_int64(), op: mpiOp, what: "allreduce of control values") }
     }

@@ -25,20 +25,6 @@ public func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
     return largest != 0x7F80_0000
 }
 
-/// For each of `rows` rows of `width` floats: 1 when some element has a bit set besides the sign
-/// (non-zero, NaN included; −0 counts as zero), else 0. A batch's embedding gradient touches only
-/// its tokens' rows, so the gradient exchange sums just the rows some rank touched.
-public func touchedRows(_ values: UnsafePointer<Float>, rows: Int, width: Int) -> [Int64] {
-    let bits = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
-    var touched = [Int64](repeating: 0, count: rows)
-    for row in 0..<rows {
-        var any: UInt32 = 0
-        for c in 0..<width { any |= bits[row * width + c] & 0x7FFF_FFFF }
-        touched[row] = any == 0 ? 0 : 1
-    }
-    return touched
-}
-
 /// A checksum of the values' bit patterns (order-dependent, non-negative), to compare replicas across ranks.
 public func bitwiseChecksum(_ values: UnsafePointer<Float>, count n: Int) -> Int64 {
     // Four independent lanes so the loop is not one long dependency chain.

@@ -22,6 +22,9 @@ public protocol FineTunableModel: AnyObject {
     /// Tensors [rows, width] of which a step touches few rows (embedding tables: the batch's tokens),
     /// so the other rows' gradients are exactly zero on every rank and need not be summed.
     var sparseGradientTensors: [TensorSpec] { get }
+    /// The rows of one of `sparseGradientTensors` that the last backward wrote (sorted, no repeats):
+    /// every other row's gradient is exactly zero.
+    func touchedRows(in tensor: TensorSpec) -> [Int]
     /// Bytes of the activations and backward scratch as allocated (one arena).
     var activationBytes: Int { get }
     /// The forward pass of a local batch: fills the logits and, when the batch has targets, returns
@@ -37,6 +40,7 @@ public protocol FineTunableModel: AnyObject {
 
 extension FineTunableModel {
     public var sparseGradientTensors: [TensorSpec] { [] }
+    public func touchedRows(in tensor: TensorSpec) -> [Int] { Array(0..<(tensor.shape.first ?? 0)) }
 
     /// Forward and backward of one training batch, gradients added.
     @discardableResult

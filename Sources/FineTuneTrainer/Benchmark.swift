@@ -25,6 +25,8 @@ public struct BenchmarkResult: Encodable {
     public var threadsPerRank = 1
     public var stepSeconds = 0.0
     public var forwardSeconds = 0.0, backwardSeconds = 0.0, commExposedSeconds = 0.0, optimizerSeconds = 0.0, otherSeconds = 0.0
+    /// The exposed communication's parts (medians, slowest rank): embedding rows, waiting for buckets, finite check.
+    public var sparseRowsSeconds = 0.0, bucketWaitSeconds = 0.0, finiteCheckSeconds = 0.0
     public var examplesPerSecond = 0.0, tokensPerSecond = 0.0
     /// Achieved rate over all ranks, by the FLOP formula 3·T·(2·L·(4C² + 2CF) + 4·L·T·C) per example.
     public var gflops = 0.0
@@ -57,6 +59,7 @@ public struct BenchmarkResult: Encodable {
         case flopsPerExample = "flops_per_example", floatsExchangedPerStep = "floats_exchanged_per_step"
         case linearGFLOPS = "linear_gflops", attentionGFLOPS = "attention_gflops", kernelSeconds = "kernel_s"
         case blasCore = "blas_core", bestBLASCore = "best_blas_core", bestSgemmGFLOPS = "best_sgemm_gflops"
+        case sparseRowsSeconds = "sparse_rows_s", bucketWaitSeconds = "bucket_wait_s", finiteCheckSeconds = "finite_check_s"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -72,6 +75,8 @@ public struct BenchmarkResult: Encodable {
         try c.encode(Dictionary(uniqueKeysWithValues: KernelKind.allCases.map { ($0.name, kernelSeconds[$0]) }), forKey: .kernelSeconds)
         try c.encode(blasCore, forKey: .blasCore); try c.encode(bestBLASCore, forKey: .bestBLASCore)
         try c.encode(bestSgemmGFLOPS ?? sgemmGFLOPS, forKey: .bestSgemmGFLOPS)
+        try c.encode(sparseRowsSeconds, forKey: .sparseRowsSeconds); try c.encode(bucketWaitSeconds, forKey: .bucketWaitSeconds)
+        try c.encode(finiteCheckSeconds, forKey: .finiteCheckSeconds)
     }
 }
 
@@ -118,9 +123,7 @@ public enum Benchmark {
         guard c.sequenceLength >= 2, c.sequenceLength <= model.config.maxPositions else {
             throw FineTuneError("--seq-len must be in 2...\(model.config.maxPositions)")
         }
-        let exchange = GradientExchange(comm: comm, gradients: model.gradients, sparse: model.sparseGradientTensors, settings: c.exchange)
-        let step = TrainingStep(model: model, optimizer: Optimizer(settings: OptimizerSettings(), layout: model.layout, shard: exchange.shard),
-                                exchange: exchange)
+        let step = TrainingStep(model: model, optimizer: OptimizerSettings(), comm: comm, exchange: c.exchange)
 
         // Random tokens; the examples of each rank are distinct (they key dropout).
         var rng = SplitMix64(seed: combineKey(c.seed, UInt64(comm.rank)))
@@ -153,7 +156,8 @@ public enum Benchmark {
             let sorted = values.sorted()
             return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
         }
-        let parts: [KeyPath<TrainingStep.Timings, Double>] = [\.total, \.forward, \.backward, \.exposedCommunication, \.optimizer]
+        let parts: [KeyPath<TrainingStep.Timings, Double>] = [\.total, \.forward, \.backward, \.exposedCommunication, \.optimizer,
+                                                              \.exchange.sparseRows, \.exchange.waiting, \.exchange.finiteCheck]
         // The slowest rank sets the pace: the medians are reduced with max over ranks.
         var slowest = parts.map { path in Int64(median(samples.map { $0[keyPath: path] }) * 1e9) } + [Int64(peakResidentBytes())]
         try comm.allreduce(&slowest, op: .max)
@@ -164,6 +168,7 @@ public enum Benchmark {
         r.stepSeconds = everyone[0]
         r.forwardSeconds = everyone[1]; r.backwardSeconds = everyone[2]; r.commExposedSeconds = everyone[3]; r.optimizerSeconds = everyone[4]
         r.otherSeconds = max(0, r.stepSeconds - r.forwardSeconds - r.backwardSeconds - r.commExposedSeconds - r.optimizerSeconds)
+        r.sparseRowsSeconds = everyone[5]; r.bucketWaitSeconds = everyone[6]; r.finiteCheckSeconds = everyone[7]
         let examples = Double(c.perRankBatch * comm.size)
         r.examplesPerSecond = examples / r.stepSeconds
         r.tokensPerSecond = examples * Double(c.sequenceLength) / r.stepSeconds
@@ -179,7 +184,7 @@ public enum Benchmark {
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
         r.peakRSSBytes = Int(slowest[parts.count])
         r.parameters = model.layout.count
-        r.floatsExchangedPerStep = exchange.floatsExchanged
+        r.floatsExchangedPerStep = step.exchange.floatsExchanged
         r.optimizerStateBytes = step.optimizer.moments.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.stride
         r.theoreticalBytes = (model.parameters.count + model.gradients.count) * 4 + r.optimizerStateBytes + model.activationBytes
         return r

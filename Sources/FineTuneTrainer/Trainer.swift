@@ -110,8 +110,8 @@ public final class Trainer {
         let bundle = description.build(task: data.task)
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
-        let exchange = GradientExchange(comm: comm, gradients: model.gradients, sparse: model.sparseGradientTensors, settings: c.exchange)
-        let optimizer = Optimizer(settings: c.optimizer, layout: model.layout, shard: exchange.shard)
+        let step = TrainingStep(model: model, optimizer: c.optimizer, comm: comm, exchange: c.exchange)
+        let optimizer = step.optimizer
 
         // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
         //    weights, read by rank 0 and broadcast.
@@ -156,7 +156,7 @@ public final class Trainer {
                           (resumed != nil ? ", resuming after step \(state.step)" : "")), to: metrics)
         comm.timeout = c.collectiveTimeout
         Preemption.install()
-        return Session(bundle: bundle, data: data, step: TrainingStep(model: model, optimizer: optimizer, exchange: exchange), state: state,
+        return Session(bundle: bundle, data: data, step: step, state: state,
                        schedule: schedule, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, metrics: metrics, checkpoints: checkpoints,
                        earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
                        lastSavedStep: resumed == nil ? -1 : state.step, exampleLog: exampleLog)

@@ -18,6 +18,8 @@ public final class TrainingStep {
         public var exposedCommunication = 0.0
         public var optimizer = 0.0
         public var total = 0.0
+        /// The exposed communication's parts.
+        public var exchange = GradientExchange.FinishTimings()
     }
 
     public struct Outcome: Sendable {
@@ -32,10 +34,13 @@ public final class TrainingStep {
         public var loss: Double { exchanged.lossSum / Double(max(exchanged.examples, 1)) }
     }
 
-    public init(model: FineTunableModel, optimizer: Optimizer, exchange: GradientExchange) {
+    /// The exchange sums `model`'s gradients over `comm`; the optimizer keeps state for the
+    /// parameters this rank updates (all, or its block with optimizer-state sharding).
+    public init(model: FineTunableModel, optimizer settings: OptimizerSettings, comm: Communicator, exchange: GradientExchange.Settings) {
         self.model = model
-        self.optimizer = optimizer
-        self.exchange = exchange
+        self.exchange = GradientExchange(comm: comm, gradients: model.gradients, sparse: model.sparseGradientTensors,
+                                         touchedRows: { [unowned model] in model.touchedRows(in: $0) }, settings: exchange)
+        optimizer = Optimizer(settings: settings, layout: model.layout, shard: self.exchange.shard)
     }
 
     /// A step over this rank's `batch` (its slice of the global batch; possibly empty).
@@ -70,6 +75,7 @@ public final class TrainingStep {
         t.forward = forwardDone - start
         t.backward = backwardDone - forwardDone
         t.exposedCommunication = summed - backwardDone + gatherTime
+        t.exchange = exchange.finishTimings
         t.total = clock() - start
         return Outcome(exchanged: exchanged, local: local, updated: updated, timings: t)
     }

@@ -61,6 +61,8 @@ struct Bench: ParsableCommand {
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
                 print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
                              r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
+                print(String(format: "exposed communication: embedding rows %.4f s | waiting for buckets %.4f s | finite check %.4f s",
+                             r.sparseRowsSeconds, r.bucketWaitSeconds, r.finiteCheckSeconds))
                 let kernels = KernelKind.allCases.map { String(format: "%@ %.4f", $0.name, r.kernelSeconds[$0]) }
                 print("kernels (s per step, rank 0): " + kernels.joined(separator: " | "))
                 print(String(format: "matrix products: linear layers %.1f GFLOP/s (%.1f%% of sgemm), attention %.1f GFLOP/s",

@@ -39,7 +39,8 @@ final class GradientExchangeTests: XCTestCase {
         throws -> [(result: GradientExchange.Result, summed: [Float], shard: Range<Int>, locallyFinite: Bool, floats: Int)] {
         try InProcessGroup.run(size: ranks) { comm in
             let gradients = FlatBuffer<Float>(count: self.count)
-            let exchange = GradientExchange(comm: comm, gradients: gradients, sparse: [self.sparse], settings: settings)
+            let exchange = GradientExchange(comm: comm, gradients: gradients, sparse: [self.sparse],
+                                            touchedRows: { _ in [comm.rank, comm.rank + 2] }, settings: settings)
             for (i, v) in self.localGradients(rank: comm.rank).enumerated() { gradients[i] = v }
             if let poison, poison.rank == comm.rank { gradients[poison.index] = poison.value }
             exchange.beginStep(examples: comm.rank + 1, preempted: comm.rank == 1)
@@ -70,10 +71,10 @@ final class GradientExchangeTests: XCTestCase {
                         XCTAssertEqual(o.result.preempted, ranks > 1, "\(what): rank 1 asked to stop, everyone knows")
                         XCTAssertTrue(o.result.finite && o.locallyFinite, what)
                     }
-                    // One rank sends everything densely; several send the 19 dense values, the 4 controls,
-                    // a 64-bit flag per table row and only the rows some rank touched (0-3, or 0-4 with 3 ranks).
-                    let touchedRows = ranks == 2 ? 4 : 5
-                    XCTAssertEqual(outcomes[0].floats, ranks == 1 ? count + 4 : 19 + 4 + 2 * 6 + 4 * touchedRows, "\(what): floats sent")
+                    // The 19 dense values, the 4 controls, one 64-bit word of row bits (6 rows) and only the
+                    // rows some rank touched (0-3, or 0-4 with 3 ranks); one rank sends no rows at all.
+                    let touchedRows = ranks == 1 ? 0 : (ranks == 2 ? 4 : 5)
+                    XCTAssertEqual(outcomes[0].floats, 19 + 4 + (ranks == 1 ? 0 : 2 + 4 * touchedRows), "\(what): floats sent")
                 }
             }
         }

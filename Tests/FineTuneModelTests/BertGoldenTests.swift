@@ -109,4 +109,25 @@ final class BertGoldenTests: XCTestCase {
             for k in alone.indices { XCTAssertEqual(alone[k], together[i][k], accuracy: 1e-6) }
         }
     }
+
+    /// The gradient exchange sums only the embedding rows the model says it touched: every other
+    /// row's gradient must be exactly zero, and every touched row is one of the batch's tokens or positions.
+    func testTouchedRowsCoverEveryNonZeroEmbeddingGradientRow() throws {
+        let description = try ModelFolder.describe(FolderSource("\(dir)/base"), pooling: .mean)
+        let bundle = description.build(task: .classification(labels: ["a", "b"]))
+        try description.loadWeights(into: bundle, seed: 0)
+        let model = bundle.model as! BertClassifier
+        var b = try batch()
+        b.classTargets = b.classTargets.map { $0 % 2 }
+        model.gradients.zero()
+        model.trainStep(b, dropoutSeed: 1, step: 0)
+        for spec in model.sparseGradientTensors {
+            let rows = model.touchedRows(in: spec), width = spec.shape[1]
+            let nonZero = (0..<spec.shape[0]).filter { row in (0..<width).contains { model.gradients[spec.offset + row * width + $0] != 0 } }
+            XCTAssertFalse(nonZero.isEmpty, spec.name)
+            XCTAssertTrue(Set(nonZero).isSubset(of: Set(rows)), "\(spec.name): rows with a gradient outside the reported ones")
+            XCTAssertEqual(rows, rows.sorted(), spec.name)
+        }
+        XCTAssertEqual(model.touchedRows(in: model.tensors.wordEmbeddings), Set(b.tokenIDs.map(Int.init)).sorted())
+    }
 }

@@ -59,9 +59,7 @@ final class TrainingStepTests: XCTestCase {
             var settings = GradientExchange.Settings()
             settings.shardOptimizer = shard
             settings.bucketBytes = 64
-            let exchange = GradientExchange(comm: comm, gradients: model.gradients, settings: settings)
-            let step = TrainingStep(model: model, optimizer: Optimizer(settings: OptimizerSettings(), layout: model.layout, shard: exchange.shard),
-                                    exchange: exchange)
+            let step = TrainingStep(model: model, optimizer: OptimizerSettings(), comm: comm, exchange: settings)
             var rng = SplitMix64(seed: 9)
             let features = (0..<(12 * 5)).map { _ in Float(rng.nextNormal()) }
             for s in 0..<steps {

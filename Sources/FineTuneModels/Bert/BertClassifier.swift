@@ -26,6 +26,17 @@ public final class BertClassifier: FineTunableModel {
     /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
     public var sparseGradientTensors: [TensorSpec] { [tensors.wordEmbeddings, tensors.positionEmbeddings] }
 
+    public func touchedRows(in tensor: TensorSpec) -> [Int] {
+        guard let pass = last, pass.training else { return [] }
+        let batch = pass.batch
+        switch tensor.offset {
+        case tensors.wordEmbeddings.offset: return Set(batch.tokenIDs.map(Int.init)).sorted()
+        case tensors.positionEmbeddings.offset:
+            return Array(0..<(zip(batch.sequenceStarts.dropFirst(), batch.sequenceStarts).map { $0 - $1 }.max() ?? 0))
+        default: return Array(0..<(tensor.shape.first ?? 0))
+        }
+    }
+
     public init(config: BertConfig, pooling: Pooling, task: TaskKind) {
         self.config = config
         self.pooling = pooling
@@ -224,7 +235,13 @@ public final class BertClassifier: FineTunableModel {
             zeroFill(dx, N: N * C)
             firstTokenBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C)
         }
-        gradientsReady((t.poolerWeight ?? t.classifierWeight).offset)
+        // Gradients from `final` on are complete. Reporting them after every large kernel (not just
+        // when a tensor completes) also gives the exchange's collectives a chance to progress: MPI's
+        // non-blocking reductions only move inside MPI calls.
+        var final = (t.poolerWeight ?? t.classifierWeight).offset
+        func finished(_ offset: Int) { final = offset; gradientsReady(offset) }
+        func progress() { gradientsReady(final) }
+        progress()
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
         for l in stride(from: t.layers.count - 1, through: 0, by: -1) {
             let al = a.layers[l], layer = t.layers[l], x = pass.layerInputs[l]
@@ -234,18 +251,18 @@ public final class BertClassifier: FineTunableModel {
                                           rstd: al.norm2Rstd, weight: layer.outputNormWeight, bias: layer.outputNormBias)
             linearBackward(dinp: arena[a.dActivated], dweight: g + layer.outputWeight.offset, dbias: g + layer.outputBias.offset, dout: dFFN,
                            inp: arena[al.activated], weight: p + layer.outputWeight.offset, B: N, C: F, OC: C, overwritingInput: true)
-            gradientsReady(layer.outputWeight.offset)
+            finished(layer.outputWeight.offset)
             if config.usesTanhGELU {
                 geluTanhBackward(dinp: arena[a.dIntermediate], dout: arena[a.dActivated], inp: arena[al.intermediate], N: N * F, overwritingInput: true)
             } else {
                 geluBackward(dinp: arena[a.dIntermediate], dout: arena[a.dActivated], slope: arena[al.geluSlope], N: N * F, overwritingInput: true)
             }
+            progress()
             // d h1 = d res2 (residual) + the feed-forward input's gradient, accumulated into gradB.
             let dH1 = dRes2
             linearBackward(dinp: dH1, dweight: g + layer.intermediateWeight.offset, dbias: g + layer.intermediateBias.offset,
                            dout: arena[a.dIntermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset, B: N, C: C, OC: F)
-            // The feed-forward's tensors are final; reporting mid-layer also lets MPI progress more often.
-            gradientsReady(layer.intermediateWeight.offset)
+            finished(layer.intermediateWeight.offset)
             // h1 = LN1(attn' + x)
             let dRes1 = arena[a.gradA]
             let dProjection = addAndNormBackward(dout: dH1, dsum: dRes1, sum: al.residual1, mask: al.attentionMask, mean: al.norm1Mean,
@@ -253,17 +270,19 @@ public final class BertClassifier: FineTunableModel {
             linearBackward(dinp: arena[a.dContext], dweight: g + layer.attentionOutputWeight.offset, dbias: g + layer.attentionOutputBias.offset,
                            dout: dProjection, inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset, B: N, C: C, OC: C,
                            overwritingInput: true)
-            gradientsReady(layer.attentionOutputWeight.offset)
+            finished(layer.attentionOutputWeight.offset)
             attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
                               probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
                               dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: pass.attentionOffsets,
                               B: B, C: C, NH: NH)
+            progress()
             // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA.
             for (dout, projection) in zip([a.dq, a.dk, a.dv], layer.projections) {
                 linearBackward(dinp: dRes1, dweight: g + projection.weight.offset, dbias: g + projection.bias.offset, dout: arena[dout],
                                inp: x, weight: p + projection.weight.offset, B: N, C: C, OC: C)
+                progress()
             }
-            gradientsReady(layer.queryWeight.offset)
+            finished(layer.queryWeight.offset)
         }
         // Embeddings: x_0 = dropout(LN(sum))
         let dEmbedding = throughDropout(arena[a.gradA], mask: a.embeddingMask, probability: hiddenDropout, count: N * C, scratch: a.gradC)

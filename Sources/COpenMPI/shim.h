@@ -24,5 +24,12 @@ static inline int ftd_mpi_max_library_version_string(void) { return MPI_MAX_LIBR
 static inline int ftd_mpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
 static inline MPI_Errhandler ftd_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Status *ftd_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *ftd_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+// The largest message tag (an attribute of the communicator, at least 32767).
+static inline int ftd_mpi_tag_ub(MPI_Comm comm) {
+    int *value = 0, flag = 0;
+    MPI_Comm_get_attr(comm, MPI_TAG_UB, &value, &flag);
+    return flag && value ? *value : 32767;
+}
 
 #endif

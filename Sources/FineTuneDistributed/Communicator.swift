@@ -3,6 +3,19 @@ import Foundation
 
 public enum ReductionOp: Sendable { case sum, min, max, bitwiseOr }
 
+/// How a large sum over ranks runs.
+public enum AllreduceAlgorithm: String, Sendable, CaseIterable, Codable {
+    /// The ring for buffers of 32Ki floats and more (bandwidth matters), MPI's own below (latency does).
+    case auto
+    /// Ring over point-to-point messages (RingAllreduce), at every size.
+    case ring
+    /// Open MPI's MPI_Iallreduce.
+    case mpi
+
+    public static let ringThreshold = 32 * 1024
+    func usesRing(count: Int) -> Bool { self == .ring || (self == .auto && count >= AllreduceAlgorithm.ringThreshold) }
+}
+
 /// The collectives a data-parallel run needs. Every rank must call the same collectives in the
 /// same order (GUIDE §5): a decision taken on one rank travels inside a collective, never through
 /// a branch only some ranks take.
@@ -13,7 +26,7 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
     /// Starts an in-place sum over all ranks without waiting (gradient buckets during backward).
-    func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction
+    func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, algorithm: AllreduceAlgorithm) throws -> PendingReduction
     /// Whether a started reduction has completed (and lets MPI make progress).
     func test(_ pending: PendingReduction) throws -> Bool
     /// Waits for a started reduction, against the collective timeout.
@@ -53,6 +66,10 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
+        try startAllreduceSum(buffer, algorithm: .auto)
+    }
 
     /// Runs `body` with another collective timeout: phases where the other ranks wait for rank 0's
     /// file writes get a longer allowance than the training loop's collectives.
@@ -108,15 +125,23 @@ public struct PeerFailure: Error, CustomStringConvertible {
     public var description: String { "rank \(rank) failed during \(phase) (its error is printed by that rank)" }
 }
 
-/// A reduction in flight (an MPI request, possibly several for a chunked buffer).
+/// A collective in flight: MPI requests, or a ring of point-to-point messages, moved on by `advance`.
 public final class PendingReduction {
-    public var requests: [OpaquePointer?]
     public let started = Date()
     public let what: String
-    /// Arguments MPI reads until the operation completes (the counts of a reduce-scatter).
-    let retained: AnyObject?
-    public init(requests: [OpaquePointer?], what: String, retaining retained: AnyObject? = nil) {
-        self.requests = requests; self.what = what; self.retained = retained
+    private let step: () throws -> Bool
+    private var done = false
+
+    /// `advance` moves the operation on without blocking and says whether it is complete.
+    public init(what: String, advance: @escaping () throws -> Bool) { self.what = what; self.step = advance }
+
+    /// An operation that completed when it started (single process, in-process ranks).
+    public static func completed(_ what: String) -> PendingReduction { PendingReduction(what: what) { true } }
+
+    /// Moves the operation on; true once it is complete.
+    public func advance() throws -> Bool {
+        if !done { done = try step() }
+        return done
     }
 }
 

@@ -34,6 +34,8 @@ public final class GradientExchange {
         public var bucketBytes = 25_000_000
         /// ZeRO stage 1: reduce-scatter the gradients; each rank updates its block.
         public var shardOptimizer = false
+        /// How the buckets and the embedding rows are summed.
+        public var allreduce = AllreduceAlgorithm.auto
         public init() {}
     }
 
@@ -50,6 +52,7 @@ public final class GradientExchange {
     let comm: Communicator
     let gradients: FlatBuffer<Float>
     let overlap: Bool
+    let algorithm: AllreduceAlgorithm
     /// Sharded: the parameter blocks of all ranks, and this rank's summed block.
     public let shards: ParameterShards?
     let shardGradients: FlatBuffer<Float>?
@@ -99,6 +102,7 @@ public final class GradientExchange {
         self.comm = comm
         self.gradients = gradients
         overlap = settings.overlap
+        algorithm = settings.allreduce
         let parameterCount = gradients.count
         if settings.shardOptimizer {
             let shards = ParameterShards(count: parameterCount, ranks: comm.size)
@@ -174,7 +178,7 @@ public final class GradientExchange {
             pending.append(try comm.startReduceScatterSum(bucket, counts: parts.map(\.count),
                                                           into: shardGradients.base + (mine.isEmpty ? 0 : mine.lowerBound - shard.lowerBound)))
         } else {
-            pending.append(try comm.startAllreduceSum(bucket))
+            pending.append(try comm.startAllreduceSum(bucket, algorithm: algorithm))
         }
     }
 
@@ -233,7 +237,7 @@ public final class GradientExchange {
         if packed.count < rows.count * width { packed = FlatBuffer(count: rows.count * width) }
         for (k, row) in rows.enumerated() { (packed.base + k * width).update(from: base + row * width, count: width) }
         if !allFinite(packed.base, count: rows.count * width) { locallyFinite = false }
-        try comm.allreduceSum(UnsafeMutableBufferPointer(start: packed.base, count: rows.count * width))
+        try comm.wait(comm.startAllreduceSum(UnsafeMutableBufferPointer(start: packed.base, count: rows.count * width), algorithm: algorithm))
         for (k, row) in rows.enumerated() { (base + row * width).update(from: packed.base + k * width, count: width) }
         return allFinite(packed.base, count: rows.count * width)
     }

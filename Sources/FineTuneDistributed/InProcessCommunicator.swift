@@ -112,11 +112,11 @@ public final class InProcessCommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try sum(buffer, what: "allreduce") }
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws { try sum(buffer, what: "allreduce") }
 
-    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, algorithm: AllreduceAlgorithm) throws -> PendingReduction {
         try allreduceSum(buffer)
-        return PendingReduction(requests: [], what: "allreduce")
+        return PendingReduction.completed("allreduce")
     }
-    public func test(_ pending: PendingReduction) throws -> Bool { true }
+    public func test(_ pending: PendingReduction) throws -> Bool { try pending.advance() }
     public func wait(_ pending: PendingReduction) throws {}
 
     public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
@@ -128,7 +128,7 @@ public final class InProcessCommunicator: Communicator {
                 for i in 0..<counts[rank] { block[i] += values[i] }
             }
         }
-        return PendingReduction(requests: [], what: "reduce-scatter")
+        return PendingReduction.completed("reduce-scatter")
     }
 
     public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {

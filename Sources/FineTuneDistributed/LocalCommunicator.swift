@@ -9,11 +9,11 @@ public final class LocalCommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
-    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction { PendingReduction(requests: [], what: "") }
-    public func test(_ pending: PendingReduction) throws -> Bool { true }
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, algorithm: AllreduceAlgorithm) throws -> PendingReduction { PendingReduction.completed("") }
+    public func test(_ pending: PendingReduction) throws -> Bool { try pending.advance() }
     public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
         if let base = buffer.baseAddress { block.update(from: base, count: counts[0]) }
-        return PendingReduction(requests: [], what: "")
+        return PendingReduction.completed("")
     }
     public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {}
     public func gather(_ block: UnsafeBufferPointer<Float>, counts: [Int], into destination: UnsafeMutablePointer<Float>?, root: Int) throws {

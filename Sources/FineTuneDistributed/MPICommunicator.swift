@@ -14,6 +14,11 @@ public final class MPICommunicator: Communicator {
     public let chunkElements: Int
     private let world: MPI_Comm?
     private var nodeComm: MPI_Comm?
+    /// The ring allreduce's own communicator (its messages never meet any other), and the largest
+    /// tag MPI allows on it.
+    private var ringComm: MPI_Comm?
+    private let tagUpperBound: Int
+    private var ringOperations = 0
     /// Seconds any one collective may take before the job is aborted (a lost rank, a cut network).
     public var timeout: Double = 300
     /// What the run is doing, for the timeout message ("step 42").
@@ -42,10 +47,16 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(node, &ns)
         nodeRanks = (Int(ns), Int(nr))
         hostName = localHostName()
+        var ring: MPI_Comm? = ftd_mpi_comm_null()
+        MPI_Comm_dup(world, &ring)
+        MPI_Comm_set_errhandler(ring, ftd_mpi_errors_return())
+        ringComm = ring
+        tagUpperBound = Int(ftd_mpi_tag_ub(world))
     }
 
     public func finalize() {
         MPI_Comm_free(&nodeComm)
+        MPI_Comm_free(&ringComm)
         MPI_Finalize()
     }
 
@@ -66,14 +77,12 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    /// Waits for a non-blocking operation, polling it against the deadline: no collective blocks
-    /// forever. On expiry the whole job is aborted with a message naming the collective and the step.
-    private func wait(_ request: inout MPI_Request?, _ what: String, started: Date) throws {
-        var done: Int32 = 0
+    /// Polls `advance` until it says done, against the deadline: no collective blocks forever. On
+    /// expiry the whole job is aborted with a message naming the collective and the step.
+    private func poll(_ what: String, started: Date, _ advance: () throws -> Bool) throws {
         var polls = 0
         while true {
-            try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), what)
-            if done != 0 { return }
+            if try advance() { return }
             polls += 1
             // Spin briefly (latency), then yield the core (ranks may share cores), then sleep a little.
             if polls > 20_000 { usleep(polls > 200_000 ? 1000 : 50) } else if polls > 1000 { sched_yield() }
@@ -86,6 +95,30 @@ public final class MPICommunicator: Communicator {
                 usleep(UInt32(min(timeout, 30) * 1_000_000))
                 abort(message: "finetune-dist: rank \(rank): aborting after the timeout at \(context)", code: 1)
             }
+        }
+    }
+
+    private func wait(_ request: inout MPI_Request?, _ what: String, started: Date) throws {
+        try poll(what, started: started) {
+            var done: Int32 = 0
+            try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), what)
+            return done != 0
+        }
+    }
+
+    /// MPI requests as a pending operation: complete when all are (tested in order).
+    /// `retaining` stays alive until then (arguments MPI reads while the operation runs).
+    private func pending(_ requests: [MPI_Request?], what: String, retaining retained: AnyObject? = nil) -> PendingReduction {
+        var open = requests
+        return PendingReduction(what: what) { [self] in
+            while var request = open.first {
+                var done: Int32 = 0
+                try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), what)
+                if done == 0 { open[0] = request; return false }
+                open.removeFirst()
+            }
+            _ = retained
+            return true
         }
     }
 
@@ -102,7 +135,7 @@ public final class MPICommunicator: Communicator {
                 start += n
             }
         }
-        return PendingReduction(requests: requests, what: what)
+        return pending(requests, what: what)
     }
 
     private func allreduceChunked<T>(_ buffer: UnsafeMutableBufferPointer<T>, type: MPI_Datatype?, op: MPI_Op?, what: String) throws {
@@ -110,32 +143,31 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-        try allreduceChunked(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum(), what: "allreduce of \(buffer.count) floats")
+        try wait(startAllreduceSum(buffer, algorithm: .auto))
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         try allreduceChunked(buffer, type: ftd_mpi_double(), op: ftd_mpi_sum(), what: "allreduce of \(buffer.count) doubles")
     }
 
-    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> PendingReduction {
-        try startReduction(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum(), what: "allreduce of a \(buffer.count)-float gradient bucket")
+    public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, algorithm: AllreduceAlgorithm) throws -> PendingReduction {
+        let what = "allreduce of a \(buffer.count)-float gradient bucket"
+        guard size > 1, algorithm.usesRing(count: buffer.count), let base = buffer.baseAddress else {
+            return try startReduction(buffer, type: ftd_mpi_float(), op: ftd_mpi_sum(), what: what)
+        }
+        // Tags: one block of 2(N - 1) steps per operation, cycling below MPI's upper bound.
+        let steps = 2 * (size - 1)
+        let blocks = max(1, tagUpperBound / steps)
+        let ring = try RingAllreduce(base: base, count: buffer.count, rank: rank, size: size, comm: ringComm,
+                                     tag: (ringOperations % blocks) * steps, check: check)
+        ringOperations += 1
+        return PendingReduction(what: what + " (ring)", advance: ring.advance)
     }
 
-    public func test(_ pending: PendingReduction) throws -> Bool {
-        while var request = pending.requests.first {
-            var done: Int32 = 0
-            try check(MPI_Test(&request, &done, ftd_mpi_status_ignore()), pending.what)
-            if done == 0 { pending.requests[0] = request; return false }
-            pending.requests.removeFirst()
-        }
-        return true
-    }
+    public func test(_ pending: PendingReduction) throws -> Bool { try pending.advance() }
 
     public func wait(_ pending: PendingReduction) throws {
-        while var request = pending.requests.first {
-            try wait(&request, pending.what, started: pending.started)
-            pending.requests.removeFirst()
-        }
+        try poll(pending.what, started: pending.started) { try pending.advance() }
     }
 
     public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
@@ -143,7 +175,7 @@ public final class MPICommunicator: Communicator {
         var request: MPI_Request? = nil
         let recvCounts = Int32Array(counts.map { Int32($0) })
         try check(MPI_Ireduce_scatter(buffer.baseAddress, block, recvCounts.base, ftd_mpi_float(), ftd_mpi_sum(), world, &request), "MPI_Ireduce_scatter")
-        return PendingReduction(requests: [request], what: "reduce-scatter of \(buffer.count) gradients", retaining: recvCounts)
+        return pending([request], what: "reduce-scatter of \(buffer.count) gradients", retaining: recvCounts)
     }
 
     public func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
@@ -236,4 +268,69 @@ final class Int32Array {
         base.initialize(from: values, count: values.count)
     }
     deinit { base.deallocate() }
+}
+
+/// Ring allreduce (sum, in place) over non-blocking point-to-point messages: the buffer is cut into
+/// one chunk per rank; in N − 1 steps each rank sends a chunk to its right neighbour and adds the one
+/// from its left (after which rank r holds chunk r + 1 summed), then in N − 1 more steps the summed
+/// chunks travel round the ring. Each rank sends and receives 2(N − 1)/N of the buffer: the least any
+/// allreduce can, and (measured on one host, 2 ranks, 11M floats) 4x faster than Open MPI's
+/// MPI_Iallreduce and 2x faster than its blocking MPI_Allreduce. Every chunk is summed in one order
+/// (starting at its own rank, round the ring) and then copied, so every rank gets the same bits.
+/// `advance` never blocks: it completes what MPI has delivered, adds, and posts the next step.
+final class RingAllreduce {
+    let base: UnsafeMutablePointer<Float>
+    let chunks: [Range<Int>]
+    let rank: Int, size: Int, left: Int32, right: Int32
+    let comm: MPI_Comm?
+    let tag: Int
+    let check: (Int32, String) throws -> Void
+    /// Where a reduce-scatter step receives (the largest chunk).
+    let scratch: UnsafeMutablePointer<Float>
+    private var step = 0
+    private var requests: [MPI_Request?] = [nil, nil]
+
+    init(base: UnsafeMutablePointer<Float>, count: Int, rank: Int, size: Int, comm: MPI_Comm?, tag: Int,
+         check: @escaping (Int32, String) throws -> Void) throws {
+        self.base = base
+        chunks = (0..<size).map { Sharding.slice(count: count, rank: $0, size: size) }
+        precondition(chunks.allSatisfy { $0.count <= Int(Int32.max) }, "a ring chunk over Int32.max elements")
+        self.rank = rank; self.size = size
+        left = Int32((rank + size - 1) % size); right = Int32((rank + 1) % size)
+        self.comm = comm; self.tag = tag; self.check = check
+        scratch = .allocate(capacity: max(1, chunks.map(\.count).max() ?? 1))
+        try post()
+    }
+    deinit { scratch.deallocate() }
+
+    private var reduceSteps: Int { size - 1 }
+    private func chunk(_ k: Int) -> Range<Int> { chunks[((k % size) + size) % size] }
+
+    /// Step s < N − 1 (reduce-scatter): send chunk r − s, receive chunk r − s − 1 into scratch.
+    /// Step N − 1 + t (allgather): send chunk r + 1 − t, receive chunk r − t in place.
+    private func post() throws {
+        let reducing = step < reduceSteps
+        let t = reducing ? step : step - reduceSteps
+        let send = reducing ? chunk(rank - t) : chunk(rank + 1 - t)
+        let receive = reducing ? chunk(rank - t - 1) : chunk(rank - t)
+        let destination = reducing ? scratch : base + receive.lowerBound
+        try check(MPI_Irecv(destination, Int32(receive.count), ftd_mpi_float(), left, Int32(tag + step), comm, &requests[0]), "MPI_Irecv (ring allreduce)")
+        try check(MPI_Isend(base + send.lowerBound, Int32(send.count), ftd_mpi_float(), right, Int32(tag + step), comm, &requests[1]),
+                  "MPI_Isend (ring allreduce)")
+    }
+
+    func advance() throws -> Bool {
+        while step < 2 * reduceSteps {
+            var done: Int32 = 0
+            try check(MPI_Testall(2, &requests, &done, ftd_mpi_statuses_ignore()), "ring allreduce")
+            guard done != 0 else { return false }
+            if step < reduceSteps {
+                let received = chunk(rank - step - 1)
+                addInPlace(base + received.lowerBound, scratch, count: received.count)
+            }
+            step += 1
+            if step < 2 * reduceSteps { try post() }
+        }
+        return true
+    }
 }

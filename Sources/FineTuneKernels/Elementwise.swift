@@ -78,3 +78,8 @@ public func convertStoredFloats(_ source: UnsafeRawPointer, bytesPerElement: Int
         preconditionFailure("unsupported float width \(bytesPerElement)")
     }
 }
+
+/// x[N] += y[N] (a received chunk of a ring allreduce into one's own).
+public func addInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count N: Int) {
+    for i in 0..<N { x[i] += y[i] }
+}

@@ -141,7 +141,7 @@ extension TrainingConfiguration: Encodable {
         case saveEvery = "save_every", resume, stopAfterSteps = "stop_after_steps", logEvery = "log_every"
         case keepCheckpoints = "keep_checkpoints", collectiveTimeout = "collective_timeout", ioTimeout = "io_timeout"
         case onNonfinite = "on_nonfinite", checkReplicasEvery = "check_replicas_every", overlap, bucketMb = "bucket_mb"
-        case shardOptimizer = "shard_optimizer"
+        case shardOptimizer = "shard_optimizer", allreduce
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -163,7 +163,7 @@ extension TrainingConfiguration: Encodable {
         try c.encode(collectiveTimeout, forKey: .collectiveTimeout); try c.encode(ioTimeout, forKey: .ioTimeout)
         try c.encode(onNonFinite, forKey: .onNonfinite); try c.encode(checkReplicasEvery, forKey: .checkReplicasEvery)
         try c.encode(exchange.overlap, forKey: .overlap); try c.encode(Double(exchange.bucketBytes) / 1_000_000, forKey: .bucketMb)
-        try c.encode(exchange.shardOptimizer, forKey: .shardOptimizer)
+        try c.encode(exchange.shardOptimizer, forKey: .shardOptimizer); try c.encode(exchange.allreduce, forKey: .allreduce)
     }
 }
 

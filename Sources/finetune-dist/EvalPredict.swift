@@ -140,6 +140,7 @@ struct SelfTest: ParsableCommand {
 
     @Option(help: "Elements per MPI call (small values exercise the chunking of large buffers).") var chunkElements: Int = Int(Int32.max)
     @Option(help: "Elements in the test buffers.") var elements: Int = 1_000_003
+    @Option(help: "How the Float sum runs: ring, mpi or auto (see train --help).") var allreduce: AllreduceAlgorithm = .auto
 
     func validate() throws {
         guard chunkElements > 0, elements > 0 else { throw ValidationError("--chunk-elements and --elements must be positive") }
@@ -161,7 +162,7 @@ struct SelfTest: ParsableCommand {
             }
             // Sum of (rank + 1) * (i % 7 + 1) over ranks = (i % 7 + 1) * size(size+1)/2, exact in Float here.
             var floats = (0..<elements).map { Float((comm.rank + 1) * ($0 % 7 + 1)) }
-            try floats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
+            try floats.withUnsafeMutableBufferPointer { try comm.wait(comm.startAllreduceSum($0, algorithm: allreduce)) }
             let ranksSum = comm.size * (comm.size + 1) / 2
             var errors = 0
             for i in 0..<elements where floats[i] != Float((i % 7 + 1) * ranksSum) { errors += 1 }
@@ -175,7 +176,7 @@ struct SelfTest: ParsableCommand {
             try comm.allreduce(&total, op: .sum)
             if comm.isRoot {
                 print(total[0] == 0
-                      ? "ok: allreduce (Float, Double) and broadcast of \(elements) elements in chunks of \(min(chunkElements, elements)) agree on \(comm.size) rank(s)"
+                      ? "ok: allreduce (Float, \(allreduce.rawValue); Double) and broadcast of \(elements) elements in chunks of \(min(chunkElements, elements)) agree on \(comm.size) rank(s)"
                       : "FAILED: \(total[0]) wrong elements")
             }
             comm.finalize()

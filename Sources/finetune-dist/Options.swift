@@ -9,6 +9,7 @@ extension OptimizerKind: ExpressibleByArgument {}
 extension MonitoredMetric: ExpressibleByArgument {}
 extension Pooling: ExpressibleByArgument {}
 extension NonFinitePolicy: ExpressibleByArgument {}
+extension AllreduceAlgorithm: ExpressibleByArgument {}
 
 /// How the gradients are summed over ranks (train and bench).
 struct ExchangeOptions: ParsableArguments {
@@ -18,6 +19,8 @@ struct ExchangeOptions: ParsableArguments {
     var bucketMb: Double = 25
     @Flag(help: "ZeRO stage 1: reduce-scatter the gradients, each rank updates 1/N of the parameters and keeps only their optimizer state, then the parameters are all-gathered.")
     var shardOptimizer = false
+    @Option(help: "How the gradients are summed: ring (point-to-point, each rank sends 2(N-1)/N of the buffer), mpi (Open MPI's MPI_Iallreduce), or auto (ring for buffers of 32Ki floats and more).")
+    var allreduce: AllreduceAlgorithm = .auto
 
     func validate() throws {
         guard bucketMb > 0, bucketMb.isFinite else { throw ValidationError("--bucket-mb must be a positive number") }
@@ -28,6 +31,7 @@ struct ExchangeOptions: ParsableArguments {
         s.overlap = overlap
         s.bucketBytes = Int(bucketMb * 1_000_000)
         s.shardOptimizer = shardOptimizer
+        s.allreduce = allreduce
         return s
     }
 }

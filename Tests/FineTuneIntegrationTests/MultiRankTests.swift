@@ -6,11 +6,18 @@ import XCTest
 
 /// Real multi-rank runs under mpirun.
 final class MultiRankTests: IntegrationTestCase {
-    func testSelftestAllreduceWithSmallChunks() throws {
+    /// Exact integer sums through MPI's allreduce in tiny chunks, and through the ring (1001 elements
+    /// on 3 ranks: chunks of 333, 334, 334; 5 elements on 3 ranks: chunks of 1, 2, 2).
+    func testSelftestAllreduceWithSmallChunksAndTheRing() throws {
         for ranks in [2, 3] {
-            let r = try Harness.mpirun(ranks, ["selftest", "--chunk-elements", "7", "--elements", "1001"])
+            let r = try Harness.mpirun(ranks, ["selftest", "--chunk-elements", "7", "--elements", "1001", "--allreduce", "mpi"])
             XCTAssertEqual(r.status, 0, r.output)
-            XCTAssertTrue(r.stdout.contains("ok: allreduce (Float, Double) and broadcast of 1001 elements in chunks of 7 agree on \(ranks) rank(s)"), r.output)
+            XCTAssertTrue(r.stdout.contains("ok: allreduce (Float, mpi; Double) and broadcast of 1001 elements in chunks of 7 agree on \(ranks) rank(s)"), r.output)
+            for elements in [1001, 5] {
+                let ring = try Harness.mpirun(ranks, ["selftest", "--elements", String(elements), "--allreduce", "ring"])
+                XCTAssertEqual(ring.status, 0, ring.output)
+                XCTAssertTrue(ring.stdout.contains("ok: allreduce (Float, ring; Double) and broadcast of \(elements) elements"), ring.output)
+            }
         }
     }
 

@@ -34,7 +34,8 @@ public protocol Communicator: AnyObject {
     /// Starts summing `buffer` over all ranks, leaving rank r only its block (`counts[r]` elements,
     /// in rank order) in `block`: the first half of an allreduce, for optimizer-state sharding.
     /// Complete it with `test` / `wait`.
-    func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction
+    func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>,
+                               algorithm: AllreduceAlgorithm) throws -> PendingReduction
     /// Every rank contributes its block of `buffer` (`counts[r]` elements, in rank order, in place)
     /// and receives everyone's: the second half of an allreduce.
     func allgatherInPlace(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws

@@ -176,7 +176,8 @@ public final class GradientExchange {
             let parts = shards.parts(of: range)
             let mine = parts[comm.rank]
             pending.append(try comm.startReduceScatterSum(bucket, counts: parts.map(\.count),
-                                                          into: shardGradients.base + (mine.isEmpty ? 0 : mine.lowerBound - shard.lowerBound)))
+                                                          into: shardGradients.base + (mine.isEmpty ? 0 : mine.lowerBound - shard.lowerBound),
+                                                          algorithm: algorithm))
         } else {
             pending.append(try comm.startAllreduceSum(bucket, algorithm: algorithm))
         }

@@ -119,7 +119,8 @@ public final class InProcessCommunicator: Communicator {
     public func test(_ pending: PendingReduction) throws -> Bool { try pending.advance() }
     public func wait(_ pending: PendingReduction) throws {}
 
-    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
+    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>,
+                                      algorithm: AllreduceAlgorithm) throws -> PendingReduction {
         let start = counts[..<rank].reduce(0, +)
         try group.exchange(rank: rank, post: UnsafeRawPointer(buffer.baseAddress), what: "reduce-scatter") { all in
             for i in 0..<counts[rank] { block[i] = 0 }

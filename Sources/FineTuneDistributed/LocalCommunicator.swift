@@ -11,7 +11,8 @@ public final class LocalCommunicator: Communicator {
     public func allreduce(_ values: inout [Int64], op: ReductionOp) throws {}
     public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, algorithm: AllreduceAlgorithm) throws -> PendingReduction { PendingReduction.completed("") }
     public func test(_ pending: PendingReduction) throws -> Bool { try pending.advance() }
-    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>) throws -> PendingReduction {
+    public func startReduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, counts: [Int], into block: UnsafeMutablePointer<Float>,
+                                      algorithm: AllreduceAlgorithm) throws -> PendingReduction {
         if let base = buffer.baseAddress { block.update(from: base, count: counts[0]) }
         return PendingReduction.completed("")
     }

@@ -1,11 +1,65 @@
 #!/usr/bin/env bash
-# Strong and weak scaling of a MiniLM training step over 1, 2, 4, 8 ranks on this machine.
-#   launch/scaling.sh [OUTDIR]        # default runs/scaling: scaling.csv, scaling.svg
+# Scaling of a MiniLM training step, measured here and predicted for clusters.
+#   launch/scaling.sh [OUTDIR]               # strong and weak scaling over 1, 2, 4, 8 ranks on this machine
+#                                            # (default runs/scaling: scaling.csv, scaling.svg)
+#   launch/scaling.sh --network [OUTDIR]     # measure links (shared memory; two simulated hosts at 1, 10,
+#                                            # 25 Gbit/s and unlimited) and compute, fit the communication
+#                                            # model, predict (OUTDIR/scaling-model.json, .svg); needs root
+#   launch/scaling.sh --model-only [JSON]    # predictions from a fitted model (default Docs/scaling-model.json)
 # Strong: global batch 32 (per-rank batch 32/N). Weak: per-rank batch 16. Sequence length 64.
 # Ranks beyond the physical cores run oversubscribed (unbound): they are marked, and they measure
 # correctness of the set-up more than speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+    --model-only)
+        exec python3 launch/scaling_model.py predict "${2:-Docs/scaling-model.json}" ;;
+    --network)
+        shift
+        out=${1:-runs/scaling-network}
+        mkdir -p "$out"
+        launch/setup.sh
+        source launch/env.sh
+        B=$FINETUNE_DIST_BIN
+        m="$out/measurements"
+        mkdir -p "$m"
+        json() { tail -1 | grep '^{' ; }
+        echo "scaling: compute on one rank (MiniLM at 4, 8, 16 sequences; BERT-base at 8)" >&2
+        for b in 4 8 16; do OPENBLAS_NUM_THREADS=1 mpirun -n 1 --bind-to core "$B" bench --per-rank-batch "$b" --steps 6 --json 2>/dev/null | json >"$m/compute-minilm-$b.json"; done
+        OPENBLAS_NUM_THREADS=1 mpirun -n 1 --bind-to core "$B" bench --shape bert-base --per-rank-batch 8 --steps 3 --warmup 1 --json 2>/dev/null | json >"$m/compute-bert-base-8.json"
+        echo "scaling: shared memory, 2 ranks on this host" >&2
+        mpirun -n 2 --bind-to core "$B" commbench --json 2>/dev/null | json >"$m/link-shm-2.json"
+        for b in 8 16; do mpirun -n 2 --bind-to core "$B" bench --per-rank-batch "$b" --steps 6 --json 2>/dev/null | json >"$m/step-shm-2x$b.json"; done
+        launch/netns-cluster.sh up 2 >/dev/null
+        trap 'launch/netns-cluster.sh down 2 >/dev/null' EXIT
+        printf "10.77.0.1 slots=1\n10.77.0.2 slots=1\n" >"$m/hosts-1"
+        printf "10.77.0.1 slots=2\n10.77.0.2 slots=2\n" >"$m/hosts-2"
+        # mpirun inside host 1; one rank per host unbound (the two simulated hosts share this machine's cores).
+        across() {  # across RANKS HOSTFILE finetune-dist-arguments...
+            local n=$1 hf=$2; shift 2
+            ip netns exec fdh-1 unshare --uts sh -c "hostname fdh-1; cd '$PWD'; mpirun --hostfile '$hf' -n $n --bind-to none \
+                --mca plm_rsh_agent '$PWD/launch/netns-rsh' --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
+                -x HWLOC_COMPONENTS -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x OPENBLAS_NUM_THREADS '$B' $*"
+        }
+        export OPENBLAS_NUM_THREADS=1
+        for rate in 1gbit 10gbit 25gbit unlimited; do
+            for h in 1 2; do
+                if [ "$rate" = unlimited ]; then ip netns exec "fdh-$h" tc qdisc del dev "fdv-$h" root 2>/dev/null || true
+                # The smallest burst tbf allows at this kernel's 250 Hz (rate / HZ, with a margin): a larger
+                # one lets whole messages through at the veth's own speed.
+                else burst=$(( ${rate%gbit} * 1000000000 / 8 / 250 * 5 / 4 ))
+                     ip netns exec "fdh-$h" tc qdisc replace dev "fdv-$h" root tbf rate "$rate" burst "$burst" latency 100ms; fi
+            done
+            echo "scaling: two hosts, link $rate" >&2
+            across 2 "$m/hosts-1" commbench --json 2>/dev/null | json >"$m/link-$rate-2.json"
+            across 4 "$m/hosts-2" commbench --sizes 1024,65536,1048576,4194304 --json 2>/dev/null | json >"$m/link-$rate-4.json"
+            for b in 8 16; do across 2 "$m/hosts-1" bench --per-rank-batch "$b" --steps 6 --json 2>/dev/null | json >"$m/step-$rate-2x$b.json"; done
+            across 2 "$m/hosts-1" bench --per-rank-batch 16 --steps 6 --no-overlap --json 2>/dev/null | json >"$m/step-$rate-2x16-no-overlap.json"
+            across 4 "$m/hosts-2" bench --per-rank-batch 8 --steps 4 --warmup 1 --json 2>/dev/null | json >"$m/step-$rate-4x8.json"
+        done
+        python3 launch/scaling_model.py fit "$m" "$out/scaling-model.json"
+        exec python3 launch/scaling_model.py predict "$out/scaling-model.json" ;;
+esac
 out=${1:-runs/scaling}
 steps=${STEPS:-6}
 launch/setup.sh

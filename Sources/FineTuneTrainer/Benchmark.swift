@@ -87,13 +87,15 @@ public enum Benchmark {
         return 3 * t * (2 * l * (4 * c * c + 2 * c * f) + 4 * l * t * c)
     }
 
-    public static let shapes = ["minilm", "tiny"]
+    public static let shapes = ["minilm", "bert-base", "tiny"]
 
     static func namedConfig(_ shape: String) throws -> BertConfig {
         let json: String
         switch shape {
         case "minilm":
             json = #"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}"#
+        case "bert-base":
+            json = #"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         case "tiny":
             json = #"{"model_type": "bert", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 128, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         default:

@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
         """)
 
     @Option(help: "A BERT model folder (default: the named --shape with random weights).") var model: String?
-    @Option(help: "Named shape with random weights: minilm or tiny.") var shape: String = "minilm"
+    @Option(help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's) or tiny.") var shape: String = "minilm"
     @Option(help: "Sequences per rank per step.") var perRankBatch: Int = 16
     @Option(help: "Tokens per sequence.") var seqLen: Int = 64
     @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10

@@ -23,7 +23,7 @@ struct FinetuneDist: ParsableCommand {
         launch/local.sh and launch/cluster.sh wrap mpirun with the settings it \
         needs; launch/finetune-debian.sh is a complete example. See Docs/usage.md.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, SelfTest.self, BlasRate.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
     )
 
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.

@@ -21,6 +21,24 @@ final class MultiRankTests: IntegrationTestCase {
         }
     }
 
+    /// commbench times both sums at each size on every rank count, and the fitted scaling model
+    /// predicts from the committed fit (launch/scaling.sh --model-only).
+    func testCommbenchMeasuresBothSumsAndTheModelPredicts() throws {
+        let r = try Harness.mpirun(3, ["commbench", "--sizes", "1024,40000", "--repeats", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let o = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]
+        XCTAssertEqual(o?["ranks"] as? Int, 3)
+        let points = (o?["points"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(Set(points.map { "\($0["algorithm"] ?? "")/\($0["floats"] ?? "")" }), ["ring/1024", "mpi/1024", "ring/40000", "mpi/40000"])
+        XCTAssertTrue(points.allSatisfy { ($0["seconds"] as? Double ?? 0) > 0 }, last)
+        let model = try Harness.run("/usr/bin/env", ["python3", "\(repositoryRoot)/launch/scaling_model.py", "predict", "\(repositoryRoot)/Docs/scaling-model.json",
+                                                     "\(dir)/model.svg"], timeout: 60)
+        XCTAssertEqual(model.status, 0, model.output)
+        XCTAssertTrue(model.stdout.range(of: #"minilm +16-core nodes 10gbit +overlap \(default\) +8: +\d+/s +\d+%"#, options: .regularExpression) != nil, model.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/model.svg"))
+    }
+
     /// 803 examples, global batch 32 (25 full batches and one of 3): 1, 2 and 3 ranks give the same
     /// weights, and every example is used exactly once per epoch. SGD with momentum: AdamW divides
     /// each gradient by its own running magnitude, which turns float-rounding differences on

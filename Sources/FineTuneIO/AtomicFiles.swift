@@ -8,18 +8,27 @@ import Glibc
 /// Durable, atomic file-system writes: a reader (or a resumed run after a crash) sees either the old
 /// file or folder or the complete new one, never a half-written one.
 public enum AtomicFiles {
+    /// The folder that holds `path`: "." for a bare name, "/" for a name at the root. (NSString's
+    /// deletingLastPathComponent traps on a bare name in swift-corelibs-foundation 6.3.)
+    public static func parentFolder(of path: String) -> String {
+        var path = Substring(path)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
     /// Writes `data` to `path` through a temporary file in the same folder, fsyncs it, renames it
     /// over `path` and fsyncs the folder.
     public static func write(_ data: Data, to path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        let directory = parentFolder(of: path)
+        let temporary = directory + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
         try writeAndSync(data, to: temporary)
         guard rename(temporary, path) == 0 else {
             let why = String(cString: strerror(errno))
             unlink(temporary)
             throw FineTuneError("\(path): cannot rename \(temporary) into place: \(why)")
         }
-        try syncDirectory(directory.isEmpty ? "." : directory)
+        try syncDirectory(directory)
     }
 
     /// Writes and fsyncs a file (not atomic by itself: used inside folders renamed into place).
@@ -52,7 +61,7 @@ public enum AtomicFiles {
     /// An existing `path` is replaced: it is first renamed aside, and removed only once the new one is in place.
     public static func writeFolder(_ path: String, fill: (String) throws -> Void) throws {
         let fm = FileManager.default
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = parentFolder(of: path)
         let name = (path as NSString).lastPathComponent
         let temporary = "\(parent)/.\(name).tmp-\(getpid())"
         let old = "\(parent)/.\(name).old-\(getpid())"
@@ -87,7 +96,7 @@ extension AtomicFiles {
         try writeFolder(path) { dir in
             for name in files.keys.sorted(by: { ($0 == "manifest.json" ? 1 : 0, $0) < ($1 == "manifest.json" ? 1 : 0, $1) }) {
                 let file = "\(dir)/\(name)"
-                try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(atPath: parentFolder(of: file), withIntermediateDirectories: true)
                 try writeAndSync(files[name]!, to: file)
                 if pauseBetweenFiles > 0 { usleep(UInt32(pauseBetweenFiles * 1_000_000)) }
             }

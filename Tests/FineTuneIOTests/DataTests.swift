@@ -107,4 +107,21 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(FileManager.default.contents(atPath: "\(target)/f"), Data("three".utf8))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["best"], "no temporary folders left behind")
     }
+
+    /// A bare name (`--output run1`) is a folder in the working directory; Foundation's own
+    /// deletingLastPathComponent traps on it.
+    func testBareNamesAreWrittenInTheWorkingDirectory() throws {
+        XCTAssertEqual(AtomicFiles.parentFolder(of: "run1"), ".")
+        XCTAssertEqual(AtomicFiles.parentFolder(of: "run1/"), ".")
+        XCTAssertEqual(AtomicFiles.parentFolder(of: "runs/a"), "runs")
+        XCTAssertEqual(AtomicFiles.parentFolder(of: "/a"), "/")
+        XCTAssertEqual(AtomicFiles.parentFolder(of: "/a/b//"), "/a")
+        let cwd = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(dir)
+        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        try AtomicFiles.writeFolder("bare") { try AtomicFiles.writeAndSync(Data("x".utf8), to: "\($0)/f") }
+        try AtomicFiles.write(Data("y".utf8), to: "file")
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/bare/f"), Data("x".utf8))
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/file"), Data("y".utf8))
+    }
 }

@@ -66,6 +66,9 @@ public struct DebugSwitches: Sendable {
     public var slowCheckpointSeconds: Double = 0
     /// (rank, step): that rank sends itself SIGTERM during the step (preemption test).
     public var signalAt: (rank: Int, step: Int)? = nil
+    /// Every rank sleeps this long before each step, so that tests from outside (a scheduler's
+    /// signal, a kill) find the run still going.
+    public var stepDelaySeconds: Double = 0
     public init() {}
 
     func signalIfAsked(rank: Int, step: Int) {
@@ -76,6 +79,7 @@ public struct DebugSwitches: Sendable {
     }
     func stallIfAsked(rank: Int, step: Int) {
         if let s = stall, s.rank == rank, s.step == step { usleep(UInt32(s.seconds * 1_000_000)) }
+        if stepDelaySeconds > 0 { usleep(UInt32(stepDelaySeconds * 1_000_000)) }
     }
 
     /// Parses "a:b" or "a:b:c" numbers.

@@ -92,6 +92,7 @@ struct DebugOptions: ParsableArguments {
     @Option(help: .hidden) var debugStall: String?
     @Option(help: .hidden) var debugSlowCheckpoint: Double = 0
     @Option(help: .hidden) var debugSignalAt: String?
+    @Option(help: .hidden) var debugStepDelay: Double = 0
 
     func switches() throws -> DebugSwitches {
         var d = DebugSwitches()
@@ -104,6 +105,7 @@ struct DebugOptions: ParsableArguments {
             d.stall = (Int(n[0]), Int(n[1]), n[2])
         }
         d.slowCheckpointSeconds = debugSlowCheckpoint
+        d.stepDelaySeconds = debugStepDelay
         if let debugSignalAt {
             let n = try DebugSwitches.numbers(debugSignalAt, count: 2, option: "--debug-signal-at")
             d.signalAt = (Int(n[0]), Int(n[1]))

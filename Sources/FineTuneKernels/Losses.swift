@@ -1,12 +1,13 @@
 // Losses, summed (not averaged) over the B rows: the trainer divides the allreduced gradient sum
 // by the global example count (shape legend in Linear.swift).
 
-/// Softmax cross-entropy: losses[B] = -log softmax(logits[b])[target[b]];  probs[B, K] = softmax(logits)
+/// Softmax cross-entropy against the target smoothed by ε (`smoothing`, torch's label_smoothing):
+/// losses[B] = -((1 − ε)·log p[b][target[b]] + ε/K·Σ_k log p[b][k]), with probs[B, K] = p = softmax(logits).
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func softmaxCrossEntropyForward<T: KernelScalar>(losses: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
                                                         logits: UnsafePointer<T>, targets: UnsafePointer<Int32>,
-                                                        B: Int, K: Int) {
+                                                        B: Int, K: Int, smoothing: T = 0) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .head) }
     for b in 0..<B {
         let row = logits + b * K, p = probs + b * K
@@ -16,22 +17,29 @@ public func softmaxCrossEntropyForward<T: KernelScalar>(losses: UnsafeMutablePoi
         for k in 0..<K { p[k] = T.exp(row[k] - maxLogit); sum += p[k] }
         for k in 0..<K { p[k] /= sum }
         let t = Int(targets[b])
-        losses[b] = -(row[t] - maxLogit - T.log(sum))
+        let logSum = T.log(sum)
+        losses[b] = -(row[t] - maxLogit - logSum)
+        if smoothing != 0 {
+            var logProbabilitySum: T = 0
+            for k in 0..<K { logProbabilitySum += row[k] - maxLogit - logSum }
+            losses[b] = (1 - smoothing) * losses[b] - smoothing / T(K) * logProbabilitySum
+        }
     }
 }
 
-/// dlogits[B, K] += dlosses[b] · (probs - onehot(target))
+/// dlogits[B, K] += dlosses[b] · (probs − ((1 − ε)·onehot(target) + ε/K))
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func softmaxCrossEntropyBackward<T: KernelScalar>(dlogits: UnsafeMutablePointer<T>, dlosses: UnsafePointer<T>,
                                                          probs: UnsafePointer<T>, targets: UnsafePointer<Int32>,
-                                                         B: Int, K: Int) {
+                                                         B: Int, K: Int, smoothing: T = 0) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .head) }
+    let spread = smoothing / T(K)
     for b in 0..<B {
         let t = Int(targets[b])
         for k in 0..<K {
-            let indicator: T = k == t ? 1 : 0
-            dlogits[b * K + k] += dlosses[b] * (probs[b * K + k] - indicator)
+            let target: T = (k == t ? 1 - smoothing : 0) + spread
+            dlogits[b * K + k] += dlosses[b] * (probs[b * K + k] - target)
         }
     }
 }

@@ -33,4 +33,7 @@ public struct BatchStatistics: Sendable, Equatable {
     public init(lossSum: Double = 0, correct: Double = 0, count: Double = 0) {
         self.lossSum = lossSum; self.correct = correct; self.count = count
     }
+    public static func += (a: inout BatchStatistics, b: BatchStatistics) {
+        a.lossSum += b.lossSum; a.correct += b.correct; a.count += b.count
+    }
 }

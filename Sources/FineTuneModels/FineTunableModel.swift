@@ -25,13 +25,20 @@ public protocol FineTunableModel: AnyObject {
     /// The rows of one of `sparseGradientTensors` that the last backward wrote (sorted, no repeats):
     /// every other row's gradient is exactly zero.
     func touchedRows(in tensor: TensorSpec) -> [Int]
+    /// The parameters from the input up, in contiguous groups (embeddings, layers, head).
+    var parameterGroups: [ParameterGroup] { get }
+    /// Parameters below this offset (a prefix of whole groups) are frozen: backward writes no
+    /// gradient for them and stops at the lowest trainable group, computing no input gradient there.
+    var trainableFrom: Int { get set }
+    /// Label smoothing and class weights of the training loss (evaluation reports the plain loss).
+    var objective: TrainingObjective { get set }
     /// Bytes of the activations and backward scratch as allocated (one arena).
     var activationBytes: Int { get }
     /// The forward pass of a local batch: fills the logits and, when the batch has targets, returns
     /// its summed loss statistics (else only the count).
     func forward(_ batch: Batch, mode: ForwardMode) -> BatchStatistics
     /// The backward pass of the last training forward: ADDS the gradient of the summed loss into
-    /// `gradients`. As it finishes tensors (last layers first) it calls `gradientsReady(offset)`:
+    /// `gradients` from `trainableFrom` on. As it finishes tensors (last layers first) it calls `gradientsReady(offset)`:
     /// every gradient from `offset` to the end of the buffer is final (its exchange can start).
     func backward(gradientsReady: (Int) -> Void)
     /// The head's raw outputs [B][K] of the last forward pass.
@@ -41,6 +48,11 @@ public protocol FineTunableModel: AnyObject {
 extension FineTunableModel {
     public var sparseGradientTensors: [TensorSpec] { [] }
     public func touchedRows(in tensor: TensorSpec) -> [Int] { Array(0..<(tensor.shape.first ?? 0)) }
+    /// The learning rate when the user gives none: 5e-5 for a pre-trained encoder (the Hugging Face
+    /// Trainer's), 1e-3 for an MLP (usually trained from scratch).
+    public var defaultLearningRate: Double { self is MLP ? 1e-3 : 5e-5 }
+    /// The parameters that train: from `trainableFrom` to the end.
+    public var trainableRange: Range<Int> { trainableFrom..<layout.count }
 
     /// Forward and backward of one training batch, gradients added.
     @discardableResult

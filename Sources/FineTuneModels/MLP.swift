@@ -8,7 +8,7 @@ import Foundation
 /// `classifier.weight` [K, H_last], `classifier.bias` [K].
 /// Shapes below: B local batch rows, I input features, H_l hidden widths, K outputs.
 public final class MLP: FineTunableModel {
-    public let config: MLPConfig
+    public var config: MLPConfig
     public let layout: ParameterLayout
     public let parameters: FlatBuffer<Float>
     public let gradients: FlatBuffer<Float>
@@ -84,6 +84,12 @@ public final class MLP: FineTunableModel {
     }
 
     public var activationBytes: Int { arena.byteCount }
+    public var trainableFrom = 0
+    public var objective = TrainingObjective()
+    /// Each hidden linear layer a group; the classifier the head.
+    public var parameterGroups: [ParameterGroup] {
+        ParameterGroup.split(layout, starts: linears.enumerated().map { l, linear in (l == linears.count - 1 ? .head : .layer(l), linear.weight) })
+    }
 
     private func reserve(rows: Int) {
         guard rows > capacity else { return }
@@ -125,7 +131,7 @@ public final class MLP: FineTunableModel {
         }
         linearForward(out: arena[acts.logits], inp: arena[acts.layers[L].input], weight: p + linears[L].weight.offset,
                       bias: p + linears[L].bias.offset, B: B, C: widths[L], OC: widths[L + 1])
-        return lossStatistics(task: config.task, logits: arena[acts.logits], probabilities: arena[acts.probabilities],
+        return lossStatistics(task: config.task, objective: step == nil ? nil : objective, logits: arena[acts.logits], probabilities: arena[acts.probabilities],
                               losses: arena[acts.losses], batch: batch)
     }
 
@@ -135,18 +141,20 @@ public final class MLP: FineTunableModel {
         let B = batch.count, K = config.task.outputCount, L = config.hiddenSizes.count
         let dLogits = arena[acts.dLogits]
         zeroFill(dLogits, N: B * K)
-        lossBackward(task: config.task, dlogits: dLogits, ones: arena[acts.ones], logits: arena[acts.logits],
+        lossBackward(task: config.task, objective: objective, dlogits: dLogits, ones: arena[acts.ones], logits: arena[acts.logits],
                      probabilities: arena[acts.probabilities], batch: batch)
         let p = parameters.base, g = gradients.base
         var dOut = dLogits
-        for l in stride(from: L, through: 0, by: -1) {
+        // Frozen layers below the lowest trainable one get no gradients, and need no input gradient.
+        let lowest = linears.firstIndex { $0.weight.offset >= trainableFrom } ?? L
+        for l in stride(from: L, through: lowest, by: -1) {
             let a = acts.layers[l]
             let C = widths[l], OC = widths[l + 1]
-            let dInput: UnsafeMutablePointer<Float>? = l == 0 ? nil : arena[a.dInput]
+            let dInput: UnsafeMutablePointer<Float>? = l == lowest ? nil : arena[a.dInput]
             linearBackward(dinp: dInput, dweight: g + linears[l].weight.offset, dbias: g + linears[l].bias.offset,
                            dout: dOut, inp: arena[a.input], weight: p + linears[l].weight.offset, B: B, C: C, OC: OC,
                            overwritingInput: true)
-            guard l > 0 else { break }
+            guard l > lowest else { break }
             // x_l = dropout(act(z_l)): back through dropout (in place), then through the activation into dz.
             let dx = arena[a.dInput]
             if config.dropout > 0 { dropoutGradient(dinp: dx, dout: dx, mask: arena[a.dropoutMask], probability: config.dropout, N: B * C) }

@@ -28,16 +28,51 @@ public final class Optimizer {
     /// Updates taken so far (AdamW's t).
     public var stepCount = 0
 
-    /// The part of the flat buffers this optimizer updates and keeps moments for: all of it, or
-    /// this rank's 1/N with optimizer-state sharding (ZeRO stage 1).
+    /// The parameters that train (the rest are frozen and have no state): all, or a suffix.
+    public let trainable: Range<Int>
+    /// The part of `trainable` this optimizer updates and keeps moments for: all of it, or this
+    /// rank's 1/N with optimizer-state sharding (ZeRO stage 1).
     public let shard: Range<Int>
+    /// Per tensor of `layout`: a factor on the learning rate (layer-wise decay; 1 by default).
+    public var rateScales: [Double]
+    /// Per tensor: `stepCount` when it began to train (gradual unfreezing). AdamW's bias correction
+    /// counts a tensor's own updates, as torch does (its state is created at its first gradient).
+    public var startSteps: [Int]
 
-    public init(settings: OptimizerSettings, layout: ParameterLayout, shard: Range<Int>? = nil) {
+    public init(settings: OptimizerSettings, layout: ParameterLayout, trainable: Range<Int>? = nil, shard: Range<Int>? = nil) {
         self.settings = settings
         self.layout = layout
-        self.shard = shard ?? 0..<layout.count
+        self.trainable = trainable ?? 0..<layout.count
+        self.shard = shard ?? self.trainable
+        precondition(self.shard.isEmpty || (self.shard.lowerBound >= self.trainable.lowerBound && self.shard.upperBound <= self.trainable.upperBound))
         firstMoment = FlatBuffer(count: self.shard.count)
         secondMoment = FlatBuffer(count: settings.kind == .adamw ? self.shard.count : 0)
+        rateScales = Array(repeating: 1, count: layout.tensors.count)
+        startSteps = Array(repeating: 0, count: layout.tensors.count)
+    }
+
+    /// The tensors that train (inside `trainable`), with their index in `layout`.
+    public var trainableTensors: [(index: Int, spec: TensorSpec)] {
+        layout.tensors.enumerated().filter { $0.element.offset >= trainable.lowerBound }.map { ($0.offset, $0.element) }
+    }
+
+    /// Takes over the moments of `other` (a smaller trainable suffix of the same layout: gradual
+    /// unfreezing): where both hold state it is copied, the newly trainable tensors start at zero
+    /// and count their updates from now. `otherWhole`: `other`'s moments over its whole trainable range.
+    public func continueFrom(_ other: Optimizer, otherWhole: [[Float]]) {
+        stepCount = other.stepCount
+        rateScales = other.rateScales
+        for (i, spec) in layout.tensors.enumerated() where spec.offset >= trainable.lowerBound {
+            startSteps[i] = spec.offset >= other.trainable.lowerBound ? other.startSteps[i] : stepCount
+        }
+        for (mine, theirs) in zip(moments, otherWhole) {
+            let common = shard.clamped(to: other.trainable)
+            guard !common.isEmpty else { continue }
+            theirs.withUnsafeBufferPointer {
+                (mine.base + (common.lowerBound - shard.lowerBound)).update(from: $0.baseAddress! + (common.lowerBound - other.trainable.lowerBound),
+                                                                            count: common.count)
+            }
+        }
     }
 
     /// The moments kept per parameter: "exp_avg" and "exp_avg_sq" for AdamW, "momentum_buffer" for SGD (torch's names).
@@ -58,17 +93,18 @@ public final class Optimizer {
         let g = gradientsOfShard - shard.lowerBound
         let m = firstMoment.base - shard.lowerBound, v = secondMoment.base - shard.lowerBound
         let s = settings
-        for spec in layout.tensors {
+        for (i, spec) in layout.tensors.enumerated() {
             let range = spec.range.clamped(to: shard)
             guard !range.isEmpty else { continue }
+            let rate = learningRate * rateScales[i], step = stepCount - startSteps[i]
             switch s.kind {
             case .adamw:
                 adamwUpdate(range: range, parameters: parameters.base, gradients: g, firstMoment: m, secondMoment: v,
-                            gradientScale: gradientScale, learningRate: learningRate, beta1: s.beta1, beta2: s.beta2,
-                            epsilon: s.epsilon, weightDecay: s.weightDecay, decays: spec.decays, step: stepCount)
+                            gradientScale: gradientScale, learningRate: rate, beta1: s.beta1, beta2: s.beta2,
+                            epsilon: s.epsilon, weightDecay: s.weightDecay, decays: spec.decays, step: step)
             case .sgd:
                 sgdUpdate(range: range, parameters: parameters.base, gradients: g, momentumBuffer: m, gradientScale: gradientScale,
-                          learningRate: learningRate, momentum: s.momentum, weightDecay: s.weightDecay, decays: spec.decays, step: stepCount)
+                          learningRate: rate, momentum: s.momentum, weightDecay: s.weightDecay, decays: spec.decays, step: step)
             }
         }
     }

@@ -17,6 +17,10 @@ public struct BenchmarkConfiguration: Sendable {
     public var warmupSteps = 2
     public var seed: UInt64 = 0
     public var exchange = GradientExchange.Settings()
+    /// Which parameters train, as in `train`.
+    public var freeze = FreezeSettings()
+    /// Micro-batches per rank per step.
+    public var gradAccum = 1
     public init() {}
 }
 
@@ -39,6 +43,9 @@ public struct BenchmarkResult: Encodable {
     /// What a step needs at least: weights + gradients + optimizer state + the activation arena.
     public var theoreticalBytes = 0
     public var parameters = 0
+    public var trainableParameters = 0
+    /// The activation arena (falls with --grad-accum: it holds one micro-batch).
+    public var activationBytes = 0
     public var flopsPerExample = 0.0
     /// Floats this rank put into collectives per step (gradients, sparse rows, controls).
     public var floatsExchangedPerStep = 0
@@ -55,6 +62,7 @@ public struct BenchmarkResult: Encodable {
         case tokensPerSecond = "tokens_per_s", gflops, sgemmGFLOPS = "sgemm_gflops", fractionOfSgemm = "fraction_of_sgemm"
         case forwardSeconds = "forward_s", backwardSeconds = "backward_s", commExposedSeconds = "comm_exposed_s"
         case optimizerSeconds = "optimizer_s", otherSeconds = "other_s", peakRSSBytes = "peak_rss_bytes", parameters
+        case trainableParameters = "trainable_parameters", activationBytes = "activation_bytes"
         case optimizerStateBytes = "optimizer_state_bytes", theoreticalBytes = "theoretical_bytes"
         case flopsPerExample = "flops_per_example", floatsExchangedPerStep = "floats_exchanged_per_step"
         case linearGFLOPS = "linear_gflops", attentionGFLOPS = "attention_gflops", kernelSeconds = "kernel_s"
@@ -69,6 +77,7 @@ public struct BenchmarkResult: Encodable {
         try c.encode(forwardSeconds, forKey: .forwardSeconds); try c.encode(backwardSeconds, forKey: .backwardSeconds)
         try c.encode(commExposedSeconds, forKey: .commExposedSeconds); try c.encode(optimizerSeconds, forKey: .optimizerSeconds)
         try c.encode(otherSeconds, forKey: .otherSeconds); try c.encode(peakRSSBytes, forKey: .peakRSSBytes); try c.encode(parameters, forKey: .parameters)
+        try c.encode(trainableParameters, forKey: .trainableParameters); try c.encode(activationBytes, forKey: .activationBytes)
         try c.encode(optimizerStateBytes, forKey: .optimizerStateBytes); try c.encode(theoreticalBytes, forKey: .theoreticalBytes)
         try c.encode(flopsPerExample, forKey: .flopsPerExample); try c.encode(floatsExchangedPerStep, forKey: .floatsExchangedPerStep)
         try c.encode(linearGFLOPS, forKey: .linearGFLOPS); try c.encode(attentionGFLOPS, forKey: .attentionGFLOPS)
@@ -125,18 +134,24 @@ public enum Benchmark {
         guard c.sequenceLength >= 2, c.sequenceLength <= model.config.maxPositions else {
             throw FineTuneError("--seq-len must be in 2...\(model.config.maxPositions)")
         }
+        model.trainableFrom = try c.freeze.trainableFrom(model.parameterGroups, epoch: 0)
         let step = TrainingStep(model: model, optimizer: OptimizerSettings(), comm: comm, exchange: c.exchange)
 
-        // Random tokens; the examples of each rank are distinct (they key dropout).
+        // Random tokens; the examples of each rank are distinct (they key dropout). The rank's
+        // batch in `gradAccum` micro-batches.
         var rng = SplitMix64(seed: combineKey(c.seed, UInt64(comm.rank)))
-        var batch = Batch(exampleIndices: (0..<c.perRankBatch).map { comm.rank * c.perRankBatch + $0 })
-        for _ in 0..<c.perRankBatch {
-            batch.tokenIDs.append(cls)
-            for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.config.vocabSize))) }
-            batch.tokenIDs.append(sep)
-            batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
-            batch.sequenceStarts.append(batch.tokenIDs.count)
-            batch.classTargets.append(Int32(rng.next() % 2))
+        let microBatches = (0..<c.gradAccum).map { part -> Batch in
+            let examples = Sharding.slice(count: c.perRankBatch, rank: part, size: c.gradAccum)
+            var batch = Batch(exampleIndices: examples.map { comm.rank * c.perRankBatch + $0 })
+            for _ in examples {
+                batch.tokenIDs.append(cls)
+                for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.config.vocabSize))) }
+                batch.tokenIDs.append(sep)
+                batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
+                batch.sequenceStarts.append(batch.tokenIDs.count)
+                batch.classTargets.append(Int32(rng.next() % 2))
+            }
+            return batch
         }
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
@@ -147,7 +162,7 @@ public enum Benchmark {
         for stepIndex in 0..<(c.warmupSteps + c.steps) {
             try comm.barrier()
             _ = KernelProfiler.take()
-            let outcome = try step.run(batch, dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
+            let outcome = try step.run(microBatches: microBatches, dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
             let kernels = KernelProfiler.take()
             if stepIndex >= c.warmupSteps {
                 samples.append(outcome.timings)
@@ -186,8 +201,10 @@ public enum Benchmark {
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
         r.peakRSSBytes = Int(slowest[parts.count])
         r.parameters = model.layout.count
+        r.trainableParameters = model.trainableRange.count
         r.floatsExchangedPerStep = step.exchange.floatsExchanged
         r.optimizerStateBytes = step.optimizer.moments.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.stride
+        r.activationBytes = model.activationBytes
         r.theoreticalBytes = (model.parameters.count + model.gradients.count) * 4 + r.optimizerStateBytes + model.activationBytes
         return r
     }

@@ -65,7 +65,7 @@ final class CheckpointManager {
     private func wholeMoments(_ optimizer: Optimizer, shards: ParameterShards?) throws -> [[Float]] {
         try optimizer.moments.map { part in
             guard let shards else { return comm.isRoot ? part.array : [] }
-            var whole = [Float](repeating: 0, count: comm.isRoot ? optimizer.layout.count : 0)
+            var whole = [Float](repeating: 0, count: comm.isRoot ? optimizer.trainable.count : 0)
             try whole.withUnsafeMutableBufferPointer { destination in
                 try comm.gather(UnsafeBufferPointer(part.buffer), counts: shards.counts, into: destination.baseAddress, root: 0)
             }

@@ -8,20 +8,46 @@ public enum Evaluation {
     /// Mean loss and accuracy of `model` on `data`. Each rank evaluates a contiguous slice and the
     /// sums are reduced in Double, so the figures equal a single-process evaluation up to the order
     /// of floating-point summation. Collective: every rank calls it.
-    public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator) throws -> EvaluationResult {
+    public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator,
+                           subset: [Int]? = nil) throws -> EvaluationResult {
         precondition(batchSize > 0, "evaluation batch size must be positive")
-        let mine = Sharding.slice(count: data.count, rank: comm.rank, size: comm.size)
-        var sums = [0.0, 0.0, 0.0]  // loss, correct, count
+        let examples = subset ?? Array(0..<data.count)
+        let mine = Sharding.slice(count: examples.count, rank: comm.rank, size: comm.size)
+        let K = model.task.outputCount
+        let isClassifier = model.task.labels != nil
+        // loss, correct, count, then regression's Σ|error|, Σy, Σy², then the confusion matrix (K × K).
+        var sums = [Double](repeating: 0, count: 6 + (isClassifier ? K * K : 0))
         var start = mine.lowerBound
         while start < mine.upperBound {
             let end = min(start + batchSize, mine.upperBound)
-            let stats = model.evaluate(data.batch(Array(start..<end)[...]))
+            let batch = data.batch(examples[start..<end])
+            let stats = model.evaluate(batch)
             sums[0] += stats.lossSum; sums[1] += stats.correct; sums[2] += stats.count
+            for (b, row) in model.lastLogits().enumerated() {
+                if isClassifier {
+                    let predicted = row.withUnsafeBufferPointer { argmax($0.baseAddress!, K) }  // as accuracy counts it
+                    sums[6 + Int(batch.classTargets[b]) * K + predicted] += 1
+                } else {
+                    for k in 0..<K {
+                        let y = Double(batch.regressionTargets[b * K + k])
+                        sums[3] += abs(Double(row[k]) - y); sums[4] += y; sums[5] += y * y
+                    }
+                }
+            }
             start = end
         }
         try sums.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
         let n = max(sums[2], 1)
-        let isClassifier = model.task.labels != nil
-        return EvaluationResult(loss: sums[0] / n, accuracy: isClassifier ? sums[1] / n : nil, examples: Int(sums[2]))
+        var result = EvaluationResult(loss: sums[0] / n, accuracy: isClassifier ? sums[1] / n : nil, examples: Int(sums[2]))
+        if isClassifier {
+            result.confusion = (0..<K).map { t in (0..<K).map { p in Int(sums[6 + t * K + p]) } }
+        } else {
+            let values = n * Double(K)
+            result.meanAbsoluteError = sums[3] / values
+            // R² = 1 − SSE / SST; SSE is the loss sum (squared errors), SST the targets' spread.
+            let totalSquares = sums[5] - sums[4] * sums[4] / values
+            result.r2 = totalSquares > 0 ? 1 - sums[0] / totalSquares : nil
+        }
+        return result
     }
 }

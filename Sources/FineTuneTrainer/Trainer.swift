@@ -24,7 +24,8 @@ public final class Trainer {
     final class Session {
         let bundle: ModelBundle
         let data: DataLoading.Loaded
-        let step: TrainingStep
+        /// Rebuilt when gradual unfreezing widens the trainable parameters.
+        var step: TrainingStep
         var state: TrainerState
         let schedule: LearningRateSchedule
         let stepsPerEpoch: Int, totalSteps: Int
@@ -35,14 +36,20 @@ public final class Trainer {
         var lastSavedStep: Int
         var meter = ThroughputMeter()
         let exampleLog: FileHandle?
+        /// --train-eval-examples: the fixed training subset evaluated beside validation.
+        let trainEvalSubset: [Int]?
+        /// Rank 0: the evaluations so far, for the end-of-run hint.
+        var history: [FitHistory.Point] = []
+        var lastTrainLoss: Double? = nil
         var model: FineTunableModel { bundle.model }
 
         init(bundle: ModelBundle, data: DataLoading.Loaded, step: TrainingStep, state: TrainerState, schedule: LearningRateSchedule,
              stepsPerEpoch: Int, totalSteps: Int, metrics: MetricsLog?, checkpoints: CheckpointManager, earlyStopping: EarlyStopping,
-             lastSavedStep: Int, exampleLog: FileHandle?) {
+             lastSavedStep: Int, exampleLog: FileHandle?, trainEvalSubset: [Int]?) {
             self.bundle = bundle; self.data = data; self.step = step; self.state = state; self.schedule = schedule
             self.stepsPerEpoch = stepsPerEpoch; self.totalSteps = totalSteps; self.metrics = metrics; self.checkpoints = checkpoints
             self.earlyStopping = earlyStopping; self.lastSavedStep = lastSavedStep; self.exampleLog = exampleLog
+            self.trainEvalSubset = trainEvalSubset
             permutation = epochPermutation(count: data.train.count, seed: state.seed, epoch: state.epoch)
         }
     }
@@ -53,6 +60,10 @@ public final class Trainer {
         var localWork = 0, localSeconds = 0.0
         var examples = 0, finiteExamples = 0, lossSum = 0.0
         var since = Date()
+        /// Bytes this rank put into collectives in the last step.
+        var bytesExchanged = 0
+        /// The gradient norms (before clipping) of the steps since the last line, when clipping.
+        var gradientNorms: [Double] = []
     }
 
     /// Rank 0: to metrics.jsonl (events with a record) and to the caller.
@@ -74,7 +85,7 @@ public final class Trainer {
     // MARK: Set-up
 
     private func setUp() throws -> Session {
-        let c = configuration
+        var c = configuration
         let root = comm.isRoot
         let checkpoints = CheckpointManager(outputPath: c.outputPath, comm: comm, ioTimeout: c.ioTimeout, keep: c.keepCheckpoints,
                                             pauseBetweenFiles: c.debug.slowCheckpointSeconds)
@@ -102,26 +113,40 @@ public final class Trainer {
         //    takes its task and labels from the training data.
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
             let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description, maxLength: c.maxLength)
-            if loaded.task == .regression && c.monitor == .valAccuracy {
-                throw FineTuneError("--monitor val_accuracy needs a classifier; this is a regression model (use val_loss, the MSE)")
+            let classifier = loaded.task != .regression
+            if !c.monitor.applies(classification: classifier) {
+                throw FineTuneError("--monitor \(c.monitor.rawValue) is a \(classifier ? "regression" : "classification") metric; this is a " +
+                                    (classifier ? "classifier (use val_loss, val_accuracy, val_macro_f1 or val_mcc)"
+                                                : "regression model (use val_loss, val_mse, val_mae or val_r2)"))
+            }
+            if !classifier && (c.labelSmoothing > 0 || c.classWeights != nil) {
+                throw FineTuneError("--label-smoothing and --class-weights need a classifier; this is a regression model")
             }
             return loaded
         }
         let bundle = description.build(task: data.task)
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
-        let step = TrainingStep(model: model, optimizer: c.optimizer, comm: comm, exchange: c.exchange)
-        let optimizer = step.optimizer
+        let resolved = try comm.agree("applying the fine-tuning controls") { try applyControls(to: model, data: data, epoch: 0) }
+        // The default learning rate depends on the model: from here on it is the one in use.
+        c.learningRate = resolved.learningRate
+        configuration.learningRate = resolved.learningRate
 
         // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
         //    weights, read by rank 0 and broadcast.
         var state = TrainerState()
+        var step = makeStep(model, learningRateScales: resolved.rateScales)
         try comm.agree("restoring state") {
             if let resumed {
                 state = try resumed.state()
                 try description.loadWeights(into: bundle, seed: 0)
-                try resumed.restore(optimizer: optimizer)
                 try checkResumable(state, train: data.train)
+                state.mathematicalOptions = c.mathematicalOptions  // changes the user accepted stay accepted
+                // Gradual unfreezing: what trains depends on the epoch.
+                model.trainableFrom = try c.freeze.trainableFrom(model.parameterGroups, epoch: state.epoch)
+                step = makeStep(model, learningRateScales: resolved.rateScales)
+                let freezeChanged = !Set(c.acceptChanged).isDisjoint(with: ["freeze", "freeze-layers", "train-only", "unfreeze-every"])
+                try resumed.restore(optimizer: step.optimizer, unfrozenSinceCheckpoint: freezeChanged)
             } else {
                 state.seed = c.seed
                 state.mathematicalOptions = c.mathematicalOptions
@@ -137,9 +162,13 @@ public final class Trainer {
         let stepsPerEpoch = (data.train.count + c.batchSize - 1) / c.batchSize
         let totalSteps = min(c.epochs * stepsPerEpoch, c.maxSteps ?? Int.max)
         let warmup = c.warmupSteps ?? Int((c.warmupRatio * Double(totalSteps)).rounded(.up))
-        let schedule = LearningRateSchedule(kind: c.schedule, peak: c.learningRate, warmupSteps: warmup, totalSteps: totalSteps)
-        try recordRun(budget: budget, resolved: .init(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, warmupSteps: warmup),
-                      data: data, model: model)
+        let schedule = LearningRateSchedule(kind: c.schedule, peak: resolved.learningRate, warmupSteps: warmup, totalSteps: totalSteps,
+                                            end: c.lrEnd, power: c.lrPower)
+        let record = TrainingConfigurationRecord.Resolved(
+            stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, warmupSteps: warmup, learningRate: resolved.learningRate,
+            trainableParameters: model.trainableRange.count, parameters: model.layout.count, dropout: resolved.dropouts.0,
+            attentionDropout: resolved.dropouts.1, classifierDropout: resolved.dropouts.2, classWeights: model.objective.classWeights)
+        try recordRun(budget: budget, resolved: record, data: data, model: model)
         let metrics: MetricsLog? = try comm.agree("opening metrics.jsonl") {
             root ? try MetricsLog(path: "\(c.outputPath)/metrics.jsonl", keepThroughStep: resumed == nil ? nil : state.step) : nil
         }
@@ -151,25 +180,117 @@ public final class Trainer {
             h.seekToEndOfFile()
             return h
         }
-        try emit(.started("training \(model.layout.count) parameters on \(comm.size) rank(s): \(data.train.count) examples, " +
-                          "global batch \(c.batchSize), \(stepsPerEpoch) steps/epoch, \(totalSteps) steps" +
+        let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
+            : "\(model.trainableRange.count) of \(model.layout.count) parameters (frozen: \(c.freeze.description))"
+        try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
+                          "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
+                          "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(resolved.learningRate)" +
                           (resumed != nil ? ", resuming after step \(state.step)" : "")), to: metrics)
         comm.timeout = c.collectiveTimeout
         Preemption.install()
         return Session(bundle: bundle, data: data, step: step, state: state,
                        schedule: schedule, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, metrics: metrics, checkpoints: checkpoints,
                        earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
-                       lastSavedStep: resumed == nil ? -1 : state.step, exampleLog: exampleLog)
+                       lastSavedStep: resumed == nil ? -1 : state.step, exampleLog: exampleLog,
+                       trainEvalSubset: c.trainEvalExamples > 0
+                           ? Array(epochPermutation(count: data.train.count, seed: combineKey(c.seed, 0x7EA1), epoch: 0).prefix(c.trainEvalExamples)).sorted()
+                           : nil)
+    }
+
+    /// What `applyControls` resolved.
+    struct ResolvedControls {
+        var learningRate: Double
+        var rateScales: [Double]
+        var dropouts: (Double?, Double?, Double?)
+    }
+
+    /// The fine-tuning controls applied to a freshly built model: dropout, the training objective,
+    /// which parameters train; returns the learning rate and per-tensor rate factors.
+    private func applyControls(to model: FineTunableModel, data: DataLoading.Loaded, epoch: Int) throws -> ResolvedControls {
+        let c = configuration
+        var dropouts: (Double?, Double?, Double?) = (nil, nil, nil)
+        if let bert = model as? BertClassifier {
+            if let p = c.hiddenDropout { bert.hiddenDropout = p }
+            if let p = c.attentionDropout { bert.attentionDropout = p }
+            if let p = c.classifierDropout { bert.classifierDropout = p }
+            dropouts = (bert.hiddenDropout, bert.attentionDropout, bert.classifierDropout)
+        } else if let mlp = model as? MLP {
+            if c.attentionDropout != nil || c.classifierDropout != nil {
+                throw FineTuneError("--attention-dropout and --classifier-dropout apply to BERT models; an MLP has --dropout only")
+            }
+            if let p = c.hiddenDropout { mlp.config.dropout = p }
+            dropouts = (mlp.config.dropout, nil, nil)
+        }
+        model.objective.labelSmoothing = c.labelSmoothing
+        if let weights = c.classWeights, let labels = model.task.labels {
+            model.objective.classWeights = try weights.resolve(counts: labelCounts(data.train, classes: labels.count), labels: labels)
+        }
+        model.trainableFrom = try c.freeze.trainableFrom(model.parameterGroups, epoch: epoch)
+        // Layer-wise decay: the head at the full rate, each group below it `decay` times the one above.
+        var scales = [Double](repeating: 1, count: model.layout.tensors.count)
+        if let decay = c.layerLRDecay {
+            let groups = model.parameterGroups
+            for (i, spec) in model.layout.tensors.enumerated() {
+                let g = groups.firstIndex { $0.range.contains(spec.offset) }!
+                scales[i] = Foundation.pow(decay, Double(groups.count - 1 - g))
+            }
+        }
+        return ResolvedControls(learningRate: c.learningRate ?? model.defaultLearningRate, rateScales: scales, dropouts: dropouts)
+    }
+
+    /// Examples of each class in the training data.
+    private func labelCounts(_ train: ExampleSet, classes: Int) -> [Int] {
+        var counts = [Int](repeating: 0, count: classes)
+        var start = 0
+        while start < train.count {
+            let end = min(train.count, start + 4096)
+            for t in train.batch(Array(start..<end)[...]).classTargets { counts[Int(t)] += 1 }
+            start = end
+        }
+        return counts
+    }
+
+    /// A training step over the model's trainable parameters.
+    private func makeStep(_ model: FineTunableModel, learningRateScales: [Double]) -> TrainingStep {
+        let step = TrainingStep(model: model, optimizer: configuration.optimizer, comm: comm, exchange: configuration.exchange,
+                                maxGradientNorm: configuration.maxGradNorm)
+        step.optimizer.rateScales = learningRateScales
+        return step
+    }
+
+    /// Gradual unfreezing at an epoch boundary: when more groups train from `epoch` on, a new step
+    /// over them takes over the optimizer state (the new tensors start with none).
+    private func unfreezeIfDue(_ s: Session) throws {
+        guard configuration.freeze.unfreezeEvery != nil else { return }
+        let from = try configuration.freeze.trainableFrom(s.model.parameterGroups, epoch: s.state.epoch)
+        guard from != s.model.trainableFrom else { return }
+        let old = s.step
+        let whole = try old.optimizer.moments.map { part -> [Float] in
+            guard let shards = old.exchange.shards else { return part.array }
+            var whole = [Float](repeating: 0, count: old.optimizer.trainable.count)
+            let mine = shards[comm.rank]
+            try whole.withUnsafeMutableBufferPointer { buffer in
+                (buffer.baseAddress! + (mine.lowerBound - old.optimizer.trainable.lowerBound)).update(from: part.base, count: part.count)
+                try comm.allgatherInPlace(buffer, counts: shards.counts)
+            }
+            return whole
+        }
+        s.model.trainableFrom = from
+        s.step = makeStep(s.model, learningRateScales: old.optimizer.rateScales)
+        s.step.optimizer.continueFrom(old.optimizer, otherWhole: whole)
+        try emit(.note("epoch \(s.state.epoch): unfreezing; \(s.model.trainableRange.count) of \(s.model.layout.count) parameters train now"),
+                 to: s.metrics)
     }
 
     /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
     private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
         let now = configuration.mathematicalOptions
         let keys = Set(now.keys).union(state.mathematicalOptions.keys).sorted()
-        let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] }
+        let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] && !configuration.acceptChanged.contains($0) }
         if !changed.isEmpty {
             let details = changed.map { "--\($0) was \(state.mathematicalOptions[$0] ?? "unset"), now \(now[$0] ?? "unset")" }
-            throw FineTuneError("cannot resume: options that change the mathematics differ from the checkpoint's: \(details.joined(separator: "; "))")
+            throw FineTuneError("cannot resume: options that change the mathematics differ from the checkpoint's: \(details.joined(separator: "; ")) " +
+                                "(to continue anyway, say so: --accept-changed \(changed.joined(separator: ",")))")
         }
         if state.trainExamples != train.count || state.trainFingerprint != train.fingerprint {
             throw FineTuneError("cannot resume: \(configuration.trainPath) is not the training data of the checkpoint (\(state.trainExamples) examples then, \(train.count) now, or their content changed)")
@@ -215,13 +336,14 @@ public final class Trainer {
             let local = costs.count == globalCount ? Sharding.balancedSlice(costs: costs, rank: comm.rank, size: comm.size)
                                                     : Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
             let indices = s.permutation[(globalStart + local.lowerBound)..<(globalStart + local.upperBound)]
-            let batch = train.batch(indices)
+            let microBatches = self.microBatches(indices, of: train)
             s.exampleLog?.write(Data(indices.map { "\(s.state.epoch) \(stepNumber) \($0)\n" }.joined().utf8))
 
             c.debug.signalIfAsked(rank: comm.rank, step: stepNumber)
             c.debug.stallIfAsked(rank: comm.rank, step: stepNumber)
             let lr = s.schedule.rate(atStep: s.state.step)
-            let outcome = try s.step.run(batch, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr, preempted: Preemption.requested)
+            let outcome = try s.step.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
+                                         preempted: Preemption.requested)
             if !outcome.updated { try nonFiniteStep(s, outcome: outcome, step: stepNumber) }
             c.debug.perturbIfAsked(s.model.parameters, rank: comm.rank, step: stepNumber)
 
@@ -234,10 +356,13 @@ public final class Trainer {
                 s.state.epoch += 1
                 s.state.positionInEpoch = 0
                 s.permutation = epochPermutation(count: train.count, seed: s.state.seed, epoch: s.state.epoch)
+                try unfreezeIfDue(s)
             }
             let epoch = Double(epochOfStep) + (epochEnded ? 1 : Double(s.state.positionInEpoch) / Double(train.count))
 
-            s.meter.localWork += batch.workUnits
+            s.meter.localWork += microBatches.reduce(0) { $0 + $1.workUnits }
+            s.meter.bytesExchanged = s.step.exchange.floatsExchanged * MemoryLayout<Float>.stride
+            if let norm = outcome.gradientNorm { s.meter.gradientNorms.append(norm) }
             s.meter.localSeconds += outcome.timings.forward + outcome.timings.backward
             s.meter.examples += globalCount
             if outcome.updated { s.meter.finiteExamples += globalCount; s.meter.lossSum += outcome.loss * Double(globalCount) }
@@ -285,10 +410,13 @@ public final class Trainer {
         let m = s.meter
         let perRank = try comm.allgather(string: String(format: "%.1f", Double(m.localWork) / max(m.localSeconds, 1e-9)))
         let now = Date()
-        try emit(.train(TrainLog(step: s.state.step, totalSteps: s.totalSteps, epoch: epoch,
-                                 loss: m.finiteExamples > 0 ? m.lossSum / Double(m.finiteExamples) : nil, lr: lr,
+        let loss = m.finiteExamples > 0 ? m.lossSum / Double(m.finiteExamples) : nil
+        if loss != nil { s.lastTrainLoss = loss }
+        try emit(.train(TrainLog(step: s.state.step, totalSteps: s.totalSteps, epoch: epoch, loss: loss, lr: lr,
                                  examplesPerSecond: Double(m.examples) / max(now.timeIntervalSince(m.since), 1e-9),
-                                 tokensPerSecondByRank: perRank.map { Double($0) ?? 0 })), to: s.metrics)
+                                 tokensPerSecondByRank: perRank.map { Double($0) ?? 0 }, bytesExchangedPerStep: m.bytesExchanged,
+                                 gradientNorm: m.gradientNorms.isEmpty ? nil : m.gradientNorms.reduce(0, +) / Double(m.gradientNorms.count))),
+                 to: s.metrics)
         s.meter = ThroughputMeter(since: now)
     }
 
@@ -297,7 +425,11 @@ public final class Trainer {
     private func evaluate(_ s: Session, epoch: Double) throws {
         let c = configuration
         let result = try Evaluation.run(model: s.model, data: s.data.valid!, batchSize: c.evalBatchSize, comm: comm)
+        let trainResult = try s.trainEvalSubset.map {
+            try Evaluation.run(model: s.model, data: s.data.train, batchSize: c.evalBatchSize, comm: comm, subset: $0)
+        }
         let value = result.value(of: c.monitor)
+        s.history.append(FitHistory.Point(step: s.state.step, validation: result, training: trainResult, trainingLoss: s.lastTrainLoss))
         var decision: [Int64] = [0, 0]  // improved, stop
         if comm.isRoot {
             let d = s.earlyStopping.decide(value, best: s.state.bestMetric, evaluationsWithoutImprovement: s.state.evaluationsWithoutImprovement)
@@ -309,10 +441,39 @@ public final class Trainer {
         try comm.withTimeout(c.ioTimeout) { try comm.agree("writing best/") {
             guard comm.isRoot else { return }
             if agreed.improved { try ModelFiles.save(s.bundle, to: "\(c.outputPath)/best") }
-            try emit(.evaluation(EvaluationRecord(step: s.state.step, epoch: epoch, result: result, improved: agreed.improved,
+            try emit(.evaluation(EvaluationRecord(step: s.state.step, epoch: epoch, result: result, trainResult: trainResult, improved: agreed.improved,
                                                   evaluationsWithoutImprovement: s.state.evaluationsWithoutImprovement,
                                                   patience: c.patience, earlyStopping: s.state.earlyStopped)), to: s.metrics)
         } }
+    }
+
+    /// This rank's slice of the global batch split in `gradAccum` parts of about
+    /// equal cost (tokens), so the gradient sum and the weights do not depend on the split.
+    private func microBatches(_ indices: ArraySlice<Int>, of train: ExampleSet) -> [Batch] {
+        let k = configuration.gradAccum
+        guard k > 1 else { return [train.batch(indices)] }
+        let costs = indices.compactMap { train.cost(of: $0) }
+        return (0..<k).map { part in
+            let slice = costs.count == indices.count ? Sharding.balancedSlice(costs: costs, rank: part, size: k)
+                                                     : Sharding.slice(count: indices.count, rank: part, size: k)
+            return train.batch(indices[(indices.startIndex + slice.lowerBound)..<(indices.startIndex + slice.upperBound)])
+        }
+    }
+
+    /// Why the run ended, in words, for metrics.jsonl and the console.
+    private func stopReason(_ s: Session, outcome: RunOutcome) -> String {
+        let c = configuration
+        switch outcome {
+        case .earlyStopped:
+            let best = s.state.bestMetric.map { String(format: "%.4f", $0) } ?? "n/a"
+            return "early stopping: \(c.monitor.rawValue) did not improve by more than \(c.minDelta) in \(c.patience ?? 0) evaluations " +
+                   "(best \(best) at step \(s.state.bestStep ?? 0))"
+        case .completed:
+            if let maxSteps = c.maxSteps, s.state.step >= maxSteps, maxSteps < c.epochs * s.stepsPerEpoch { return "reached --max-steps \(maxSteps)" }
+            return "completed \(c.epochs) epoch\(c.epochs == 1 ? "" : "s")"
+        case .preempted: return "preempted"
+        case .stoppedAfterSteps: return "stopped after step \(s.state.step) (--stop-after-steps)"
+        }
     }
 
     // MARK: The end
@@ -323,7 +484,9 @@ public final class Trainer {
         if s.lastSavedStep != s.state.step {
             try s.checkpoints.save(model: s.bundle, optimizer: s.step.optimizer, shards: s.step.exchange.shards, state: s.state)
         }
-        let end = EndRecord(step: s.state.step, outcome: outcome, bestStep: s.state.bestStep, bestMetric: s.state.bestMetric, monitor: c.monitor)
+        var end = EndRecord(step: s.state.step, outcome: outcome, bestStep: s.state.bestStep, bestMetric: s.state.bestMetric, monitor: c.monitor)
+        end.reason = stopReason(s, outcome: outcome)
+        end.hint = FitHistory(points: s.history, monitor: c.monitor).hint
         try comm.withTimeout(c.ioTimeout) { try comm.agree("writing the final model") {
             guard comm.isRoot else { return }
             try ModelFiles.save(s.bundle, to: "\(c.outputPath)/final")

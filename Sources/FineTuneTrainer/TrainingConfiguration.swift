@@ -51,8 +51,27 @@ public struct TrainingConfiguration: Sendable {
     public var maxSteps: Int? = nil
     /// Examples per optimizer step over all ranks.
     public var batchSize: Int = 32
-    public var learningRate: Double = 1e-3
+    /// Peak learning rate (nil: the model's default, `defaultLearningRate`).
+    public var learningRate: Double? = nil
     public var schedule: ScheduleKind = .constant
+    /// Polynomial schedule: final rate and power.
+    public var lrEnd: Double = 1e-7, lrPower: Double = 1
+    /// Layer-wise learning-rate decay: each group below the head gets this factor times the rate of the one above.
+    public var layerLRDecay: Double? = nil
+    /// Micro-batches per rank per optimizer step (gradient accumulation); the global batch is unchanged.
+    public var gradAccum: Int = 1
+    /// Clip the averaged gradient to this global L2 norm.
+    public var maxGradNorm: Double? = nil
+    /// Which parameters train.
+    public var freeze = FreezeSettings()
+    /// Dropout probabilities (nil: the model's config.json).
+    public var hiddenDropout: Double? = nil, attentionDropout: Double? = nil, classifierDropout: Double? = nil
+    public var labelSmoothing: Double = 0
+    public var classWeights: ClassWeights? = nil
+    /// Options whose change a resumed run accepts (the user said so).
+    public var acceptChanged: [String] = []
+    /// Evaluate this many training examples (a fixed subset) beside each validation pass (0: none).
+    public var trainEvalExamples: Int = 0
     public var warmupSteps: Int? = nil
     public var warmupRatio: Double = 0
     public var optimizer = OptimizerSettings()
@@ -104,13 +123,25 @@ public struct TrainingConfiguration: Sendable {
     public var mathematicalOptions: [String: String] {
         var o: [String: String] = [
             "batch-size": String(batchSize),
-            "lr": String(learningRate),
+            "lr": learningRate.map { String($0) } ?? "default",
             "lr-schedule": schedule.rawValue,
             "optimizer": optimizer.kind.rawValue,
             "weight-decay": String(optimizer.weightDecay),
             "seed": String(seed),
         ]
         if let maxLength { o["max-length"] = String(maxLength) }
+        // The newer options appear only when set, so older checkpoints stay resumable.
+        if freeze.embeddings { o["freeze"] = "embeddings" }
+        if freeze.layers > 0 { o["freeze-layers"] = String(freeze.layers) }
+        if freeze.onlyHead { o["train-only"] = "head" }
+        if let every = freeze.unfreezeEvery { o["unfreeze-every"] = String(every) }
+        if let layerLRDecay { o["layer-lr-decay"] = String(layerLRDecay) }
+        if let maxGradNorm { o["max-grad-norm"] = String(maxGradNorm) }
+        if let hiddenDropout { o["dropout"] = String(hiddenDropout) }
+        if let attentionDropout { o["attention-dropout"] = String(attentionDropout) }
+        if let classifierDropout { o["classifier-dropout"] = String(classifierDropout) }
+        if labelSmoothing > 0 { o["label-smoothing"] = String(labelSmoothing) }
+        if let classWeights { o["class-weights"] = classWeights.description }
         if let pooling { o["pooling"] = pooling.rawValue }
         switch optimizer.kind {
         case .adamw:
@@ -126,6 +157,7 @@ public struct TrainingConfiguration: Sendable {
             o["warmup-steps"] = warmupSteps.map(String.init) ?? "none"
             o["warmup-ratio"] = String(warmupRatio)
         }
+        if schedule == .polynomial { o["lr-end"] = String(lrEnd); o["lr-power"] = String(lrPower) }
         return o
     }
 }
@@ -142,6 +174,11 @@ extension TrainingConfiguration: Encodable {
         case keepCheckpoints = "keep_checkpoints", collectiveTimeout = "collective_timeout", ioTimeout = "io_timeout"
         case onNonfinite = "on_nonfinite", checkReplicasEvery = "check_replicas_every", overlap, bucketMb = "bucket_mb"
         case shardOptimizer = "shard_optimizer", allreduce
+        case layerLRDecay = "layer_lr_decay", gradAccum = "grad_accum", maxGradNorm = "max_grad_norm"
+        case freeze, freezeLayers = "freeze_layers", trainOnly = "train_only", unfreezeEvery = "unfreeze_every"
+        case dropout, attentionDropout = "attention_dropout", classifierDropout = "classifier_dropout"
+        case labelSmoothing = "label_smoothing", classWeights = "class_weights", acceptChanged = "accept_changed"
+        case trainEvalExamples = "train_eval_examples", lrEnd = "lr_end", lrPower = "lr_power"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -164,6 +201,49 @@ extension TrainingConfiguration: Encodable {
         try c.encode(onNonFinite, forKey: .onNonfinite); try c.encode(checkReplicasEvery, forKey: .checkReplicasEvery)
         try c.encode(exchange.overlap, forKey: .overlap); try c.encode(Double(exchange.bucketBytes) / 1_000_000, forKey: .bucketMb)
         try c.encode(exchange.shardOptimizer, forKey: .shardOptimizer); try c.encode(exchange.allreduce, forKey: .allreduce)
+        try c.encode(layerLRDecay, forKey: .layerLRDecay); try c.encode(gradAccum, forKey: .gradAccum); try c.encode(maxGradNorm, forKey: .maxGradNorm)
+        try c.encode(freeze.embeddings ? "embeddings" : nil, forKey: .freeze); try c.encode(freeze.layers, forKey: .freezeLayers)
+        try c.encode(freeze.onlyHead ? "head" : nil, forKey: .trainOnly); try c.encode(freeze.unfreezeEvery, forKey: .unfreezeEvery)
+        try c.encode(hiddenDropout, forKey: .dropout); try c.encode(attentionDropout, forKey: .attentionDropout)
+        try c.encode(classifierDropout, forKey: .classifierDropout); try c.encode(labelSmoothing, forKey: .labelSmoothing)
+        try c.encode(classWeights?.description, forKey: .classWeights); try c.encode(acceptChanged, forKey: .acceptChanged)
+        try c.encode(trainEvalExamples, forKey: .trainEvalExamples); try c.encode(lrEnd, forKey: .lrEnd); try c.encode(lrPower, forKey: .lrPower)
+    }
+}
+
+/// `--class-weights`: inverse class frequency, or one weight per label.
+public enum ClassWeights: Sendable, Equatable {
+    /// n / (K · n_k), as sklearn's compute_class_weight("balanced").
+    case balanced
+    case explicit([Double])
+
+    public init(parsing text: String) throws {
+        if text == "balanced" { self = .balanced; return }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = parts.map { Double($0) }
+        guard !parts.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite && $0! >= 0 }), values.contains(where: { $0! > 0 }) else {
+            throw FineTuneError("--class-weights \"\(text)\": give \"balanced\" or one non-negative number per label, comma-separated, not all zero (e.g. 1,3.5,1)")
+        }
+        self = .explicit(values.map { $0! })
+    }
+    public var description: String {
+        switch self {
+        case .balanced: return "balanced"
+        case .explicit(let w): return w.map { String($0) }.joined(separator: ",")
+        }
+    }
+    /// The weight of each of `counts.count` labels, given how many training examples each has.
+    public func resolve(counts: [Int], labels: [String]) throws -> [Float] {
+        switch self {
+        case .balanced:
+            let n = Double(counts.reduce(0, +)), K = Double(counts.count)
+            return counts.map { $0 > 0 ? Float(n / (K * Double($0))) : 0 }
+        case .explicit(let w):
+            guard w.count == counts.count else {
+                throw FineTuneError("--class-weights gives \(w.count) weights; the model has \(counts.count) labels (\(labels.joined(separator: ", ")), in this order)")
+            }
+            return w.map(Float.init)
+        }
     }
 }
 
@@ -171,7 +251,17 @@ extension TrainingConfiguration: Encodable {
 public struct TrainingConfigurationRecord: Encodable {
     public struct Resolved: Encodable {
         public var stepsPerEpoch: Int, totalSteps: Int, warmupSteps: Int
-        enum CodingKeys: String, CodingKey { case stepsPerEpoch = "steps_per_epoch", totalSteps = "total_steps", warmupSteps = "warmup_steps" }
+        public var learningRate: Double
+        /// Parameters that train at the start, and all of them.
+        public var trainableParameters: Int, parameters: Int
+        /// Dropout probabilities in use.
+        public var dropout: Double?, attentionDropout: Double?, classifierDropout: Double?
+        public var classWeights: [Float]?
+        enum CodingKeys: String, CodingKey {
+            case stepsPerEpoch = "steps_per_epoch", totalSteps = "total_steps", warmupSteps = "warmup_steps", learningRate = "lr"
+            case trainableParameters = "trainable_parameters", parameters, dropout, attentionDropout = "attention_dropout"
+            case classifierDropout = "classifier_dropout", classWeights = "class_weights"
+        }
     }
     public var options: TrainingConfiguration
     public var resolved: Resolved

@@ -8,30 +8,87 @@ public enum RunOutcome: String, Sendable, Codable {
     case completed, earlyStopped = "early_stopped", stoppedAfterSteps = "stopped_after_steps", preempted
 }
 
-/// Loss and accuracy (classification) or mean-squared error (regression) over a data set.
+/// The figures of a model over a data set. Classification: loss, accuracy, the confusion matrix
+/// and what follows from it (per-class precision, recall and F1, macro-F1, Matthews correlation).
+/// Regression: the loss (mean squared error), mean absolute error and R².
 public struct EvaluationResult: Sendable, Equatable {
     public var loss: Double
     /// Classification: fraction correct. Regression: nil.
     public var accuracy: Double?
     public var examples: Int
+    /// Classification: confusion[true class][predicted class], example counts.
+    public var confusion: [[Int]]? = nil
+    /// Regression: mean absolute error and the coefficient of determination (nil when the targets do not vary).
+    public var meanAbsoluteError: Double? = nil
+    public var r2: Double? = nil
+
+    public init(loss: Double, accuracy: Double?, examples: Int, confusion: [[Int]]? = nil, meanAbsoluteError: Double? = nil, r2: Double? = nil) {
+        self.loss = loss; self.accuracy = accuracy; self.examples = examples; self.confusion = confusion
+        self.meanAbsoluteError = meanAbsoluteError; self.r2 = r2
+    }
+
+    /// Per class: precision, recall, F1 and support (examples of the class), from the confusion matrix.
+    public struct ClassFigures: Sendable, Equatable, Encodable {
+        public var precision: Double, recall: Double, f1: Double, support: Int
+    }
+    public var perClass: [ClassFigures]? {
+        guard let m = confusion else { return nil }
+        return m.indices.map { k in
+            let truePositives = Double(m[k][k]), actual = m[k].reduce(0, +), predicted = m.reduce(0) { $0 + $1[k] }
+            // sklearn's zero_division=0: a class never predicted (or absent) scores 0.
+            let precision = predicted > 0 ? truePositives / Double(predicted) : 0
+            let recall = actual > 0 ? truePositives / Double(actual) : 0
+            let f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0
+            return ClassFigures(precision: precision, recall: recall, f1: f1, support: actual)
+        }
+    }
+    /// The unweighted mean of the F1 of the classes that occur in the data or the predictions (sklearn's macro F1).
+    public var macroF1: Double? {
+        guard let m = confusion, let figures = perClass else { return nil }
+        let present = m.indices.filter { k in m[k].reduce(0, +) > 0 || m.reduce(0) { $0 + $1[k] } > 0 }
+        return present.isEmpty ? 0 : present.reduce(0) { $0 + figures[$1].f1 } / Double(present.count)
+    }
+    /// Matthews correlation coefficient, multi-class (Gorodkin's R_K, as sklearn): 0 when undefined.
+    public var mcc: Double? {
+        guard let m = confusion else { return nil }
+        let K = m.count
+        let t = (0..<K).map { Double(m[$0].reduce(0, +)) }, p = (0..<K).map { k in Double(m.reduce(0) { $0 + $1[k] }) }
+        let s = t.reduce(0, +), c = Double((0..<K).reduce(0) { $0 + m[$1][$1] })
+        let covariance = c * s - zip(t, p).reduce(0) { $0 + $1.0 * $1.1 }
+        let denominator = ((s * s - p.reduce(0) { $0 + $1 * $1 }) * (s * s - t.reduce(0) { $0 + $1 * $1 })).squareRoot()
+        return denominator > 0 ? covariance / denominator : 0
+    }
 
     public func value(of metric: MonitoredMetric) -> Double {
-        metric == .valLoss ? loss : (accuracy ?? .nan)
+        switch metric {
+        case .valLoss, .valMSE: return loss
+        case .valAccuracy: return accuracy ?? .nan
+        case .valMacroF1: return macroF1 ?? .nan
+        case .valMCC: return mcc ?? .nan
+        case .valMAE: return meanAbsoluteError ?? .nan
+        case .valR2: return r2 ?? .nan
+        }
     }
 
-    /// Encodes the figures as "<prefix>_loss", "<prefix>_accuracy" (or "<prefix>_mse") and "<prefix>_examples".
+    /// The metrics this result has, as (suffix, value): loss, accuracy, macro_f1, mcc or mse, mae, r2.
+    public var namedFigures: [(String, Double?)] { figures }
+    var figures: [(String, Double?)] {
+        if let accuracy { return [("loss", loss), ("accuracy", accuracy), ("macro_f1", macroF1), ("mcc", mcc)] }
+        return [("loss", loss), ("mse", loss), ("mae", meanAbsoluteError), ("r2", r2)]
+    }
+
+    /// Encodes the figures as "<prefix>_loss", "<prefix>_accuracy", ... and "<prefix>_examples".
     func encode(prefix: String, to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: NamedKey.self)
-        try c.encode(loss, forKey: NamedKey("\(prefix)_loss"))
         try c.encode(examples, forKey: NamedKey("\(prefix)_examples"))
-        if let accuracy { try c.encode(accuracy, forKey: NamedKey("\(prefix)_accuracy")) } else { try c.encode(loss, forKey: NamedKey("\(prefix)_mse")) }
+        for (name, value) in figures { try c.encode(value, forKey: NamedKey("\(prefix)_\(name)")) }
     }
 
-    /// "val_loss 0.4321 | val_accuracy 0.8500"
+    /// "val_loss 0.4321 | val_accuracy 0.8500 | val_macro_f1 0.8012 | val_mcc 0.7810"
     func text(prefix: String) -> String {
-        var text = String(format: "%@_loss %.4f", prefix, loss)
-        if let accuracy { text += String(format: " | %@_accuracy %.4f", prefix, accuracy) }
-        return text
+        // Regression's loss is its MSE: shown once.
+        figures.filter { $0.0 != "mse" }.compactMap { name, value in value.map { String(format: "%@_%@ %.4f", prefix, name, $0) } }
+            .joined(separator: " | ")
     }
 }
 
@@ -51,15 +108,21 @@ public struct TrainLog: Encodable, Sendable {
     public var lr: Double, examplesPerSecond: Double
     /// Each rank's tokens (examples for tabular data) per second of its own compute, so a straggler shows.
     public var tokensPerSecondByRank: [Double]
+    /// Bytes rank 0 put into collectives in the last step (frozen parameters send none).
+    public var bytesExchangedPerStep: Int = 0
+    /// Mean global gradient norm before clipping (only with --max-grad-norm).
+    public var gradientNorm: Double? = nil
     enum CodingKeys: String, CodingKey {
         case type, step, totalSteps = "total_steps", epoch, loss, lr, examplesPerSecond = "examples_per_s"
-        case tokensPerSecondByRank = "tokens_per_s_by_rank"
+        case tokensPerSecondByRank = "tokens_per_s_by_rank", bytesExchangedPerStep = "bytes_exchanged_per_step", gradientNorm = "grad_norm"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode("train", forKey: .type); try c.encode(step, forKey: .step); try c.encode(totalSteps, forKey: .totalSteps)
         try c.encode(epoch, forKey: .epoch); try c.encode(loss, forKey: .loss); try c.encode(lr, forKey: .lr)
         try c.encode(examplesPerSecond, forKey: .examplesPerSecond); try c.encode(tokensPerSecondByRank, forKey: .tokensPerSecondByRank)
+        try c.encode(bytesExchangedPerStep, forKey: .bytesExchangedPerStep)
+        if let gradientNorm { try c.encode(gradientNorm, forKey: .gradientNorm) }
     }
 }
 
@@ -67,6 +130,8 @@ public struct TrainLog: Encodable, Sendable {
 public struct EvaluationRecord: Encodable, Sendable {
     public var step: Int, epoch: Double
     public var result: EvaluationResult
+    /// --train-eval-examples: the same figures on a fixed subset of the training data, in evaluation mode.
+    public var trainResult: EvaluationResult? = nil
     public var improved: Bool
     public var evaluationsWithoutImprovement: Int
     public var patience: Int?
@@ -80,6 +145,7 @@ public struct EvaluationRecord: Encodable, Sendable {
         try c.encode(improved, forKey: .improved); try c.encode(evaluationsWithoutImprovement, forKey: .evaluationsWithoutImprovement)
         try c.encode(earlyStopping, forKey: .earlyStopping)
         try result.encode(prefix: "val", to: encoder)
+        try trainResult?.encode(prefix: "train_eval", to: encoder)
     }
 }
 
@@ -117,11 +183,16 @@ public struct EndRecord: Encodable, Sendable {
     public var outcome: RunOutcome
     public var bestStep: Int?, bestMetric: Double?
     public var monitor: MonitoredMetric
-    enum CodingKeys: String, CodingKey { case type, step, outcome, bestStep = "best_step", bestMetric = "best_metric", monitor }
+    /// Why the run ended, in words.
+    public var reason: String = ""
+    /// A one-line reading of the learning curves when they show clear over- or under-fitting.
+    public var hint: String? = nil
+    enum CodingKeys: String, CodingKey { case type, step, outcome, bestStep = "best_step", bestMetric = "best_metric", monitor, reason, hint }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode("end", forKey: .type); try c.encode(step, forKey: .step); try c.encode(outcome, forKey: .outcome)
         try c.encode(bestStep, forKey: .bestStep); try c.encode(bestMetric, forKey: .bestMetric); try c.encode(monitor, forKey: .monitor)
+        try c.encode(reason, forKey: .reason); try c.encode(hint, forKey: .hint)
     }
 }
 
@@ -145,6 +216,7 @@ public enum TrainingEvent: Sendable {
                           t.step, t.totalSteps, t.epoch, t.loss.map { String(format: "%.4f", $0) } ?? "n/a", t.lr, t.examplesPerSecond)
         case .evaluation(let e):
             var text = "eval at step \(e.step) | " + e.result.text(prefix: "val")
+            if let t = e.trainResult { text += " | " + t.text(prefix: "train_eval") }
             text += e.improved ? " | best so far, saved best/"
                                : " | no improvement (\(e.evaluationsWithoutImprovement)/\(e.patience.map(String.init) ?? "-"))"
             if e.earlyStopping { text += " | early stopping" }
@@ -152,10 +224,11 @@ public enum TrainingEvent: Sendable {
         case .skipped(let s): return "\(s.report.describe(step: s.step)): update skipped (--on-nonfinite skip)"
         case .test(let t): return "test (\(t.model) model, step \(t.modelStep)): " + t.result.text(prefix: "test")
         case .end(let e):
-            var summary = "finished: \(e.outcome.rawValue) at step \(e.step)"
+            var summary = "finished: \(e.outcome.rawValue) at step \(e.step)" + (e.reason.isEmpty ? "" : " (\(e.reason))")
             if let best = e.bestStep, let metric = e.bestMetric {
                 summary += String(format: ", best %@ %.4f at step %d (in best/)", e.monitor.rawValue, metric, best)
             }
+            if let hint = e.hint { summary += "\nhint: " + hint }
             return summary
         }
     }

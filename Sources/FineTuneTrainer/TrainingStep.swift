@@ -3,13 +3,20 @@ import FineTuneKernels
 import FineTuneModels
 import Foundation
 
-/// One data-parallel optimizer step, the same for `train` and `bench`: forward, backward with the
-/// gradient exchange overlapped, the rest of the exchange, and (when the summed gradients are
-/// finite) the optimizer update. Timed from outside the math.
+/// One data-parallel optimizer step, the same for `train` and `bench`: forward and backward of each
+/// micro-batch (gradients accumulate), the gradient exchange overlapped with the last backward, the
+/// rest of the exchange, clipping, and (when the summed gradients are finite) the optimizer update.
+/// Timed from outside the math.
 public final class TrainingStep {
     public let model: FineTunableModel
     public let optimizer: Optimizer
     public let exchange: GradientExchange
+    /// Clip the averaged gradient to this global L2 norm (nil: no clipping).
+    public let maxGradientNorm: Double?
+    /// Rows of the sparse tensors written by the step's earlier micro-batches (by tensor offset):
+    /// the exchange sums their union with the last micro-batch's.
+    private final class EarlierRows { var byTensor: [Int: Set<Int>] = [:] }
+    private let earlierRows = EarlierRows()
 
     /// Seconds of each part of the last step.
     public struct Timings: Sendable {
@@ -25,32 +32,63 @@ public final class TrainingStep {
     public struct Outcome: Sendable {
         /// The sums every rank agrees on.
         public var exchanged: GradientExchange.Result
-        /// This rank's own batch figures.
+        /// This rank's own batch figures (all micro-batches).
         public var local: BatchStatistics
         /// Whether the update was applied (false when the loss or the summed gradients were not finite).
         public var updated: Bool
+        /// The global L2 norm of the averaged gradient before clipping (nil when not finite).
+        public var gradientNorm: Double?
         public var timings: Timings
         /// Mean loss over the global batch.
         public var loss: Double { exchanged.lossSum / Double(max(exchanged.examples, 1)) }
     }
 
-    /// The exchange sums `model`'s gradients over `comm`; the optimizer keeps state for the
-    /// parameters this rank updates (all, or its block with optimizer-state sharding).
-    public init(model: FineTunableModel, optimizer settings: OptimizerSettings, comm: Communicator, exchange: GradientExchange.Settings) {
+    /// The exchange sums `model`'s trainable gradients over `comm`; the optimizer keeps state for
+    /// the trainable parameters this rank updates (all, or its block with optimizer-state sharding).
+    public init(model: FineTunableModel, optimizer settings: OptimizerSettings, comm: Communicator, exchange: GradientExchange.Settings,
+                maxGradientNorm: Double? = nil) {
         self.model = model
-        self.exchange = GradientExchange(comm: comm, gradients: model.gradients, sparse: model.sparseGradientTensors,
-                                         touchedRows: { [unowned model] in model.touchedRows(in: $0) }, settings: exchange)
-        optimizer = Optimizer(settings: settings, layout: model.layout, shard: self.exchange.shard)
+        self.maxGradientNorm = maxGradientNorm
+        let earlier = earlierRows
+        self.exchange = GradientExchange(comm: comm, gradients: model.gradients, trainable: model.trainableRange, sparse: model.sparseGradientTensors,
+                                         touchedRows: { [unowned model] spec in
+                                             let last = model.touchedRows(in: spec)
+                                             guard let before = earlier.byTensor[spec.offset] else { return last }
+                                             return before.union(last).sorted()
+                                         }, settings: exchange)
+        optimizer = Optimizer(settings: settings, layout: model.layout, trainable: model.trainableRange, shard: self.exchange.shard)
     }
 
     /// A step over this rank's `batch` (its slice of the global batch; possibly empty).
     public func run(_ batch: Batch, dropoutSeed: UInt64, step: Int, learningRate: Double, preempted: Bool) throws -> Outcome {
+        try run(microBatches: [batch], dropoutSeed: dropoutSeed, step: step, learningRate: learningRate, preempted: preempted)
+    }
+
+    /// A step over this rank's slice of the global batch in `microBatches` (gradient accumulation:
+    /// each forward and backward adds into the same gradients; one exchange and one update).
+    public func run(microBatches: [Batch], dropoutSeed: UInt64, step: Int, learningRate: Double, preempted: Bool) throws -> Outcome {
+        precondition(!microBatches.isEmpty)
         let clock = { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
         var t = Timings()
         let start = clock()
-        model.gradients.zero()
-        exchange.beginStep(examples: batch.count, preempted: preempted)
-        let local = model.forward(batch, mode: .training(seed: dropoutSeed, step: step))
+        let trainable = model.trainableRange
+        (model.gradients.base + trainable.lowerBound).update(repeating: 0, count: trainable.count)
+        earlierRows.byTensor = [:]
+        exchange.beginStep(examples: microBatches.reduce(0) { $0 + $1.count }, preempted: preempted)
+        var local = BatchStatistics()
+        // Every micro-batch but the last: forward and backward, remembering the sparse rows written.
+        for batch in microBatches.dropLast() {
+            let before = clock()
+            local += model.forward(batch, mode: .training(seed: dropoutSeed, step: step))
+            let forwardDone = clock()
+            model.backward { _ in }
+            for spec in exchange.sparseTensors { earlierRows.byTensor[spec.offset, default: []].formUnion(model.touchedRows(in: spec)) }
+            t.forward += forwardDone - before
+            t.backward += clock() - forwardDone
+        }
+        // The last one overlaps its backward with the exchange.
+        let lastStart = clock()
+        local += model.forward(microBatches.last!, mode: .training(seed: dropoutSeed, step: step))
         try exchange.forwardDone(lossSum: local.lossSum)
         let forwardDone = clock()
         var readyError: Error? = nil
@@ -59,24 +97,44 @@ public final class TrainingStep {
         }
         if let readyError { throw readyError }
         let backwardDone = clock()
+        t.forward += forwardDone - lastStart
+        t.backward += backwardDone - forwardDone
         let exchanged = try exchange.finish()
-        let summed = clock()
-        let updated = exchanged.finite && exchanged.lossSum.isFinite && exchanged.examples > 0
+        var summed = clock()
+        var updated = exchanged.finite && exchanged.lossSum.isFinite && exchanged.examples > 0
+        var gradientNorm: Double? = nil
         var gatherTime = 0.0
         if updated {
             // The exchanged gradient is a sum over the global batch: the optimizer averages it.
-            optimizer.step(parameters: model.parameters, gradientsOfShard: exchange.gradientsOfShard,
-                           gradientScale: 1 / Float(exchanged.examples), learningRate: learningRate)
-            let updateDone = clock()
-            try exchange.afterUpdate(model.parameters)
-            gatherTime = clock() - updateDone
-            t.optimizer = updateDone - summed
+            var scale = 1 / Double(exchanged.examples)
+            if maxGradientNorm != nil {
+                let norm = try globalNorm() * scale
+                gradientNorm = norm
+                // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+                if let maxGradientNorm, norm.isFinite { scale *= min(1, maxGradientNorm / (norm + 1e-6)) }
+                if !norm.isFinite { updated = false }
+            }
+            summed = clock()
+            if updated {
+                optimizer.step(parameters: model.parameters, gradientsOfShard: exchange.gradientsOfShard,
+                               gradientScale: Float(scale), learningRate: learningRate)
+                let updateDone = clock()
+                try exchange.afterUpdate(model.parameters)
+                gatherTime = clock() - updateDone
+                t.optimizer = updateDone - summed
+            }
         }
-        t.forward = forwardDone - start
-        t.backward = backwardDone - forwardDone
         t.exposedCommunication = summed - backwardDone + gatherTime
         t.exchange = exchange.finishTimings
         t.total = clock() - start
-        return Outcome(exchanged: exchanged, local: local, updated: updated, timings: t)
+        return Outcome(exchanged: exchanged, local: local, updated: updated, gradientNorm: gradientNorm, timings: t)
+    }
+
+    /// The L2 norm of the summed gradient: this rank's block (all of it unsharded), and with
+    /// sharding one more scalar sum over the ranks.
+    private func globalNorm() throws -> Double {
+        var squares = [sumOfSquares(exchange.gradientsOfShard, count: exchange.shard.count)]
+        if exchange.shards != nil { try squares.withUnsafeMutableBufferPointer { try exchange.comm.allreduceSum($0) } }
+        return squares[0].squareRoot()
     }
 }

@@ -25,12 +25,17 @@ struct Bench: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seqLen: Int = 64
     @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
+    @Option(help: "Freeze the embeddings and the lowest N layers, as train does (the FLOP figures still count the whole model).") var freezeLayers: Int = 0
+    @Option(help: "Train only the head, as train does.") var trainOnly: TrainOnlyPart?
+    @Option(help: "Split each rank's batch into K micro-batches (gradient accumulation), as train does.") var gradAccum: Int = 1
     @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
     func validate() throws {
         guard perRankBatch > 0, steps > 0 else { throw ValidationError("--per-rank-batch and --steps must be positive") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard freezeLayers >= 0 else { throw ValidationError("--freeze-layers must not be negative") }
+        guard gradAccum > 0 && gradAccum <= perRankBatch else { throw ValidationError("--grad-accum must be in 1...--per-rank-batch") }
         guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2 ([CLS] and [SEP])") }
         guard model != nil || Benchmark.shapes.contains(shape) else {
             throw ValidationError("--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
@@ -43,6 +48,7 @@ struct Bench: ParsableCommand {
         var c = BenchmarkConfiguration()
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
         c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
+        c.freeze.layers = freezeLayers; c.freeze.onlyHead = trainOnly == .head; c.gradAccum = gradAccum
         do {
             var r = try Benchmark.run(c, comm: comm)
             let blas = BLASSetup.selection
@@ -55,21 +61,26 @@ struct Bench: ParsableCommand {
                     print(String(format: "WARNING: these %@ kernels reach %.1f GFLOP/s; this CPU's best set, %@, reaches %.1f GFLOP/s (%.1fx): %@",
                                  blas.core, r.sgemmGFLOPS, blas.bestCore, best, best / r.sgemmGFLOPS, blas.warning ?? ""))
                 }
-                print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank, %d steps",
-                             model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen, steps))
+                print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank%@, %d steps",
+                             model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen,
+                             gradAccum > 1 ? " in \(gradAccum) micro-batches" : "", steps))
+                if r.trainableParameters < r.parameters {
+                    print("training \(r.trainableParameters) of \(r.parameters) parameters (frozen: \(c.freeze.description))")
+                }
                 print(String(format: "step %.4f s | %.1f examples/s | %.0f tokens/s | %.1f GFLOP/s", r.stepSeconds, r.examplesPerSecond, r.tokensPerSecond, r.gflops))
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))
                 print(String(format: "split: forward %.4f s | backward %.4f s | exposed communication %.4f s | optimizer %.4f s | other %.4f s",
                              r.forwardSeconds, r.backwardSeconds, r.commExposedSeconds, r.optimizerSeconds, r.otherSeconds))
+                print(String(format: "exchanged per step and rank: %.2f MB", Double(r.floatsExchangedPerStep * 4) / 1e6))
                 print(String(format: "exposed communication: embedding rows %.4f s | waiting for buckets %.4f s | finite check %.4f s",
                              r.sparseRowsSeconds, r.bucketWaitSeconds, r.finiteCheckSeconds))
                 let kernels = KernelKind.allCases.map { String(format: "%@ %.4f", $0.name, r.kernelSeconds[$0]) }
                 print("kernels (s per step, rank 0): " + kernels.joined(separator: " | "))
                 print(String(format: "matrix products: linear layers %.1f GFLOP/s (%.1f%% of sgemm), attention %.1f GFLOP/s",
                              r.linearGFLOPS, 100 * r.linearGFLOPS / Double(r.threadsPerRank) / r.sgemmGFLOPS, r.attentionGFLOPS))
-                print(String(format: "peak resident memory per rank: %.1f MiB = %.2fx the %.1f MiB of weights, gradients, optimizer state (%.1f MiB) and activations",
+                print(String(format: "peak resident memory per rank: %.1f MiB = %.2fx the %.1f MiB of weights, gradients, optimizer state (%.1f MiB) and activations (%.1f MiB)",
                              Double(r.peakRSSBytes) / 1048576, Double(r.peakRSSBytes) / Double(max(r.theoreticalBytes, 1)),
-                             Double(r.theoreticalBytes) / 1048576, Double(r.optimizerStateBytes) / 1048576))
+                             Double(r.theoreticalBytes) / 1048576, Double(r.optimizerStateBytes) / 1048576, Double(r.activationBytes) / 1048576))
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys]

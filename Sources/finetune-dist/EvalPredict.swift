@@ -8,13 +8,15 @@ import Foundation
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the loss and accuracy (or mean-squared error) of a model folder on a labelled data file.")
+        abstract: "Print how a model folder does on a labelled data file.",
+        discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². --json prints the same as one object; --report FILE also writes it there.")
 
     @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
     @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Option(help: "Also write the JSON object to this file.") var report: String?
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
@@ -23,12 +25,33 @@ struct Eval: ParsableCommand {
     struct Report: Encodable {
         var model: String, data: String
         var result: EvaluationResult
+        var labels: [String]?
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: NamedKeys.self)
             try c.encode(model, forKey: NamedKeys("model")); try c.encode(data, forKey: NamedKeys("data"))
-            try c.encode(result.loss, forKey: NamedKeys("eval_loss")); try c.encode(result.examples, forKey: NamedKeys("eval_examples"))
-            if let accuracy = result.accuracy { try c.encode(accuracy, forKey: NamedKeys("eval_accuracy")) } else { try c.encode(result.loss, forKey: NamedKeys("eval_mse")) }
+            try c.encode(result.examples, forKey: NamedKeys("eval_examples"))
+            for (name, value) in result.namedFigures { try c.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: NamedKeys("eval_\(name)")) }
+            if let labels, let perClass = result.perClass, let confusion = result.confusion {
+                try c.encode(Dictionary(uniqueKeysWithValues: zip(labels, perClass)), forKey: NamedKeys("per_class"))
+                try c.encode(labels, forKey: NamedKeys("labels"))
+                try c.encode(confusion, forKey: NamedKeys("confusion_matrix"))
+            }
         }
+    }
+
+    /// The confusion matrix and the per-class figures as a table.
+    static func table(_ r: EvaluationResult, labels: [String]) -> String {
+        guard let m = r.confusion, let perClass = r.perClass else { return "" }
+        let width = max(9, (labels.map(\.count).max() ?? 0) + 2)
+        func pad(_ s: String) -> String { String(repeating: " ", count: max(0, width - s.count)) + s }
+        var lines = [pad("") + "  precision   recall       f1  support"]
+        for (label, f) in zip(labels, perClass) {
+            lines.append(pad(label) + String(format: "  %9.4f %8.4f %8.4f %8d", f.precision, f.recall, f.f1, f.support))
+        }
+        lines.append("confusion matrix (rows: true, columns: predicted):")
+        lines.append(pad("") + labels.map(pad).joined())
+        for (label, row) in zip(labels, m) { lines.append(pad(label) + row.map { pad(String($0)) }.joined()) }
+        return lines.joined(separator: "\n")
     }
 
     func run() throws {
@@ -36,12 +59,17 @@ struct Eval: ParsableCommand {
             let bundle = try ModelFolder.load(model)
             let dataset = try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true)
             let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
+            let labels = bundle.model.task.labels
+            let object = try lineEncoder().encode(Report(model: model, data: data, result: r, labels: labels))
+            if let report { try AtomicFiles.write(object + Data("\n".utf8), to: report) }
             if json {
-                print(String(decoding: try lineEncoder().encode(Report(model: model, data: data, result: r)), as: UTF8.self))
+                print(String(decoding: object, as: UTF8.self))
             } else {
-                var line = String(format: "%@ on %@: %d examples, loss %.6f", model, data, r.examples, r.loss)
-                if let a = r.accuracy { line += String(format: ", accuracy %.4f", a) } else { line += String(format: ", mse %.6f", r.loss) }
-                print(line)
+                let figures = r.namedFigures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
+                print("\(model) on \(data): \(r.examples) examples, " +
+                      figures.map { name, value in "\(name.replacingOccurrences(of: "_", with: "-")) \(value.map { String(format: "%.6f", $0) } ?? "n/a")" }
+                          .joined(separator: ", "))
+                if let labels { print(Eval.table(r, labels: labels)) }
             }
         } catch { exitOnError(error, comm: nil) }
     }

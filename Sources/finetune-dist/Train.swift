@@ -19,12 +19,17 @@ struct OptimizationOptions: ParsableArguments {
     @Option(help: "Passes over the training data.") var epochs: Int = 3
     @Option(help: "Stop after this many optimizer steps if reached before --epochs.") var maxSteps: Int?
     @Option(help: "Global batch: examples per optimizer step over all ranks (results do not depend on the rank count).") var batchSize: Int = 32
-    @Option(help: "Peak learning rate.") var lr: Double = 1e-3
-    @Option(help: "Learning-rate schedule after warm-up: constant, linear (to 0 at the end) or cosine.") var lrSchedule: ScheduleKind = .constant
+    @Option(help: "Peak learning rate. Default: 5e-5 for a pre-trained encoder (BERT family, as the Hugging Face Trainer), 1e-3 for an MLP.") var lr: Double?
+    @Option(help: "Learning-rate schedule after warm-up, as transformers': constant, linear (to 0 at the end), cosine (half-cosine to 0) or polynomial (to --lr-end with --lr-power).") var lrSchedule: ScheduleKind = .constant
+    @Option(help: "Polynomial schedule: the final learning rate.") var lrEnd: Double = 1e-7
+    @Option(help: "Polynomial schedule: the power of the decay (1: linear to --lr-end).") var lrPower: Double = 1
+    @Option(help: "Layer-wise learning-rate decay: the head trains at --lr, the top layer at D·lr, each group below at D times the one above (embeddings last). E.g. 0.9.") var layerLrDecay: Double?
+    @Option(help: "Gradient accumulation: split each rank's share of --batch-size into K micro-batches (forward and backward one at a time, one exchange and one update per step). Same weights as K=1 (up to float rounding), less activation memory.") var gradAccum: Int = 1
+    @Option(help: "Clip the averaged gradient to this global L2 norm before the update (torch's clip_grad_norm_; after the exchange, so every rank clips alike).") var maxGradNorm: Double?
     @Option(help: "Linear warm-up steps from 0 to --lr (overrides --warmup-ratio).") var warmupSteps: Int?
     @Option(help: "Warm-up as a fraction of the run's steps.") var warmupRatio: Double = 0
     @Option(help: "Optimizer: adamw (torch.optim.AdamW semantics) or sgd (with --momentum).") var optimizer: OptimizerKind = .adamw
-    @Option(help: "Weight decay; AdamW decouples it. Not applied to biases and LayerNorm weights.") var weightDecay: Double = 0
+    @Option(help: "Weight decay; AdamW decouples it. Not applied to biases and LayerNorm weights (transformers' convention).") var weightDecay: Double = 0
     @Option(help: "SGD momentum.") var momentum: Double = 0.9
     @Option(help: "AdamW beta1.") var adamBeta1: Double = 0.9
     @Option(help: "AdamW beta2.") var adamBeta2: Double = 0.999
@@ -34,10 +39,57 @@ struct OptimizationOptions: ParsableArguments {
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
+        if let lr { guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") } }
+        guard lrEnd >= 0, lrEnd.isFinite else { throw ValidationError("--lr-end must not be negative") }
+        guard lrPower > 0, lrPower.isFinite else { throw ValidationError("--lr-power must be positive") }
+        if let layerLrDecay { guard layerLrDecay > 0 && layerLrDecay <= 1 else { throw ValidationError("--layer-lr-decay must be in (0, 1]") } }
+        guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
+        if let maxGradNorm { guard maxGradNorm > 0, maxGradNorm.isFinite else { throw ValidationError("--max-grad-norm must be a positive number") } }
         guard warmupRatio >= 0 && warmupRatio < 1 else { throw ValidationError("--warmup-ratio must be in [0, 1)") }
         guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must not be negative") }
         if let maxSteps { guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") } }
+    }
+}
+
+enum FreezablePart: String, ExpressibleByArgument { case embeddings }
+enum TrainOnlyPart: String, ExpressibleByArgument { case head }
+
+struct TrainableOptions: ParsableArguments {
+    @Option(help: "Freeze the embeddings (word, position, token type, their LayerNorm): no gradients, no exchange, no optimizer state.") var freeze: FreezablePart?
+    @Option(help: "Freeze the embeddings and the lowest N encoder layers (an MLP's lowest N hidden layers); backward stops at the lowest trainable layer.") var freezeLayers: Int = 0
+    @Option(help: "Train only the head (pooler and classifier): a linear probe on frozen features.") var trainOnly: TrainOnlyPart?
+    @Option(help: "Gradual unfreezing (ULMFiT): start with the head and add one layer from the top every E epochs (then the embeddings), down to what --freeze/--freeze-layers keep frozen.") var unfreezeEvery: Int?
+
+    func validate() throws {
+        guard freezeLayers >= 0 else { throw ValidationError("--freeze-layers must not be negative") }
+        if let unfreezeEvery { guard unfreezeEvery > 0 else { throw ValidationError("--unfreeze-every must be a positive number of epochs") } }
+        if trainOnly != nil && unfreezeEvery != nil { throw ValidationError("--train-only head and --unfreeze-every contradict each other: gradual unfreezing starts with the head alone") }
+    }
+
+    var settings: FreezeSettings {
+        var f = FreezeSettings()
+        f.embeddings = freeze == .embeddings; f.layers = freezeLayers; f.onlyHead = trainOnly == .head; f.unfreezeEvery = unfreezeEvery
+        return f
+    }
+}
+
+struct RegularizationOptions: ParsableArguments {
+    @Option(help: "Dropout after the embeddings and each sublayer (BERT's hidden_dropout_prob; an MLP's dropout). Default: config.json's.") var dropout: Double?
+    @Option(help: "Dropout on the attention probabilities (attention_probs_dropout_prob). Default: config.json's.") var attentionDropout: Double?
+    @Option(help: "Dropout before the classifier with [CLS] pooling (classifier_dropout). Default: config.json's classifier_dropout, else its hidden_dropout_prob.") var classifierDropout: Double?
+    @Option(help: "Classification: train against (1 - e) on the label + e/K on every class (torch's label_smoothing). Validation reports the plain loss.") var labelSmoothing: Double = 0
+    @Option(help: "Classification: weight each example's loss by its label: 'balanced' (n / (K * n_label), from the training data) or one weight per label in the model's label order, e.g. 1,4,1.") var classWeights: String?
+
+    func validate() throws {
+        for (name, p) in [("--dropout", dropout), ("--attention-dropout", attentionDropout), ("--classifier-dropout", classifierDropout)] {
+            if let p { guard p >= 0 && p < 1 else { throw ValidationError("\(name) must be in [0, 1)") } }
+        }
+        guard labelSmoothing >= 0 && labelSmoothing < 1 else { throw ValidationError("--label-smoothing must be in [0, 1)") }
+        if let classWeights { _ = try parsedClassWeights(classWeights) }
+    }
+
+    func parsedClassWeights(_ text: String) throws -> ClassWeights {
+        do { return try ClassWeights(parsing: text) } catch { throw ValidationError("\(error)") }
     }
 }
 
@@ -46,12 +98,14 @@ struct EvaluationOptions: ParsableArguments {
     @Option(help: "Examples per evaluation forward pass on each rank.") var evalBatchSize: Int = 256
     @Option(help: "Early stopping: stop after this many evaluations without improvement.") var patience: Int?
     @Option(help: "Smallest change of the monitored metric that counts as an improvement.") var minDelta: Double = 0
-    @Option(help: "Metric for early stopping and best/: val_loss or val_accuracy.") var monitor: MonitoredMetric = .valLoss
+    @Option(help: "Metric for early stopping and best/ (the direction is known): val_loss; classification val_accuracy, val_macro_f1, val_mcc; regression val_mse, val_mae, val_r2.") var monitor: MonitoredMetric = .valLoss
+    @Option(help: "Also evaluate N training examples (a fixed random subset, without dropout) at each evaluation, logged as train_eval_*, so the gap to validation shows.") var trainEvalExamples: Int = 0
 
     func validate() throws {
         guard evalEvery >= 0 else { throw ValidationError("--eval-every must not be negative") }
         guard evalBatchSize > 0 else { throw ValidationError("--eval-batch-size must be positive") }
         if let patience { guard patience > 0 else { throw ValidationError("--patience must be positive") } }
+        guard trainEvalExamples >= 0 else { throw ValidationError("--train-eval-examples must not be negative") }
     }
 }
 
@@ -62,6 +116,7 @@ struct CheckpointOptions: ParsableArguments {
     @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
     @Option(help: "Keep only the N newest checkpoints (the best evaluation's checkpoint is kept too). Default: all.") var keepCheckpoints: Int?
     @Option(help: "Print and record a training line every N steps.") var logEvery: Int = 1
+    @Option(help: "Resume although these options (comma-separated, as named in the refusal message, e.g. freeze-layers,lr) differ from the checkpoint's. Newly trainable tensors start without optimizer state.") var acceptChanged: String?
 
     func validate() throws {
         guard saveEvery >= 0 else { throw ValidationError("--save-every must not be negative") }
@@ -126,6 +181,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup(title: "Model and data") var data: DataOptions
     @OptionGroup(title: "Optimization") var optimization: OptimizationOptions
+    @OptionGroup(title: "What trains") var trainable: TrainableOptions
+    @OptionGroup(title: "Regularization") var regularization: RegularizationOptions
     @OptionGroup(title: "Evaluation and early stopping") var evaluation: EvaluationOptions
     @OptionGroup(title: "Checkpoints and resuming") var checkpoints: CheckpointOptions
     @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
@@ -133,6 +190,9 @@ struct Train: ParsableCommand {
     @OptionGroup(visibility: .hidden) var debug: DebugOptions
 
     func validate() throws {
+        if evaluation.trainEvalExamples > 0 && data.valid == nil {
+            throw ValidationError("--train-eval-examples needs --valid (the training subset is evaluated beside the validation set)")
+        }
         if evaluation.patience != nil && data.valid == nil {
             throw ValidationError("--patience needs --valid (early stopping watches the validation metric)")
         }
@@ -143,7 +203,15 @@ struct Train: ParsableCommand {
         c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
-        c.learningRate = o.lr; c.schedule = o.lrSchedule; c.warmupSteps = o.warmupSteps; c.warmupRatio = o.warmupRatio
+        c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay
+        c.gradAccum = o.gradAccum; c.maxGradNorm = o.maxGradNorm
+        c.freeze = trainable.settings
+        let r = regularization
+        c.hiddenDropout = r.dropout; c.attentionDropout = r.attentionDropout; c.classifierDropout = r.classifierDropout
+        c.labelSmoothing = r.labelSmoothing; c.classWeights = r.classWeights.flatMap { try? r.parsedClassWeights($0) }
+        c.trainEvalExamples = evaluation.trainEvalExamples
+        c.acceptChanged = checkpoints.acceptChanged.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        c.warmupSteps = o.warmupSteps; c.warmupRatio = o.warmupRatio
         c.optimizer.kind = o.optimizer; c.optimizer.weightDecay = o.weightDecay; c.optimizer.momentum = o.momentum
         c.optimizer.beta1 = o.adamBeta1; c.optimizer.beta2 = o.adamBeta2; c.optimizer.epsilon = o.adamEpsilon
         c.seed = o.seed

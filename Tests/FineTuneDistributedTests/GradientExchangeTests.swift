@@ -8,14 +8,14 @@ import XCTest
 final class GradientExchangeTests: XCTestCase {
     func testBucketsTileTheDenseStretchesFromTheEnd() {
         let skipped = [60..<80, 10..<20]
-        let buckets = GradientExchange.buckets(count: 100, skipping: skipped, size: 15, overlap: true)
+        let buckets = GradientExchange.buckets(range: 0..<100, skipping: skipped, size: 15, overlap: true)
         XCTAssertEqual(buckets.map(\.lowerBound), buckets.map(\.lowerBound).sorted(by: >), "last layers first")
         XCTAssertTrue(buckets.allSatisfy { $0.count <= 15 && !$0.isEmpty })
         let covered = buckets.flatMap { Array($0) }.sorted()
         XCTAssertEqual(covered, Array(0..<10) + Array(20..<60) + Array(80..<100), "every dense element once, no sparse one")
-        XCTAssertEqual(GradientExchange.buckets(count: 100, skipping: skipped, size: 15, overlap: false), [80..<100, 20..<60, 0..<10],
+        XCTAssertEqual(GradientExchange.buckets(range: 0..<100, skipping: skipped, size: 15, overlap: false), [80..<100, 20..<60, 0..<10],
                        "without overlap: one bucket per dense stretch")
-        XCTAssertEqual(GradientExchange.buckets(count: 7, skipping: [], size: 1, overlap: true).count, 7)
+        XCTAssertEqual(GradientExchange.buckets(range: 0..<7, skipping: [], size: 1, overlap: true).count, 7)
     }
 
     /// A 2-row x 3 dense tensor, a [6, 4] sparse table, then 13 dense values: 43 floats.

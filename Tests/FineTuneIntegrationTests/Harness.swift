@@ -173,6 +173,26 @@ class IntegrationTestCase: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
+    var tinyBert: String { "\(repositoryRoot)/Tests/Fixtures/tiny-bert" }
+
+    /// Sentences of the tiny vocabulary; the label follows a simple rule, with some noise.
+    func writeText(_ path: String, count: Int, seed: UInt64, pairs: Bool = false) {
+        let words = ["the", "a", "model", "data", "train", "fast", "slow", "cpu", "mpi", "rank", "sum", "grad"]
+        var rng = SplitMix64(seed: seed)
+        var lines: [String] = []
+        for _ in 0..<count {
+            let n = 2 + Int(rng.next() % 14)
+            let sentence = (0..<n).map { _ in words[Int(rng.next() % UInt64(words.count))] }
+            let fast = sentence.filter { $0 == "fast" }.count, slow = sentence.filter { $0 == "slow" }.count
+            var label = fast > slow ? "pos" : fast < slow ? "neg" : "neu"
+            if rng.nextUnit() < 0.05 { label = ["neg", "neu", "pos"][Int(rng.next() % 3)] }
+            var object: [String: String] = ["text": sentence.joined(separator: " ").capitalized, "label": label]
+            if pairs && rng.nextUnit() < 0.5 { object["text_pair"] = "the cpu and the mpi rank" }
+            lines.append(String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        }
+        FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
     func makeModel(_ name: String = "model", dropout: Double = 0.1, hidden: String = "16,12") throws -> String {
         let path = "\(dir)/\(name)"
         let r = try Harness.finetune(["init", "--input-size", "6", "--hidden", hidden, "--labels", "red,green,blue",

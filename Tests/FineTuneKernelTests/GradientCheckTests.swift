@@ -167,22 +167,28 @@ final class GradientCheckTests: FiniteDifferenceTestCase {
         XCTAssertNotEqual(other, alone)
     }
 
+    /// Plain and label-smoothed (ε = 0.1, 0.3); per-row loss weights (class weights) as dlosses.
     func testSoftmaxCrossEntropy() {
         let B = 3, K = 5
-        var logits = randomArray(B * K, seed: 31, scale: 3)
         let targets: [Int32] = [4, 0, 2]
         let dlosses = [0.7, -1.3, 2.0]
-        func L(_ logits: [Double]) -> Double {
+        for smoothing in [0.0, 0.1, 0.3] {
+            var logits = randomArray(B * K, seed: 31, scale: 3)
+            func L(_ logits: [Double]) -> Double {
+                var losses = [Double](repeating: 0, count: B), probs = [Double](repeating: 0, count: B * K)
+                softmaxCrossEntropyForward(losses: &losses, probs: &probs, logits: logits, targets: targets, B: B, K: K, smoothing: smoothing)
+                return zip(losses, dlosses).map(*).reduce(0, +)
+            }
             var losses = [Double](repeating: 0, count: B), probs = [Double](repeating: 0, count: B * K)
-            softmaxCrossEntropyForward(losses: &losses, probs: &probs, logits: logits, targets: targets, B: B, K: K)
-            return zip(losses, dlosses).map(*).reduce(0, +)
+            softmaxCrossEntropyForward(losses: &losses, probs: &probs, logits: logits, targets: targets, B: B, K: K, smoothing: smoothing)
+            for b in 0..<B { XCTAssertEqual(probs[(b * K)..<((b + 1) * K)].reduce(0, +), 1, accuracy: 1e-12) }
+            // torch: (1 − ε)·CE + ε·mean_k(−log p_k)
+            let b = 1, logP = (0..<K).map { Foundation.log(probs[b * K + $0]) }
+            XCTAssertEqual(losses[b], -(1 - smoothing) * logP[Int(targets[b])] - smoothing * logP.reduce(0, +) / Double(K), accuracy: 1e-12)
+            var dlogits = [Double](repeating: 0, count: B * K)
+            softmaxCrossEntropyBackward(dlogits: &dlogits, dlosses: dlosses, probs: probs, targets: targets, B: B, K: K, smoothing: smoothing)
+            check("dlogits (smoothing \(smoothing))", x: &logits, analytic: dlogits, loss: L)
         }
-        var losses = [Double](repeating: 0, count: B), probs = [Double](repeating: 0, count: B * K)
-        softmaxCrossEntropyForward(losses: &losses, probs: &probs, logits: logits, targets: targets, B: B, K: K)
-        for b in 0..<B { XCTAssertEqual(probs[(b * K)..<((b + 1) * K)].reduce(0, +), 1, accuracy: 1e-12) }
-        var dlogits = [Double](repeating: 0, count: B * K)
-        softmaxCrossEntropyBackward(dlogits: &dlogits, dlosses: dlosses, probs: probs, targets: targets, B: B, K: K)
-        check("dlogits", x: &logits, analytic: dlogits, loss: L)
     }
 
     func testSoftmaxIsStableForLargeLogits() {

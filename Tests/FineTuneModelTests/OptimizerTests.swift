@@ -79,6 +79,23 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(cosine.rate(atStep: 0), 1, accuracy: 1e-12)
     }
 
+    /// Every schedule at every step of 23 (kind, warm-up, length, power) cases against transformers'
+    /// own schedulers driving a torch optimizer (Tests/fixture-scripts/make_schedule_fixture.py).
+    func testEveryScheduleMatchesTheTransformersFixtureAtEveryStep() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(fixturesDirectory)/schedule_reference.json"))
+        let cases = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["cases"] as! [[String: Any]]
+        XCTAssertEqual(Set(cases.map { $0["kind"] as! String }), Set(ScheduleKind.allCases.map(\.rawValue)), "the fixture covers every schedule")
+        for c in cases {
+            let kind = ScheduleKind(rawValue: c["kind"] as! String)!
+            let schedule = LearningRateSchedule(kind: kind, peak: c["peak"] as! Double, warmupSteps: c["warmup_steps"] as! Int,
+                                                totalSteps: c["total_steps"] as! Int, end: c["lr_end"] as? Double ?? 1e-7,
+                                                power: c["power"] as? Double ?? 1)
+            for (step, want) in (c["rates"] as! [Double]).enumerated() {
+                XCTAssertEqual(schedule.rate(atStep: step), want, accuracy: 1e-15, "\(kind) warm-up \(schedule.warmupSteps) of \(schedule.totalSteps), step \(step)")
+            }
+        }
+    }
+
     /// AdamW runs 16 lanes at a time with a scalar tail; both must give what the one-element
     /// formula gives, bit for bit, at every tensor length and offset.
     func testAdamWVectorAndTailMatchTheScalarFormula() {

@@ -68,6 +68,13 @@ public final class BertClassifier: FineTunableModel {
     private var acts = BertActivations()
 
     public var activationBytes: Int { arena.byteCount }
+    public var trainableFrom = 0
+    public var objective = TrainingObjective()
+    public var parameterGroups: [ParameterGroup] {
+        let t = tensors
+        return ParameterGroup.split(layout, starts: [(.embeddings, t.wordEmbeddings)] + t.layers.enumerated().map { (.layer($0), $1.queryWeight) }
+                                    + [(.head, t.poolerWeight ?? t.classifierWeight)])
+    }
 
     /// Grows the arena (never shrinks it) so `shape` fits.
     private func reserve(_ shape: ActivationShape) {
@@ -188,7 +195,7 @@ public final class BertClassifier: FineTunableModel {
         }
         linearForward(out: arena[a.logits], inp: pass.headInput, weight: p + t.classifierWeight.offset, bias: p + t.classifierBias.offset, B: B, C: C, OC: K)
         last = pass
-        return lossStatistics(task: task, logits: arena[a.logits], probabilities: arena[a.probabilities], losses: arena[a.losses], batch: batch)
+        return lossStatistics(task: task, objective: pass.training ? objective : nil, logits: arena[a.logits], probabilities: arena[a.probabilities], losses: arena[a.losses], batch: batch)
     }
 
     // MARK: Backward
@@ -219,19 +226,24 @@ public final class BertClassifier: FineTunableModel {
 
         let dLogits = arena[a.dLogits]
         zeroFill(dLogits, N: B * K)
-        lossBackward(task: task, dlogits: dLogits, ones: arena[a.ones], logits: arena[a.logits], probabilities: arena[a.probabilities], batch: batch)
+        lossBackward(task: task, objective: objective, dlogits: dLogits, ones: arena[a.ones], logits: arena[a.logits], probabilities: arena[a.probabilities], batch: batch)
         // Head
         linearBackward(dinp: arena[a.dHeadA], dweight: g + t.classifierWeight.offset, dbias: g + t.classifierBias.offset, dout: dLogits,
                        inp: pass.headInput, weight: p + t.classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
+        // Frozen groups are a prefix: backward ends at the lowest trainable one.
+        let headOnly = trainableFrom > t.layers.last!.outputNormBias.offset
+        let lowestLayer = t.layers.firstIndex { $0.queryWeight.offset >= trainableFrom } ?? t.layers.count
         let dx = arena[a.gradA]
+        if headOnly && pooling == .mean { gradientsReady(0); return }
         switch pooling {
         case .mean:
             meanPoolBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
         case .cls:
             let dPooled = throughDropout(arena[a.dHeadA], mask: a.headMask, probability: classifierDropout, count: B * C, scratch: a.dHeadB)
             tanhBackward(dinp: arena[a.dHeadC], dout: dPooled, out: arena[a.pooled], N: B * C, overwritingInput: true)
-            linearBackward(dinp: arena[a.dHeadA], dweight: g + t.poolerWeight!.offset, dbias: g + t.poolerBias!.offset, dout: arena[a.dHeadC],
-                           inp: arena[a.first], weight: p + t.poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+            linearBackward(dinp: headOnly ? nil : arena[a.dHeadA], dweight: g + t.poolerWeight!.offset, dbias: g + t.poolerBias!.offset,
+                           dout: arena[a.dHeadC], inp: arena[a.first], weight: p + t.poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+            if headOnly { gradientsReady(0); return }
             zeroFill(dx, N: N * C)
             firstTokenBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C)
         }
@@ -243,7 +255,7 @@ public final class BertClassifier: FineTunableModel {
         func progress() { gradientsReady(final) }
         progress()
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
-        for l in stride(from: t.layers.count - 1, through: 0, by: -1) {
+        for l in stride(from: t.layers.count - 1, through: lowestLayer, by: -1) {
             let al = a.layers[l], layer = t.layers[l], x = pass.layerInputs[l]
             // x_out = LN2(ffn' + h1)
             let dRes2 = arena[a.gradB]
@@ -276,14 +288,17 @@ public final class BertClassifier: FineTunableModel {
                               dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: pass.attentionOffsets,
                               B: B, C: C, NH: NH)
             progress()
-            // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA.
+            // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA
+            // (not needed below the lowest trainable layer).
+            let inputGradient: UnsafeMutablePointer<Float>? = l == lowestLayer && trainableFrom > 0 ? nil : dRes1
             for (dout, projection) in zip([a.dq, a.dk, a.dv], layer.projections) {
-                linearBackward(dinp: dRes1, dweight: g + projection.weight.offset, dbias: g + projection.bias.offset, dout: arena[dout],
+                linearBackward(dinp: inputGradient, dweight: g + projection.weight.offset, dbias: g + projection.bias.offset, dout: arena[dout],
                                inp: x, weight: p + projection.weight.offset, B: N, C: C, OC: C)
                 progress()
             }
             finished(layer.queryWeight.offset)
         }
+        guard trainableFrom == 0 else { gradientsReady(0); return }
         // Embeddings: x_0 = dropout(LN(sum))
         let dEmbedding = throughDropout(arena[a.gradA], mask: a.embeddingMask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
         layerNormBackward(dinp: arena[a.gradB], dweight: g + t.embeddingNormWeight.offset, dbias: g + t.embeddingNormBias.offset, dout: dEmbedding,

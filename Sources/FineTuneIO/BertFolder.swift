@@ -141,11 +141,13 @@ public struct BertDescription {
             files[BertTensorNames.denseFile] = dense
         }
         var unused = Set(files.flatMap { file, contents in contents.names.map { TensorLocation(file: file, name: $0) } })
-        var freshPooler = false
+        var freshPooler = false, freshAdapters = false
         for spec in model.layout.tensors {
             let location = names.location(of: spec.name)
             let file = files[location.file]!
             guard let entry = file.entries[location.name] else {
+                // LoRA on a model without adapters (a checkpoint of a LoRA run has them).
+                if spec.name.contains(".lora_") { freshAdapters = true; continue }
                 if spec.name.hasPrefix("classifier.") && head == .none { continue }
                 if spec.name.hasPrefix("pooler.") && head == .none { freshPooler = true; continue }
                 throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
@@ -157,6 +159,7 @@ public struct BertDescription {
             unused.remove(location)
         }
         if head == .none { model.initializeHead(seed: seed, includePooler: freshPooler) }
+        if freshAdapters { model.initializeAdapters(seed: seed) }
         // Left alone on purpose: position ids (I64 buffers, not weights); the base model's pooler
         // when pooling is mean (carried through to the exported folder unchanged).
         bundle.passthrough = []
@@ -190,8 +193,9 @@ enum BertFolder {
     }
 
     /// The safetensors files of `bundle`'s parameters (and passthrough tensors) in layout `names`.
-    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames) -> [String: Data] {
-        let model = bundle.model
+    /// `merged`: LoRA's adapters folded into their base weights (W + scale·B·A), not written themselves.
+    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false) -> [String: Data] {
+        let model = bundle.model as! BertClassifier
         var writers: [String: SafetensorsWriter] = [:]
         func add(_ parameter: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) {
             let location = names.location(of: parameter)
@@ -199,7 +203,12 @@ enum BertFolder {
                 .add(location.name, shape: shape, floats: values)
         }
         for spec in model.layout.tensors {
-            add(spec.name, shape: spec.shape, UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+            if merged && spec.name.contains(".lora_") { continue }
+            if merged, let weight = model.mergedWeight(spec) {
+                weight.withUnsafeBufferPointer { add(spec.name, shape: spec.shape, $0) }
+            } else {
+                add(spec.name, shape: spec.shape, UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+            }
         }
         for t in bundle.passthrough { t.values.withUnsafeBufferPointer { add(t.name, shape: t.shape, $0) } }
         return writers.mapValues { $0.serialized() }
@@ -209,6 +218,8 @@ enum BertFolder {
         var files = bundle.bert!.tokenizerFiles
         files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions)
         files.merge(tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
+        // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
+        if let lora = model.lora { files["adapter_config.json"] = peftAdapterFiles(bundle, model: model, lora: lora)["adapter_config.json"] }
         return files
     }
 
@@ -219,10 +230,10 @@ enum BertFolder {
         switch model.pooling {
         case .cls:
             files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
-            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."))) { _, new in new }
+            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
         case .mean:
             files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertModel")
-            files.merge(tensorFiles(bundle, names: .sentenceTransformers)) { _, new in new }
+            files.merge(tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
             // As sentence-transformers 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json).
             let C = model.config.hiddenSize
             let json: ([String: JSONValue]) -> Data = { try! prettyJSON($0) }
@@ -246,7 +257,52 @@ enum BertFolder {
                 "similarity_fn_name": .string("cosine"),
             ])
         }
+        if let lora = model.lora {
+            for (name, data) in peftAdapterFiles(bundle, model: model, lora: lora) { files["adapter/" + name] = data }
+        }
         return files
+    }
+
+    /// The adapter alone as PEFT saves it (`PeftModel.save_pretrained`): adapter_config.json and
+    /// adapter_model.safetensors with PEFT's names (`base_model.model.` + the module path +
+    /// `.lora_A.weight`), the trained head under its own name as modules_to_save. Its base is
+    /// the folder the run started from. cls pooling: a SEQ_CLS adapter on BertForSequenceClassification
+    /// (head: classifier and bert.pooler); mean pooling: a FEATURE_EXTRACTION adapter on BertModel
+    /// (the classifier stays in the merged folder's 2_Dense).
+    /// PEFT matches a list of target_modules by name suffix, so "output.dense" would also take
+    /// attention.output.dense; then a regular expression (which PEFT matches whole) names exactly the adapted layers.
+    static func peftTargetModules(_ targets: [LoRATarget]) -> JSONValue {
+        guard targets.contains(.output) else { return .array(targets.map { .string($0.rawValue) }) }
+        let paths = targets.map { $0.modulePath.replacingOccurrences(of: ".", with: "\\.") }
+        return .string(#".*encoder\.layer\.\d+\.("# + paths.joined(separator: "|") + ")")
+    }
+
+    static func peftAdapterFiles(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) -> [String: Data] {
+        let cls = model.pooling == .cls
+        let prefix = "base_model.model." + (cls ? "bert." : "")
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "pt"]
+        for spec in model.layout.tensors {
+            let values = UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count)
+            if spec.name.contains(".lora_") {
+                writer.add(prefix + spec.name, shape: spec.shape, floats: values)
+            } else if cls && spec.name.hasPrefix("classifier.") {
+                writer.add("base_model.model." + spec.name, shape: spec.shape, floats: values)
+            } else if cls && spec.name.hasPrefix("pooler.") {
+                writer.add("base_model.model.bert." + spec.name, shape: spec.shape, floats: values)
+            }
+        }
+        let config: [String: JSONValue] = [
+            "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),
+            "base_model_name_or_path": .string(bundle.baseModelPath ?? ""), "r": .integer(Int64(lora.rank)),
+            "lora_alpha": .double(lora.alpha), "lora_dropout": .double(lora.dropout),
+            "target_modules": peftTargetModules(lora.targets), "bias": .string("none"),
+            "modules_to_save": cls ? .array([.string("classifier"), .string("pooler")]) : .null,
+            "fan_in_fan_out": .bool(false), "inference_mode": .bool(true), "init_lora_weights": .bool(true),
+            "use_rslora": .bool(false), "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null,
+            "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "revision": .null,
+        ]
+        return ["adapter_config.json": try! prettyJSON(config), "adapter_model.safetensors": writer.serialized()]
     }
 }
 

@@ -48,6 +48,8 @@ public final class ModelBundle {
     /// Text models: the longest input in tokens ([CLS] and [SEP] included).
     public var maxLength: Int?
     public var passthrough: [PassthroughTensor] = []
+    /// The model folder a LoRA run started from: a PEFT adapter's base_model_name_or_path.
+    public var baseModelPath: String? = nil
 
     init(model: FineTunableModel, description: ModelDescription, maxLength: Int?) {
         self.model = model; self.description = description; self.maxLength = maxLength
@@ -70,7 +72,9 @@ public struct ModelDescription {
     public let source: ModelFileSource
     public let kind: Kind
     /// The head's task when the folder has one; nil when the head is to be created.
-    public let task: TaskKind?
+    public var task: TaskKind?
+    /// A PEFT adapter folder given as the model: its adapters (and head) go on this base.
+    public var adapter: PeftAdapter? = nil
 
     public var inputKind: InputKind {
         switch kind {
@@ -84,19 +88,24 @@ public struct ModelDescription {
     public func resolvedFiles() -> [String: Data] {
         switch kind {
         case .mlp(let c): return ["config.json": try! prettyJSON(c)]
-        case .bert(let b): return b.resolvedFiles(task: task)
+        case .bert(let b):
+            var files = b.resolvedFiles(task: task)
+            // The adapter's settings travel with the description (its weights are read by rank 0).
+            if let adapter { files["adapter_config.json"] = FileManager.default.contents(atPath: "\(adapter.path)/adapter_config.json") }
+            return files
         }
     }
 
-    /// Builds the model (weights zero) for `task`.
-    public func build(task: TaskKind) -> ModelBundle {
+    /// Builds the model (weights zero) for `task`, with LoRA adapters when `lora` is given (BERT only).
+    public func build(task: TaskKind, lora: LoRASettings? = nil) -> ModelBundle {
+        let lora = lora ?? adapter?.lora
         switch kind {
         case .mlp(let c):
             var config = c
             config.task = task
             return ModelBundle(model: MLP(config: config), description: self, maxLength: nil)
         case .bert(let b):
-            return ModelBundle(model: BertClassifier(config: b.config, pooling: b.pooling, task: task), description: self, maxLength: b.maxLength)
+            return ModelBundle(model: BertClassifier(config: b.config, pooling: b.pooling, task: task, lora: lora), description: self, maxLength: b.maxLength)
         }
     }
 
@@ -111,6 +120,10 @@ public struct ModelDescription {
             try ModelFolder.loadWeights(into: bundle.model.layout, parameters: bundle.model.parameters, from: file)
         case .bert(let b):
             try b.loadWeights(into: bundle, from: source, seed: seed)
+            if let adapter {
+                try adapter.load(into: bundle.model as! BertClassifier)
+                bundle.baseModelPath = adapter.basePath
+            }
         }
     }
 }
@@ -133,6 +146,17 @@ public enum ModelFolder {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder.folder, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw FineTuneError("\(folder.folder): model folder does not exist")
+            }
+            // A PEFT adapter folder: its base, described, with the adapter on top.
+            if source.data("config.json") == nil, let adapter = try PeftAdapter.read(folder.folder) {
+                var description = try describe(FolderSource(adapter.basePath), pooling: pooling)
+                guard case .bert = description.kind else { throw FineTuneError("\(folder.folder): a LoRA adapter needs a BERT base; \(adapter.basePath) is not one") }
+                if description.task == nil, let outputs = adapter.classifierOutputs {
+                    // transformers' names for labels a base folder does not name.
+                    description.task = .classification(labels: (0..<outputs).map { "LABEL_\($0)" })
+                }
+                description.adapter = adapter
+                return description
             }
         }
         let path = "\(source.name)/config.json"

@@ -30,7 +30,7 @@ public func linearForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: Un
 /// With `overwritingInput`, dinp = dout · weight instead: a scratch buffer needs no zeroing first.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
-public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dweight: UnsafeMutablePointer<T>,
+public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dweight: UnsafeMutablePointer<T>?,
                                             dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>,
                                             inp: UnsafePointer<T>, weight: UnsafePointer<T>,
                                             B: Int, C: Int, OC: Int, overwritingInput: Bool = false) {
@@ -40,8 +40,10 @@ public func linearBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>?, dwei
         T.gemm(transA: false, transB: false, m: B, n: C, k: OC, alpha: 1, a: dout, lda: OC,
                b: weight, ldb: C, beta: overwritingInput ? 0 : 1, c: dinp, ldc: C)
     }
-    T.gemm(transA: true, transB: false, m: OC, n: C, k: B, alpha: 1, a: dout, lda: OC,
-           b: inp, ldb: C, beta: 1, c: dweight, ldc: C)
+    if let dweight {  // nil: a frozen weight (LoRA's base), no product at all
+        T.gemm(transA: true, transB: false, m: OC, n: C, k: B, alpha: 1, a: dout, lda: OC,
+               b: inp, ldb: C, beta: 1, c: dweight, ldc: C)
+    }
     if let dbias {
         for b in 0..<B {
             let row = dout + b * OC

@@ -10,6 +10,8 @@ public struct ParameterGroup: Equatable, Sendable {
         case embeddings
         /// Layer l, counted from the input (BERT's encoder.layer.{l}, an MLP's hidden layer l).
         case layer(Int)
+        /// LoRA's adapters of every layer (their base weights frozen).
+        case adapters
         /// The pooling head and classifier: always trained.
         case head
     }
@@ -49,6 +51,11 @@ public struct FreezeSettings: Equatable, Sendable, Codable {
             throw FineTuneError("--freeze-layers \(layers): the model has \(layerCount) layers (use --train-only head to freeze all of them)")
         }
         guard let head = groups.firstIndex(where: { $0.kind == .head }) else { return 0 }
+        // LoRA: the adapters and the head train, everything below them is frozen.
+        if let adapters = groups.firstIndex(where: { $0.kind == .adapters }) {
+            guard isDefault else { throw FineTuneError("LoRA trains only the adapters and the head; --freeze, --freeze-layers, --train-only and --unfreeze-every do not combine with it") }
+            return groups[adapters].range.lowerBound
+        }
         // The lowest group that trains, by the static settings.
         var lowest = 0
         if onlyHead { lowest = head }

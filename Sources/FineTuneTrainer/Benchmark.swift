@@ -21,6 +21,8 @@ public struct BenchmarkConfiguration: Sendable {
     public var freeze = FreezeSettings()
     /// Micro-batches per rank per step.
     public var gradAccum = 1
+    /// LoRA adapters (the base frozen), as in `train`.
+    public var lora: LoRASettings? = nil
     public init() {}
 }
 
@@ -121,13 +123,14 @@ public enum Benchmark {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
                 guard case .bert = description.kind else { throw FineTuneError("\(path): bench measures BERT-family models") }
-                let bundle = description.build(task: description.task ?? task)
+                let bundle = description.build(task: description.task ?? task, lora: c.lora)
                 if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
                 return (bundle.model as! BertClassifier, bundle.tokenizer!.clsID, bundle.tokenizer!.sepID)
             }
-            let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task)
+            let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task, lora: c.lora)
             var rng = SplitMix64(seed: c.seed)
             for i in 0..<m.parameters.count { m.parameters[i] = Float(rng.nextNormal() * 0.02) }
+            m.initializeAdapters(seed: c.seed)
             return (m, 2, 3)
         }
         try comm.broadcast(model.parameters, root: 0)

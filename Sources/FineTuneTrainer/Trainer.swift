@@ -124,7 +124,17 @@ public final class Trainer {
             }
             return loaded
         }
-        let bundle = description.build(task: data.task)
+        if c.lora != nil, case .mlp = description.kind {
+            throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
+        }
+        // A PEFT adapter given as --model, or a LoRA run's checkpoint: the LoRA settings come with it.
+        let given = try start.files["adapter_config.json"].map { try PeftAdapter.parseConfig($0, path: "\(c.modelPath)/adapter_config.json") }
+        if let wanted = c.lora, let given = given?.lora, wanted != given {
+            throw collectiveError("\(resumed == nil ? c.modelPath : "the checkpoint") is a LoRA adapter with r \(given.rank), alpha \(given.alpha), " +
+                                  "targets \(given.targets.map(\.rawValue).joined(separator: ",")); the --lora-* options ask for another: drop them to continue it")
+        }
+        let bundle = description.build(task: data.task, lora: c.lora ?? given?.lora)
+        bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
         let resolved = try comm.agree("applying the fine-tuning controls") { try applyControls(to: model, data: data, epoch: 0) }

@@ -64,6 +64,8 @@ public struct TrainingConfiguration: Sendable {
     public var maxGradNorm: Double? = nil
     /// Which parameters train.
     public var freeze = FreezeSettings()
+    /// LoRA adapters on the encoder (the base frozen); nil: none.
+    public var lora: LoRASettings? = nil
     /// Dropout probabilities (nil: the model's config.json).
     public var hiddenDropout: Double? = nil, attentionDropout: Double? = nil, classifierDropout: Double? = nil
     public var labelSmoothing: Double = 0
@@ -136,6 +138,10 @@ public struct TrainingConfiguration: Sendable {
         if freeze.onlyHead { o["train-only"] = "head" }
         if let every = freeze.unfreezeEvery { o["unfreeze-every"] = String(every) }
         if let layerLRDecay { o["layer-lr-decay"] = String(layerLRDecay) }
+        if let lora {
+            o["lora-rank"] = String(lora.rank); o["lora-alpha"] = String(lora.alpha); o["lora-dropout"] = String(lora.dropout)
+            o["lora-targets"] = lora.targets.map(\.rawValue).joined(separator: ",")
+        }
         if let maxGradNorm { o["max-grad-norm"] = String(maxGradNorm) }
         if let hiddenDropout { o["dropout"] = String(hiddenDropout) }
         if let attentionDropout { o["attention-dropout"] = String(attentionDropout) }
@@ -179,6 +185,7 @@ extension TrainingConfiguration: Encodable {
         case dropout, attentionDropout = "attention_dropout", classifierDropout = "classifier_dropout"
         case labelSmoothing = "label_smoothing", classWeights = "class_weights", acceptChanged = "accept_changed"
         case trainEvalExamples = "train_eval_examples", lrEnd = "lr_end", lrPower = "lr_power"
+        case loraRank = "lora_rank", loraAlpha = "lora_alpha", loraDropout = "lora_dropout", loraTargets = "lora_targets"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -208,6 +215,8 @@ extension TrainingConfiguration: Encodable {
         try c.encode(classifierDropout, forKey: .classifierDropout); try c.encode(labelSmoothing, forKey: .labelSmoothing)
         try c.encode(classWeights?.description, forKey: .classWeights); try c.encode(acceptChanged, forKey: .acceptChanged)
         try c.encode(trainEvalExamples, forKey: .trainEvalExamples); try c.encode(lrEnd, forKey: .lrEnd); try c.encode(lrPower, forKey: .lrPower)
+        try c.encode(lora?.rank, forKey: .loraRank); try c.encode(lora?.alpha, forKey: .loraAlpha); try c.encode(lora?.dropout, forKey: .loraDropout)
+        try c.encode(lora?.targets.map(\.rawValue), forKey: .loraTargets)
     }
 }
 

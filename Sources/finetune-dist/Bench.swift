@@ -28,6 +28,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Freeze the embeddings and the lowest N layers, as train does (the FLOP figures still count the whole model).") var freezeLayers: Int = 0
     @Option(help: "Train only the head, as train does.") var trainOnly: TrainOnlyPart?
     @Option(help: "Split each rank's batch into K micro-batches (gradient accumulation), as train does.") var gradAccum: Int = 1
+    @OptionGroup(title: "LoRA") var lora: LoRAOptions
     @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
@@ -48,7 +49,7 @@ struct Bench: ParsableCommand {
         var c = BenchmarkConfiguration()
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
         c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
-        c.freeze.layers = freezeLayers; c.freeze.onlyHead = trainOnly == .head; c.gradAccum = gradAccum
+        c.freeze.layers = freezeLayers; c.freeze.onlyHead = trainOnly == .head; c.gradAccum = gradAccum; c.lora = lora.settings
         do {
             var r = try Benchmark.run(c, comm: comm)
             let blas = BLASSetup.selection
@@ -65,7 +66,8 @@ struct Bench: ParsableCommand {
                              model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen,
                              gradAccum > 1 ? " in \(gradAccum) micro-batches" : "", steps))
                 if r.trainableParameters < r.parameters {
-                    print("training \(r.trainableParameters) of \(r.parameters) parameters (frozen: \(c.freeze.description))")
+                    print("training \(r.trainableParameters) of \(r.parameters) parameters (" +
+                          (c.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ","))" } ?? "frozen: \(c.freeze.description)") + ")")
                 }
                 print(String(format: "step %.4f s | %.1f examples/s | %.0f tokens/s | %.1f GFLOP/s", r.stepSeconds, r.examplesPerSecond, r.tokensPerSecond, r.gflops))
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))

@@ -73,6 +73,25 @@ struct TrainableOptions: ParsableArguments {
     }
 }
 
+struct LoRAOptions: ParsableArguments {
+    @Option(help: "LoRA: train rank-r adapters on the encoder's linear layers (and the head) instead of the model; the base weights are frozen. best/ and final/ hold the merged model and, in adapter/, the adapter as PEFT saves it.") var loraRank: Int?
+    @Option(help: "LoRA scale numerator: the update is (alpha / r)·B·A. Default 8 (PEFT's).") var loraAlpha: Double = 8
+    @Option(help: "LoRA dropout on each adapted layer's input. Default 0 (PEFT's).") var loraDropout: Double = 0
+    @Option(help: "LoRA: the layers to adapt, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense. Default query,value (PEFT's for BERT).") var loraTargets: String = "query,value"
+
+    func validate() throws {
+        if let loraRank { guard loraRank > 0 else { throw ValidationError("--lora-rank must be positive") } }
+        guard loraAlpha > 0, loraAlpha.isFinite else { throw ValidationError("--lora-alpha must be positive") }
+        guard loraDropout >= 0 && loraDropout < 1 else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+        do { _ = try LoRATarget.parse(loraTargets) } catch { throw ValidationError("\(error)") }
+    }
+
+    var settings: LoRASettings? {
+        guard let loraRank, let targets = try? LoRATarget.parse(loraTargets) else { return nil }
+        return LoRASettings(rank: loraRank, alpha: loraAlpha, dropout: loraDropout, targets: targets)
+    }
+}
+
 struct RegularizationOptions: ParsableArguments {
     @Option(help: "Dropout after the embeddings and each sublayer (BERT's hidden_dropout_prob; an MLP's dropout). Default: config.json's.") var dropout: Double?
     @Option(help: "Dropout on the attention probabilities (attention_probs_dropout_prob). Default: config.json's.") var attentionDropout: Double?
@@ -182,6 +201,7 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Model and data") var data: DataOptions
     @OptionGroup(title: "Optimization") var optimization: OptimizationOptions
     @OptionGroup(title: "What trains") var trainable: TrainableOptions
+    @OptionGroup(title: "LoRA") var lora: LoRAOptions
     @OptionGroup(title: "Regularization") var regularization: RegularizationOptions
     @OptionGroup(title: "Evaluation and early stopping") var evaluation: EvaluationOptions
     @OptionGroup(title: "Checkpoints and resuming") var checkpoints: CheckpointOptions
@@ -206,6 +226,7 @@ struct Train: ParsableCommand {
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay
         c.gradAccum = o.gradAccum; c.maxGradNorm = o.maxGradNorm
         c.freeze = trainable.settings
+        c.lora = lora.settings
         let r = regularization
         c.hiddenDropout = r.dropout; c.attentionDropout = r.attentionDropout; c.classifierDropout = r.classifierDropout
         c.labelSmoothing = r.labelSmoothing; c.classWeights = r.classWeights.flatMap { try? r.parsedClassWeights($0) }

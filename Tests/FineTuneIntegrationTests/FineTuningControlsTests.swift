@@ -192,6 +192,9 @@ final class FineTuningControlsTests: IntegrationTestCase {
             (["--layer-lr-decay", "1.5"], "--layer-lr-decay must be in (0, 1]"),
             (["--grad-accum", "0"], "--grad-accum must be positive"),
             (["--train-only", "head", "--unfreeze-every", "1"], "contradict each other"),
+            (["--lora-rank=-1"], "--lora-rank must be positive"),
+            (["--lora-rank", "4", "--lora-targets", "query,dense"], "\"dense\" names no layer"),
+            (["--lora-rank", "4", "--freeze-layers", "1"], "do not combine with it"),
         ]
         for (extra, message) in cases {
             let r = try Harness.mpirun(2, common("bad") + extra, timeout: 60)
@@ -203,6 +206,85 @@ final class FineTuningControlsTests: IntegrationTestCase {
         let r = try Harness.mpirun(1, ["train", "--model", mlp, "--train", "\(dir)/tab.jsonl", "--output", "\(dir)/mlp", "--freeze", "embeddings"], timeout: 60)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.output.contains("--freeze embeddings: this model has no embeddings"), r.output)
+        let lora = try Harness.mpirun(1, ["train", "--model", mlp, "--train", "\(dir)/tab.jsonl", "--output", "\(dir)/mlp2", "--lora-rank", "2"], timeout: 60)
+        XCTAssertNotEqual(lora.status, 0)
+        XCTAssertTrue(lora.output.contains("LoRA adapts the linear layers of a BERT encoder; this model is an MLP"), lora.output)
+    }
+
+    /// LoRA on 1 and 2 ranks (LoRA dropout on): only the adapters and the head train and are
+    /// exchanged; final/ is the merged model, final/adapter the adapter with exactly the tensor
+    /// names, shapes and config fields PEFT writes (Tests/Fixtures/peft_adapter_reference.json, made
+    /// by PEFT itself); the adapter folder works as --model for eval (same figures as the merged
+    /// folder) and to continue training.
+    func testLoRATrainsAdaptersAndExportsWhatPEFTWrites() throws {
+        let targets = "query,key,value,attention.output.dense,intermediate.dense"
+        let lora = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.1", "--lora-targets", targets]
+        var finals: [Int: [String: [Float]]] = [:]
+        for ranks in [1, 2] {
+            let r = try Harness.mpirun(ranks, common("lora\(ranks)") + lora + ["--lr", "3e-4"])
+            XCTAssertEqual(r.status, 0, r.output)
+            finals[ranks] = try Harness.weights("\(dir)/lora\(ranks)/final")
+        }
+        assertCloseByTensor(finals[2]!, finals[1]!, relative: 1e-5)
+        let initial = try Harness.weights(classifier), merged = finals[2]!
+        XCTAssertEqual(Set(merged.keys), Set(initial.keys), "the merged folder has the base model's tensors only")
+        for (name, values) in merged {
+            let adapted = targets.split(separator: ",").contains { name.hasSuffix(".\($0).weight") && name.contains("encoder.layer.") }
+                && !(name.contains("attention.output.dense") && !targets.contains("attention.output.dense"))
+            let head = name.hasPrefix("classifier.") || name.hasPrefix("bert.pooler.")
+            XCTAssertEqual(values == initial[name]!, !(adapted || head), "\(name): \(adapted ? "merged" : head ? "head" : "frozen")")
+        }
+        let resolved = (try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/lora2/training_config.json")!) as! [String: Any])["resolved"] as! [String: Any]
+        XCTAssertEqual(lastTrainLine("lora2")["bytes_exchanged_per_step"] as? Int, 4 * ((resolved["trainable_parameters"] as! Int) + 4),
+                       "only the adapters and the head are exchanged")
+        XCTAssertTrue(try optimizerState("lora2").names.allSatisfy { $0.contains(".lora_") || $0.contains("classifier.") || $0.contains("pooler.") })
+
+        // The adapter folder against PEFT's own output for the same configuration.
+        let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(repositoryRoot)/Tests/Fixtures/peft_adapter_reference.json"))) as! [String: Any]
+        let adapter = "\(dir)/lora2/final/adapter"
+        let file = try SafetensorsFile(data: FileManager.default.contents(atPath: "\(adapter)/adapter_model.safetensors")!, path: adapter)
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: file.entries.map { ($0.key, $0.value.shape) }), fixture["tensors"] as! [String: [Int]])
+        let ours = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(adapter)/adapter_config.json")!) as! [String: Any]
+        let peft = fixture["adapter_config"] as! [String: Any]
+        for key in ["peft_type", "task_type", "r", "bias", "fan_in_fan_out", "inference_mode", "use_rslora", "use_dora"] {
+            XCTAssertEqual("\(ours[key]!)", "\(peft[key]!)", key)
+        }
+        XCTAssertEqual(ours["lora_alpha"] as? Double, peft["lora_alpha"] as? Double)
+        XCTAssertEqual(ours["lora_dropout"] as? Double, peft["lora_dropout"] as? Double)
+        XCTAssertEqual(Set(ours["target_modules"] as! [String]), Set(peft["target_modules"] as! [String]))
+        XCTAssertTrue(Set(peft["modules_to_save"] as! [String]).isSuperset(of: ours["modules_to_save"] as! [String]))
+        XCTAssertEqual(ours["base_model_name_or_path"] as? String, classifier)
+
+        // The adapter as --model: the same evaluation as the merged folder; it continues training.
+        let viaMerged = try Harness.finetune(["eval", "--model", "\(dir)/lora2/final", "--data", "\(dir)/valid.jsonl", "--json"])
+        let viaAdapter = try Harness.finetune(["eval", "--model", adapter, "--data", "\(dir)/valid.jsonl", "--json"])
+        XCTAssertEqual(viaAdapter.status, 0, viaAdapter.output)
+        let m = try JSONSerialization.jsonObject(with: Data(viaMerged.stdout.utf8)) as! [String: Any]
+        let a = try JSONSerialization.jsonObject(with: Data(viaAdapter.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(m["eval_loss"] as! Double, a["eval_loss"] as! Double, accuracy: 1e-5)
+        let continued = try Harness.mpirun(2, ["train", "--model", adapter, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/continued",
+                                               "--epochs", "1", "--batch-size", "16", "--max-length", "12"])
+        XCTAssertEqual(continued.status, 0, continued.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/continued/final/adapter/adapter_model.safetensors"))
+        let bad = try Harness.mpirun(2, ["train", "--model", adapter, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/bad",
+                                         "--lora-rank", "2"], timeout: 60)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("is a LoRA adapter with r 4"), bad.output)
+    }
+
+    /// A LoRA run stopped and resumed ends bitwise as the uninterrupted one (the checkpoint
+    /// carries the adapters, their optimizer state and the LoRA settings).
+    func testLoRAResumesBitwise() throws {
+        let args = ["--lora-rank", "2", "--lora-dropout", "0.1", "--lora-targets", "query,value,output.dense", "--save-every", "5"]
+        let straight = try Harness.mpirun(2, common("straight") + args)
+        XCTAssertEqual(straight.status, 0, straight.output)
+        XCTAssertEqual(try Harness.mpirun(2, common("resumed") + args + ["--stop-after-steps", "7"]).status, 0)
+        let resumed = try Harness.mpirun(2, common("resumed") + args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        let final = try Harness.weights("\(dir)/straight/final")
+        XCTAssertEqual(try Harness.weights("\(dir)/resumed/final").filter { final[$0.key] != $0.value }.map(\.key), [])
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/resumed/final/adapter/adapter_model.safetensors"),
+                       FileManager.default.contents(atPath: "\(dir)/straight/final/adapter/adapter_model.safetensors"))
     }
 
     /// eval prints and writes per-class precision, recall, F1 and the confusion matrix.

@@ -73,6 +73,26 @@ final class GradientCheckTests: FiniteDifferenceTestCase {
         check("dbias", x: &bias, analytic: dbias) { L(inp, weight, $0) }
     }
 
+    /// LoRA's update on top of a linear layer: every input of the pair, and dinp's accumulating form.
+    func testLoRA() {
+        let B = 3, C = 5, OC = 4, R = 2, scale = 1.75
+        var inp = randomArray(B * C, seed: 41), a = randomArray(R * C, seed: 42), b = randomArray(OC * R, seed: 43)
+        let base = randomArray(B * OC, seed: 44), r = randomArray(B * OC, seed: 45)
+        func L(_ inp: [Double], _ a: [Double], _ b: [Double]) -> Double {
+            var out = base, h = [Double](repeating: 0, count: B * R)
+            loraForward(out: &out, h: &h, inp: inp, a: a, b: b, scale: scale, B: B, C: C, OC: OC, R: R)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var out = base, h = [Double](repeating: 0, count: B * R)
+        loraForward(out: &out, h: &h, inp: inp, a: a, b: b, scale: scale, B: B, C: C, OC: OC, R: R)
+        var dinp = [Double](repeating: 1, count: B * C), da = [Double](repeating: 0, count: R * C), db = [Double](repeating: 0, count: OC * R)
+        var dh = [Double](repeating: 0, count: B * R)
+        loraBackward(dinp: &dinp, da: &da, db: &db, dh: &dh, dout: r, h: h, inp: inp, a: a, b: b, scale: scale, B: B, C: C, OC: OC, R: R)
+        check("dinp (accumulated onto 1)", x: &inp, analytic: dinp.map { $0 - 1 }) { L($0, a, b) }
+        check("da", x: &a, analytic: da) { L(inp, $0, b) }
+        check("db", x: &b, analytic: db) { L(inp, a, $0) }
+    }
+
     func testLinearBackwardAccumulates() {
         // Backward adds into existing gradients: two calls give twice one call.
         let B = 2, C = 3, OC = 2

@@ -123,3 +123,55 @@ final class ControlsTests: XCTestCase {
         for bad in ["", "1,,2", "-1,2", "nan,1", "0,0", "heavy"] { XCTAssertThrowsError(try ClassWeights(parsing: bad), bad) }
     }
 }
+
+/// LoRA's model: the forward pass equals the plain model with merged weights, and the adapters'
+/// gradients follow from the merged weight's gradient (W' = W + s·B·A gives dA = s·Bᵀ·dW', dB = s·dW'·Aᵀ):
+/// checked against the plain model's backward, itself checked against finite differences and PyTorch.
+final class LoRAModelTests: XCTestCase {
+    func testAdaptersMatchTheMergedModelAndItsGradients() throws {
+        let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16, "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0}"#.utf8), path: "t")
+        let lora = LoRASettings(rank: 3, alpha: 6, dropout: 0, targets: LoRATarget.allCases)
+        let task = TaskKind.classification(labels: ["a", "b", "c"])
+        for pooling in [Pooling.mean, .cls] {
+            let adapted = BertClassifier(config: config, pooling: pooling, task: task, lora: lora)
+            let plain = BertClassifier(config: config, pooling: pooling, task: task)
+            var rng = SplitMix64(seed: 9)
+            for i in 0..<adapted.parameters.count { adapted.parameters[i] = Float(rng.nextNormal() * 0.3) }  // B non-zero too
+            for spec in plain.layout.tensors {
+                let values = adapted.mergedWeight(adapted.layout[spec.name]) ?? Array(UnsafeBufferPointer(start: adapted.parameters.at(adapted.layout[spec.name]), count: spec.count))
+                for i in 0..<spec.count { plain.parameters[spec.offset + i] = values[i] }
+            }
+            adapted.trainableFrom = try FreezeSettings().trainableFrom(adapted.parameterGroups, epoch: 0)
+            XCTAssertEqual(adapted.parameterGroups.map(\.kind).suffix(2), [.adapters, .head])
+            var batch = Batch(exampleIndices: [0, 1, 2])
+            batch.tokenIDs = [2, 7, 9, 3, 2, 11, 12, 13, 3, 2, 5, 3]; batch.tokenTypeIDs = [Int32](repeating: 0, count: 12)
+            batch.sequenceStarts = [0, 4, 9, 12]; batch.classTargets = [0, 2, 1]
+            adapted.gradients.zero(); plain.gradients.zero()
+            let a = adapted.trainStep(batch, dropoutSeed: 1, step: 0), p = plain.trainStep(batch, dropoutSeed: 1, step: 0)
+            XCTAssertEqual(a.lossSum, p.lossSum, accuracy: 1e-5 * abs(p.lossSum), "\(pooling): same loss")
+            for (x, y) in zip(adapted.lastLogits().flatMap { $0 }, plain.lastLogits().flatMap { $0 }) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+            func grad(_ model: BertClassifier, _ name: String) -> [Float] {
+                let spec = model.layout[name]
+                return Array(UnsafeBufferPointer(start: model.gradients.at(spec), count: spec.count))
+            }
+            for (l, layer) in adapted.tensors.adapters.enumerated() {
+                for (target, adapter) in layer {
+                    let weight = BertParameters.layerPrefix(l) + target.modulePath + ".weight"
+                    let dW = grad(plain, weight)
+                    let (outputs, inputs, r) = (adapter.b.shape[0], adapter.a.shape[1], lora.rank)
+                    let A = Array(UnsafeBufferPointer(start: adapted.parameters.at(adapter.a), count: adapter.a.count))
+                    let B = Array(UnsafeBufferPointer(start: adapted.parameters.at(adapter.b), count: adapter.b.count))
+                    var dA = [Float](repeating: 0, count: r * inputs), dB = [Float](repeating: 0, count: outputs * r)
+                    for i in 0..<r { for c in 0..<inputs { for o in 0..<outputs { dA[i * inputs + c] += Float(lora.scale) * B[o * r + i] * dW[o * inputs + c] } } }
+                    for o in 0..<outputs { for i in 0..<r { for c in 0..<inputs { dB[o * r + i] += Float(lora.scale) * dW[o * inputs + c] * A[i * inputs + c] } } }
+                    let scale = max(dA.map(abs).max()!, dB.map(abs).max()!, 1e-6)
+                    for (x, y) in zip(grad(adapted, adapter.a.name), dA) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale, "\(pooling) \(adapter.a.name)") }
+                    for (x, y) in zip(grad(adapted, adapter.b.name), dB) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale, "\(pooling) \(adapter.b.name)") }
+                    XCTAssertTrue(grad(adapted, weight).allSatisfy { $0 == 0 }, "\(weight): frozen, no gradient product")
+                }
+            }
+            for (x, y) in zip(grad(adapted, "classifier.weight"), grad(plain, "classifier.weight")) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+            XCTAssertTrue(grad(adapted, "embeddings.word_embeddings.weight").allSatisfy { $0 == 0 })
+        }
+    }
+}

@@ -32,6 +32,11 @@ struct BertActivations {
         var residual2: ArenaRegion<Float>, hidden2: ArenaRegion<Float>, norm2Mean: ArenaRegion<Float>, norm2Rstd: ArenaRegion<Float>
     }
     var layers: [Layer] = []
+    /// LoRA, per layer and target: h = x·Aᵀ [N, r]; with LoRA dropout, the dropped input [N, in] and its mask.
+    struct Adapter { var h: ArenaRegion<Float>, dropped: ArenaRegion<Float>, mask: ArenaRegion<UInt8> }
+    var adapters: [[LoRATarget: Adapter]] = []
+    /// LoRA backward scratch: d h [N, r] and an input gradient [N, max(C, F)].
+    var dAdapterH = ArenaRegion<Float>.empty, dAdapterInput = ArenaRegion<Float>.empty
     /// [N, C]: embedding sum, LayerNorm output, after dropout (mask [N·C]); [N] each: mean and 1/std.
     var embeddingSum = ArenaRegion<Float>.empty, embeddingNormed = ArenaRegion<Float>.empty, embeddingDropped = ArenaRegion<Float>.empty
     var embeddingMask = ArenaRegion<UInt8>.empty, embeddingMean = ArenaRegion<Float>.empty, embeddingRstd = ArenaRegion<Float>.empty
@@ -47,7 +52,7 @@ struct BertActivations {
     var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
 
     /// The one function that sizes the arena.
-    static func layout(config: BertConfig, outputs K: Int, shape: ActivationShape) -> (ArenaLayout, BertActivations) {
+    static func layout(config: BertConfig, outputs K: Int, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, BertActivations) {
         let N = shape.tokens, B = shape.sequences, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
         var m = ArenaLayout(), a = BertActivations()
         for _ in 0..<config.layers {
@@ -68,6 +73,15 @@ struct BertActivations {
         a.dq = m.floats(N * C); a.dk = m.floats(N * C); a.dv = m.floats(N * C); a.dContext = m.floats(N * C)
         a.dIntermediate = m.floats(N * F); a.dActivated = m.floats(N * F); a.dScores = m.floats(A)
         a.dHeadA = m.floats(B * C); a.dHeadB = m.floats(B * C); a.dHeadC = m.floats(B * C); a.dLogits = m.floats(B * K)
+        if let lora {
+            a.adapters = (0..<config.layers).map { _ in
+                Dictionary(uniqueKeysWithValues: lora.targets.map { target in
+                    let inputs = target == .output ? F : C, dropped = lora.dropout > 0 ? N * inputs : 0
+                    return (target, Adapter(h: m.floats(N * lora.rank), dropped: m.floats(dropped), mask: m.bytes(dropped)))
+                })
+            }
+            a.dAdapterH = m.floats(N * lora.rank); a.dAdapterInput = m.floats(N * max(C, F))
+        }
         return (m, a)
     }
 }

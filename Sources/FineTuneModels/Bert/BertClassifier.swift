@@ -37,14 +37,18 @@ public final class BertClassifier: FineTunableModel {
         }
     }
 
-    public init(config: BertConfig, pooling: Pooling, task: TaskKind) {
+    /// LoRA on the encoder (nil: none): adapters after the encoder in the layout, base weights frozen.
+    public let lora: LoRASettings?
+
+    public init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil) {
         self.config = config
         self.pooling = pooling
         self.task = task
+        self.lora = lora
         hiddenDropout = config.hiddenDropout
         attentionDropout = config.attentionDropout
         classifierDropout = config.classifierDropout
-        tensors = BertParameters(config: config, pooling: pooling, outputs: task.outputCount)
+        tensors = BertParameters(config: config, pooling: pooling, outputs: task.outputCount, lora: lora)
         parameters = FlatBuffer(count: tensors.layout.count)
         gradients = FlatBuffer(count: tensors.layout.count)
     }
@@ -72,15 +76,43 @@ public final class BertClassifier: FineTunableModel {
     public var objective = TrainingObjective()
     public var parameterGroups: [ParameterGroup] {
         let t = tensors
+        let adapters: [(ParameterGroup.Kind, TensorSpec)] = t.adapters.first.flatMap { $0.values.map(\.a).min { $0.offset < $1.offset } }.map { [(.adapters, $0)] } ?? []
         return ParameterGroup.split(layout, starts: [(.embeddings, t.wordEmbeddings)] + t.layers.enumerated().map { (.layer($0), $1.queryWeight) }
-                                    + [(.head, t.poolerWeight ?? t.classifierWeight)])
+                                    + adapters + [(.head, t.poolerWeight ?? t.classifierWeight)])
+    }
+
+    /// PEFT's initialisation of fresh adapters: A ~ U(−1/√in, 1/√in) (kaiming_uniform with a = √5), B = 0.
+    public func initializeAdapters(seed: UInt64) {
+        var rng = SplitMix64(seed: combineKey(seed, 0x10BA))
+        for adapter in tensors.adapters.flatMap({ $0.sorted { $0.key < $1.key }.map(\.value) }) {
+            let bound = 1 / Double(adapter.a.shape[1]).squareRoot()
+            for i in 0..<adapter.a.count { parameters[adapter.a.offset + i] = Float((rng.nextUnit() * 2 - 1) * bound) }
+            parameters.at(adapter.b).update(repeating: 0, count: adapter.b.count)
+        }
+    }
+
+    /// A base weight with its adapter merged in, W + scale·B·A ([out, in]); nil for a tensor LoRA does not adapt.
+    public func mergedWeight(_ spec: TensorSpec) -> [Float]? {
+        guard let lora else { return nil }
+        for (l, layer) in tensors.adapters.enumerated() {
+            for (target, adapter) in layer where BertParameters.layerPrefix(l) + target.modulePath + ".weight" == spec.name {
+                var merged = Array(UnsafeBufferPointer(start: parameters.at(spec), count: spec.count))
+                let (outputs, rank, inputs) = (adapter.b.shape[0], lora.rank, adapter.a.shape[1])
+                merged.withUnsafeMutableBufferPointer {
+                    Float.gemm(transA: false, transB: false, m: outputs, n: inputs, k: rank, alpha: Float(lora.scale), a: parameters.at(adapter.b), lda: rank,
+                               b: parameters.at(adapter.a), ldb: inputs, beta: 1, c: $0.baseAddress!, ldc: inputs)
+                }
+                return merged
+            }
+        }
+        return nil
     }
 
     /// Grows the arena (never shrinks it) so `shape` fits.
     private func reserve(_ shape: ActivationShape) {
         guard !shape.fits(in: capacity) else { return }
         capacity = capacity.union(shape)
-        let (layout, regions) = BertActivations.layout(config: config, outputs: task.outputCount, shape: capacity)
+        let (layout, regions) = BertActivations.layout(config: config, outputs: task.outputCount, shape: capacity, lora: lora)
         arena = ActivationArena(layout)
         acts = regions
         arena[acts.ones].update(repeating: 1, count: capacity.sequences)
@@ -145,11 +177,25 @@ public final class BertClassifier: FineTunableModel {
             layerNormForward(out: arena[out], mean: arena[mean], rstd: arena[rstd], inp: arena[sum],
                              weight: p + weight.offset, bias: p + bias.offset, eps: eps, N: N, C: C)
         }
+        // LoRA: out += scale·dropout(x)·Aᵀ·Bᵀ for an adapted layer (dropout sites after the classifier's).
+        func adapt(_ l: Int, _ target: LoRATarget, out: UnsafeMutablePointer<Float>, inp: UnsafeMutablePointer<Float>, inputs: Int, outputs: Int) {
+            guard let lora, let adapter = t.adapters[l][target], let regions = a.adapters[l][target] else { return }
+            var x = inp
+            if pass.training && lora.dropout > 0 {
+                let site = 2 + 3 * config.layers + LoRATarget.allCases.count * l + LoRATarget.allCases.firstIndex(of: target)!
+                dropoutForward(out: arena[regions.dropped], mask: arena[regions.mask], inp: inp, probability: lora.dropout, key: pass.key(site),
+                               exampleIndices: batch.exampleIndices, segmentStarts: starts.map { $0 * inputs }, B: B)
+                x = arena[regions.dropped]
+            }
+            loraForward(out: out, h: arena[regions.h], inp: x, a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale),
+                        B: N, C: inputs, OC: outputs, R: lora.rank)
+        }
         for (l, layer) in t.layers.enumerated() {
             let al = a.layers[l]
             let F = config.intermediateSize
-            for (out, projection) in zip([al.q, al.k, al.v], layer.projections) {
+            for ((out, projection), target) in zip(zip([al.q, al.k, al.v], layer.projections), [LoRATarget.query, .key, .value]) {
                 linearForward(out: arena[out], inp: x, weight: p + projection.weight.offset, bias: p + projection.bias.offset, B: N, C: C, OC: C)
+                adapt(l, target, out: arena[out], inp: x, inputs: C, outputs: C)
             }
             batch.exampleIndices.withUnsafeBufferPointer { indices in
                 let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: pass.key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
@@ -158,11 +204,13 @@ public final class BertClassifier: FineTunableModel {
             }
             linearForward(out: arena[al.attentionOutput], inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset,
                           bias: p + layer.attentionOutputBias.offset, B: N, C: C, OC: C)
+            adapt(l, .attentionOutput, out: arena[al.attentionOutput], inp: arena[al.context], inputs: C, outputs: C)
             addAndNorm(al.attentionOutput, dropped: al.attentionDropped, mask: al.attentionMask, site: 2 + 3 * l, residual: x,
                        sum: al.residual1, out: al.hidden1, mean: al.norm1Mean, rstd: al.norm1Rstd,
                        weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
             linearForward(out: arena[al.intermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset,
                           bias: p + layer.intermediateBias.offset, B: N, C: C, OC: F)
+            adapt(l, .intermediate, out: arena[al.intermediate], inp: arena[al.hidden1], inputs: C, outputs: F)
             if config.usesTanhGELU {
                 geluTanhForward(out: arena[al.activated], inp: arena[al.intermediate], N: N * F)
             } else {
@@ -170,6 +218,7 @@ public final class BertClassifier: FineTunableModel {
             }
             linearForward(out: arena[al.ffn], inp: arena[al.activated], weight: p + layer.outputWeight.offset,
                           bias: p + layer.outputBias.offset, B: N, C: F, OC: C)
+            adapt(l, .output, out: arena[al.ffn], inp: arena[al.activated], inputs: F, outputs: C)
             addAndNorm(al.ffn, dropped: al.ffnDropped, mask: al.ffnMask, site: 3 + 3 * l, residual: arena[al.hidden1],
                        sum: al.residual2, out: al.hidden2, mean: al.norm2Mean, rstd: al.norm2Rstd,
                        weight: layer.outputNormWeight, bias: layer.outputNormBias)
@@ -230,9 +279,29 @@ public final class BertClassifier: FineTunableModel {
         // Head
         linearBackward(dinp: arena[a.dHeadA], dweight: g + t.classifierWeight.offset, dbias: g + t.classifierBias.offset, dout: dLogits,
                        inp: pass.headInput, weight: p + t.classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
-        // Frozen groups are a prefix: backward ends at the lowest trainable one.
-        let headOnly = trainableFrom > t.layers.last!.outputNormBias.offset
-        let lowestLayer = t.layers.firstIndex { $0.queryWeight.offset >= trainableFrom } ?? t.layers.count
+        // Frozen groups are a prefix: backward ends at the lowest trainable one. With LoRA every
+        // layer's adapters train: backward runs through all layers, without the frozen base
+        // weights' gradient products (LayerNorm's C-element sums are still written, into the frozen
+        // part of the gradient buffer, which nothing reads).
+        let headStart = (t.poolerWeight ?? t.classifierWeight).offset
+        let headOnly = trainableFrom >= headStart
+        let lowestLayer = lora != nil ? 0 : t.layers.firstIndex { $0.queryWeight.offset >= trainableFrom } ?? t.layers.count
+        func weightGradient(_ spec: TensorSpec) -> UnsafeMutablePointer<Float>? { spec.offset >= trainableFrom ? g + spec.offset : nil }
+        // LoRA's backward for an adapted layer: its adapters' gradients, and `dinp` += the input's share.
+        func adaptBackward(_ l: Int, _ target: LoRATarget, dout: UnsafeMutablePointer<Float>, inp: UnsafeMutablePointer<Float>,
+                           dinp: UnsafeMutablePointer<Float>?, inputs: Int, outputs: Int) {
+            guard let lora, let adapter = t.adapters[l][target], let regions = a.adapters[l][target] else { return }
+            let dropped = lora.dropout > 0
+            let x = dropped ? arena[regions.dropped] : inp
+            let scratch = arena[a.dAdapterInput]
+            loraBackward(dinp: dropped && dinp != nil ? scratch : dinp, da: g + adapter.a.offset, db: g + adapter.b.offset, dh: arena[a.dAdapterH],
+                         dout: dout, h: arena[regions.h], inp: x, a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale),
+                         B: N, C: inputs, OC: outputs, R: lora.rank, overwritingInput: dropped)
+            if dropped, let dinp {
+                dropoutGradient(dinp: scratch, dout: scratch, mask: arena[regions.mask], probability: lora.dropout, N: N * inputs)
+                residualForward(out: dinp, a: dinp, b: scratch, N: N * inputs)
+            }
+        }
         let dx = arena[a.gradA]
         if headOnly && pooling == .mean { gradientsReady(0); return }
         switch pooling {
@@ -250,8 +319,9 @@ public final class BertClassifier: FineTunableModel {
         // Gradients from `final` on are complete. Reporting them after every large kernel (not just
         // when a tensor completes) also gives the exchange's collectives a chance to progress: MPI's
         // non-blocking reductions only move inside MPI calls.
-        var final = (t.poolerWeight ?? t.classifierWeight).offset
-        func finished(_ offset: Int) { final = offset; gradientsReady(offset) }
+        var final = headStart
+        // With LoRA the adapters (laid out after the encoder) are final only when layer 0 is done.
+        func finished(_ offset: Int) { if lora == nil { final = offset }; gradientsReady(final) }
         func progress() { gradientsReady(final) }
         progress()
         // Layers, last to first. On entry gradA holds d(layer output); on exit d(layer input).
@@ -261,8 +331,9 @@ public final class BertClassifier: FineTunableModel {
             let dRes2 = arena[a.gradB]
             let dFFN = addAndNormBackward(dout: arena[a.gradA], dsum: dRes2, sum: al.residual2, mask: al.ffnMask, mean: al.norm2Mean,
                                           rstd: al.norm2Rstd, weight: layer.outputNormWeight, bias: layer.outputNormBias)
-            linearBackward(dinp: arena[a.dActivated], dweight: g + layer.outputWeight.offset, dbias: g + layer.outputBias.offset, dout: dFFN,
+            linearBackward(dinp: arena[a.dActivated], dweight: weightGradient(layer.outputWeight), dbias: weightGradient(layer.outputBias), dout: dFFN,
                            inp: arena[al.activated], weight: p + layer.outputWeight.offset, B: N, C: F, OC: C, overwritingInput: true)
+            adaptBackward(l, .output, dout: dFFN, inp: arena[al.activated], dinp: arena[a.dActivated], inputs: F, outputs: C)
             finished(layer.outputWeight.offset)
             if config.usesTanhGELU {
                 geluTanhBackward(dinp: arena[a.dIntermediate], dout: arena[a.dActivated], inp: arena[al.intermediate], N: N * F, overwritingInput: true)
@@ -272,16 +343,18 @@ public final class BertClassifier: FineTunableModel {
             progress()
             // d h1 = d res2 (residual) + the feed-forward input's gradient, accumulated into gradB.
             let dH1 = dRes2
-            linearBackward(dinp: dH1, dweight: g + layer.intermediateWeight.offset, dbias: g + layer.intermediateBias.offset,
+            linearBackward(dinp: dH1, dweight: weightGradient(layer.intermediateWeight), dbias: weightGradient(layer.intermediateBias),
                            dout: arena[a.dIntermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset, B: N, C: C, OC: F)
+            adaptBackward(l, .intermediate, dout: arena[a.dIntermediate], inp: arena[al.hidden1], dinp: dH1, inputs: C, outputs: F)
             finished(layer.intermediateWeight.offset)
             // h1 = LN1(attn' + x)
             let dRes1 = arena[a.gradA]
             let dProjection = addAndNormBackward(dout: dH1, dsum: dRes1, sum: al.residual1, mask: al.attentionMask, mean: al.norm1Mean,
                                                  rstd: al.norm1Rstd, weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
-            linearBackward(dinp: arena[a.dContext], dweight: g + layer.attentionOutputWeight.offset, dbias: g + layer.attentionOutputBias.offset,
+            linearBackward(dinp: arena[a.dContext], dweight: weightGradient(layer.attentionOutputWeight), dbias: weightGradient(layer.attentionOutputBias),
                            dout: dProjection, inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset, B: N, C: C, OC: C,
                            overwritingInput: true)
+            adaptBackward(l, .attentionOutput, dout: dProjection, inp: arena[al.context], dinp: arena[a.dContext], inputs: C, outputs: C)
             finished(layer.attentionOutputWeight.offset)
             attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
                               probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
@@ -291,9 +364,10 @@ public final class BertClassifier: FineTunableModel {
             // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA
             // (not needed below the lowest trainable layer).
             let inputGradient: UnsafeMutablePointer<Float>? = l == lowestLayer && trainableFrom > 0 ? nil : dRes1
-            for (dout, projection) in zip([a.dq, a.dk, a.dv], layer.projections) {
-                linearBackward(dinp: inputGradient, dweight: g + projection.weight.offset, dbias: g + projection.bias.offset, dout: arena[dout],
+            for ((dout, projection), target) in zip(zip([a.dq, a.dk, a.dv], layer.projections), [LoRATarget.query, .key, .value]) {
+                linearBackward(dinp: inputGradient, dweight: weightGradient(projection.weight), dbias: weightGradient(projection.bias), dout: arena[dout],
                                inp: x, weight: p + projection.weight.offset, B: N, C: C, OC: C)
+                adaptBackward(l, target, dout: arena[dout], inp: x, dinp: inputGradient, inputs: C, outputs: C)
                 progress()
             }
             finished(layer.queryWeight.offset)

@@ -30,6 +30,11 @@ public struct BertParameters: Sendable {
     /// [C], [C]
     public let embeddingNormWeight: TensorSpec, embeddingNormBias: TensorSpec
     public let layers: [Layer]
+    /// LoRA's A [r, in] and B [out, r] of one adapted linear layer.
+    public struct Adapter: Sendable { public let a: TensorSpec, b: TensorSpec }
+    /// Per layer, the adapters of its target layers (empty without LoRA). Laid out after the
+    /// encoder, so the trainable adapters and the head are one suffix of the buffer.
+    public let adapters: [[LoRATarget: Adapter]]
     /// [C, C], [C]: dense + tanh on [CLS] (cls pooling only).
     public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
     /// [K, C], [K]
@@ -37,7 +42,7 @@ public struct BertParameters: Sendable {
 
     public static func layerPrefix(_ l: Int) -> String { "encoder.layer.\(l)." }
 
-    public init(config: BertConfig, pooling: Pooling, outputs K: Int) {
+    public init(config: BertConfig, pooling: Pooling, outputs K: Int, lora: LoRASettings? = nil) {
         let C = config.hiddenSize, F = config.intermediateSize
         var layout = ParameterLayout()
         // transformers' convention: no weight decay on biases and LayerNorm weights.
@@ -64,6 +69,16 @@ public struct BertParameters: Sendable {
                          outputBias: add(p + "output.dense.bias", [C]),
                          outputNormWeight: add(p + "output.LayerNorm.weight", [C]),
                          outputNormBias: add(p + "output.LayerNorm.bias", [C]))
+        }
+        adapters = (0..<config.layers).map { l in
+            guard let lora else { return [:] }
+            var adapters: [LoRATarget: Adapter] = [:]
+            for target in lora.targets {
+                let (inputs, outputs) = target == .intermediate ? (C, F) : target == .output ? (F, C) : (C, C)
+                let p = BertParameters.layerPrefix(l) + target.modulePath
+                adapters[target] = Adapter(a: add(p + ".lora_A.weight", [lora.rank, inputs]), b: add(p + ".lora_B.weight", [outputs, lora.rank]))
+            }
+            return adapters
         }
         if pooling == .cls {
             poolerWeight = add("pooler.dense.weight", [C, C]); poolerBias = add("pooler.dense.bias", [C])

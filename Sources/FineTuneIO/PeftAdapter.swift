@@ -1,0 +1,106 @@
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+
+/// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) read as `--model`:
+/// the model is its base (base_model_name_or_path) with these adapters, and the head saved with
+/// them (modules_to_save) replacing the base's.
+public struct PeftAdapter {
+    public let path: String
+    public let basePath: String
+    public let lora: LoRASettings
+    let file: SafetensorsFile
+
+    struct Config: Decodable {
+        var peftType: String?, basePath: String?, r: Int, alpha: Double, dropout: Double?, targets: Targets?
+        enum CodingKeys: String, CodingKey {
+            case peftType = "peft_type", basePath = "base_model_name_or_path", r, alpha = "lora_alpha", dropout = "lora_dropout"
+            case targets = "target_modules"
+        }
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            peftType = try c.decodeIfPresent(String.self, forKey: .peftType)
+            basePath = try c.decodeIfPresent(String.self, forKey: .basePath)
+            r = try c.decode(Int.self, forKey: .r)
+            alpha = try c.decode(Double.self, forKey: .alpha)
+            dropout = try c.decodeIfPresent(Double.self, forKey: .dropout)
+            targets = try c.decodeIfPresent(Targets.self, forKey: .targets)
+        }
+    }
+    /// PEFT's target_modules: names matched as suffixes, or one regular expression.
+    enum Targets: Decodable {
+        case names([String]), pattern(String)
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let names = try? c.decode([String].self) { self = .names(names) } else { self = .pattern(try c.decode(String.self)) }
+        }
+    }
+
+    /// Reads `folder`; nil when it holds no adapter_config.json.
+    public static func read(_ folder: String) throws -> PeftAdapter? {
+        let configPath = "\(folder)/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: configPath) else { return nil }
+        let (base, lora) = try parseConfig(data, path: configPath)
+        // A local path, as PEFT takes it (from the working directory), else beside the adapter.
+        let basePath = FileManager.default.fileExists(atPath: base) || base.hasPrefix("/") ? base : "\(folder)/\(base)"
+        guard FileManager.default.fileExists(atPath: basePath) else {
+            throw FineTuneError("\(configPath): base_model_name_or_path \"\(base)\" is not a folder here (hub names are not fetched)")
+        }
+        let weightsPath = "\(folder)/adapter_model.safetensors"
+        guard let weights = FileManager.default.contents(atPath: weightsPath) else { throw FineTuneError("\(weightsPath): missing") }
+        return PeftAdapter(path: folder, basePath: basePath, lora: lora, file: try SafetensorsFile(data: weights, path: weightsPath))
+    }
+
+    /// The base model and the LoRA settings of an adapter_config.json.
+    public static func parseConfig(_ data: Data, path configPath: String) throws -> (basePath: String, lora: LoRASettings) {
+        let (config, _) = try decodeConfig(Config.self, from: data, path: configPath)
+        guard config.peftType == "LORA" else { throw FineTuneError("\(configPath): peft_type \(config.peftType ?? "missing"); only LORA adapters are read") }
+        guard let base = config.basePath, !base.isEmpty else { throw FineTuneError("\(configPath): no base_model_name_or_path: which model does the adapter go on?") }
+        let targets: [LoRATarget]
+        switch config.targets {
+        case .names(let names)?:
+            // Suffix matching: "output.dense" also takes attention.output.dense.
+            targets = try Array(Set(names.flatMap { name -> [LoRATarget] in
+                let matched = LoRATarget.allCases.filter { ($0.modulePath == name) || $0.modulePath.hasSuffix("." + name) }
+                guard !matched.isEmpty else { throw FineTuneError("\(configPath): target module \"\(name)\" is not a BERT layer's linear layer") }
+                return matched
+            })).sorted()
+        case .pattern(let pattern)?:
+            targets = LoRATarget.allCases.filter { pattern.contains($0.modulePath.replacingOccurrences(of: ".", with: "\\.") + "|")
+                || pattern.contains($0.modulePath.replacingOccurrences(of: ".", with: "\\.") + ")") }
+            guard !targets.isEmpty else { throw FineTuneError("\(configPath): target_modules pattern \"\(pattern)\" names no layer this program knows") }
+        case nil:
+            throw FineTuneError("\(configPath): no target_modules")
+        }
+        guard config.r > 0, config.alpha > 0 else { throw FineTuneError("\(configPath): r and lora_alpha must be positive") }
+        return (base, LoRASettings(rank: config.r, alpha: config.alpha, dropout: config.dropout ?? 0, targets: targets))
+    }
+
+    /// The adapter's tensor for a parameter of our layout: "base_model.model.[bert.]" + its name
+    /// (the head: classifier.* directly under base_model.model).
+    func entryName(for parameter: String) -> String? {
+        let candidates = parameter.hasPrefix("classifier.") ? ["base_model.model." + parameter]
+            : ["base_model.model.bert." + parameter, "base_model.model." + parameter]
+        return candidates.first { file.entries[$0] != nil }
+    }
+
+    /// Reads the adapters, and the head when the adapter saved one, into `model`.
+    func load(into model: BertClassifier) throws {
+        for spec in model.layout.tensors {
+            let isAdapter = spec.name.contains(".lora_"), isHead = spec.name.hasPrefix("classifier.") || spec.name.hasPrefix("pooler.")
+            guard isAdapter || isHead else { continue }
+            guard let name = entryName(for: spec.name) else {
+                if isAdapter { throw FineTuneError("\(file.path): missing the adapter tensor of \(spec.name)") }
+                continue
+            }
+            let entry = file.entries[name]!
+            guard entry.shape == spec.shape else {
+                throw FineTuneError("\(file.path): tensor \(name) has shape \(entry.shape), the model needs \(spec.shape)")
+            }
+            try file.read(entry, into: model.parameters.at(spec))
+        }
+    }
+
+    /// Outputs of the saved classifier (to build a head for a base folder that has none).
+    var classifierOutputs: Int? { file.entries["base_model.model.classifier.weight"]?.shape.first }
+}

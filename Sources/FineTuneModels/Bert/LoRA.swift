@@ -1,0 +1,45 @@
+import FineTuneKernels
+
+/// The linear layers of a BERT layer LoRA can adapt, named as PEFT's `target_modules` name them.
+public enum LoRATarget: String, CaseIterable, Sendable, Codable, Comparable {
+    case query, key, value
+    case attentionOutput = "attention.output.dense"
+    case intermediate = "intermediate.dense"
+    case output = "output.dense"
+
+    /// The module path inside a layer (`encoder.layer.{l}.` + this).
+    public var modulePath: String {
+        switch self {
+        case .query, .key, .value: return "attention.self.\(rawValue)"
+        default: return rawValue
+        }
+    }
+    public static func < (a: LoRATarget, b: LoRATarget) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+
+    /// Parses "query,key,value,..."; an unknown name is an error listing the known ones.
+    public static func parse(_ text: String) throws -> [LoRATarget] {
+        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let targets = try names.map { name -> LoRATarget in
+            guard let t = LoRATarget(rawValue: name) else {
+                throw FineTuneError("--lora-targets: \"\(name)\" names no layer; known: \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return t
+        }
+        guard !targets.isEmpty else { throw FineTuneError("--lora-targets: name at least one layer") }
+        return Array(Set(targets)).sorted()
+    }
+}
+
+/// LoRA on a BERT encoder (PEFT's LoraConfig): every target linear layer of every encoder layer gets
+/// A [r, in] and B [out, r]; the base weights are frozen and scale = alpha / r.
+public struct LoRASettings: Equatable, Sendable, Codable {
+    public var rank: Int
+    public var alpha: Double
+    public var dropout: Double
+    public var targets: [LoRATarget]
+    public init(rank: Int, alpha: Double, dropout: Double, targets: [LoRATarget]) {
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets
+    }
+    public var scale: Double { alpha / Double(rank) }
+    enum CodingKeys: String, CodingKey { case rank = "r", alpha = "lora_alpha", dropout = "lora_dropout", targets = "target_modules" }
+}

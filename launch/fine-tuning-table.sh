@@ -5,7 +5,9 @@
 #   lower-half  --freeze-layers 3: embeddings and layers 0-2 frozen (lr 5e-5)
 #   head        --train-only head: a linear probe on frozen features (lr 1e-3)
 #   unfreeze    --unfreeze-every 1: head, then one layer more each epoch (lr 5e-5)
-#   launch/fine-tuning-table.sh [OUT_FOLDER]   (default runs/fine-tuning-table; ~25 min on 2 cores)
+#   lora        --lora-rank 8 --lora-alpha 16 on query,value (PEFT's default targets; lr 5e-4)
+#   launch/fine-tuning-table.sh [OUT_FOLDER]   (default runs/fine-tuning-table; ~45 min on 2 cores)
+# Set FINETUNE_DIST_BIN to a built binary to keep working on the source meanwhile.
 # Prints a Markdown table from the runs' metrics.jsonl, run.json and checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +21,9 @@ declare -A extra=(
     [lower-half]="--freeze-layers 3"
     [head]="--train-only head --lr 1e-3"
     [unfreeze]="--unfreeze-every 1"
+    [lora]="--lora-rank 8 --lora-alpha 16 --lr 5e-4"
 )
-for config in full lower-half head unfreeze; do
+for config in full lower-half head unfreeze lora; do
     for seed in 0 1 2; do
         run="$out/$config-seed$seed"
         [ -f "$run/metrics.jsonl" ] && grep -q '"type":"end"' "$run/metrics.jsonl" && continue
@@ -37,7 +40,7 @@ import glob, json, os, statistics, sys
 out = sys.argv[1]
 print("| configuration | trainable parameters | validation accuracy, epoch 1 / 2 / 3 (mean of 3 seeds) | test accuracy (best/) | seconds per epoch | bytes exchanged per step and rank | optimizer state | checkpoint |")
 print("|---|---|---|---|---|---|---|---|")
-for config in ["full", "lower-half", "head", "unfreeze"]:
+for config in ["full", "lower-half", "head", "unfreeze", "lora"]:
     runs = sorted(glob.glob(f"{out}/{config}-seed*/"))
     vals, tests, epoch_seconds, exchanged, state, checkpoint, trainable = [], [], [], [], [], [], None
     for run in runs:

@@ -2,7 +2,7 @@ import Foundation
 
 /// The learning curves of a run, read at its end for a one-line hint when they show clear
 /// over-fitting (validation loss climbing off its best while the training loss keeps falling below
-/// it) or under-fitting (training and validation loss still falling together, no gap between them).
+/// it) or under-fitting (validation loss still falling at the end and the training loss no better).
 /// Losses are compared because every task has one; the training side is the fixed training subset
 /// in evaluation mode when there is one (--train-eval-examples), else the running training loss.
 public struct FitHistory: Sendable {
@@ -23,8 +23,10 @@ public struct FitHistory: Sendable {
 
     /// Validation loss this far above its minimum counts as climbing.
     static let riseFraction = 0.10
-    /// Training loss below this fraction of the validation loss is a gap.
+    /// Training loss below this fraction of the validation loss is a gap (over-fitting needs one).
     static let gapFraction = 0.7
+    /// Training loss above this fraction of the validation loss: no better than it (under-fitting).
+    static let noGapFraction = 0.9
     /// A last interval that lowered the validation loss by this fraction is still improving.
     static let stillImprovingFraction = 0.02
 
@@ -43,7 +45,7 @@ public struct FitHistory: Sendable {
         }
         let previous = losses[losses.count - 2]
         if bestIndex == points.count - 1 && lastLoss < previous * (1 - FitHistory.stillImprovingFraction)
-            && lastTrain >= lastLoss * FitHistory.gapFraction {
+            && lastTrain >= lastLoss * FitHistory.noGapFraction {
             return String(format: "under-fitting: validation loss still falling (%.4f to %.4f over the last interval) and the training loss " +
                           "(%.4f) no better; more epochs, a higher --lr or training more parameters may help.", previous, lastLoss, lastTrain)
         }

@@ -1,5 +1,6 @@
 import FineTuneDistributed
 import FineTuneKernels
+import FineTuneModels
 import Foundation
 
 /// One rank's placement, as recorded in run.json and printed at start.
@@ -49,10 +50,14 @@ public struct RunRecord: Codable, Sendable {
     public var trainExamples: Int
     public var validExamples: Int
     public var parameters: Int
+    /// Parameters that train at the start (frozen ones and LoRA's base excluded), and what decides it.
+    public var trainableParameters: Int? = nil
+    public var frozen: String? = nil
+    public var lora: LoRASettings? = nil
     enum CodingKeys: String, CodingKey {
         case finetuneDistCommit = "finetune_dist_commit", swift, mpiLibrary = "mpi_library", openblasConfig = "openblas_config"
         case openblasCore = "openblas_core", blas, worldSize = "world_size", hosts, ranks, started, trainExamples = "train_examples"
-        case validExamples = "valid_examples", parameters
+        case validExamples = "valid_examples", parameters, trainableParameters = "trainable_parameters", frozen, lora
     }
 }
 

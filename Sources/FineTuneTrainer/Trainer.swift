@@ -323,7 +323,8 @@ public final class Trainer {
                                 openblasConfig: OpenBLAS.config, openblasCore: OpenBLAS.coreName, blas: BLASSetup.selection, worldSize: comm.size,
                                 hosts: Array(Set(ranks.map(\.host))).sorted(), ranks: ranks,
                                 started: ISO8601DateFormatter().string(from: Date()), trainExamples: data.train.count,
-                                validExamples: data.valid?.count ?? 0, parameters: model.layout.count)
+                                validExamples: data.valid?.count ?? 0, parameters: model.layout.count,
+                                trainableParameters: model.trainableRange.count, frozen: c.freeze.description, lora: (model as? BertClassifier)?.lora)
             try AtomicFiles.write(try prettyJSON(run), to: "\(c.outputPath)/run.json")
             let record = TrainingConfigurationRecord(options: c, resolved: resolved, commandLine: c.commandLine)
             try AtomicFiles.write(try prettyJSON(record), to: "\(c.outputPath)/training_config.json")

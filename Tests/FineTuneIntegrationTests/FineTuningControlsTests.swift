@@ -73,6 +73,27 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertEqual((record["options"] as! [String: Any])["freeze_layers"] as? Int, 1)
     }
 
+    /// The dropout options: recorded as resolved, they change the run, and 1 and 3 ranks still give
+    /// the same weights (masks from seed, step and global example index).
+    func testDropoutOptionsKeepRankCountIndependence() throws {
+        let dropout = ["--dropout", "0.3", "--attention-dropout", "0.2", "--classifier-dropout", "0.4", "--lr", "3e-4"]
+        for ranks in [1, 3] {
+            let r = try Harness.mpirun(ranks, common("d\(ranks)") + dropout)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        let off = try Harness.mpirun(1, common("off") + ["--dropout", "0", "--attention-dropout", "0", "--classifier-dropout", "0", "--lr", "3e-4"])
+        XCTAssertEqual(off.status, 0, off.output)
+        let one = try Harness.weights("\(dir)/d1/final")
+        assertCloseByTensor(try Harness.weights("\(dir)/d3/final"), one, relative: 1e-5)
+        XCTAssertNotEqual(try Harness.weights("\(dir)/off/final")["classifier.weight"], one["classifier.weight"])
+        let resolved = (try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/d3/training_config.json")!) as! [String: Any])["resolved"] as! [String: Any]
+        XCTAssertEqual(resolved["dropout"] as? Double, 0.3)
+        XCTAssertEqual(resolved["attention_dropout"] as? Double, 0.2)
+        XCTAssertEqual(resolved["classifier_dropout"] as? Double, 0.4)
+        let run = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/d3/run.json")!) as! [String: Any]
+        XCTAssertEqual(run["trainable_parameters"] as? Int, run["parameters"] as? Int)
+    }
+
     /// --train-only head: only the pooler and the classifier change.
     func testTrainOnlyHeadChangesOnlyTheHead() throws {
         let r = try Harness.mpirun(2, common("head") + ["--train-only", "head"])

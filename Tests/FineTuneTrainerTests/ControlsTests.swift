@@ -127,6 +127,8 @@ final class ControlsTests: XCTestCase {
 /// LoRA's model: the forward pass equals the plain model with merged weights, and the adapters'
 /// gradients follow from the merged weight's gradient (W' = W + s·B·A gives dA = s·Bᵀ·dW', dB = s·dW'·Aᵀ):
 /// checked against the plain model's backward, itself checked against finite differences and PyTorch.
+/// (Within 1e-3 of each tensor's largest gradient: the two compute in Float in different orders,
+/// and OpenBLAS's Prescott kernels round differently again; a wrong formula is off by O(1).)
 final class LoRAModelTests: XCTestCase {
     func testAdaptersMatchTheMergedModelAndItsGradients() throws {
         let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16, "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0}"#.utf8), path: "t")
@@ -165,8 +167,8 @@ final class LoRAModelTests: XCTestCase {
                     for i in 0..<r { for c in 0..<inputs { for o in 0..<outputs { dA[i * inputs + c] += Float(lora.scale) * B[o * r + i] * dW[o * inputs + c] } } }
                     for o in 0..<outputs { for i in 0..<r { for c in 0..<inputs { dB[o * r + i] += Float(lora.scale) * dW[o * inputs + c] * A[i * inputs + c] } } }
                     let scale = max(dA.map(abs).max()!, dB.map(abs).max()!, 1e-6)
-                    for (x, y) in zip(grad(adapted, adapter.a.name), dA) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale, "\(pooling) \(adapter.a.name)") }
-                    for (x, y) in zip(grad(adapted, adapter.b.name), dB) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale, "\(pooling) \(adapter.b.name)") }
+                    for (x, y) in zip(grad(adapted, adapter.a.name), dA) { XCTAssertEqual(x, y, accuracy: 1e-3 * scale, "\(pooling) \(adapter.a.name)") }
+                    for (x, y) in zip(grad(adapted, adapter.b.name), dB) { XCTAssertEqual(x, y, accuracy: 1e-3 * scale, "\(pooling) \(adapter.b.name)") }
                     XCTAssertTrue(grad(adapted, weight).allSatisfy { $0 == 0 }, "\(weight): frozen, no gradient product")
                 }
             }

@@ -8,7 +8,9 @@ folder with the adapter in FOLDER/adapter (adapter_config.json, adapter_model.sa
 script loads adapter_config.json's base_model_name_or_path with transformers, puts the adapter on
 it with peft.PeftModel.from_pretrained, and compares its logits on the texts with
 `finetune-dist predict --with-logits` on FOLDER (the merged model) and on FOLDER/adapter (the
-adapter on its base, read by finetune-dist). Exits non-zero above 1e-4 relative. Not run in CI.
+adapter on its base, read by finetune-dist). A base without a classification head is loaded with
+the run's labels (num_labels, id2label from FOLDER/config.json): the adapter brings the trained head.
+Exits non-zero above 1e-4 relative. Not run in CI.
 """
 import argparse
 import json
@@ -40,7 +42,12 @@ def ours(folder):
         return torch.tensor([json.loads(l)["logits"] for l in open(out)])
 
 tokenizer = AutoTokenizer.from_pretrained(a.model)
-model = peft.PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base), adapter).eval()
+# A base without a head gets transformers' default 2 labels: give it the run's labels (the merged
+# folder's config), as a user of the adapter would.
+labels = json.load(open(os.path.join(a.model, "config.json")))["id2label"]
+base_model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels), id2label=labels,
+                                                                label2id={v: int(k) for k, v in labels.items()})
+model = peft.PeftModel.from_pretrained(base_model, adapter).eval()
 with torch.no_grad():
     enc = tokenizer(texts, truncation=True, max_length=a.max_length, padding=True, return_tensors="pt")
     theirs = model(**enc).logits

@@ -149,11 +149,12 @@ public enum ModelFolder {
             }
             // A PEFT adapter folder: its base, described, with the adapter on top.
             if source.data("config.json") == nil, let adapter = try PeftAdapter.read(folder.folder) {
-                var description = try describe(FolderSource(adapter.basePath), pooling: pooling)
+                var description = try describe(FolderSource(adapter.basePath), pooling: pooling ?? adapter.pooling)
                 guard case .bert = description.kind else { throw FineTuneError("\(folder.folder): a LoRA adapter needs a BERT base; \(adapter.basePath) is not one") }
                 if description.task == nil, let outputs = adapter.classifierOutputs {
-                    // transformers' names for labels a base folder does not name.
-                    description.task = .classification(labels: (0..<outputs).map { "LABEL_\($0)" })
+                    // A base without a head names no labels: those of the merged folder the adapter was
+                    // exported in (best/adapter, final/adapter), else transformers' LABEL_i.
+                    description.task = .classification(labels: adapter.labelsBeside(count: outputs) ?? (0..<outputs).map { "LABEL_\($0)" })
                 }
                 description.adapter = adapter
                 return description
@@ -183,6 +184,9 @@ public enum ModelFolder {
     public static func load(_ folder: String) throws -> ModelBundle {
         let description = try describe(FolderSource(folder))
         guard let task = description.task else {
+            if description.adapter != nil {
+                throw FineTuneError("\(folder): a FEATURE_EXTRACTION adapter carries no head (a mean-pooling run keeps it in the merged folder's 2_Dense): evaluate the merged folder beside it")
+            }
             throw FineTuneError("\(folder): has no classification or regression head (a base model); fine-tune it with `train` first")
         }
         let bundle = description.build(task: task)

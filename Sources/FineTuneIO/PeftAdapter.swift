@@ -9,13 +9,16 @@ public struct PeftAdapter {
     public let path: String
     public let basePath: String
     public let lora: LoRASettings
+    /// PEFT's task_type: SEQ_CLS (a BertForSequenceClassification: [CLS] pooling and its pooler) or
+    /// FEATURE_EXTRACTION (a BertModel: mean pooling, as this program's sentence-transformers exports).
+    public let taskType: String?
     let file: SafetensorsFile
 
     struct Config: Decodable {
-        var peftType: String?, basePath: String?, r: Int, alpha: Double, dropout: Double?, targets: Targets?
+        var peftType: String?, basePath: String?, r: Int, alpha: Double, dropout: Double?, targets: Targets?, taskType: String?
         enum CodingKeys: String, CodingKey {
             case peftType = "peft_type", basePath = "base_model_name_or_path", r, alpha = "lora_alpha", dropout = "lora_dropout"
-            case targets = "target_modules"
+            case targets = "target_modules", taskType = "task_type"
         }
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -25,6 +28,7 @@ public struct PeftAdapter {
             alpha = try c.decode(Double.self, forKey: .alpha)
             dropout = try c.decodeIfPresent(Double.self, forKey: .dropout)
             targets = try c.decodeIfPresent(Targets.self, forKey: .targets)
+            taskType = try c.decodeIfPresent(String.self, forKey: .taskType)
         }
     }
     /// PEFT's target_modules: names matched as suffixes, or one regular expression.
@@ -41,6 +45,7 @@ public struct PeftAdapter {
         let configPath = "\(folder)/adapter_config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else { return nil }
         let (base, lora) = try parseConfig(data, path: configPath)
+        let taskType = try decodeConfig(Config.self, from: data, path: configPath).0.taskType
         // A local path, as PEFT takes it (from the working directory), else beside the adapter.
         let basePath = FileManager.default.fileExists(atPath: base) || base.hasPrefix("/") ? base : "\(folder)/\(base)"
         guard FileManager.default.fileExists(atPath: basePath) else {
@@ -48,7 +53,7 @@ public struct PeftAdapter {
         }
         let weightsPath = "\(folder)/adapter_model.safetensors"
         guard let weights = FileManager.default.contents(atPath: weightsPath) else { throw FineTuneError("\(weightsPath): missing") }
-        return PeftAdapter(path: folder, basePath: basePath, lora: lora, file: try SafetensorsFile(data: weights, path: weightsPath))
+        return PeftAdapter(path: folder, basePath: basePath, lora: lora, taskType: taskType, file: try SafetensorsFile(data: weights, path: weightsPath))
     }
 
     /// The base model and the LoRA settings of an adapter_config.json.
@@ -99,6 +104,20 @@ public struct PeftAdapter {
             }
             try file.read(entry, into: model.parameters.at(spec))
         }
+    }
+
+    /// The pooling the adapter was trained with.
+    public var pooling: Pooling { taskType == "SEQ_CLS" ? .cls : .mean }
+
+    /// The label names of the model folder holding this adapter folder (finetune-dist's exports put
+    /// it in best/adapter and final/adapter), when it has `count` of them.
+    func labelsBeside(count: Int) -> [String]? {
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("config.json").path
+        guard let data = FileManager.default.contents(atPath: parent),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let id2label = object["id2label"] as? [String: String], id2label.count == count else { return nil }
+        let labels = (0..<count).compactMap { id2label[String($0)] }
+        return labels.count == count ? labels : nil
     }
 
     /// Outputs of the saved classifier (to build a head for a base folder that has none).

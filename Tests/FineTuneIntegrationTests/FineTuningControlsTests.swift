@@ -293,6 +293,28 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertTrue(bad.output.contains("is a LoRA adapter with r 4"), bad.output)
     }
 
+    /// An adapter trained with [CLS] pooling on a base without a head (whose own pooling would be
+    /// mean): read back as --model, the adapter's task type brings back [CLS] pooling and its head.
+    func testAdapterOnAHeadlessBaseKeepsItsPooling() throws {
+        for pooling in ["cls", "mean"] {
+            let r = try Harness.mpirun(2, ["train", "--model", "\(tinyBert)/base", "--train", "\(dir)/train.jsonl", "--output", "\(dir)/\(pooling)",
+                                           "--pooling", pooling, "--epochs", "1", "--batch-size", "16", "--max-length", "12", "--lora-rank", "2"])
+            XCTAssertEqual(r.status, 0, r.output)
+            let merged = try Harness.finetune(["eval", "--model", "\(dir)/\(pooling)/final", "--data", "\(dir)/valid.jsonl", "--json"])
+            let adapter = try Harness.finetune(["eval", "--model", "\(dir)/\(pooling)/final/adapter", "--data", "\(dir)/valid.jsonl", "--json"])
+            guard pooling == "cls" else {
+                // Mean pooling: the head lives in the merged folder's 2_Dense, not in the adapter.
+                XCTAssertNotEqual(adapter.status, 0)
+                XCTAssertTrue(adapter.output.contains("a FEATURE_EXTRACTION adapter carries no head"), adapter.output)
+                continue
+            }
+            XCTAssertEqual(adapter.status, 0, adapter.output)
+            let m = try JSONSerialization.jsonObject(with: Data(merged.stdout.utf8)) as! [String: Any]
+            let a = try JSONSerialization.jsonObject(with: Data(adapter.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(m["eval_loss"] as! Double, a["eval_loss"] as! Double, accuracy: 1e-5)
+        }
+    }
+
     /// A LoRA run stopped and resumed ends bitwise as the uninterrupted one (the checkpoint
     /// carries the adapters, their optimizer state and the LoRA settings).
     func testLoRAResumesBitwise() throws {

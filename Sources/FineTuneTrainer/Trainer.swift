@@ -41,6 +41,8 @@ public final class Trainer {
         /// Rank 0: the evaluations so far, for the end-of-run hint.
         var history: [FitHistory.Point] = []
         var lastTrainLoss: Double? = nil
+        /// The step of the last evaluation (a run that ends between evaluations evaluates once more).
+        var lastEvaluatedStep: Int? = nil
         var model: FineTunableModel { bundle.model }
 
         init(bundle: ModelBundle, data: DataLoading.Loaded, step: TrainingStep, state: TrainerState, schedule: LearningRateSchedule,
@@ -172,6 +174,9 @@ public final class Trainer {
         let stepsPerEpoch = (data.train.count + c.batchSize - 1) / c.batchSize
         let totalSteps = min(c.epochs * stepsPerEpoch, c.maxSteps ?? Int.max)
         let warmup = c.warmupSteps ?? Int((c.warmupRatio * Double(totalSteps)).rounded(.up))
+        if let steps = c.warmupSteps, steps >= totalSteps {
+            throw collectiveError("--warmup-steps \(steps) is not shorter than the run (\(totalSteps) steps): the learning rate would never reach --lr")
+        }
         let schedule = LearningRateSchedule(kind: c.schedule, peak: resolved.learningRate, warmupSteps: warmup, totalSteps: totalSteps,
                                             end: c.lrEnd, power: c.lrPower)
         let record = TrainingConfigurationRecord.Resolved(
@@ -441,6 +446,7 @@ public final class Trainer {
         }
         let value = result.value(of: c.monitor)
         s.history.append(FitHistory.Point(step: s.state.step, validation: result, training: trainResult, trainingLoss: s.lastTrainLoss))
+        s.lastEvaluatedStep = s.state.step
         var decision: [Int64] = [0, 0]  // improved, stop
         if comm.isRoot {
             let d = s.earlyStopping.decide(value, best: s.state.bestMetric, evaluationsWithoutImprovement: s.state.evaluationsWithoutImprovement)
@@ -492,6 +498,11 @@ public final class Trainer {
     /// A last checkpoint, the final model, the test set, a summary.
     private func finish(_ s: Session, outcome: RunOutcome) throws {
         let c = configuration
+        // A run that ends between evaluations (--max-steps mid-epoch) is evaluated at its last step,
+        // so best/ and the best metric always exist when there is validation data.
+        if s.data.valid != nil && s.lastEvaluatedStep != s.state.step && !s.state.earlyStopped {
+            try evaluate(s, epoch: Double(s.state.epoch) + Double(s.state.positionInEpoch) / Double(s.data.train.count))
+        }
         if s.lastSavedStep != s.state.step {
             try s.checkpoints.save(model: s.bundle, optimizer: s.step.optimizer, shards: s.step.exchange.shards, state: s.state)
         }

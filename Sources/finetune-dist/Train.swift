@@ -47,6 +47,10 @@ struct OptimizationOptions: ParsableArguments {
         if let maxGradNorm { guard maxGradNorm > 0, maxGradNorm.isFinite else { throw ValidationError("--max-grad-norm must be a positive number") } }
         guard warmupRatio >= 0 && warmupRatio < 1 else { throw ValidationError("--warmup-ratio must be in [0, 1)") }
         guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must not be negative") }
+        guard adamBeta1 >= 0 && adamBeta1 < 1, adamBeta2 >= 0 && adamBeta2 < 1 else { throw ValidationError("--adam-beta1 and --adam-beta2 must be in [0, 1)") }
+        guard adamEpsilon > 0, adamEpsilon.isFinite else { throw ValidationError("--adam-epsilon must be positive (it keeps AdamW's division finite)") }
+        guard momentum >= 0 && momentum < 1 else { throw ValidationError("--momentum must be in [0, 1)") }
+        if let warmupSteps { guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") } }
         if let maxSteps { guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") } }
     }
 }
@@ -125,6 +129,7 @@ struct EvaluationOptions: ParsableArguments {
         guard evalBatchSize > 0 else { throw ValidationError("--eval-batch-size must be positive") }
         if let patience { guard patience > 0 else { throw ValidationError("--patience must be positive") } }
         guard trainEvalExamples >= 0 else { throw ValidationError("--train-eval-examples must not be negative") }
+        guard minDelta >= 0, minDelta.isFinite else { throw ValidationError("--min-delta must not be negative (it is the size of an improvement, in either direction)") }
     }
 }
 

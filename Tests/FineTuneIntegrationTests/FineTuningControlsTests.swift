@@ -214,6 +214,11 @@ final class FineTuningControlsTests: IntegrationTestCase {
             (["--grad-accum", "0"], "--grad-accum must be positive"),
             (["--train-only", "head", "--unfreeze-every", "1"], "contradict each other"),
             (["--lora-rank=-1"], "--lora-rank must be positive"),
+            (["--adam-beta1", "1.5"], "--adam-beta1 and --adam-beta2 must be in [0, 1)"),
+            (["--momentum=-1"], "--momentum must be in [0, 1)"),
+            (["--min-delta=-1"], "--min-delta must not be negative"),
+            (["--adam-epsilon", "0"], "--adam-epsilon must be positive"),
+            (["--warmup-steps", "50"], "--warmup-steps 50 is not shorter than the run (16 steps)"),
             (["--lora-rank", "4", "--lora-targets", "query,dense"], "\"dense\" names no layer"),
             (["--lora-rank", "4", "--freeze-layers", "1"], "do not combine with it"),
         ]
@@ -328,6 +333,19 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertEqual(try Harness.weights("\(dir)/resumed/final").filter { final[$0.key] != $0.value }.map(\.key), [])
         XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/resumed/final/adapter/adapter_model.safetensors"),
                        FileManager.default.contents(atPath: "\(dir)/straight/final/adapter/adapter_model.safetensors"))
+    }
+
+    /// A run with validation data that ends between epochs (--max-steps) is evaluated at its end:
+    /// best/ and the best metric exist.
+    func testARunEndingMidEpochIsEvaluatedAtItsEnd() throws {
+        let r = try Harness.mpirun(2, common("short") + ["--max-steps", "5"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let records = Harness.metrics("\(dir)/short")
+        XCTAssertEqual(records.filter { $0["type"] as? String == "eval" }.map { $0["step"] as! Int }, [5])
+        let end = records.last { $0["type"] as? String == "end" }!
+        XCTAssertEqual(end["best_step"] as? Int, 5)
+        XCTAssertEqual(end["reason"] as? String, "reached --max-steps 5")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/short/best/config.json"))
     }
 
     /// eval prints and writes per-class precision, recall, F1 and the confusion matrix.

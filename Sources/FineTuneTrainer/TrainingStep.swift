@@ -36,7 +36,7 @@ public final class TrainingStep {
         public var local: BatchStatistics
         /// Whether the update was applied (false when the loss or the summed gradients were not finite).
         public var updated: Bool
-        /// The global L2 norm of the averaged gradient before clipping (nil when not finite).
+        /// The global L2 norm of the averaged gradient before clipping (computed with clipping only).
         public var gradientNorm: Double?
         public var timings: Timings
         /// Mean loss over the global batch.

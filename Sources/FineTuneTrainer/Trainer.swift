@@ -77,7 +77,15 @@ public final class Trainer {
 
     @discardableResult
     public func run() throws -> RunOutcome {
-        let session = try setUp()
+        // A run that fails before writing anything leaves no empty output folder behind.
+        let outputExisted = FileManager.default.fileExists(atPath: configuration.outputPath)
+        let session: Session
+        do { session = try setUp() } catch {
+            if comm.isRoot && !outputExisted, (try? FileManager.default.contentsOfDirectory(atPath: configuration.outputPath))?.isEmpty == true {
+                try? FileManager.default.removeItem(atPath: configuration.outputPath)
+            }
+            throw error
+        }
         let outcome = try trainLoop(session)
         if outcome == .preempted || outcome == .stoppedAfterSteps { return outcome }
         try finish(session, outcome: outcome)

@@ -226,6 +226,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
             let r = try Harness.mpirun(2, common("bad") + extra, timeout: 60)
             XCTAssertNotEqual(r.status, 0, "\(extra)")
             XCTAssertTrue(r.output.contains(message), "\(extra): \(r.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/bad"), "\(extra): a run that failed at set-up leaves no empty folder")
         }
         let mlp = try makeModel()
         Harness.writeData("\(dir)/tab.jsonl", count: 40, seed: 1)

@@ -322,7 +322,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
     }
 
     /// A LoRA run stopped and resumed ends bitwise as the uninterrupted one (the checkpoint
-    /// carries the adapters, their optimizer state and the LoRA settings).
+    /// carries the adapters, their optimizer state and the LoRA settings); sharded, it ends the same.
     func testLoRAResumesBitwise() throws {
         let args = ["--lora-rank", "2", "--lora-dropout", "0.1", "--lora-targets", "query,value,output.dense", "--save-every", "5"]
         let straight = try Harness.mpirun(2, common("straight") + args)
@@ -334,6 +334,10 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertEqual(try Harness.weights("\(dir)/resumed/final").filter { final[$0.key] != $0.value }.map(\.key), [])
         XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/resumed/final/adapter/adapter_model.safetensors"),
                        FileManager.default.contents(atPath: "\(dir)/straight/final/adapter/adapter_model.safetensors"))
+        // With the optimizer state sharded (blocks of the adapters and the head), the same weights.
+        let sharded = try Harness.mpirun(2, common("sharded") + args + ["--shard-optimizer"])
+        XCTAssertEqual(sharded.status, 0, sharded.output)
+        assertCloseByTensor(try Harness.weights("\(dir)/sharded/final"), final, relative: 1e-5)
     }
 
     /// A run with validation data that ends between epochs (--max-steps) is evaluated at its end:

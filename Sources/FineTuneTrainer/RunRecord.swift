@@ -36,6 +36,7 @@ public struct RankRecord: Codable, Sendable {
 
 /// run.json: where and how the run ran (provenance), written by rank 0.
 public struct RunRecord: Codable, Sendable {
+    public var finetuneDistVersion = Provenance.version
     public var finetuneDistCommit: String
     public var swift: String
     public var mpiLibrary: String
@@ -55,7 +56,7 @@ public struct RunRecord: Codable, Sendable {
     public var frozen: String? = nil
     public var lora: LoRASettings? = nil
     enum CodingKeys: String, CodingKey {
-        case finetuneDistCommit = "finetune_dist_commit", swift, mpiLibrary = "mpi_library", openblasConfig = "openblas_config"
+        case finetuneDistVersion = "finetune_dist_version", finetuneDistCommit = "finetune_dist_commit", swift, mpiLibrary = "mpi_library", openblasConfig = "openblas_config"
         case openblasCore = "openblas_core", blas, worldSize = "world_size", hosts, ranks, started, trainExamples = "train_examples"
         case validExamples = "valid_examples", parameters, trainableParameters = "trainable_parameters", frozen, lora
     }
@@ -63,6 +64,8 @@ public struct RunRecord: Codable, Sendable {
 
 /// Where this binary came from.
 public enum Provenance {
+    /// finetune-dist's release version (`finetune-dist --version` adds the commit).
+    public static let version = "0.6.0"
     /// finetune-dist's git commit, read from the source tree this binary was built from
     /// ("unknown" when that tree is not there); "+dirty" when it had uncommitted changes.
     public static func gitCommit() -> String {

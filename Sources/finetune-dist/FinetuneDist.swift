@@ -22,8 +22,10 @@ struct FinetuneDist: ParsableCommand {
 
         launch/local.sh and launch/cluster.sh wrap mpirun with the settings it \
         needs; launch/finetune-debian.sh is a complete example. See Docs/usage.md.
+        `finetune-dist --version` prints the version and commit; \
+        `finetune-dist --generate-completion-script bash|zsh|fish` a shell completion script.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Inspect.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
     )
 
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.
@@ -31,6 +33,11 @@ struct FinetuneDist: ParsableCommand {
         // Before anything else (MPI_Init included): OpenBLAS with the best kernel set for this CPU.
         BLASSetup.prepare()
         var arguments = Array(CommandLine.arguments.dropFirst())
+        // Answered here, not through CommandConfiguration(version:), so that only --version asks git for the commit.
+        if arguments == ["--version"] {
+            print("finetune-dist \(Provenance.version) (commit \(Provenance.gitCommit()))")
+            return
+        }
         if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
         }

@@ -353,6 +353,36 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/short/best/config.json"))
     }
 
+    /// inspect: a model folder's architecture, labels and parameters per group (summing to the
+    /// folder's tensors), a LoRA checkpoint's adapters and options; --version names the commit.
+    func testInspectAndVersion() throws {
+        let r = try Harness.finetune(["inspect", classifier, "--json"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let i = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(i["labels"] as? [String], ["neg", "neu", "pos"])
+        let groups = i["groups"] as! [[String: Any]]
+        XCTAssertEqual(groups.map { $0["name"] as! String }, ["embeddings", "layer 0", "layer 1", "head"])
+        let inFile = try Harness.weights(classifier).filter { !$0.key.contains("position_ids") }.values.reduce(0) { $0 + $1.count }
+        XCTAssertEqual(i["parameters"] as? Int, inFile, "the groups count every tensor of the folder once")
+        XCTAssertEqual(groups.map { $0["parameters"] as! Int }.reduce(0, +), inFile)
+
+        let run = try Harness.mpirun(1, common("lora") + ["--lora-rank", "2", "--max-steps", "2"])
+        XCTAssertEqual(run.status, 0, run.output)
+        let checkpoint = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/lora/checkpoints").sorted().last!
+        let c = try Harness.finetune(["inspect", "\(dir)/lora/checkpoints/\(checkpoint)"])
+        XCTAssertEqual(c.status, 0, c.output)
+        XCTAssertTrue(c.stdout.contains("checkpoint: step 2"), c.output)
+        XCTAssertTrue(c.stdout.contains("LoRA adapters: "), c.output)
+        XCTAssertTrue(c.stdout.contains("--lora-rank 2"), c.output)
+        let missing = try Harness.finetune(["inspect", "\(dir)/nothing"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains("\(dir)/nothing: model folder does not exist"), missing.output)
+
+        let v = try Harness.finetune(["--version"])
+        XCTAssertEqual(v.status, 0)
+        XCTAssertTrue(v.stdout.hasPrefix("finetune-dist 0.6.0 (commit "), v.output)
+    }
+
     /// eval prints and writes per-class precision, recall, F1 and the confusion matrix.
     func testEvalReportsPerClassFiguresAndTheConfusionMatrix() throws {
         let r = try Harness.finetune(["eval", "--model", classifier, "--data", "\(dir)/valid.jsonl", "--report", "\(dir)/report.json"])

@@ -523,7 +523,11 @@ public final class Trainer {
             if let record = TrainingEvent.end(end).record { try s.metrics?.append(record) }
         } }
         if let test = s.data.test { try evaluateTest(test, s) }
-        if comm.isRoot { report(.end(end)) }
+        if comm.isRoot {
+            report(.end(end))
+            // The picture of the run; a failure to draw it loses nothing else.
+            do { try RunReport.write(runFolder: c.outputPath) } catch { report(.note("warning: report.html not written: \(error)")) }
+        }
     }
 
     /// The test set, evaluated once with the best model (rank 0 reads best/ and broadcasts it), or

@@ -25,7 +25,7 @@ struct FinetuneDist: ParsableCommand {
         `finetune-dist --version` prints the version and commit; \
         `finetune-dist --generate-completion-script bash|zsh|fish` a shell completion script.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Inspect.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Inspect.self, Report.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
     )
 
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.

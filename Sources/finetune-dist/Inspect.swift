@@ -34,3 +34,16 @@ struct Inspect: ParsableCommand {
         } catch { exitOnError(error, comm: nil) }
     }
 }
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a run folder as one self-contained HTML page (train writes it at the end of every run).",
+        discussion: "report.html holds the learning curves (training loss, validation loss, and the training subset's with --train-eval-examples), the monitored metric, the learning rate and each rank's throughput as inline SVG, with the best evaluation and early stopping marked, and a summary table. No scripts, no network: it opens in any browser.")
+
+    @Argument(help: "The run folder (holds metrics.jsonl).") var runFolder: String
+    @Option(help: "Where to write it (default RUN_FOLDER/report.html).") var output: String?
+
+    func run() throws {
+        do { print("wrote \(try RunReport.write(runFolder: runFolder, output: output))") } catch { exitOnError(error, comm: nil) }
+    }
+}

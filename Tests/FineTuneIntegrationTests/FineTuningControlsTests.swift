@@ -200,6 +200,20 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertEqual(end["monitor"] as? String, "val_macro_f1")
         XCTAssertEqual(end["reason"] as? String, "completed 2 epochs")
 
+        // report.html, written at the end: the four charts, the subset's curve, the best evaluation marked.
+        let html = String(decoding: FileManager.default.contents(atPath: "\(dir)/objective/report.html") ?? Data(), as: UTF8.self)
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4, "loss, monitored metric, learning rate, throughput")
+        for text in ["Monitored metric: val_macro_f1", "training subset loss (evaluation mode)", "best (step", "rank 1", "completed 2 epochs"] {
+            XCTAssertTrue(html.contains(text), text)
+        }
+        XCTAssertFalse(html.contains("<script"), "self-contained, no scripts")
+        let again = try Harness.finetune(["report", "\(dir)/objective", "--output", "\(dir)/again.html"])
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/again.html").map { String(decoding: $0, as: UTF8.self) }, html)
+        let notARun = try Harness.finetune(["report", dir])
+        XCTAssertNotEqual(notARun.status, 0)
+        XCTAssertTrue(notARun.output.contains("\(dir)/metrics.jsonl: missing (is \(dir) a run folder?)"), notARun.output)
+
         let wrong = try Harness.mpirun(2, common("wrong") + ["--class-weights", "1,2"], timeout: 60)
         XCTAssertNotEqual(wrong.status, 0)
         XCTAssertTrue(wrong.output.contains("--class-weights gives 2 weights; the model has 3 labels (neg, neu, pos"), wrong.output)

@@ -219,7 +219,7 @@ enum BertFolder {
         files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions)
         files.merge(tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
-        if let lora = model.lora { files["adapter_config.json"] = peftAdapterFiles(bundle, model: model, lora: lora)["adapter_config.json"] }
+        if let lora = model.lora { files["adapter_config.json"] = peftAdapterConfig(bundle, model: model, lora: lora) }
         return files
     }
 
@@ -292,6 +292,12 @@ enum BertFolder {
                 writer.add("base_model.model.bert." + spec.name, shape: spec.shape, floats: values)
             }
         }
+        return ["adapter_config.json": peftAdapterConfig(bundle, model: model, lora: lora), "adapter_model.safetensors": writer.serialized()]
+    }
+
+    /// adapter_config.json of the adapter (also in a LoRA run's checkpoints).
+    static func peftAdapterConfig(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) -> Data {
+        let cls = model.pooling == .cls
         let config: [String: JSONValue] = [
             "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),
             "base_model_name_or_path": .string(bundle.baseModelPath ?? ""), "r": .integer(Int64(lora.rank)),
@@ -302,7 +308,7 @@ enum BertFolder {
             "use_rslora": .bool(false), "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null,
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "revision": .null,
         ]
-        return ["adapter_config.json": try! prettyJSON(config), "adapter_model.safetensors": writer.serialized()]
+        return try! prettyJSON(config)
     }
 }
 

@@ -44,8 +44,7 @@ public struct PeftAdapter {
     public static func read(_ folder: String) throws -> PeftAdapter? {
         let configPath = "\(folder)/adapter_config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else { return nil }
-        let (base, lora) = try parseConfig(data, path: configPath)
-        let taskType = try decodeConfig(Config.self, from: data, path: configPath).0.taskType
+        let (base, lora, taskType) = try parseConfig(data, path: configPath)
         // A local path, as PEFT takes it (from the working directory), else beside the adapter.
         let basePath = FileManager.default.fileExists(atPath: base) || base.hasPrefix("/") ? base : "\(folder)/\(base)"
         guard FileManager.default.fileExists(atPath: basePath) else {
@@ -56,8 +55,8 @@ public struct PeftAdapter {
         return PeftAdapter(path: folder, basePath: basePath, lora: lora, taskType: taskType, file: try SafetensorsFile(data: weights, path: weightsPath))
     }
 
-    /// The base model and the LoRA settings of an adapter_config.json.
-    public static func parseConfig(_ data: Data, path configPath: String) throws -> (basePath: String, lora: LoRASettings) {
+    /// The base model, the LoRA settings and the task type of an adapter_config.json.
+    public static func parseConfig(_ data: Data, path configPath: String) throws -> (basePath: String, lora: LoRASettings, taskType: String?) {
         let (config, _) = try decodeConfig(Config.self, from: data, path: configPath)
         guard config.peftType == "LORA" else { throw FineTuneError("\(configPath): peft_type \(config.peftType ?? "missing"); only LORA adapters are read") }
         guard let base = config.basePath, !base.isEmpty else { throw FineTuneError("\(configPath): no base_model_name_or_path: which model does the adapter go on?") }
@@ -78,7 +77,7 @@ public struct PeftAdapter {
             throw FineTuneError("\(configPath): no target_modules")
         }
         guard config.r > 0, config.alpha > 0 else { throw FineTuneError("\(configPath): r and lora_alpha must be positive") }
-        return (base, LoRASettings(rank: config.r, alpha: config.alpha, dropout: config.dropout ?? 0, targets: targets))
+        return (base, LoRASettings(rank: config.r, alpha: config.alpha, dropout: config.dropout ?? 0, targets: targets), config.taskType)
     }
 
     /// The adapter's tensor for a parameter of our layout: "base_model.model.[bert.]" + its name

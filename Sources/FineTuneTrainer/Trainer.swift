@@ -147,24 +147,24 @@ public final class Trainer {
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
-        let resolved = try comm.agree("applying the fine-tuning controls") { try applyControls(to: model, data: data, epoch: 0) }
+        // Gradual unfreezing: what trains depends on the epoch the run starts in.
+        let resumedState = try comm.agree("reading the checkpoint's state") { try resumed?.state() }
+        let resolved = try comm.agree("applying the fine-tuning controls") {
+            try applyControls(to: model, data: data, epoch: resumedState?.epoch ?? 0)
+        }
         // The default learning rate depends on the model: from here on it is the one in use.
         c.learningRate = resolved.learningRate
         configuration.learningRate = resolved.learningRate
 
         // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
         //    weights, read by rank 0 and broadcast.
-        var state = TrainerState()
-        var step = makeStep(model, learningRateScales: resolved.rateScales)
+        var state = resumedState ?? TrainerState()
+        let step = makeStep(model, learningRateScales: resolved.rateScales)
         try comm.agree("restoring state") {
             if let resumed {
-                state = try resumed.state()
                 try description.loadWeights(into: bundle, seed: 0)
                 try checkResumable(state, train: data.train)
                 state.mathematicalOptions = c.mathematicalOptions  // changes the user accepted stay accepted
-                // Gradual unfreezing: what trains depends on the epoch.
-                model.trainableFrom = try c.freeze.trainableFrom(model.parameterGroups, epoch: state.epoch)
-                step = makeStep(model, learningRateScales: resolved.rateScales)
                 let freezeChanged = !Set(c.acceptChanged).isDisjoint(with: ["freeze", "freeze-layers", "train-only", "unfreeze-every"])
                 try resumed.restore(optimizer: step.optimizer, unfrozenSinceCheckpoint: freezeChanged)
             } else {

@@ -71,8 +71,7 @@ public struct EvaluationResult: Sendable, Equatable {
     }
 
     /// The metrics this result has, as (suffix, value): loss, accuracy, macro_f1, mcc or mse, mae, r2.
-    public var namedFigures: [(String, Double?)] { figures }
-    var figures: [(String, Double?)] {
+    public var figures: [(String, Double?)] {
         if let accuracy { return [("loss", loss), ("accuracy", accuracy), ("macro_f1", macroF1), ("mcc", mcc)] }
         return [("loss", loss), ("mse", loss), ("mae", meanAbsoluteError), ("r2", r2)]
     }

@@ -30,7 +30,7 @@ struct Eval: ParsableCommand {
             var c = encoder.container(keyedBy: NamedKeys.self)
             try c.encode(model, forKey: NamedKeys("model")); try c.encode(data, forKey: NamedKeys("data"))
             try c.encode(result.examples, forKey: NamedKeys("eval_examples"))
-            for (name, value) in result.namedFigures { try c.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: NamedKeys("eval_\(name)")) }
+            for (name, value) in result.figures { try c.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: NamedKeys("eval_\(name)")) }
             if let labels, let perClass = result.perClass, let confusion = result.confusion {
                 try c.encode(Dictionary(uniqueKeysWithValues: zip(labels, perClass)), forKey: NamedKeys("per_class"))
                 try c.encode(labels, forKey: NamedKeys("labels"))
@@ -65,7 +65,7 @@ struct Eval: ParsableCommand {
             if json {
                 print(String(decoding: object, as: UTF8.self))
             } else {
-                let figures = r.namedFigures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
+                let figures = r.figures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
                 print("\(model) on \(data): \(r.examples) examples, " +
                       figures.map { name, value in "\(name.replacingOccurrences(of: "_", with: "-")) \(value.map { String(format: "%.6f", $0) } ?? "n/a")" }
                           .joined(separator: ", "))

@@ -17,6 +17,33 @@ public enum AtomicFiles {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
+    /// Creates the folder `path` and any missing parents (an existing folder is fine). Failures are
+    /// said in a user's terms, naming `option` (e.g. "--output") when the path came from one:
+    /// an empty path, a file in the way, a read-only file system, no permission.
+    public static func createFolder(_ path: String, option: String? = nil) throws {
+        let subject = option.map { "\($0) \(path)" } ?? path
+        guard !path.isEmpty else { throw FineTuneError("\(option ?? "the folder path") is empty: name a folder") }
+        func create(_ folder: String) throws {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
+                if isFolder.boolValue { return }
+                throw FineTuneError(folder == path ? "\(subject): is a file, not a folder; choose another path"
+                                                   : "\(subject): \(folder) is a file, not a folder")
+            }
+            let parent = parentFolder(of: folder)
+            if parent != folder { try create(parent) }
+            if mkdir(folder, 0o755) != 0 && errno != EEXIST {
+                let why = String(cString: strerror(errno))
+                throw FineTuneError(folder == path ? "\(subject): cannot create the folder: \(why)"
+                                                   : "\(subject): cannot create the folder \(folder): \(why)")
+            }
+        }
+        try create(path)
+        if option != nil && access(path, W_OK) != 0 {
+            throw FineTuneError("\(subject): cannot write into the folder: \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Writes `data` to `path` through a temporary file in the same folder, fsyncs it, renames it
     /// over `path` and fsyncs the folder.
     public static func write(_ data: Data, to path: String) throws {
@@ -67,7 +94,7 @@ public enum AtomicFiles {
         let old = "\(parent)/.\(name).old-\(getpid())"
         try? fm.removeItem(atPath: temporary)
         do {
-            try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+            try createFolder(temporary)
             try fill(temporary)
             try syncDirectory(temporary)
         } catch {
@@ -96,7 +123,7 @@ extension AtomicFiles {
         try writeFolder(path) { dir in
             for name in files.keys.sorted(by: { ($0 == "manifest.json" ? 1 : 0, $0) < ($1 == "manifest.json" ? 1 : 0, $1) }) {
                 let file = "\(dir)/\(name)"
-                try FileManager.default.createDirectory(atPath: parentFolder(of: file), withIntermediateDirectories: true)
+                try createFolder(parentFolder(of: file))
                 try writeAndSync(files[name]!, to: file)
                 if pauseBetweenFiles > 0 { usleep(UInt32(pauseBetweenFiles * 1_000_000)) }
             }

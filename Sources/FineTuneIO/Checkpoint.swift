@@ -20,6 +20,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var mathematicalOptions: [String: String] = [:]
     public var trainExamples = 0
     public var trainFingerprint = ""
+    /// The absolute path of the --model the run started from (absent in older checkpoints).
+    public var modelPath: String? = nil
     public init() {}
 
     enum CodingKeys: String, CodingKey {
@@ -27,7 +29,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
         case bestMetric = "best_metric", bestStep = "best_step"
         case evaluationsWithoutImprovement = "evaluations_without_improvement", earlyStopped = "early_stopped"
         case mathematicalOptions = "mathematical_options", trainExamples = "train_examples"
-        case trainFingerprint = "train_fingerprint"
+        case trainFingerprint = "train_fingerprint", modelPath = "model_path"
     }
 }
 

@@ -50,15 +50,16 @@ public enum JSONLines {
     /// Calls `body` with the 1-based line number and object of every non-blank line; a line that
     /// is not a JSON object is an error naming the file and line.
     public static func forEachObject(in data: Data, path: String, _ body: (Int, [String: JSONValue]) throws -> Void) throws {
-        let decoder = JSONDecoder()
         for (number, raw) in try textLines(data, path: path) {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty { continue }
             let value: JSONValue
-            do { value = try decoder.decode(JSONValue.self, from: Data(line.utf8)) } catch {
-                throw FineTuneError("\(path):\(number): \(userMessage(for: error))")
+            do { value = try StrictJSON.parse(line) } catch {
+                throw FineTuneError("\(path):\(number): not valid JSON: \(error)")
             }
-            guard case .object(let object) = value else { throw FineTuneError("\(path):\(number): not a JSON object") }
+            guard case .object(let object) = value else {
+                throw FineTuneError("\(path):\(number): \(value.kindDescription), not a JSON object (each line holds one object)")
+            }
             try body(number, object)
         }
     }
@@ -195,7 +196,11 @@ public struct TabularDataset: ExampleSet {
             var row: [Float] = []
             row.reserveCapacity(list.count)
             for (i, v) in list.enumerated() {
-                guard let n = v.number else { throw FineTuneError("\(path):\(lineNumber): features[\(i)] is not a number") }
+                guard let n = v.number else { throw FineTuneError("\(path):\(lineNumber): features[\(i)] is \(v.kindDescription), not a number") }
+                guard n.isFinite, Float(n).isFinite else {
+                    throw FineTuneError("\(path):\(lineNumber): features[\(i)] is \(n.isFinite ? "\(n)" : JSONValue.double(n).kindDescription), not a finite number"
+                                        + (n.isFinite ? " in 32-bit floating point" : ""))
+                }
                 row.append(Float(n))
             }
             let label: RawLabel

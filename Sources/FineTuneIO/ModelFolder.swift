@@ -125,6 +125,7 @@ public struct ModelDescription {
                 bundle.baseModelPath = adapter.basePath
             }
         }
+        try ModelFolder.requireFiniteWeights(bundle.model, source: source.name)
     }
 }
 
@@ -195,6 +196,17 @@ public enum ModelFolder {
     }
 
     /// Reads every tensor of `layout` from `file` under its own name; missing, misshapen or unused tensors are errors.
+    /// A NaN or infinity among the weights read is the folder's fault, not the learning rate's:
+    /// said before training starts, naming the tensor.
+    static func requireFiniteWeights(_ model: FineTunableModel, source: String) throws {
+        let values = model.parameters.buffer
+        guard let bad = values.firstIndex(where: { !$0.isFinite }),
+              let tensor = model.layout.tensors.first(where: { $0.range.contains(bad) }) else { return }
+        let value = values[bad]
+        throw FineTuneError("\(source): tensor \(tensor.name) holds \(value.isNaN ? "NaN" : value > 0 ? "Infinity" : "-Infinity") " +
+                            "at element \(bad - tensor.offset) of shape \(tensor.shape); the weights are damaged (a diverged run or a bad conversion), so they cannot be fine-tuned")
+    }
+
     public static func loadWeights(into layout: ParameterLayout, parameters: FlatBuffer<Float>, from file: SafetensorsFile) throws {
         var unused = Set(file.entries.keys)
         for spec in layout.tensors {

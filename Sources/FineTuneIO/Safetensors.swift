@@ -69,9 +69,11 @@ public final class SafetensorsFile {
             throw fail("header length \(headerLength) runs past the end of the file (\(data.count) bytes)")
         }
         dataStart = 8 + Int(headerLength)
-        guard case .object(let header)? = try? JSONDecoder().decode(JSONValue.self, from: data.subdata(in: 8..<dataStart)) else {
-            throw fail("the header is not a JSON object")
+        let parsed: JSONValue
+        do { parsed = try StrictJSON.parse(data.subdata(in: 8..<dataStart)) } catch {
+            throw fail("the header is not valid JSON: \(error)")
         }
+        guard case .object(let header) = parsed else { throw fail("the header is not a JSON object") }
         var entries: [String: SafetensorsEntry] = [:]
         var metadata: [String: String] = [:]
         for (name, value) in header {

@@ -86,23 +86,70 @@ public struct TextDataset: ExampleSet {
     }
 
     /// The task a fresh head learns from these records: classification over the sorted label names
-    /// when the labels are strings, regression when they are all numbers.
-    public static func inferTask(_ records: [TextRecord], path: String) throws -> TaskKind {
+    /// when the labels are strings, regression when they are all numbers, unless `choice` says
+    /// otherwise (numbers as class names for a classifier).
+    public static func inferTask(_ records: [TextRecord], path: String, choice: TaskChoice? = nil) throws -> TaskKind {
         var names = Set<String>()
-        var numbers = 0
+        var numbers = Set<Double>()
         for r in records {
             switch r.label {
-            case .name(let n)?: names.insert(n)
-            case .number?: numbers += 1
+            case .name(let n)?:
+                if choice == .regression {
+                    throw FineTuneError("\(path):\(r.line): label \"\(n)\" is a name; --task regression needs numbers")
+                }
+                names.insert(n)
+            case .number(let v)?: numbers.insert(v)
             case nil: throw FineTuneError("\(path):\(r.line): missing \"label\"")
             }
-            if !names.isEmpty && numbers > 0 {
+            if !names.isEmpty && !numbers.isEmpty {
                 throw FineTuneError("\(path):\(r.line): labels mix names and numbers (names make a classifier, numbers a regression model)")
             }
         }
-        if numbers > 0 { return .regression }
+        if !numbers.isEmpty && choice != .classification { return .regression }
+        if choice == .classification {
+            for v in numbers { names.insert(try classNameOfNumber(v, path: path)) }
+        }
         guard names.count >= 2 else { throw FineTuneError("\(path): a classifier needs at least two distinct labels, found \(names.sorted())") }
-        return .classification(labels: names.sorted())
+        return .classification(labels: sortedLabelNames(names))
+    }
+
+    /// A whole-number label as a class name ("3"); other numbers cannot name a class.
+    public static func classNameOfNumber(_ value: Double, path: String, line: Int? = nil) throws -> String {
+        guard value == value.rounded(), abs(value) < 1e15 else {
+            throw FineTuneError("\(path)\(line.map { ":\($0)" } ?? ""): label \(value) is not a whole number; a classifier needs class names or whole numbers")
+        }
+        return String(Int64(value))
+    }
+
+    /// Label names in order: numerically when every name is a whole number ("2" before "10"), else by text.
+    public static func sortedLabelNames(_ names: Set<String>) -> [String] {
+        let numeric = names.compactMap { Int64($0) }
+        if numeric.count == names.count { return numeric.sorted().map(String.init) }
+        return names.sorted()
+    }
+
+    /// Numbers as class names, for a classifier chosen over numeric labels (`--task classification`).
+    public static func numbersAsNames(_ records: [TextRecord], path: String) throws -> [TextRecord] {
+        try records.map { r in
+            guard case .number(let v)? = r.label else { return r }
+            var named = r
+            named.label = .name(try classNameOfNumber(v, path: path, line: r.line))
+            return named
+        }
+    }
+
+    /// A notice for labels that are whole numbers with few distinct values, read as a regression
+    /// target: often class ids meant for a classifier.
+    public static func regressionNotice(_ records: [TextRecord], path: String) -> String? {
+        var values = Set<Double>()
+        for r in records {
+            guard case .number(let v)? = r.label, v == v.rounded() else { return nil }
+            values.insert(v)
+            if values.count > 20 { return nil }
+        }
+        return "\(path): the labels are numbers (\(values.count) whole values: \(values.sorted().prefix(6).map { String(Int64($0)) }.joined(separator: ", "))" +
+            "\(values.count > 6 ? ", ..." : "")), so this trains a regression model (mean squared error); " +
+            "pass --task classification to train a classifier over them"
     }
 
     /// Tokenises `records`. With `requireLabels` false (predict), labels are not read.

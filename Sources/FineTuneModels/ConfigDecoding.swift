@@ -55,10 +55,13 @@ extension KeyedDecodingContainer {
 public func decodeConfig<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> (T, [String: JSONValue]) {
     do {
         let decoder = JSONDecoder()
-        guard case .object(let raw) = try decoder.decode(JSONValue.self, from: data) else {
+        // Read strictly first: a duplicate key or a syntax error is reported with its place.
+        guard case .object(let raw) = try StrictJSON.parse(data) else {
             throw FineTuneError("not a JSON object")
         }
         return (try decoder.decode(T.self, from: data), raw)
+    } catch let syntax as StrictJSON.SyntaxError {
+        throw FineTuneError("\(path): not valid JSON: \(syntax)")
     } catch {
         throw FineTuneError("\(path): \(userMessage(for: error))")
     }

@@ -18,6 +18,11 @@ public enum TaskKind: Equatable, Sendable {
     }
 }
 
+/// What a fresh head learns, when the user says so rather than the labels (`--task`).
+public enum TaskChoice: String, Sendable, Codable, CaseIterable {
+    case classification, regression
+}
+
 /// The label names of a config's `id2label` ({"0": "neg", "1": "pos"}) in id order.
 public func labelsFromID2Label(_ id2label: [String: String]) throws -> [String] {
     var labels = [String?](repeating: nil, count: id2label.count)

@@ -15,26 +15,42 @@ public enum DataLoading {
         public var task: TaskKind
         /// Text models: the token limit the examples were cut to.
         public var maxLength: Int?
+        /// Things the user should know about how the data was read (rank 0 prints them).
+        public var notices: [String] = []
     }
 
     /// The training, validation and test sets, and the task: the model's when it has a head, else
     /// inferred from the training labels (sorted label names, or regression for numbers).
     public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
-                            maxLength requested: Int?) throws -> Loaded {
+                            maxLength requested: Int?, pooling: Pooling? = nil, taskChoice: TaskChoice? = nil) throws -> Loaded {
+        if let taskChoice, let task = description.task, (task == .regression) != (taskChoice == .regression) {
+            throw FineTuneError("--task \(taskChoice.rawValue): the model already has a \(task == .regression ? "regression" : "classification") head" +
+                                (task.labels.map { " (labels \($0.joined(separator: ", ")))" } ?? "") + "; --task chooses for a model without one")
+        }
         switch description.kind {
         case .mlp(let config):
+            if requested != nil || pooling != nil {
+                throw FineTuneError("--max-length and --pooling apply to text models; this model is an MLP over feature vectors")
+            }
             let load = { (path: String) in try TabularDataset(path: path, featureWidth: config.inputSize, task: config.task) }
             return Loaded(train: try load(train), valid: try valid.map(load), test: try test.map(load), task: config.task, maxLength: nil)
         case .bert(let bert):
             let maxLength = try resolvedMaxLength(requested, model: bert)
             let trainRecords = try TextDataset.readRecords(path: train)
-            let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train)
+            let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train, choice: taskChoice)
+            var notices: [String] = []
+            if description.task == nil, task == .regression, taskChoice == nil,
+               let notice = TextDataset.regressionNotice(trainRecords, path: train) { notices.append(notice) }
             func make(_ records: [TextRecord], _ path: String) throws -> TextDataset {
-                try TextDataset(records: records, path: path, tokenizer: bert.tokenizer, maxLength: maxLength, task: task)
+                // A classifier over numeric labels (--task classification) reads them as class names.
+                let records = description.task == nil && taskChoice == .classification
+                    ? try TextDataset.numbersAsNames(records, path: path) : records
+                return try TextDataset(records: records, path: path, tokenizer: bert.tokenizer, maxLength: maxLength, task: task)
             }
             let validSet = try valid.map { try make(TextDataset.readRecords(path: $0), $0) }
             let testSet = try test.map { try make(TextDataset.readRecords(path: $0), $0) }
-            return Loaded(train: try make(trainRecords, train), valid: validSet, test: testSet, task: task, maxLength: maxLength)
+            return Loaded(train: try make(trainRecords, train), valid: validSet, test: testSet, task: task, maxLength: maxLength,
+                          notices: notices)
         }
     }
 

@@ -104,7 +104,7 @@ public final class Trainer {
         var folderDescription: ModelDescription? = nil
         let startBytes: [UInt8] = try comm.agree("reading the starting point") {
             guard root else { return [] }
-            try FileManager.default.createDirectory(atPath: c.outputPath, withIntermediateDirectories: true)
+            try AtomicFiles.createFolder(c.outputPath, option: "--output")
             if let checkpoint = try checkpoints.findResume(c.resume, outputPath: c.outputPath, note: { self.report(.note($0)) }) {
                 return checkpoint.archive()
             }
@@ -122,7 +122,8 @@ public final class Trainer {
         // 2. Every rank loads the data (inputs are read where they are); a model without a head
         //    takes its task and labels from the training data.
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
-            let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description, maxLength: c.maxLength)
+            let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description, maxLength: c.maxLength,
+                                            pooling: c.pooling, taskChoice: c.taskChoice)
             let classifier = loaded.task != .regression
             if !c.monitor.applies(classification: classifier) {
                 throw FineTuneError("--monitor \(c.monitor.rawValue) is a \(classifier ? "regression" : "classification") metric; this is a " +
@@ -134,6 +135,7 @@ public final class Trainer {
             }
             return loaded
         }
+        for notice in data.notices { report(.note(notice)) }
         if c.lora != nil, case .mlp = description.kind {
             throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
         }
@@ -172,6 +174,7 @@ public final class Trainer {
                 state.mathematicalOptions = c.mathematicalOptions
                 state.trainExamples = data.train.count
                 state.trainFingerprint = data.train.fingerprint
+                state.modelPath = Self.absolutePath(c.modelPath)
                 if root { try folderDescription!.loadWeights(into: bundle, seed: c.seed) }
             }
         }
@@ -306,7 +309,17 @@ public final class Trainer {
     }
 
     /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
+    static func absolutePath(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+
     private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
+        if let started = state.modelPath, started != Self.absolutePath(configuration.modelPath),
+           !configuration.acceptChanged.contains("model") {
+            throw FineTuneError("cannot resume: this run started from --model \(started), not \(configuration.modelPath); a resumed run " +
+                                "continues its checkpoint and never reads --model, so pass the run's own --model, start a new run " +
+                                "(another --output), or say --accept-changed model if the folder only moved")
+        }
         let now = configuration.mathematicalOptions
         let keys = Set(now.keys).union(state.mathematicalOptions.keys).sorted()
         let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] && !configuration.acceptChanged.contains($0) }

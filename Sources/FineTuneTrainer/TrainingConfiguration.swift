@@ -45,6 +45,9 @@ public struct TrainingConfiguration: Sendable {
     public var pooling: Pooling? = nil
     /// Text models: tokens per example, [CLS] and [SEP] included (nil: the model's, at most 128).
     public var maxLength: Int? = nil
+    /// A model without a head: what the new head learns (nil: classification for label names,
+    /// regression for numbers).
+    public var taskChoice: TaskChoice? = nil
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -149,6 +152,7 @@ public struct TrainingConfiguration: Sendable {
         if labelSmoothing > 0 { o["label-smoothing"] = String(labelSmoothing) }
         if let classWeights { o["class-weights"] = classWeights.description }
         if let pooling { o["pooling"] = pooling.rawValue }
+        if let taskChoice { o["task"] = taskChoice.rawValue }
         switch optimizer.kind {
         case .adamw:
             o["adam-beta1"] = String(optimizer.beta1)
@@ -171,7 +175,7 @@ public struct TrainingConfiguration: Sendable {
 extension TrainingConfiguration: Encodable {
     /// One key per `train` option.
     public enum OptionKey: String, CodingKey, CaseIterable {
-        case model, train, valid, test, output, maxLength = "max_length", pooling
+        case model, train, valid, test, output, maxLength = "max_length", pooling, task
         case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
         case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
         case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
@@ -193,7 +197,7 @@ extension TrainingConfiguration: Encodable {
         // Absent options are written as null, so every option has its key.
         try c.encode(modelPath, forKey: .model); try c.encode(trainPath, forKey: .train); try c.encode(validPath, forKey: .valid)
         try c.encode(testPath, forKey: .test); try c.encode(outputPath, forKey: .output); try c.encode(maxLength, forKey: .maxLength)
-        try c.encode(pooling, forKey: .pooling)
+        try c.encode(pooling, forKey: .pooling); try c.encode(taskChoice, forKey: .task)
         try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
         try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
         try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)

@@ -7,6 +7,7 @@ import FineTuneTrainer
 extension ScheduleKind: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 extension MonitoredMetric: ExpressibleByArgument {}
+extension TaskChoice: ExpressibleByArgument {}
 extension Pooling: ExpressibleByArgument {}
 extension NonFinitePolicy: ExpressibleByArgument {}
 extension AllreduceAlgorithm: ExpressibleByArgument {}

@@ -13,6 +13,7 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Run folder for metrics, checkpoints and models.") var output: String
     @Option(help: "Text models: tokens per example, [CLS] and [SEP] included; longer texts are truncated (default: the model's limit, at most 128). Batches are packed, never padded.") var maxLength: Int?
     @Option(help: "Text models without a trained head: mean (masked mean of the tokens, exported as a sentence-transformers folder) or cls (pooler on [CLS], exported as BertForSequenceClassification). Default: the folder's own, else mean.") var pooling: Pooling?
+    @Option(help: "Text models without a trained head: what the new head learns. Default: classification when the labels are names, regression (mean squared error) when they are numbers; `--task classification` reads whole-number labels as class names.") var task: TaskChoice?
 }
 
 struct OptimizationOptions: ParsableArguments {
@@ -225,7 +226,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
-        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling
+        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay

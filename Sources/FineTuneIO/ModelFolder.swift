@@ -145,8 +145,11 @@ public enum ModelFolder {
     public static func describe(_ source: ModelFileSource, pooling: Pooling? = nil) throws -> ModelDescription {
         if let folder = source as? FolderSource {
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: folder.folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard FileManager.default.fileExists(atPath: folder.folder, isDirectory: &isDirectory) else {
                 throw FineTuneError("\(folder.folder): model folder does not exist")
+            }
+            guard isDirectory.boolValue else {
+                throw FineTuneError("\(folder.folder): is a file; a model is a folder (the one holding config.json and model.safetensors)")
             }
             // A PEFT adapter folder: its base, described, with the adapter on top.
             if source.data("config.json") == nil, let adapter = try PeftAdapter.read(folder.folder) {

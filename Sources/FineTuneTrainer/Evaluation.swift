@@ -9,7 +9,7 @@ public enum Evaluation {
     /// sums are reduced in Double, so the figures equal a single-process evaluation up to the order
     /// of floating-point summation. Collective: every rank calls it.
     public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator,
-                           subset: [Int]? = nil) throws -> EvaluationResult {
+                           subset: [Int]? = nil, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationResult {
         precondition(batchSize > 0, "evaluation batch size must be positive")
         let examples = subset ?? Array(0..<data.count)
         let mine = Sharding.slice(count: examples.count, rank: comm.rank, size: comm.size)
@@ -35,6 +35,8 @@ public enum Evaluation {
                 }
             }
             start = end
+            // Every rank holds an equal share (± 1), so rank 0's fraction stands for the whole set's.
+            progress?(examples.count * (start - mine.lowerBound) / max(mine.count, 1), examples.count)
         }
         try sums.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
         let n = max(sums[2], 1)

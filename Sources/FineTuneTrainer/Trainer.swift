@@ -403,6 +403,8 @@ public final class Trainer {
             s.meter.localSeconds += outcome.timings.forward + outcome.timings.backward
             s.meter.examples += globalCount
             if outcome.updated { s.meter.finiteExamples += globalCount; s.meter.lossSum += outcome.loss * Double(globalCount) }
+            try emit(.stepFinished(step: s.state.step, totalSteps: s.totalSteps, epoch: epoch,
+                                   loss: outcome.updated ? outcome.loss : nil), to: nil)
             if s.state.step % c.logEvery == 0 || s.state.step == s.totalSteps { try logProgress(s, epoch: epoch, lr: lr) }
 
             if s.data.valid != nil && (epochEnded || (c.evalEvery > 0 && s.state.step % c.evalEvery == 0)) {
@@ -461,7 +463,8 @@ public final class Trainer {
     /// broadcast decision.
     private func evaluate(_ s: Session, epoch: Double) throws {
         let c = configuration
-        let result = try Evaluation.run(model: s.model, data: s.data.valid!, batchSize: c.evalBatchSize, comm: comm)
+        let result = try Evaluation.run(model: s.model, data: s.data.valid!, batchSize: c.evalBatchSize, comm: comm,
+                                        progress: comm.isRoot ? { self.report(.evaluating(done: $0, total: $1)) } : nil)
         let trainResult = try s.trainEvalSubset.map {
             try Evaluation.run(model: s.model, data: s.data.train, batchSize: c.evalBatchSize, comm: comm, subset: $0)
         }

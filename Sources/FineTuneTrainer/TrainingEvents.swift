@@ -205,6 +205,12 @@ public enum TrainingEvent: Sendable {
     case skipped(SkippedStep)
     case test(TestRecord)
     case end(EndRecord)
+    /// After every optimizer step, for progress displays (no console line, no record): the step
+    /// just finished, the run's total, the epoch position and the step's loss (global mean).
+    case stepFinished(step: Int, totalSteps: Int, epoch: Double, loss: Double?)
+    /// During an evaluation, after each of rank 0's batches: examples of the evaluated set done
+    /// (counted on rank 0 and scaled to the whole set) and its size.
+    case evaluating(done: Int, total: Int)
 
     /// The line the console shows, if any.
     public var consoleLine: String? {
@@ -222,6 +228,7 @@ public enum TrainingEvent: Sendable {
             return text
         case .skipped(let s): return "\(s.report.describe(step: s.step)): update skipped (--on-nonfinite skip)"
         case .test(let t): return "test (\(t.model) model, step \(t.modelStep)): " + t.result.text(prefix: "test")
+        case .stepFinished, .evaluating: return nil
         case .end(let e):
             var summary = "finished: \(e.outcome.rawValue) at step \(e.step)" + (e.reason.isEmpty ? "" : " (\(e.reason))")
             if let best = e.bestStep, let metric = e.bestMetric {
@@ -235,7 +242,7 @@ public enum TrainingEvent: Sendable {
     /// The metrics.jsonl record, if the event has one.
     var record: (any Encodable)? {
         switch self {
-        case .started, .note: return nil
+        case .started, .note, .stepFinished, .evaluating: return nil
         case .train(let r): return r
         case .evaluation(let r): return r
         case .skipped(let r): return r

@@ -214,6 +214,8 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
     @OptionGroup(title: "Failure handling") var failures: FailureOptions
     @OptionGroup(visibility: .hidden) var debug: DebugOptions
+    @Option(help: "Progress on the console: bar (one line redrawn: epoch, step/total, loss, examples/s, ETA, last validation metric), lines (one line every --log-every steps, with ETA: for batch logs), none, or auto (bar when mpirun's or this program's output is a terminal, else lines).")
+    var progress: ProgressMode = .auto
 
     func validate() throws {
         if evaluation.trainEvalExamples > 0 && data.valid == nil {
@@ -226,7 +228,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
-        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task
+        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay
@@ -258,12 +260,13 @@ struct Train: ParsableCommand {
     func run() throws {
         let comm: MPICommunicator
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
+        let display = comm.isRoot ? ProgressDisplay(mode: progress, monitor: evaluation.monitor) : nil
         let trainer = Trainer(configuration: trainingConfiguration, communicator: comm) { event in
-            guard comm.isRoot, let line = event.consoleLine else { return }
-            print(line)
-            fflush(stdout)
+            display?.handle(event)
         }
+        defer { display?.finish() }
         do {
+            defer { display?.finish() }
             trainer.configuration.debug = try debug.switches()
             if try trainer.run() == .preempted {
                 comm.finalize()

@@ -122,3 +122,44 @@ final class CommandLineTests: IntegrationTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/final/model.safetensors"))
     }
 }
+
+/// Progress on the console: a bar redrawn in place when mpirun's output is a terminal (a
+/// pseudo-terminal made by `script`), lines with the ETA and the last validation metric in a log,
+/// nothing per step with `none`.
+final class ProgressTests: IntegrationTestCase {
+    func testAutoDrawsABarOnATerminalAndLinesInALog() throws {
+        Harness.writeData("\(dir)/train.jsonl", count: 96, seed: 3)
+        Harness.writeData("\(dir)/valid.jsonl", count: 32, seed: 4)
+        let model = try makeModel()
+        func train(_ output: String, _ extra: [String]) -> [String] {
+            ["train", "--model", model, "--train", "\(dir)/train.jsonl", "--valid", "\(dir)/valid.jsonl", "--output", "\(dir)/\(output)",
+             "--epochs", "2", "--batch-size", "16", "--log-every", "2"] + extra
+        }
+        // A log (the harness's stdout is a file): auto means lines.
+        let log = try Harness.mpirun(2, train("log", []))
+        XCTAssertEqual(log.status, 0, log.output)
+        XCTAssertFalse(log.stdout.contains("\r"), "no redrawing in a log")
+        let stepLines = log.stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }
+        XCTAssertEqual(stepLines.count, 6, log.stdout)
+        XCTAssertTrue(stepLines.allSatisfy { $0.contains("| ETA ") }, log.stdout)
+        XCTAssertTrue(stepLines.last!.contains("val_loss "), "the last validation metric: \(log.stdout)")
+        XCTAssertTrue(log.stdout.contains("finished: completed"))
+
+        let quiet = try Harness.mpirun(2, train("quiet", ["--progress", "none"]))
+        XCTAssertEqual(quiet.status, 0, quiet.output)
+        XCTAssertFalse(quiet.stdout.contains("step 2/12"), quiet.stdout)
+        XCTAssertTrue(quiet.stdout.contains("eval at step 6") && quiet.stdout.contains("finished: completed"), quiet.stdout)
+
+        // mpirun under a pseudo-terminal: rank 0 sees mpirun's terminal and draws the bar.
+        let command = (["mpirun", "-n", "2", "--bind-to", "none", Harness.binary] + train("bar", ["--debug-step-delay", "0.02"]))
+            .map { "'\($0)'" }.joined(separator: " ")
+        let tty = try Harness.run("/usr/bin/script", ["-qec", command, "/dev/null"], timeout: 180)
+        XCTAssertEqual(tty.status, 0, tty.output)
+        XCTAssertTrue(tty.stdout.contains("\r\u{1B}[2K"), "redrawn in place: \(tty.stdout.debugDescription)")
+        XCTAssertTrue(tty.stdout.contains("step 12/12"), tty.stdout)
+        XCTAssertTrue(tty.stdout.contains("ETA "), tty.stdout)
+        let bars = tty.stdout.components(separatedBy: "\r\u{1B}[2K").filter { $0.hasPrefix("epoch ") }
+        XCTAssertTrue(bars.contains { $0.contains("| val_loss ") }, "the bar shows the last validation metric: \(bars)")
+        XCTAssertTrue(tty.stdout.contains("finished: completed"))
+    }
+}

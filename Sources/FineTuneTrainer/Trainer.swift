@@ -12,6 +12,8 @@ public final class Trainer {
     public var configuration: TrainingConfiguration
     let comm: Communicator
     let report: (TrainingEvent) -> Void
+    /// Rank 0's TensorBoard event file (nil with --no-tensorboard, and on other ranks).
+    private var tensorBoard: TensorBoardWriter? = nil
 
     /// `report` sees every event on rank 0 (the CLI prints `consoleLine`); metrics.jsonl gets the records.
     public init(configuration: TrainingConfiguration, communicator: Communicator, report: @escaping (TrainingEvent) -> Void) {
@@ -72,6 +74,7 @@ public final class Trainer {
     func emit(_ event: TrainingEvent, to metrics: MetricsLog?) throws {
         guard comm.isRoot else { return }
         if let record = event.record { try metrics?.append(record) }
+        if let tensorBoard, let (step, scalars) = event.tensorBoardScalars { try tensorBoard.scalars(scalars, step: step) }
         report(event)
     }
 
@@ -197,6 +200,9 @@ public final class Trainer {
         try recordRun(budget: budget, resolved: record, data: data, model: model)
         let metrics: MetricsLog? = try comm.agree("opening metrics.jsonl") {
             root ? try MetricsLog(path: "\(c.outputPath)/metrics.jsonl", keepThroughStep: resumed == nil ? nil : state.step) : nil
+        }
+        tensorBoard = try comm.agree("opening the TensorBoard event file") {
+            root && c.tensorBoard ? try TensorBoardWriter(folder: "\(c.outputPath)/tensorboard", resumingAtStep: resumed == nil ? nil : state.step + 1) : nil
         }
         let exampleLog = try c.exampleLogFolder.map { folder -> FileHandle in
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -50,6 +50,8 @@ public struct TrainingConfiguration: Sendable {
     public var taskChoice: TaskChoice? = nil
     /// How the console shows progress (the CLI's concern; recorded with the other options).
     public var progressDisplay = "auto"
+    /// Rank 0 writes TensorBoard event files under the run folder's tensorboard/.
+    public var tensorBoard = true
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -177,7 +179,7 @@ public struct TrainingConfiguration: Sendable {
 extension TrainingConfiguration: Encodable {
     /// One key per `train` option.
     public enum OptionKey: String, CodingKey, CaseIterable {
-        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress
+        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard
         case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
         case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
         case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
@@ -200,7 +202,7 @@ extension TrainingConfiguration: Encodable {
         try c.encode(modelPath, forKey: .model); try c.encode(trainPath, forKey: .train); try c.encode(validPath, forKey: .valid)
         try c.encode(testPath, forKey: .test); try c.encode(outputPath, forKey: .output); try c.encode(maxLength, forKey: .maxLength)
         try c.encode(pooling, forKey: .pooling); try c.encode(taskChoice, forKey: .task)
-        try c.encode(progressDisplay, forKey: .progress)
+        try c.encode(progressDisplay, forKey: .progress); try c.encode(tensorBoard, forKey: .tensorboard)
         try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
         try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
         try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)

@@ -239,6 +239,27 @@ public enum TrainingEvent: Sendable {
         }
     }
 
+    /// The scalars TensorBoard shows for this event, at its step: the same numbers as metrics.jsonl.
+    public var tensorBoardScalars: (step: Int, values: [(tag: String, value: Double)])? {
+        func figures(_ result: EvaluationResult, _ prefix: String) -> [(tag: String, value: Double)] {
+            result.figures.compactMap { name, value in value.map { ("\(prefix)/\(name)", $0) } }
+        }
+        switch self {
+        case .train(let t):
+            var values: [(tag: String, value: Double)] = [("train/learning_rate", t.lr), ("train/examples_per_s", t.examplesPerSecond)]
+            if let loss = t.loss { values.insert(("train/loss", loss), at: 0) }
+            if let norm = t.gradientNorm { values.append(("train/grad_norm", norm)) }
+            for (rank, rate) in t.tokensPerSecondByRank.enumerated() { values.append(("throughput/rank_\(rank)", rate)) }
+            return (t.step, values)
+        case .evaluation(let e):
+            return (e.step, figures(e.result, "val") + (e.trainResult.map { figures($0, "train_eval") } ?? []))
+        case .test(let t):
+            return (t.step, figures(t.result, "test"))
+        default:
+            return nil
+        }
+    }
+
     /// The metrics.jsonl record, if the event has one.
     var record: (any Encodable)? {
         switch self {

@@ -216,6 +216,8 @@ struct Train: ParsableCommand {
     @OptionGroup(visibility: .hidden) var debug: DebugOptions
     @Option(help: "Progress on the console: bar (one line redrawn: epoch, step/total, loss, examples/s, ETA, last validation metric), lines (one line every --log-every steps, with ETA: for batch logs), none, or auto (bar when mpirun's or this program's output is a terminal, else lines).")
     var progress: ProgressMode = .auto
+    @Flag(inversion: .prefixedNo, help: "Write TensorBoard event files (training loss, learning rate, throughput per rank, every validation and test figure) under the run folder's tensorboard/: `tensorboard --logdir RUN`.")
+    var tensorboard = true
 
     func validate() throws {
         if evaluation.trainEvalExamples > 0 && data.valid == nil {
@@ -228,7 +230,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
-        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue
+        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue; c.tensorBoard = tensorboard
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay

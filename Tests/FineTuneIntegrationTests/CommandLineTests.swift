@@ -114,7 +114,7 @@ final class CommandLineTests: IntegrationTestCase {
         let help = try Harness.finetune(["train", "--help"]).stdout
         let optionName = try Regex("--([a-z0-9]+(?:-[a-z0-9]+)*)")
         let shown = Set(help.matches(of: optionName).map { String(help[$0.range].dropFirst(2)) })
-            .subtracting(["help", "version"]).map { $0 == "no-overlap" ? "overlap" : $0.replacingOccurrences(of: "-", with: "_") }
+            .subtracting(["help", "version"]).map { ($0.hasPrefix("no-") ? String($0.dropFirst(3)) : $0).replacingOccurrences(of: "-", with: "_") }
         XCTAssertEqual(Set(options.keys), Set(shown), "training_config.json options vs train --help")
         let train = Harness.metrics(out).filter { $0["type"] as? String == "train" }
         XCTAssertEqual(train.count, 4)
@@ -144,11 +144,15 @@ final class ProgressTests: IntegrationTestCase {
         XCTAssertTrue(stepLines.allSatisfy { $0.contains("| ETA ") }, log.stdout)
         XCTAssertTrue(stepLines.last!.contains("val_loss "), "the last validation metric: \(log.stdout)")
         XCTAssertTrue(log.stdout.contains("finished: completed"))
+        let events = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/log/tensorboard")
+        XCTAssertEqual(events.count, 1, "one TensorBoard event file per run: \(events)")
+        XCTAssertTrue(events[0].hasPrefix("events.out.tfevents."))
 
-        let quiet = try Harness.mpirun(2, train("quiet", ["--progress", "none"]))
+        let quiet = try Harness.mpirun(2, train("quiet", ["--progress", "none", "--no-tensorboard"]))
         XCTAssertEqual(quiet.status, 0, quiet.output)
         XCTAssertFalse(quiet.stdout.contains("step 2/12"), quiet.stdout)
         XCTAssertTrue(quiet.stdout.contains("eval at step 6") && quiet.stdout.contains("finished: completed"), quiet.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/quiet/tensorboard"), "--no-tensorboard")
 
         // mpirun under a pseudo-terminal: rank 0 sees mpirun's terminal and draws the bar.
         let command = (["mpirun", "-n", "2", "--bind-to", "none", Harness.binary] + train("bar", ["--debug-step-delay", "0.02"]))

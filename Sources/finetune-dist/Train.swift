@@ -216,7 +216,7 @@ struct Train: ParsableCommand {
     @OptionGroup(visibility: .hidden) var debug: DebugOptions
     @Option(help: "Progress on the console: bar (one line redrawn: epoch, step/total, loss, examples/s, ETA, last validation metric), lines (one line every --log-every steps, with ETA: for batch logs), none, or auto (bar when mpirun's or this program's output is a terminal, else lines).")
     var progress: ProgressMode = .auto
-    @Flag(inversion: .prefixedNo, help: "Write TensorBoard event files (training loss, learning rate, throughput per rank, every validation and test figure) under the run folder's tensorboard/: `tensorboard --logdir RUN`.")
+    @Flag(inversion: .prefixedNo, help: "Write TensorBoard event files (training loss, learning rate, throughput per rank, every validation and test figure) under the run folder's tensorboard/ (open them with `tensorboard`, the run folder as its logdir).")
     var tensorboard = true
 
     func validate() throws {

@@ -6,6 +6,14 @@ public enum Sharding {
         (rank * count / size)..<((rank + 1) * count / size)
     }
 
+    /// A contiguous slice made of whole batches of `batchSize` (the last may be short): each rank's
+    /// batches are exactly the batches one process would form, so per-example results (which
+    /// BLAS may round differently in differently composed batches) do not depend on the rank count.
+    public static func batchAlignedSlice(count: Int, batchSize: Int, rank: Int, size: Int) -> Range<Int> {
+        let batches = slice(count: (count + batchSize - 1) / batchSize, rank: rank, size: size)
+        return min(batches.lowerBound * batchSize, count)..<min(batches.upperBound * batchSize, count)
+    }
+
     /// The slice of a global batch that `rank` computes when examples cost differently (text:
     /// tokens): contiguous slices of about equal total cost, so one long text does not make a
     /// straggler. `costs` are the batch's examples in order; every rank computes the same split.

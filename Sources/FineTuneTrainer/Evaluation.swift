@@ -12,7 +12,7 @@ public enum Evaluation {
                            subset: [Int]? = nil, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationResult {
         precondition(batchSize > 0, "evaluation batch size must be positive")
         let examples = subset ?? Array(0..<data.count)
-        let mine = Sharding.slice(count: examples.count, rank: comm.rank, size: comm.size)
+        let mine = Sharding.batchAlignedSlice(count: examples.count, batchSize: batchSize, rank: comm.rank, size: comm.size)
         let K = model.task.outputCount
         let isClassifier = model.task.labels != nil
         // loss, correct, count, then regression's Σ|error|, Σy, Σy², then the confusion matrix (K × K).
@@ -35,7 +35,7 @@ public enum Evaluation {
                 }
             }
             start = end
-            // Every rank holds an equal share (± 1), so rank 0's fraction stands for the whole set's.
+            // Every rank holds about an equal share, so rank 0's fraction stands for the whole set's.
             progress?(examples.count * (start - mine.lowerBound) / max(mine.count, 1), examples.count)
         }
         try sums.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }

@@ -9,7 +9,7 @@ import Foundation
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print how a model folder does on a labelled data file.",
-        discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². --json prints the same as one object; --report FILE also writes it there.")
+        discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². --json prints the same as one object; --report FILE also writes it there. Under mpirun every rank evaluates a slice of the data and rank 0 prints the figures of the whole set (the same as one process).")
 
     @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
     @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
@@ -17,6 +17,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Option(help: "Also write the JSON object to this file.") var report: String?
+    @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
@@ -55,10 +56,19 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         do {
-            let bundle = try ModelFolder.load(model)
-            let dataset = try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true)
-            let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: LocalCommunicator())
+            // Every rank reads the model and the data; a bad file fails on all of them alike.
+            let (bundle, dataset) = try comm.agree("loading the model and data") {
+                let bundle = try ModelFolder.load(model)
+                return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true))
+            }
+            let display = comm.isRoot ? PassProgress(mode: progress, verb: "evaluating") : nil
+            let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: comm,
+                                       progress: display.map { d in { d.update(done: $0, total: $1) } })
+            display?.finish()
+            guard comm.isRoot else { comm.finalize(); return }
             let labels = bundle.model.task.labels
             let object = try lineEncoder().encode(Report(model: model, data: data, result: r, labels: labels))
             if let report { try AtomicFiles.write(object + Data("\n".utf8), to: report) }
@@ -71,7 +81,8 @@ struct Eval: ParsableCommand {
                           .joined(separator: ", "))
                 if let labels { print(Eval.table(r, labels: labels)) }
             }
-        } catch { exitOnError(error, comm: nil) }
+            comm.finalize()
+        } catch { exitOnError(error, comm: comm) }
     }
 }
 
@@ -96,7 +107,7 @@ func finite(_ x: Float) -> Double? { x.isFinite ? Double(x) : nil }
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}} or {\"value\": x}.",
-        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null.")
+        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null. Under mpirun every rank predicts a contiguous slice and rank 0 writes them in input order (the same file as one process).")
 
     @Option(help: "Model folder.") var model: String
     @Option(help: "Input data: JSON Lines or CSV.") var input: String
@@ -104,6 +115,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks).") var withLogits = false
+    @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
@@ -125,15 +137,24 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
+        let comm: MPICommunicator
+        do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         do {
-            let bundle = try ModelFolder.load(model)
+            let (bundle, dataset) = try comm.agree("loading the model and data") {
+                let bundle = try ModelFolder.load(model)
+                return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
+            }
             let m = bundle.model
-            let dataset = try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false)
             let encoder = lineEncoder()
             var out = Data()
-            var start = 0, nonFinite = 0
-            while start < dataset.count {
-                let end = min(start + batchSize, dataset.count)
+            var nonFinite = 0
+            // This rank's contiguous slice: concatenated in rank order, the slices are the input order.
+            let mine = Sharding.batchAlignedSlice(count: dataset.count, batchSize: batchSize, rank: comm.rank, size: comm.size)
+            let display = comm.isRoot ? PassProgress(mode: progress, verb: "predicting") : nil
+            var start = mine.lowerBound
+            while start < mine.upperBound {
+                display?.update(done: dataset.count * (start - mine.lowerBound) / max(mine.count, 1), total: dataset.count)
+                let end = min(start + batchSize, mine.upperBound)
                 let batch = dataset.batch(Array(start..<end)[...])
                 let outputs = m.predict(batch)
                 let logits = withLogits ? m.logits(batch) : []
@@ -153,10 +174,21 @@ struct Predict: ParsableCommand {
                 }
                 start = end
             }
-            try AtomicFiles.write(out, to: output)
-            if nonFinite > 0 { printError("finetune-dist: warning: \(nonFinite) prediction(s) are not finite (written as null): the model's weights may be NaN") }
-            print("wrote \(dataset.count) predictions to \(output)")
-        } catch { exitOnError(error, comm: nil) }
+            display?.update(done: dataset.count, total: dataset.count)
+            display?.finish()
+            let slices = try comm.allgather(string: String(decoding: out, as: UTF8.self))
+            var counts = [Int64(nonFinite)]
+            try comm.allreduce(&counts, op: .sum)
+            try comm.agree("writing \(output)") {
+                guard comm.isRoot else { return }
+                try AtomicFiles.write(Data(slices.joined().utf8), to: output)
+            }
+            if comm.isRoot {
+                if counts[0] > 0 { printError("finetune-dist: warning: \(counts[0]) prediction(s) are not finite (written as null): the model's weights may be NaN") }
+                print("wrote \(dataset.count) predictions to \(output)")
+            }
+            comm.finalize()
+        } catch { exitOnError(error, comm: comm) }
     }
 }
 

@@ -23,19 +23,20 @@ enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
     /// output says nothing: under mpirun, rank 0 looks at mpirun's (its parent's) standard output
     /// instead. Ranks started by a remote daemon or by Slurm see no terminal and
     /// print lines, which is what a batch log wants.
-    static func resolve(_ mode: ProgressMode) -> (mode: ProgressMode, terminal: String?) {
-        guard mode == .auto else { return (mode, mode == .bar ? terminalPath() : nil) }
-        if let terminal = terminalPath() { return (.bar, terminal) }
+    static func resolve(_ mode: ProgressMode, descriptor: Int32 = STDOUT_FILENO) -> (mode: ProgressMode, terminal: String?) {
+        guard mode == .auto else { return (mode, mode == .bar ? terminalPath(descriptor) : nil) }
+        if let terminal = terminalPath(descriptor) { return (.bar, terminal) }
         return (.lines, nil)
     }
 
-    /// The terminal the user sees: our own standard output, or mpirun's when we are its child.
-    static func terminalPath() -> String? {
+    /// The terminal the user sees on `descriptor` (standard output or error): our own, or
+    /// mpirun's when we are its child.
+    static func terminalPath(_ descriptor: Int32 = STDOUT_FILENO) -> String? {
         let environment = ProcessInfo.processInfo.environment
         guard environment["OMPI_COMM_WORLD_RANK"] != nil || environment["PMIX_RANK"] != nil else {
-            return isatty(STDOUT_FILENO) != 0 ? "/dev/stdout" : nil
+            return isatty(descriptor) != 0 ? "/dev/fd/\(descriptor)" : nil
         }
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/1") else { return nil }
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/\(descriptor)") else { return nil }
         return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty") ? target : nil
     }
 }
@@ -162,11 +163,45 @@ final class ProgressDisplay {
     }
 
     static func terminalColumns(_ path: String) -> Int? {
-        let fd = path == "/dev/stdout" ? STDOUT_FILENO : open(path, O_RDONLY | O_NOCTTY)
+        let own = path.hasPrefix("/dev/fd/") ? Int32(path.dropFirst(8)) : nil
+        let fd = own ?? open(path, O_RDONLY | O_NOCTTY)
         guard fd >= 0 else { return nil }
-        defer { if fd != STDOUT_FILENO { close(fd) } }
+        defer { if own == nil { close(fd) } }
         var size = winsize()
         guard ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 20 else { return nil }
         return Int(size.ws_col)
+    }
+}
+
+/// Progress of `eval` and `predict` on rank 0's standard error (standard output carries results):
+/// "evaluating 1200/5000 examples", redrawn on a terminal, a line every 10 s otherwise.
+final class PassProgress {
+    private let mode: ProgressMode
+    private let verb: String
+    private var last = Date()
+    private var drawn = false
+
+    init(mode requested: ProgressMode, verb: String) {
+        mode = ProgressMode.resolve(requested, descriptor: STDERR_FILENO).mode
+        self.verb = verb
+    }
+
+    func update(done: Int, total: Int) {
+        switch mode {
+        case .bar:
+            guard done == total || Date().timeIntervalSince(last) > 0.2 else { return }
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(verb) \(done)/\(total) examples".utf8))
+            drawn = true
+        case .lines:
+            guard done < total && Date().timeIntervalSince(last) > 10 else { return }
+            FileHandle.standardError.write(Data("\(verb) \(done)/\(total) examples\n".utf8))
+        case .auto, .none:
+            return
+        }
+        last = Date()
+    }
+
+    func finish() {
+        if drawn { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)); drawn = false }
     }
 }

@@ -167,3 +167,41 @@ final class ProgressTests: IntegrationTestCase {
         XCTAssertTrue(tty.stdout.contains("finished: completed"))
     }
 }
+
+/// eval and predict under mpirun: every rank a slice, rank 0 the whole answer, equal to one process.
+final class DistributedEvalPredictTests: IntegrationTestCase {
+    func testEvalAndPredictOnThreeRanksEqualOneProcess() throws {
+        Harness.writeData("\(dir)/data.jsonl", count: 101, seed: 21)
+        let model = try makeModel()
+        let one = try Harness.finetune(["eval", "--model", model, "--data", "\(dir)/data.jsonl", "--json", "--batch-size", "7"])
+        let three = try Harness.mpirun(3, ["eval", "--model", model, "--data", "\(dir)/data.jsonl", "--json", "--batch-size", "7"])
+        XCTAssertEqual(one.status, 0, one.output); XCTAssertEqual(three.status, 0, three.output)
+        let a = try JSONSerialization.jsonObject(with: Data(one.stdout.utf8)) as! [String: Any]
+        let lines = three.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertEqual(lines.count, 1, "rank 0 alone prints: \(three.stdout)")
+        let b = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        XCTAssertEqual(a["eval_examples"] as? Int, 101); XCTAssertEqual(b["eval_examples"] as? Int, 101)
+        XCTAssertEqual(a["confusion_matrix"] as? [[Int]], b["confusion_matrix"] as? [[Int]])
+        XCTAssertEqual(a["eval_accuracy"] as? Double, b["eval_accuracy"] as? Double)
+        XCTAssertEqual(a["eval_loss"] as! Double, b["eval_loss"] as! Double, accuracy: 1e-12)
+
+        for ranks in [2, 3] {
+            let out1 = "\(dir)/p1.jsonl", outN = "\(dir)/p\(ranks).jsonl"
+            XCTAssertEqual(try Harness.finetune(["predict", "--model", model, "--input", "\(dir)/data.jsonl", "--output", out1, "--batch-size", "5"]).status, 0)
+            let r = try Harness.mpirun(ranks, ["predict", "--model", model, "--input", "\(dir)/data.jsonl", "--output", outN, "--batch-size", "5"])
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertEqual(r.stdout.components(separatedBy: "wrote 101 predictions").count, 2, "one summary line: \(r.stdout)")
+            XCTAssertEqual(FileManager.default.contents(atPath: out1), FileManager.default.contents(atPath: outN), "\(ranks) ranks: same file")
+        }
+        // Text: the tiny BERT classifier, 2 ranks.
+        writeText("\(dir)/text.jsonl", count: 37, seed: 5)
+        let classifier = "\(tinyBert)/classifier"
+        XCTAssertEqual(try Harness.finetune(["predict", "--model", classifier, "--input", "\(dir)/text.jsonl", "--output", "\(dir)/t1.jsonl", "--with-logits"]).status, 0)
+        XCTAssertEqual(try Harness.mpirun(2, ["predict", "--model", classifier, "--input", "\(dir)/text.jsonl", "--output", "\(dir)/t2.jsonl", "--with-logits"]).status, 0)
+        XCTAssertEqual(FileManager.default.contents(atPath: "\(dir)/t1.jsonl"), FileManager.default.contents(atPath: "\(dir)/t2.jsonl"))
+        // A bad input file: every rank ends, with one message.
+        let bad = try Harness.mpirun(2, ["eval", "--model", classifier, "--data", "\(dir)/data.jsonl"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("data.jsonl:1: missing \"text\""), bad.output)
+    }
+}

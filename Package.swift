@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries and header-only shims for what Swift cannot import directly.
@@ -60,10 +61,13 @@ let package = Package(
         .target(name: "FineTuneDistributed", dependencies: ["FineTuneKernels", "COpenMPI", "CSystem"]),
         // Configuration, the training step, evaluation, early stopping, checkpoints, events.
         .target(name: "FineTuneTrainer", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed"]),
-        // The executable: argument parsing only.
+        // The executable: argument parsing (and --config files) only.
         .executableTarget(name: "finetune-dist",
                           dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Yams", package: "Yams")]),
+        // libFuzzer targets for the file readers (launch/fuzz.sh); a plain build makes their replayer.
+        .executableTarget(name: "finetune-fuzz", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
 
         .testTarget(name: "FineTuneKernelTests", dependencies: ["FineTuneKernels"]),
         .testTarget(name: "FineTuneModelTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),

@@ -52,6 +52,8 @@ public struct TrainingConfiguration: Sendable {
     public var progressDisplay = "auto"
     /// Rank 0 writes TensorBoard event files under the run folder's tensorboard/.
     public var tensorBoard = true
+    /// The --config file the options came from, if any.
+    public var configFile: String? = nil
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -179,7 +181,7 @@ public struct TrainingConfiguration: Sendable {
 extension TrainingConfiguration: Encodable {
     /// One key per `train` option.
     public enum OptionKey: String, CodingKey, CaseIterable {
-        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard
+        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard, config
         case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
         case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
         case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
@@ -203,6 +205,7 @@ extension TrainingConfiguration: Encodable {
         try c.encode(testPath, forKey: .test); try c.encode(outputPath, forKey: .output); try c.encode(maxLength, forKey: .maxLength)
         try c.encode(pooling, forKey: .pooling); try c.encode(taskChoice, forKey: .task)
         try c.encode(progressDisplay, forKey: .progress); try c.encode(tensorBoard, forKey: .tensorboard)
+        try c.encode(configFile, forKey: .config)
         try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
         try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
         try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)

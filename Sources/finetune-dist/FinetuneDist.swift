@@ -38,6 +38,10 @@ struct FinetuneDist: ParsableCommand {
             print("finetune-dist \(Provenance.version) (commit \(Provenance.gitCommit()))")
             return
         }
+        do { arguments = try ConfigFile.expand(arguments) } catch {
+            printError("finetune-dist: error: \(error)")
+            Glibc.exit(64)
+        }
         if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
         }

@@ -218,6 +218,8 @@ struct Train: ParsableCommand {
     var progress: ProgressMode = .auto
     @Flag(inversion: .prefixedNo, help: "Write TensorBoard event files (training loss, learning rate, throughput per rank, every validation and test figure) under the run folder's tensorboard/ (open them with `tensorboard`, the run folder as its logdir).")
     var tensorboard = true
+    @Option(help: "A YAML or JSON file of these options (keys as the options: batch_size or batch-size); options given here win over it. A run's training_config.json works too, to repeat that run.")
+    var config: String?
 
     func validate() throws {
         if evaluation.trainEvalExamples > 0 && data.valid == nil {
@@ -230,7 +232,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
-        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue; c.tensorBoard = tensorboard
+        c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue; c.tensorBoard = tensorboard; c.configFile = config
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay

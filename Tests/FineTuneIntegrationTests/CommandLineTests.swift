@@ -205,3 +205,81 @@ final class DistributedEvalPredictTests: IntegrationTestCase {
         XCTAssertTrue(bad.stderr.contains("data.jsonl:1: missing \"text\""), bad.output)
     }
 }
+
+/// `train --config FILE`: YAML or JSON options, the command line winning, mistakes named with
+/// their line and the nearest option, and a run's training_config.json repeating that run.
+final class ConfigFileTests: IntegrationTestCase {
+    func testOptionsFromAFileTheCommandLineWinsAndARunRepeats() throws {
+        Harness.writeData("\(dir)/train.jsonl", count: 48, seed: 8)
+        Harness.writeData("\(dir)/valid.jsonl", count: 16, seed: 9)
+        let model = try makeModel()
+        try """
+        # a run described in YAML
+        model: \(model)
+        train: \(dir)/train.jsonl
+        valid: \(dir)/valid.jsonl
+        batch-size: 16
+        epochs: 2
+        lr: 3e-3
+        lr_schedule: cosine
+        tensorboard: false
+        lora_targets: null
+        """.write(toFile: "\(dir)/run.yaml", atomically: true, encoding: .utf8)
+        let a = try Harness.finetune(["train", "--config", "\(dir)/run.yaml", "--output", "\(dir)/a", "--epochs", "1"])
+        XCTAssertEqual(a.status, 0, a.output)
+        let record = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/a/training_config.json")!) as! [String: Any]
+        let options = record["options"] as! [String: Any]
+        XCTAssertEqual(options["batch_size"] as? Int, 16)
+        XCTAssertEqual(options["epochs"] as? Int, 1, "the command line wins over the file")
+        XCTAssertEqual(options["lr"] as? Double, 3e-3)
+        XCTAssertEqual(options["lr_schedule"] as? String, "cosine")
+        XCTAssertEqual(options["tensorboard"] as? Bool, false)
+        XCTAssertEqual(options["config"] as? String, "\(dir)/run.yaml")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/a/tensorboard"))
+
+        // The run's own record as --config: the same options, another output folder.
+        let b = try Harness.finetune(["train", "--config", "\(dir)/a/training_config.json", "--output", "\(dir)/b"])
+        XCTAssertEqual(b.status, 0, b.output)
+        let again = (try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/b/training_config.json")!) as! [String: Any])["options"] as! [String: Any]
+        for (key, value) in options where !["output", "config"].contains(key) {
+            XCTAssertEqual("\(again[key] ?? "absent")", "\(value)", key)
+        }
+        XCTAssertEqual(try Harness.weights("\(dir)/a/final"), try Harness.weights("\(dir)/b/final"), "a repeated run gives the same weights")
+
+        // Mistakes: the file, the line, the nearest option; nothing runs.
+        func refusal(_ yaml: String) throws -> Harness.Result {
+            try yaml.write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
+            return try Harness.finetune(["train", "--config", "\(dir)/bad.yaml", "--output", "\(dir)/never"])
+        }
+        let typo = try refusal("model: \(model)\ntrain: t.jsonl\nbatch_sise: 8\n")
+        XCTAssertEqual(typo.status, 64)
+        XCTAssertTrue(typo.stderr.contains("bad.yaml:3: unknown key \"batch_sise\"; did you mean \"batch_size\"?"), typo.stderr)
+        let trainer = try refusal("learning_rate: 1e-4\n")
+        XCTAssertTrue(trainer.stderr.contains("bad.yaml:1: unknown key \"learning_rate\"; the Hugging Face Trainer's learning_rate is \"lr\" here"), trainer.stderr)
+        let twice = try refusal("lr: 1e-4\nepochs: 2\nlr: 1e-3\n")
+        XCTAssertTrue(twice.stderr.contains("bad.yaml: not valid YAML or JSON") && twice.stderr.contains("duplicated key(s): 'lr'"), twice.stderr)
+        let syntax = try refusal("lr: [1e-4\n")
+        XCTAssertTrue(syntax.stderr.contains("bad.yaml: not valid YAML or JSON"), syntax.stderr)
+        let missing = try Harness.finetune(["train", "--config", "\(dir)/nosuch.yaml", "--output", "\(dir)/never"])
+        XCTAssertTrue(missing.stderr.contains("--config \(dir)/nosuch.yaml: cannot read the file"), missing.stderr)
+        let badValue = try refusal("model: \(model)\ntrain: \(dir)/train.jsonl\nbatch_size: 0\n")
+        XCTAssertTrue(badValue.stderr.contains("--batch-size must be positive"), badValue.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/never"))
+    }
+}
+
+final class CLIReferenceTests: XCTestCase {
+    /// Docs/cli-reference.md is the binary's --help: regenerated into a scratch file and compared.
+    func testCLIReferenceIsTheHelpOfTheBinary() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID()).md").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var environment = Harness.mpiEnvironment
+        environment["FINETUNE_DIST_BIN"] = Harness.binary
+        let r = try Harness.run("\(repositoryRoot)/launch/cli-reference.sh", [scratch], timeout: 120, environment: environment)
+        XCTAssertEqual(r.status, 0, r.output)
+        let generated = try String(contentsOfFile: scratch, encoding: .utf8)
+        let committed = try String(contentsOfFile: "\(repositoryRoot)/Docs/cli-reference.md", encoding: .utf8)
+        XCTAssertTrue(generated.contains("## finetune-dist train") && generated.contains("--config <config>"), generated)
+        XCTAssertEqual(committed, generated, "Docs/cli-reference.md is out of date: run launch/cli-reference.sh")
+    }
+}

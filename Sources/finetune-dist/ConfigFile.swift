@@ -1,0 +1,116 @@
+import FineTuneKernels
+import FineTuneTrainer
+import Foundation
+import Yams
+
+/// `train --config run.yaml`: a YAML (or JSON) file of `train` options, keys named as the options
+/// (`batch_size` or `batch-size`), turned into command-line arguments before parsing. Options on
+/// the command line win over the file. A run's training_config.json is such a file too (its
+/// "options"), so `--config runs/exp1/training_config.json --output runs/exp2` repeats a run.
+enum ConfigFile {
+    /// Options that are flags: how a value of the file becomes arguments.
+    static let flags: [String: (Bool) -> [String]] = [
+        "overlap": { [$0 ? "--overlap" : "--no-overlap"] },
+        "tensorboard": { [$0 ? "--tensorboard" : "--no-tensorboard"] },
+        "shard_optimizer": { $0 ? ["--shard-optimizer"] : [] },
+        "resume": { $0 ? ["--resume"] : [] },
+    ]
+
+    /// Names users bring from the Hugging Face Trainer, with the option that does the same here.
+    static let trainerNames: [String: String] = [
+        "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+        "train_batch_size": "batch_size", "max_seq_length": "max_length", "output_dir": "output",
+        "gradient_accumulation_steps": "grad_accum", "lr_scheduler_type": "lr_schedule", "logging_steps": "log_every",
+        "save_steps": "save_every", "eval_steps": "eval_every", "early_stopping_patience": "patience",
+        "label_smoothing_factor": "label_smoothing", "metric_for_best_model": "monitor", "model_name_or_path": "model",
+        "train_file": "train", "validation_file": "valid", "test_file": "test", "warmup_ratio": "warmup_ratio",
+        "save_total_limit": "keep_checkpoints", "adam_epsilon": "adam_epsilon", "per_device_eval_batch_size": "eval_batch_size",
+    ]
+
+    /// The arguments `--config` stands for, placed before the user's own; an option the user gave
+    /// is left out of the file's (the command line wins).
+    static func expand(_ arguments: [String]) throws -> [String] {
+        guard arguments.first == "train" else { return arguments }
+        var path: String? = nil
+        for (i, a) in arguments.enumerated() {
+            if a == "--config", i + 1 < arguments.count { path = arguments[i + 1] }
+            if a.hasPrefix("--config=") { path = String(a.dropFirst(9)) }
+        }
+        guard let path else { return arguments }
+        let given = Set(arguments.filter { $0.hasPrefix("--") }.map { a -> String in
+            let name = String(a.dropFirst(2).prefix { $0 != "=" }).replacingOccurrences(of: "-", with: "_")
+            return name.hasPrefix("no_") && flags[String(name.dropFirst(3))] != nil ? String(name.dropFirst(3)) : name
+        })
+        let fromFile = try ConfigFile.arguments(fromFile: path).filter { !given.contains($0.key) }
+        return ["train"] + fromFile.flatMap(\.arguments) + arguments.dropFirst()
+    }
+
+    /// Each key of the file with the arguments it stands for, in the file's order.
+    static func arguments(fromFile path: String) throws -> [(key: String, arguments: [String])] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FineTuneError("--config \(path): cannot read the file (missing or unreadable)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(path): not UTF-8 text") }
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw FineTuneError("\(path): empty; it should map option names to values") }
+            root = node
+        } catch let error as YamlError {
+            throw FineTuneError("\(path): not valid YAML or JSON: \(error)")
+        }
+        guard var mapping = root.mapping else { throw FineTuneError("\(path): the top level should map option names to values") }
+        // A run's training_config.json: its options.
+        if let options = mapping["options"]?.mapping, mapping["resolved"] != nil { mapping = options }
+        let known = Set(TrainingConfiguration.OptionKey.allCases.map(\.rawValue))
+        var result: [(key: String, arguments: [String])] = []
+        for (keyNode, value) in mapping {
+            let line = keyNode.mark?.line ?? 0
+            let place = "\(path):\(line)"
+            guard let raw = keyNode.string else { throw FineTuneError("\(place): a key that is not a name") }
+            let key = raw.replacingOccurrences(of: "-", with: "_")
+            if key == "config" { continue }  // a run records the file it was given; files do not nest
+            guard known.contains(key) else {
+                throw FineTuneError("\(place): unknown key \"\(raw)\"" + suggestion(for: key, among: known))
+            }
+            let option = "--" + key.replacingOccurrences(of: "_", with: "-")
+            switch value {
+            case .scalar(let scalar):
+                if value.null != nil && scalar.style == .plain { continue }  // recorded as absent
+                if let flag = flags[key] {
+                    if key == "resume", scalar.string == "auto" { result.append((key, ["--resume-auto"])); continue }
+                    guard let on = value.bool else { throw FineTuneError("\(place): \(raw) is a switch: true or false") }
+                    result.append((key, flag(on)))
+                } else {
+                    result.append((key, [option, scalar.string]))
+                }
+            case .sequence(let items):
+                let values = items.compactMap(\.string)
+                guard values.count == items.count else { throw FineTuneError("\(place): \(raw) takes a list of plain values") }
+                if !values.isEmpty { result.append((key, [option, values.joined(separator: ",")])) }
+            default:
+                throw FineTuneError("\(place): \(raw) takes a value, not a mapping")
+            }
+        }
+        return result
+    }
+
+    static func suggestion(for key: String, among known: Set<String>) -> String {
+        if let same = trainerNames[key] { return "; the Hugging Face Trainer's \(key) is \"\(same)\" here" }
+        let nearest = known.map { ($0, editDistance(key, $0)) }.min { ($0.1, $0.0) < ($1.1, $1.0) }
+        if let (name, distance) = nearest, distance <= max(2, key.count / 3) { return "; did you mean \"\(name)\"?" }
+        return " (the keys are the options of `finetune-dist train --help`)"
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + [Int](repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what finetune-dist needs to build and run on Debian/Ubuntu, if it is missing:
 # Open MPI, OpenBLAS, pkg-config, python3 and pip (data-set scripts, model download), iproute2
-# (the multi-host tests simulate hosts in network namespaces). Needs root (or sudo) to install.
+# (the multi-host tests simulate hosts in network namespaces), openssh-client (mpirun and
+# launch/cluster.sh reach other hosts over ssh). Needs root (or sudo) to install.
 # The Swift toolchain itself (6.x) is expected on PATH.
 set -euo pipefail
-packages=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config python3 python3-pip iproute2)
+packages=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config python3 python3-pip iproute2 openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

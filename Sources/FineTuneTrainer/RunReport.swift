@@ -93,7 +93,9 @@ public enum RunReport {
             rows.append(("ranks", text(run["world_size"])))
             if case .array(let hosts)? = run["hosts"] { rows.append(("hosts", hosts.map { text($0) }.joined(separator: ", "))) }
             rows.append(("started", text(run["started"])))
-            rows.append(("parameters (trainable)", "\(text(run["parameters"])) (\(text(run["trainable_parameters"])))"))
+            // Runs recorded before trainable_parameters existed train all of them.
+            let trainable = run["trainable_parameters"].map { text($0) } ?? text(run["parameters"])
+            rows.append(("parameters (trainable)", "\(text(run["parameters"])) (\(trainable))"))
         }
         if let end {
             rows.append(("outcome", "\(text(end["outcome"])): \(text(end["reason"]))"))

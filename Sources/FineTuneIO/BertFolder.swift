@@ -18,6 +18,8 @@ public struct BertDescription {
     /// Tokenizer files carried into checkpoints and exports (vocab.txt, tokenizer_config.json, ...).
     public let tokenizerFiles: [String: Data]
     public let maxLength: Int
+    /// What the user should know about the folder, though it loads (rank 0 prints these).
+    public var notices: [String] = []
 
     /// This program's block in its own config.json.
     struct OwnBlock: Codable {
@@ -117,8 +119,16 @@ public struct BertDescription {
                 task = .classification(labels: labels)
             }
         }
-        return (BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
-                                tokenizerFiles: tokenizerFiles, maxLength: maxLength), task)
+        var description = BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
+                                          tokenizerFiles: tokenizerFiles, maxLength: maxLength)
+        if tokenizer.tokens.count < config.vocabSize {
+            // transformers accepts this too (BERT checkpoints pad vocab_size), but a vocabulary file cut
+            // short (a failed copy) also looks like this.
+            description.notices.append("note: \(source.name): the vocabulary has \(tokenizer.tokens.count) tokens, fewer than vocab_size " +
+                                       "\(config.vocabSize); the embeddings of ids \(tokenizer.tokens.count)...\(config.vocabSize - 1) are never used " +
+                                       "(harmless if the model was made so, a sign of a truncated vocab.txt if not)")
+        }
+        return (description, task)
     }
 
     /// config.json in this program's layout plus the tokenizer files.

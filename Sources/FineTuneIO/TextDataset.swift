@@ -147,7 +147,7 @@ public struct TextDataset: ExampleSet {
             values.insert(v)
             if values.count > 20 { return nil }
         }
-        return "\(path): the labels are numbers (\(values.count) whole values: \(values.sorted().prefix(6).map { String(Int64($0)) }.joined(separator: ", "))" +
+        return "note: \(path): the labels are numbers (\(values.count) whole values: \(values.sorted().prefix(6).map { String(Int64($0)) }.joined(separator: ", "))" +
             "\(values.count > 6 ? ", ..." : "")), so this trains a regression model (mean squared error); " +
             "pass --task classification to train a classifier over them"
     }

@@ -138,7 +138,10 @@ public final class Trainer {
             }
             return loaded
         }
-        for notice in data.notices { report(.note(notice)) }
+        if comm.isRoot {
+            if case .bert(let bert) = description.kind, resumed == nil { bert.notices.forEach { report(.note($0)) } }
+            data.notices.forEach { report(.note($0)) }
+        }
         if c.lora != nil, case .mlp = description.kind {
             throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
         }
@@ -190,6 +193,9 @@ public final class Trainer {
         let warmup = c.warmupSteps ?? Int((c.warmupRatio * Double(totalSteps)).rounded(.up))
         if let steps = c.warmupSteps, steps >= totalSteps {
             throw collectiveError("--warmup-steps \(steps) is not shorter than the run (\(totalSteps) steps): the learning rate would never reach --lr")
+        }
+        if c.schedule == .polynomial && c.lrEnd >= resolved.learningRate {
+            throw collectiveError("--lr-end \(c.lrEnd) is not below the peak learning rate \(resolved.learningRate): the polynomial schedule decays from --lr to --lr-end")
         }
         let schedule = LearningRateSchedule(kind: c.schedule, peak: resolved.learningRate, warmupSteps: warmup, totalSteps: totalSteps,
                                             end: c.lrEnd, power: c.lrPower)

@@ -141,6 +141,7 @@ struct Predict: ParsableCommand {
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         do {
             let (bundle, dataset) = try comm.agree("loading the model and data") {
+                if comm.isRoot { try Self.checkOutputFile(output) }
                 let bundle = try ModelFolder.load(model)
                 return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
             }
@@ -189,6 +190,22 @@ struct Predict: ParsableCommand {
             }
             comm.finalize()
         } catch { exitOnError(error, comm: comm) }
+    }
+}
+
+extension Predict {
+    /// The output file can be written: said before any work, in a user's terms.
+    static func checkOutputFile(_ path: String) throws {
+        guard !path.isEmpty else { throw FineTuneError("--output is empty: name a file") }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw FineTuneError("--output \(path): is a folder; name a file (e.g. \(path)/predictions.jsonl)")
+        }
+        let parent = AtomicFiles.parentFolder(of: path)
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder) else {
+            throw FineTuneError("--output \(path): the folder \(parent) does not exist")
+        }
+        guard isFolder.boolValue else { throw FineTuneError("--output \(path): \(parent) is a file, not a folder") }
     }
 }
 

@@ -179,6 +179,8 @@ final class BadInputTests: XCTestCase {
             Case(name: "--max-length 1", arguments: option("--max-length", "1"), words: ["--max-length 1 must be in 2...40"]),
             Case(name: "--max-length 41", arguments: option("--max-length", "41"), words: ["--max-length 41 must be in 2...40"]),
             Case(name: "warm-up longer than the run", arguments: option("--warmup-steps", "100"), words: ["--warmup-steps 100 is not shorter than the run"]),
+            Case(name: "--lr-end above --lr", arguments: option("--lr-schedule", "polynomial", "--lr", "1e-4", "--lr-end", "1e-3"),
+                 words: ["--lr-end 0.001 is not below the peak learning rate 0.0001"]),
             Case(name: "--freeze-layers beyond the model", arguments: option("--freeze-layers", "9"), words: ["--freeze-layers 9", "2 layers"]),
             Case(name: "--class-weights count", arguments: option("--class-weights", "1,2,3"), words: ["--class-weights gives 3 weights", "2 labels"]),
             Case(name: "--monitor for the other task", arguments: text("numbers.jsonl", ["--valid", "\(f)/numbers.jsonl", "--monitor", "val_accuracy"]),
@@ -225,6 +227,10 @@ final class BadInputTests: XCTestCase {
             Case(name: "eval without labels", arguments: ["eval", "--model", "\(f)/reference-run/final", "--data", "\(f)/nolabel.jsonl"], words: ["nolabel.jsonl:4:", "missing \"label\""]),
             Case(name: "predict with a base model", arguments: ["predict", "--model", "\(f)/base", "--input", "\(f)/good.jsonl", "--output", Self.outputToken],
                  words: ["no classification or regression head"]),
+            Case(name: "predict into a folder", arguments: ["predict", "--model", "\(f)/classifier", "--input", "\(f)/good.jsonl",
+                                                            "--output", "\(f)/afolder"], words: ["--output", "afolder: is a folder; name a file"]),
+            Case(name: "predict into a missing folder", arguments: ["predict", "--model", "\(f)/classifier", "--input", "\(f)/good.jsonl",
+                                                                    "--output", "\(f)/nodir/sub/p.jsonl"], words: ["the folder", "nodir/sub does not exist"]),
             Case(name: "predict malformed input", arguments: ["predict", "--model", "\(f)/classifier", "--input", "\(f)/malformed.jsonl",
                                                               "--output", Self.outputToken], words: ["malformed.jsonl:3:"]),
 
@@ -303,6 +309,31 @@ final class BadInputTests: XCTestCase {
         }
         XCTAssertTrue(failures.isEmpty, "\(failures.count) of \(all.count) cases:\n" + failures.joined(separator: "\n"))
         XCTAssertFalse(try Harness.run("/usr/bin/env", ["pgrep", "-f", "10.255.255.1"], timeout: 10).status == 0, "no ssh left behind")
+    }
+}
+
+extension BadInputTests {
+    /// Inputs that load but may not be what the user meant: the run goes on and says so once.
+    func testInputsThatLoadButLookWrongAreSaid() throws {
+        let integers = "\(fx)/integers.jsonl"
+        try (0..<12).map { "{\"text\": \"the cpu\", \"label\": \($0 % 3)}" }.joined(separator: "\n").write(toFile: integers, atomically: true, encoding: .utf8)
+        let regression = try Harness.finetune(["train", "--model", "\(fx)/base", "--train", integers, "--output", "\(fx)/notice-1", "--max-steps", "1"])
+        XCTAssertEqual(regression.status, 0, regression.output)
+        XCTAssertTrue(regression.stdout.contains("note: \(integers): the labels are numbers (3 whole values: 0, 1, 2), so this trains a regression model"), regression.stdout)
+        XCTAssertTrue(regression.stdout.contains("pass --task classification"))
+        let classifier = try Harness.finetune(["train", "--model", "\(fx)/base", "--train", integers, "--output", "\(fx)/notice-2", "--max-steps", "1",
+                                               "--task", "classification"])
+        XCTAssertEqual(classifier.status, 0, classifier.output)
+        XCTAssertFalse(classifier.stdout.contains("regression"), classifier.stdout)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(fx)/notice-2/final/config.json"))) as! [String: Any]
+        XCTAssertEqual(config["id2label"] as? [String: String], ["0": "0", "1": "1", "2": "2"])
+
+        try FileManager.default.copyItem(atPath: "\(fx)/base", toPath: "\(fx)/m-shortvocab")
+        let vocabulary = try String(contentsOfFile: "\(fx)/base/vocab.txt", encoding: .utf8).split(separator: "\n").prefix(60)
+        try (vocabulary.joined(separator: "\n") + "\n").write(toFile: "\(fx)/m-shortvocab/vocab.txt", atomically: true, encoding: .utf8)
+        let short = try Harness.finetune(["train", "--model", "\(fx)/m-shortvocab", "--train", "\(fx)/good.jsonl", "--output", "\(fx)/notice-3", "--max-steps", "1"])
+        XCTAssertEqual(short.status, 0, short.output)
+        XCTAssertTrue(short.stdout.contains("the vocabulary has 60 tokens, fewer than vocab_size 120"), short.stdout)
     }
 }
 

@@ -18,6 +18,8 @@ public struct BertDescription {
     /// Tokenizer files carried into checkpoints and exports (vocab.txt, tokenizer_config.json, ...).
     public let tokenizerFiles: [String: Data]
     public let maxLength: Int
+    /// The folder was (or the run started from) a sentence-transformers folder.
+    public var fromSentenceTransformers = false
     /// What the user should know about the folder, though it loads (rank 0 prints these).
     public var notices: [String] = []
 
@@ -26,7 +28,13 @@ public struct BertDescription {
         var pooling: Pooling
         var hasHead: Bool
         var maxLength: Int?
-        enum CodingKeys: String, CodingKey { case pooling, hasHead = "has_head", maxLength = "max_length" }
+        /// The head is BertForMaskedLM's (a checkpoint of `train --task mlm`).
+        var maskedLM: Bool?
+        /// The run started from a sentence-transformers folder (its exports stay loadable there).
+        var sentenceTransformers: Bool?
+        enum CodingKeys: String, CodingKey {
+            case pooling, hasHead = "has_head", maxLength = "max_length", maskedLM = "masked_lm", sentenceTransformers = "sentence_transformers"
+        }
     }
     static let ownBlockKey = "finetune_dist"
 
@@ -55,6 +63,7 @@ public struct BertDescription {
             maxLength = min(maxLength, n)
         }
         let pooling: Pooling, head: Head, names: BertTensorNames
+        var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil
         if let block = config.raw[ownBlockKey] {
             let own: OwnBlock
             do { own = try JSONDecoder().decode(OwnBlock.self, from: JSONEncoder().encode(block)) } catch {
@@ -62,6 +71,8 @@ public struct BertDescription {
             }
             pooling = own.pooling
             head = own.hasHead ? .root : .none
+            maskedLM = own.maskedLM ?? false
+            fromSentenceTransformers = own.sentenceTransformers ?? false
             names = .transformers(prefix: "")
             if let n = own.maxLength { maxLength = n }
         } else {
@@ -109,7 +120,9 @@ public struct BertDescription {
             }
         }
         var task: TaskKind? = nil
-        if head != .none {
+        if maskedLM {
+            task = .maskedLanguageModel
+        } else if head != .none {
             if config.problemType == "regression" {
                 task = .regression
             } else {
@@ -121,6 +134,7 @@ public struct BertDescription {
         }
         var description = BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
                                           tokenizerFiles: tokenizerFiles, maxLength: maxLength)
+        description.fromSentenceTransformers = fromSentenceTransformers
         if tokenizer.tokens.count < config.vocabSize {
             // transformers accepts this too (BERT checkpoints pad vocab_size), but a vocabulary file cut
             // short (a failed copy) also looks like this.
@@ -134,7 +148,8 @@ public struct BertDescription {
     /// config.json in this program's layout plus the tokenizer files.
     func resolvedFiles(task: TaskKind?) -> [String: Data] {
         var files = tokenizerFiles
-        files["config.json"] = BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength)
+        files["config.json"] = BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
+                                                    sentenceTransformers: fromSentenceTransformers)
         return files
     }
 
@@ -151,14 +166,15 @@ public struct BertDescription {
             files[BertTensorNames.denseFile] = dense
         }
         var unused = Set(files.flatMap { file, contents in contents.names.map { TensorLocation(file: file, name: $0) } })
-        var freshPooler = false, freshAdapters = false
+        var freshPooler = false, freshAdapters = false, freshHead = false
         for spec in model.layout.tensors {
             let location = names.location(of: spec.name)
             let file = files[location.file]!
             guard let entry = file.entries[location.name] else {
                 // LoRA on a model without adapters (a checkpoint of a LoRA run has them).
                 if spec.name.contains(".lora_") { freshAdapters = true; continue }
-                if spec.name.hasPrefix("classifier.") && head == .none { continue }
+                // A base encoder gets a fresh head: a classifier, or the masked-LM head.
+                if (spec.name.hasPrefix("classifier.") || spec.name.hasPrefix("cls.")) && head == .none { freshHead = true; continue }
                 if spec.name.hasPrefix("pooler.") && head == .none { freshPooler = true; continue }
                 throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
             }
@@ -168,7 +184,7 @@ public struct BertDescription {
             try file.read(entry, into: model.parameters.at(spec))
             unused.remove(location)
         }
-        if head == .none { model.initializeHead(seed: seed, includePooler: freshPooler) }
+        if freshHead { model.initializeHead(seed: seed, includePooler: freshPooler) }
         if freshAdapters { model.initializeAdapters(seed: seed) }
         // Left alone on purpose: position ids (I64 buffers, not weights); the base model's pooler
         // when pooling is mean (carried through to the exported folder unchanged).
@@ -176,6 +192,13 @@ public struct BertDescription {
         for location in unused.sorted(by: { $0.name < $1.name }) {
             let parameter = names.parameter(at: location)
             if parameter == "embeddings.position_ids" { unused.remove(location); continue }
+            // Pre-training heads (BertForMaskedLM's cls.predictions, BertForPreTraining's
+            // cls.seq_relationship) when fine-tuning something else; a sentence-transformers Dense
+            // head when adapting the encoder: dropped, as transformers drops them.
+            if let parameter, parameter.hasPrefix("cls."), model.layout.spec(parameter) == nil {
+                unused.remove(location); continue
+            }
+            if model.task == .maskedLanguageModel && location.file == BertTensorNames.denseFile { unused.remove(location); continue }
             if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
                 bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
                 unused.remove(location)
@@ -190,8 +213,10 @@ public struct BertDescription {
 /// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
 /// sentence-transformers load.
 enum BertFolder {
-    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int) -> Data {
-        let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength)
+    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool) -> Data {
+        let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
+                                             maskedLM: task == .maskedLanguageModel ? true : nil,
+                                             sentenceTransformers: sentenceTransformers ? true : nil)
         return try! prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try! JSONValue(encoding: block)]))
     }
 
@@ -226,7 +251,8 @@ enum BertFolder {
 
     static func internalFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
-        files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions)
+        files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions,
+                                         sentenceTransformers: bundle.bert!.fromSentenceTransformers)
         files.merge(tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
         if let lora = model.lora { files["adapter_config.json"] = peftAdapterConfig(bundle, model: model, lora: lora) }
@@ -235,8 +261,18 @@ enum BertFolder {
 
     /// cls pooling: a BertForSequenceClassification folder. mean pooling: a sentence-transformers
     /// folder (Transformer, mean Pooling, and the head as a Dense module with identity activation).
+    /// Masked-language modelling: a BertForMaskedLM folder, which is also a sentence-transformers
+    /// folder (Transformer and Pooling) when the run started from one.
     static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
+        if model.task == .maskedLanguageModel {
+            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForMaskedLM")
+            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
+            if bundle.bert!.fromSentenceTransformers {
+                files.merge(sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
+            }
+            return files
+        }
         switch model.pooling {
         case .cls:
             files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
@@ -244,32 +280,43 @@ enum BertFolder {
         case .mean:
             files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertModel")
             files.merge(tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
-            // As sentence-transformers 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json).
-            let C = model.config.hiddenSize
-            let json: ([String: JSONValue]) -> Data = { try! prettyJSON($0) }
-            files["2_Dense/config.json"] = json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
-                                                 "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
-                                                 "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
-            files["1_Pooling/config.json"] = json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string("mean"), "include_prompt": .bool(true)])
-            files["modules.json"] = try! prettyJSON([
-                BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
-                BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
-                BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"),
-            ])
-            files["sentence_bert_config.json"] = json([
-                "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxPositions)),
-                "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
-                "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
-            ])
-            files["config_sentence_transformers.json"] = json([
-                "__version__": .object(["sentence_transformers": .string("6.2.0")]), "model_type": .string("SentenceTransformer"),
-                "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
-                "similarity_fn_name": .string("cosine"),
-            ])
+            files.merge(sentenceTransformersFiles(bundle, model: model, dense: true)) { _, new in new }
         }
         if let lora = model.lora {
             for (name, data) in peftAdapterFiles(bundle, model: model, lora: lora) { files["adapter/" + name] = data }
         }
+        return files
+    }
+
+    /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):
+    /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity activation.
+    static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertClassifier, dense: Bool) -> [String: Data] {
+        var files: [String: Data] = [:]
+        let C = model.config.hiddenSize
+        let json: ([String: JSONValue]) -> Data = { try! prettyJSON($0) }
+        var modules = [
+            BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
+            BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
+        ]
+        if dense {
+            files["2_Dense/config.json"] = json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
+                                                 "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
+                                                 "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
+            modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
+        }
+        files["1_Pooling/config.json"] = json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
+                                               "include_prompt": .bool(true)])
+        files["modules.json"] = try! prettyJSON(modules)
+        files["sentence_bert_config.json"] = json([
+            "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxPositions)),
+            "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
+            "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
+        ])
+        files["config_sentence_transformers.json"] = json([
+            "__version__": .object(["sentence_transformers": .string("6.2.0")]), "model_type": .string("SentenceTransformer"),
+            "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
+            "similarity_fn_name": .string("cosine"),
+        ])
         return files
     }
 

@@ -182,6 +182,8 @@ public struct TabularDataset: ExampleSet {
                 regressionTargets.append(Float(value))
             case (.regression, _):
                 throw fail("\(column) must be a finite number for a regression model")
+            case (.maskedLanguageModel, _):
+                throw fail("masked-language modelling needs text, not feature vectors")
             }
         }
         features.append(contentsOf: row)
@@ -244,6 +246,8 @@ public struct TabularDataset: ExampleSet {
                     if labelIndex[raw] != nil { label = .name(raw) } else if let id = Int(raw) { label = .number(Double(id)) } else if !raw.isEmpty { label = .name(raw) }
                 case .regression:
                     if let v = Double(raw) { label = .number(v) } else if !raw.isEmpty { label = .name(raw) }
+                case .maskedLanguageModel:
+                    break
                 }
             }
             try append(features: row, label: label, line: record.line, task: task, labelIndex: labelIndex,

@@ -9,8 +9,10 @@ public struct TensorLocation: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The one map between a BERT classifier's parameter names (BertParameters: `embeddings.*`,
-/// `encoder.layer.{l}.*`, `pooler.dense.*`, `classifier.*`) and the tensors of the folder layouts
-/// Hugging Face tools read and write. Loading and every export go through it.
+/// `encoder.layer.{l}.*`, `pooler.dense.*`, `classifier.*`, and the masked-LM head's `cls.*`) and
+/// the tensors of the folder layouts Hugging Face tools read and write. Loading and every export go
+/// through it. Heads sit at the top level in every layout (`classifier.*` of
+/// BertForSequenceClassification, `cls.predictions.*` of BertForMaskedLM).
 public enum BertTensorNames: Equatable, Sendable {
     /// model.safetensors with the encoder and pooler under `prefix` ("" for BertModel and this
     /// program's own folders, "bert." for BertForSequenceClassification) and the head at `classifier.*`.
@@ -22,11 +24,13 @@ public enum BertTensorNames: Equatable, Sendable {
     public static let mainFile = "model.safetensors"
     public static let denseFile = "2_Dense/model.safetensors"
 
+    static func isTopLevel(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("cls.") }
+
     public func location(of parameter: String) -> TensorLocation {
         let isHead = parameter.hasPrefix("classifier.")
         switch self {
         case .transformers(let prefix):
-            return TensorLocation(file: Self.mainFile, name: isHead ? parameter : prefix + parameter)
+            return TensorLocation(file: Self.mainFile, name: Self.isTopLevel(parameter) ? parameter : prefix + parameter)
         case .sentenceTransformers:
             return isHead ? TensorLocation(file: Self.denseFile, name: "linear." + parameter.dropFirst("classifier.".count))
                           : TensorLocation(file: Self.mainFile, name: parameter)
@@ -38,10 +42,10 @@ public enum BertTensorNames: Equatable, Sendable {
         switch self {
         case .transformers(let prefix):
             guard location.file == Self.mainFile else { return nil }
-            if location.name.hasPrefix("classifier.") { return location.name }
+            if Self.isTopLevel(location.name) { return location.name }
             guard location.name.hasPrefix(prefix) else { return nil }
             let name = String(location.name.dropFirst(prefix.count))
-            return name.hasPrefix("classifier.") ? nil : name
+            return Self.isTopLevel(name) ? nil : name
         case .sentenceTransformers:
             if location.file == Self.denseFile {
                 return location.name.hasPrefix("linear.") ? "classifier." + location.name.dropFirst("linear.".count) : nil

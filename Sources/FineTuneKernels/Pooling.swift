@@ -51,3 +51,23 @@ public func firstTokenBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, d
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .head) }
     for b in 0..<B { for c in 0..<C { dinp[starts[b] * C + c] += dout[b * C + c] } }
 }
+
+/// out[M, C] = inp[rows[m]] for m < M: the rows of chosen tokens (the masked positions of
+/// masked-language modelling, so the vocabulary projection runs on those rows only).
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func gatherRowsForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, rows: UnsafePointer<Int32>, M: Int, C: Int) {
+    let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .head) }
+    for m in 0..<M { (out + m * C).update(from: inp + Int(rows[m]) * C, count: C) }
+}
+
+/// dinp[rows[m]] += dout[m] (a row chosen twice gets both gradients).
+@_specialize(where T == Float)
+@_specialize(where T == Double)
+public func gatherRowsBackward<T: KernelScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, rows: UnsafePointer<Int32>, M: Int, C: Int) {
+    let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .head) }
+    for m in 0..<M {
+        let target = dinp + Int(rows[m]) * C, source = dout + m * C
+        for c in 0..<C { target[c] += source[c] }
+    }
+}

@@ -13,6 +13,10 @@ public struct Batch: Sendable {
     public var sequenceStarts: [Int] = [0]
     public var classTargets: [Int32] = []
     public var regressionTargets: [Float] = []
+    /// Masked-language modelling: positions into the packed tokens whose original token is to be
+    /// predicted, and those tokens (set by `MaskingSettings.mask`, or given as they are by tests).
+    public var maskedPositions: [Int32] = []
+    public var maskedTargets: [Int32] = []
     public var count: Int { exampleIndices.count }
     /// Whether the batch carries targets (training and evaluation do, prediction does not).
     public var hasTargets: Bool { !classTargets.isEmpty || !regressionTargets.isEmpty }

@@ -5,11 +5,16 @@ public enum TaskKind: Equatable, Sendable {
     case classification(labels: [String])
     /// Regression of one number.
     case regression
+    /// Masked-language modelling: predict the original token at masked positions (domain
+    /// adaptation of the encoder; the head is BERT's pre-training head, its decoder tied to the
+    /// word embeddings).
+    case maskedLanguageModel
 
     public var outputCount: Int {
         switch self {
         case .classification(let labels): return labels.count
         case .regression: return 1
+        case .maskedLanguageModel: return 0
         }
     }
     public var labels: [String]? {
@@ -21,6 +26,8 @@ public enum TaskKind: Equatable, Sendable {
 /// What a fresh head learns, when the user says so rather than the labels (`--task`).
 public enum TaskChoice: String, Sendable, Codable, CaseIterable {
     case classification, regression
+    /// Masked-language modelling on unlabelled text (`--task mlm`).
+    case mlm
 }
 
 /// The label names of a config's `id2label` ({"0": "neg", "1": "pos"}) in id order.

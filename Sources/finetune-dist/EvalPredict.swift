@@ -143,6 +143,9 @@ struct Predict: ParsableCommand {
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 if comm.isRoot { try Self.checkOutputFile(output) }
                 let bundle = try ModelFolder.load(model)
+                if bundle.model.task == .maskedLanguageModel {
+                    throw FineTuneError("\(model): a masked-language model predicts tokens, not labels; fine-tune it on a labelled task with train first")
+                }
                 return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
             }
             let m = bundle.model
@@ -167,6 +170,8 @@ struct Predict: ParsableCommand {
                         line.probabilities = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, finite(output[$0.offset])) })
                     case .regression:
                         line.value = .some(finite(output[0]))
+                    case .maskedLanguageModel:
+                        break  // refused at load
                     }
                     if withLogits { line.logits = logits[i].map(finite) }
                     if output.contains(where: { !$0.isFinite }) { nonFinite += 1 }

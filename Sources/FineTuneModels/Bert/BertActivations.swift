@@ -1,14 +1,20 @@
 import FineTuneKernels
 
-/// The size of a forward and backward pass: N tokens, B sequences, A attention scores (Σ NH·L_b²).
+/// The size of a forward and backward pass: N tokens, B sequences, A attention scores (Σ NH·L_b²),
+/// M masked positions (masked-language modelling).
 public struct ActivationShape: Equatable, Sendable {
-    public var tokens: Int, sequences: Int, scores: Int
-    public init(tokens: Int, sequences: Int, scores: Int) { self.tokens = tokens; self.sequences = sequences; self.scores = scores }
+    public var tokens: Int, sequences: Int, scores: Int, masked: Int
+    public init(tokens: Int, sequences: Int, scores: Int, masked: Int = 0) {
+        self.tokens = tokens; self.sequences = sequences; self.scores = scores; self.masked = masked
+    }
     /// Large enough for both.
     func union(_ other: ActivationShape) -> ActivationShape {
-        ActivationShape(tokens: max(tokens, other.tokens), sequences: max(sequences, other.sequences), scores: max(scores, other.scores))
+        ActivationShape(tokens: max(tokens, other.tokens), sequences: max(sequences, other.sequences), scores: max(scores, other.scores),
+                        masked: max(masked, other.masked))
     }
-    func fits(in other: ActivationShape) -> Bool { tokens <= other.tokens && sequences <= other.sequences && scores <= other.scores }
+    func fits(in other: ActivationShape) -> Bool {
+        tokens <= other.tokens && sequences <= other.sequences && scores <= other.scores && masked <= other.masked
+    }
 }
 
 /// Every activation a BERT classifier's forward pass keeps for backward, and backward's scratch:
@@ -50,6 +56,15 @@ struct BertActivations {
     var dq = ArenaRegion<Float>.empty, dk = ArenaRegion<Float>.empty, dv = ArenaRegion<Float>.empty, dContext = ArenaRegion<Float>.empty
     var dIntermediate = ArenaRegion<Float>.empty, dActivated = ArenaRegion<Float>.empty, dScores = ArenaRegion<Float>.empty
     var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
+    /// Masked-language modelling, at the M masked positions only: [M, C] each: the encoder's rows,
+    /// the transform's dense output, its activation (and GELU's slope), the LayerNorm output; [M]
+    /// each: LayerNorm's mean and 1/std, the losses, ones. [M, V] each: the vocabulary logits
+    /// (overwritten by their gradient in backward) and probabilities. Backward scratch [M, C] ×2.
+    var mlmRows = ArenaRegion<Float>.empty, mlmDense = ArenaRegion<Float>.empty, mlmActivated = ArenaRegion<Float>.empty
+    var mlmSlope = ArenaRegion<Float>.empty, mlmNormed = ArenaRegion<Float>.empty
+    var mlmMean = ArenaRegion<Float>.empty, mlmRstd = ArenaRegion<Float>.empty, mlmLosses = ArenaRegion<Float>.empty, mlmOnes = ArenaRegion<Float>.empty
+    var mlmLogits = ArenaRegion<Float>.empty, mlmProbabilities = ArenaRegion<Float>.empty
+    var dMlmA = ArenaRegion<Float>.empty, dMlmB = ArenaRegion<Float>.empty
 
     /// The one function that sizes the arena.
     static func layout(config: BertConfig, outputs K: Int, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, BertActivations) {
@@ -73,6 +88,13 @@ struct BertActivations {
         a.dq = m.floats(N * C); a.dk = m.floats(N * C); a.dv = m.floats(N * C); a.dContext = m.floats(N * C)
         a.dIntermediate = m.floats(N * F); a.dActivated = m.floats(N * F); a.dScores = m.floats(A)
         a.dHeadA = m.floats(B * C); a.dHeadB = m.floats(B * C); a.dHeadC = m.floats(B * C); a.dLogits = m.floats(B * K)
+        let M = shape.masked, V = config.vocabSize
+        if M > 0 {
+            a.mlmRows = m.floats(M * C); a.mlmDense = m.floats(M * C); a.mlmActivated = m.floats(M * C); a.mlmSlope = m.floats(M * C)
+            a.mlmNormed = m.floats(M * C); a.mlmMean = m.floats(M); a.mlmRstd = m.floats(M); a.mlmLosses = m.floats(M); a.mlmOnes = m.floats(M)
+            a.mlmLogits = m.floats(M * V); a.mlmProbabilities = m.floats(M * V)
+            a.dMlmA = m.floats(M * C); a.dMlmB = m.floats(M * C)
+        }
         if let lora {
             a.adapters = (0..<config.layers).map { _ in
                 Dictionary(uniqueKeysWithValues: lora.targets.map { target in

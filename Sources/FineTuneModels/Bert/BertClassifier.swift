@@ -1,13 +1,16 @@
 import FineTuneKernels
 import Foundation
 
-/// A BERT encoder with a sequence-classification (or regression) head, trained end to end.
+/// A BERT encoder with a sequence-classification (or regression) head, or with BertForMaskedLM's
+/// head for masked-language modelling, trained end to end.
 ///
 /// Forward (post-LayerNorm BERT, as transformers' BertModel):
 ///   x = dropout(LN(word[id] + position[t] + type[tt]))
 ///   per layer: a = dropout(Wo · attention(x) + bo); h = LN(a + x); f = dropout(W2 · gelu(W1 · h + b1) + b2); x = LN(f + h)
 ///   pooled = mean over tokens (mean pooling)  |  dropout(tanh(Wp · x[CLS] + bp)) (cls pooling)
 ///   logits = Wc · pooled + bc
+///   masked-language modelling instead: at the M masked positions only,
+///   logits[M, V] = LN(act(Wt · x[masked] + bt)) · wordᵀ + bv (the decoder tied to the word embeddings)
 /// Batches are packed (Attention.swift): no padding is computed. `backward` is `forward` read backwards.
 /// Shapes: N tokens of the batch, B sequences, C hidden, F intermediate, K outputs, A attention scores.
 public final class BertClassifier: FineTunableModel {
@@ -24,7 +27,16 @@ public final class BertClassifier: FineTunableModel {
     public var classifierDropout: Double
     public var inputKind: InputKind { .text }
     /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
-    public var sparseGradientTensors: [TensorSpec] { [tensors.wordEmbeddings, tensors.positionEmbeddings] }
+    /// (Masked-language modelling: the tied decoder's gradient reaches every word-embedding row.)
+    public var sparseGradientTensors: [TensorSpec] {
+        task == .maskedLanguageModel ? [tensors.positionEmbeddings] : [tensors.wordEmbeddings, tensors.positionEmbeddings]
+    }
+    /// Masked-language modelling: how inputs are masked (a batch that carries its own masked
+    /// positions, as the golden tests give them, is used as it is).
+    public var masking: MaskingSettings? = nil
+    /// Evaluations mask with this seed, whatever the run's: every evaluation, before and after
+    /// adaptation, scores the same positions.
+    public static let evaluationMaskSeed: UInt64 = 0x5EED_E7A1
 
     public func touchedRows(in tensor: TensorSpec) -> [Int] {
         guard let pass = last, pass.training else { return [] }
@@ -48,7 +60,7 @@ public final class BertClassifier: FineTunableModel {
         hiddenDropout = config.hiddenDropout
         attentionDropout = config.attentionDropout
         classifierDropout = config.classifierDropout
-        tensors = BertParameters(config: config, pooling: pooling, outputs: task.outputCount, lora: lora)
+        tensors = BertParameters(config: config, pooling: pooling, task: task, lora: lora)
         parameters = FlatBuffer(count: tensors.layout.count)
         gradients = FlatBuffer(count: tensors.layout.count)
     }
@@ -57,7 +69,14 @@ public final class BertClassifier: FineTunableModel {
     /// weights ~ N(0, initializer_range), biases 0.
     public func initializeHead(seed: UInt64, includePooler: Bool) {
         var rng = SplitMix64(seed: combineKey(seed, 0xC1A55))
-        var head = [tensors.classifierWeight, tensors.classifierBias]
+        if let mlm = tensors.maskedLM {
+            // BertForMaskedLM's _init_weights: dense ~ N(0, range), LayerNorm 1 and 0, biases 0.
+            for i in 0..<mlm.transformWeight.count { parameters[mlm.transformWeight.offset + i] = Float(rng.nextNormal() * config.initializerRange) }
+            for spec in [mlm.transformBias, mlm.normBias, mlm.decoderBias] { parameters.at(spec).update(repeating: 0, count: spec.count) }
+            parameters.at(mlm.normWeight).update(repeating: 1, count: mlm.normWeight.count)
+            return
+        }
+        var head = [tensors.classifierWeight!, tensors.classifierBias!]
         if includePooler, let w = tensors.poolerWeight, let b = tensors.poolerBias { head += [w, b] }
         for spec in head {
             let isBias = spec.name.hasSuffix("bias")
@@ -78,7 +97,7 @@ public final class BertClassifier: FineTunableModel {
         let t = tensors
         let adapters: [(ParameterGroup.Kind, TensorSpec)] = t.adapters.first.flatMap { $0.values.map(\.a).min { $0.offset < $1.offset } }.map { [(.adapters, $0)] } ?? []
         return ParameterGroup.split(layout, starts: [(.embeddings, t.wordEmbeddings)] + t.layers.enumerated().map { (.layer($0), $1.queryWeight) }
-                                    + adapters + [(.head, t.poolerWeight ?? t.classifierWeight)])
+                                    + adapters + [(.head, t.headStart)])
     }
 
     /// PEFT's initialisation of fresh adapters: A ~ U(−1/√in, 1/√in) (kaiming_uniform with a = √5), B = 0.
@@ -116,6 +135,7 @@ public final class BertClassifier: FineTunableModel {
         arena = ActivationArena(layout)
         acts = regions
         arena[acts.ones].update(repeating: 1, count: capacity.sequences)
+        arena[acts.mlmOnes].update(repeating: 1, count: capacity.masked)
     }
 
     /// What backward needs of the last forward pass besides the arena.
@@ -143,10 +163,15 @@ public final class BertClassifier: FineTunableModel {
         guard B > 0 else { return BatchStatistics() }
         var pass = Pass(batch: batch, training: false, seed: 0, step: 0, attentionOffsets: [], layerInputs: [], headInput: arena[acts.pooled])
         if case .training(let seed, let step) = mode { pass.training = true; pass.seed = seed; pass.step = step }
+        if task == .maskedLanguageModel, batch.maskedPositions.isEmpty, let masking {
+            pass.batch = pass.training ? masking.mask(batch, seed: pass.seed, step: pass.step)
+                                       : masking.mask(batch, seed: Self.evaluationMaskSeed, step: MaskingSettings.evaluationStep)
+        }
+        let batch = pass.batch
         let N = batch.tokenIDs.count, C = config.hiddenSize, NH = config.heads, K = task.outputCount
         let starts = batch.sequenceStarts
         pass.attentionOffsets = attentionOffsets(starts: starts, heads: NH)
-        reserve(ActivationShape(tokens: N, sequences: B, scores: pass.attentionOffsets.last!))
+        reserve(ActivationShape(tokens: N, sequences: B, scores: pass.attentionOffsets.last!, masked: batch.maskedPositions.count))
         let a = acts, t = tensors, p = parameters.base
         let eps = Float(config.layerNormEps)
         let tokenSegments = starts.map { $0 * C }
@@ -225,6 +250,10 @@ public final class BertClassifier: FineTunableModel {
             x = arena[al.hidden2]
             pass.layerInputs.append(x)
         }
+        if let head = t.maskedLM {
+            last = pass
+            return maskedLMForward(head, x: x, batch: batch)
+        }
         // Head
         switch pooling {
         case .mean:
@@ -242,7 +271,7 @@ public final class BertClassifier: FineTunableModel {
                 pass.headInput = arena[a.pooledDropped]
             }
         }
-        linearForward(out: arena[a.logits], inp: pass.headInput, weight: p + t.classifierWeight.offset, bias: p + t.classifierBias.offset, B: B, C: C, OC: K)
+        linearForward(out: arena[a.logits], inp: pass.headInput, weight: p + t.classifierWeight!.offset, bias: p + t.classifierBias!.offset, B: B, C: C, OC: K)
         last = pass
         return lossStatistics(task: task, objective: pass.training ? objective : nil, logits: arena[a.logits], probabilities: arena[a.probabilities], losses: arena[a.losses], batch: batch)
     }
@@ -273,17 +302,11 @@ public final class BertClassifier: FineTunableModel {
             return throughDropout(dsum, mask: mask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
         }
 
-        let dLogits = arena[a.dLogits]
-        zeroFill(dLogits, N: B * K)
-        lossBackward(task: task, objective: objective, dlogits: dLogits, ones: arena[a.ones], logits: arena[a.logits], probabilities: arena[a.probabilities], batch: batch)
-        // Head
-        linearBackward(dinp: arena[a.dHeadA], dweight: g + t.classifierWeight.offset, dbias: g + t.classifierBias.offset, dout: dLogits,
-                       inp: pass.headInput, weight: p + t.classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
         // Frozen groups are a prefix: backward ends at the lowest trainable one. With LoRA every
         // layer's adapters train: backward runs through all layers, without the frozen base
         // weights' gradient products (LayerNorm's C-element sums are still written, into the frozen
         // part of the gradient buffer, which nothing reads).
-        let headStart = (t.poolerWeight ?? t.classifierWeight).offset
+        let headStart = t.headStart.offset
         let headOnly = trainableFrom >= headStart
         let lowestLayer = lora != nil ? 0 : t.layers.firstIndex { $0.queryWeight.offset >= trainableFrom } ?? t.layers.count
         func weightGradient(_ spec: TensorSpec) -> UnsafeMutablePointer<Float>? { spec.offset >= trainableFrom ? g + spec.offset : nil }
@@ -303,18 +326,29 @@ public final class BertClassifier: FineTunableModel {
             }
         }
         let dx = arena[a.gradA]
-        if headOnly && pooling == .mean { gradientsReady(0); return }
-        switch pooling {
-        case .mean:
-            meanPoolBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
-        case .cls:
-            let dPooled = throughDropout(arena[a.dHeadA], mask: a.headMask, probability: classifierDropout, count: B * C, scratch: a.dHeadB)
-            tanhBackward(dinp: arena[a.dHeadC], dout: dPooled, out: arena[a.pooled], N: B * C, overwritingInput: true)
-            linearBackward(dinp: headOnly ? nil : arena[a.dHeadA], dweight: g + t.poolerWeight!.offset, dbias: g + t.poolerBias!.offset,
-                           dout: arena[a.dHeadC], inp: arena[a.first], weight: p + t.poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+        if let head = t.maskedLM {
+            maskedLMBackward(head, dx: dx, batch: batch, wordEmbeddingGradient: weightGradient(t.wordEmbeddings), inputGradient: !headOnly)
             if headOnly { gradientsReady(0); return }
-            zeroFill(dx, N: N * C)
-            firstTokenBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C)
+        } else {
+            let dLogits = arena[a.dLogits]
+            zeroFill(dLogits, N: B * K)
+            lossBackward(task: task, objective: objective, dlogits: dLogits, ones: arena[a.ones], logits: arena[a.logits], probabilities: arena[a.probabilities], batch: batch)
+            // Head
+            linearBackward(dinp: arena[a.dHeadA], dweight: g + t.classifierWeight!.offset, dbias: g + t.classifierBias!.offset, dout: dLogits,
+                           inp: pass.headInput, weight: p + t.classifierWeight!.offset, B: B, C: C, OC: K, overwritingInput: true)
+            if headOnly && pooling == .mean { gradientsReady(0); return }
+            switch pooling {
+            case .mean:
+                meanPoolBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
+            case .cls:
+                let dPooled = throughDropout(arena[a.dHeadA], mask: a.headMask, probability: classifierDropout, count: B * C, scratch: a.dHeadB)
+                tanhBackward(dinp: arena[a.dHeadC], dout: dPooled, out: arena[a.pooled], N: B * C, overwritingInput: true)
+                linearBackward(dinp: headOnly ? nil : arena[a.dHeadA], dweight: g + t.poolerWeight!.offset, dbias: g + t.poolerBias!.offset,
+                               dout: arena[a.dHeadC], inp: arena[a.first], weight: p + t.poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+                if headOnly { gradientsReady(0); return }
+                zeroFill(dx, N: N * C)
+                firstTokenBackward(dinp: dx, dout: arena[a.dHeadA], starts: starts, B: B, C: C)
+            }
         }
         // Gradients from `final` on are complete. Reporting them after every large kernel (not just
         // when a tensor completes) also gives the exchange's collectives a chance to progress: MPI's
@@ -383,12 +417,85 @@ public final class BertClassifier: FineTunableModel {
         gradientsReady(0)
     }
 
+    // MARK: Masked-language modelling
+
+    /// The head at the M masked positions of `x` [N, C]: logits [M, V] against the tied word
+    /// embeddings, cross-entropy against the original tokens. Returns the summed loss, the correct
+    /// predictions and M.
+    private func maskedLMForward(_ head: BertParameters.MaskedLMHead, x: UnsafeMutablePointer<Float>, batch: Batch) -> BatchStatistics {
+        let M = batch.maskedPositions.count, C = config.hiddenSize, V = config.vocabSize
+        var stats = BatchStatistics(count: Double(M))
+        guard M > 0 else { return stats }
+        let a = acts, p = parameters.base, t = tensors
+        batch.maskedPositions.withUnsafeBufferPointer { rows in
+            gatherRowsForward(out: arena[a.mlmRows], inp: x, rows: rows.baseAddress!, M: M, C: C)
+        }
+        linearForward(out: arena[a.mlmDense], inp: arena[a.mlmRows], weight: p + head.transformWeight.offset, bias: p + head.transformBias.offset,
+                      B: M, C: C, OC: C)
+        if config.usesTanhGELU {
+            geluTanhForward(out: arena[a.mlmActivated], inp: arena[a.mlmDense], N: M * C)
+        } else {
+            geluForward(out: arena[a.mlmActivated], slope: arena[a.mlmSlope], inp: arena[a.mlmDense], N: M * C)
+        }
+        layerNormForward(out: arena[a.mlmNormed], mean: arena[a.mlmMean], rstd: arena[a.mlmRstd], inp: arena[a.mlmActivated],
+                         weight: p + head.normWeight.offset, bias: p + head.normBias.offset, eps: Float(config.layerNormEps), N: M, C: C)
+        linearForward(out: arena[a.mlmLogits], inp: arena[a.mlmNormed], weight: p + t.wordEmbeddings.offset, bias: p + head.decoderBias.offset,
+                      B: M, C: C, OC: V)
+        let losses = arena[a.mlmLosses], probabilities = arena[a.mlmProbabilities]
+        softmaxCrossEntropyForward(losses: losses, probs: probabilities, logits: arena[a.mlmLogits], targets: batch.maskedTargets, B: M, K: V)
+        for m in 0..<M {
+            stats.lossSum += Double(losses[m])
+            if argmax(probabilities + m * V, V) == Int(batch.maskedTargets[m]) { stats.correct += 1 }
+        }
+        return stats
+    }
+
+    /// Backward of `maskedLMForward`: the head's gradients, the tied decoder's added into the word
+    /// embeddings' (nil: frozen), and, with `inputGradient`, dx [N, C] = the encoder output's
+    /// gradient (zero except at the masked rows).
+    private func maskedLMBackward(_ head: BertParameters.MaskedLMHead, dx: UnsafeMutablePointer<Float>, batch: Batch,
+                                  wordEmbeddingGradient: UnsafeMutablePointer<Float>?, inputGradient: Bool) {
+        let M = batch.maskedPositions.count, C = config.hiddenSize, V = config.vocabSize, N = batch.tokenIDs.count
+        let a = acts, p = parameters.base, g = gradients.base, t = tensors
+        if inputGradient { zeroFill(dx, N: N * C) }
+        guard M > 0 else { return }
+        // The logits are spent: their region takes their gradient.
+        let dLogits = arena[a.mlmLogits]
+        zeroFill(dLogits, N: M * V)
+        softmaxCrossEntropyBackward(dlogits: dLogits, dlosses: arena[a.mlmOnes], probs: arena[a.mlmProbabilities], targets: batch.maskedTargets, B: M, K: V)
+        linearBackward(dinp: arena[a.dMlmA], dweight: wordEmbeddingGradient, dbias: g + head.decoderBias.offset, dout: dLogits,
+                       inp: arena[a.mlmNormed], weight: p + t.wordEmbeddings.offset, B: M, C: C, OC: V, overwritingInput: true)
+        layerNormBackward(dinp: arena[a.dMlmB], dweight: g + head.normWeight.offset, dbias: g + head.normBias.offset, dout: arena[a.dMlmA],
+                          inp: arena[a.mlmActivated], weight: p + head.normWeight.offset, mean: arena[a.mlmMean], rstd: arena[a.mlmRstd],
+                          N: M, C: C, overwritingInput: true)
+        if config.usesTanhGELU {
+            geluTanhBackward(dinp: arena[a.dMlmA], dout: arena[a.dMlmB], inp: arena[a.mlmDense], N: M * C, overwritingInput: true)
+        } else {
+            geluBackward(dinp: arena[a.dMlmA], dout: arena[a.dMlmB], slope: arena[a.mlmSlope], N: M * C, overwritingInput: true)
+        }
+        linearBackward(dinp: inputGradient ? arena[a.dMlmB] : nil, dweight: g + head.transformWeight.offset, dbias: g + head.transformBias.offset,
+                       dout: arena[a.dMlmA], inp: arena[a.mlmRows], weight: p + head.transformWeight.offset, B: M, C: C, OC: C, overwritingInput: true)
+        if inputGradient {
+            batch.maskedPositions.withUnsafeBufferPointer { rows in
+                gatherRowsBackward(dinp: dx, dout: arena[a.dMlmB], rows: rows.baseAddress!, M: M, C: C)
+            }
+        }
+    }
+
     // MARK: Outputs
 
     public func lastLogits() -> [[Float]] {
         guard let batch = last?.batch else { return [] }
         let K = task.outputCount, logits = arena[acts.logits]
         return (0..<batch.count).map { Array(UnsafeBufferPointer(start: logits + $0 * K, count: K)) }
+    }
+
+    /// Masked-language modelling: the vocabulary logits [M][V] at the masked positions of the last
+    /// forward pass (backward overwrites them with their gradient), and that batch as masked.
+    public func lastMaskedLogits() -> (logits: [[Float]], batch: Batch)? {
+        guard let batch = last?.batch, task == .maskedLanguageModel else { return nil }
+        let V = config.vocabSize, logits = arena[acts.mlmLogits]
+        return ((0..<batch.maskedPositions.count).map { Array(UnsafeBufferPointer(start: logits + $0 * V, count: V)) }, batch)
     }
 
     /// The pooled sentence representation [B][C] of a batch (before the classifier's dropout).

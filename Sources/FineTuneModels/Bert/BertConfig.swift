@@ -95,7 +95,9 @@ public struct BertConfig: Decodable, Sendable {
             o["id2label"] = .object(["0": .string("LABEL_0")])
             o["label2id"] = .object(["LABEL_0": .integer(0)])
             o["problem_type"] = .string("regression")
-        case nil:
+        case .maskedLanguageModel?, nil:
+            // A masked-LM model keeps the folder's labels, if any: they belong to the encoder's
+            // next fine-tune, not to this head.
             break
         }
         o.merge(extra) { _, new in new }

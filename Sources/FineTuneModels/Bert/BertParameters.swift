@@ -3,7 +3,7 @@ import FineTuneKernels
 /// The parameters of a BERT encoder with a classification (or regression) head: named views into
 /// one flat buffer, with transformers' BertModel tensor names (`embeddings.word_embeddings.weight`,
 /// `encoder.layer.{l}.attention.self.query.weight`, ...), plus `pooler.dense.*` (cls pooling) and
-/// `classifier.*`. Shapes: V vocabulary, P positions, TV token types, C hidden, F intermediate, K outputs.
+/// `classifier.*`, or BertForMaskedLM's `cls.predictions.*` for masked-language modelling. Shapes: V vocabulary, P positions, TV token types, C hidden, F intermediate, K outputs.
 public struct BertParameters: Sendable {
     public struct Layer: Sendable {
         /// [C, C], [C] each: the query, key and value projections.
@@ -37,12 +37,23 @@ public struct BertParameters: Sendable {
     public let adapters: [[LoRATarget: Adapter]]
     /// [C, C], [C]: dense + tanh on [CLS] (cls pooling only).
     public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
-    /// [K, C], [K]
-    public let classifierWeight: TensorSpec, classifierBias: TensorSpec
+    /// [K, C], [K] (nil for masked-language modelling)
+    public let classifierWeight: TensorSpec?, classifierBias: TensorSpec?
+    /// BertForMaskedLM's head (`cls.predictions.*`): a dense layer [C, C], [C] with the encoder's
+    /// activation, a LayerNorm [C], [C], then the decoder, whose weight is the word embeddings
+    /// (tied, not a tensor of its own) and whose bias is [V].
+    public struct MaskedLMHead: Sendable {
+        public let transformWeight: TensorSpec, transformBias: TensorSpec
+        public let normWeight: TensorSpec, normBias: TensorSpec
+        public let decoderBias: TensorSpec
+    }
+    public let maskedLM: MaskedLMHead?
+    /// The first tensor of the head (pooler, classifier or the masked-LM head).
+    public var headStart: TensorSpec { poolerWeight ?? classifierWeight ?? maskedLM!.transformWeight }
 
     public static func layerPrefix(_ l: Int) -> String { "encoder.layer.\(l)." }
 
-    public init(config: BertConfig, pooling: Pooling, outputs K: Int, lora: LoRASettings? = nil) {
+    public init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil) {
         let C = config.hiddenSize, F = config.intermediateSize
         var layout = ParameterLayout()
         // transformers' convention: no weight decay on biases and LayerNorm weights.
@@ -80,13 +91,25 @@ public struct BertParameters: Sendable {
             }
             return adapters
         }
-        if pooling == .cls {
-            poolerWeight = add("pooler.dense.weight", [C, C]); poolerBias = add("pooler.dense.bias", [C])
-        } else {
+        if task == .maskedLanguageModel {
             poolerWeight = nil; poolerBias = nil
+            classifierWeight = nil; classifierBias = nil
+            maskedLM = MaskedLMHead(transformWeight: add("cls.predictions.transform.dense.weight", [C, C]),
+                                    transformBias: add("cls.predictions.transform.dense.bias", [C]),
+                                    normWeight: add("cls.predictions.transform.LayerNorm.weight", [C]),
+                                    normBias: add("cls.predictions.transform.LayerNorm.bias", [C]),
+                                    decoderBias: add("cls.predictions.bias", [config.vocabSize]))
+        } else {
+            if pooling == .cls {
+                poolerWeight = add("pooler.dense.weight", [C, C]); poolerBias = add("pooler.dense.bias", [C])
+            } else {
+                poolerWeight = nil; poolerBias = nil
+            }
+            let K = task.outputCount
+            classifierWeight = add("classifier.weight", [K, C])
+            classifierBias = add("classifier.bias", [K])
+            maskedLM = nil
         }
-        classifierWeight = add("classifier.weight", [K, C])
-        classifierBias = add("classifier.bias", [K])
         self.layout = layout
     }
 }

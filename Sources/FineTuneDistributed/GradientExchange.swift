@@ -157,9 +157,12 @@ public final class GradientExchange {
     }
 
     /// The forward pass is done: its loss sum joins the control values, whose sum starts now
-    /// (overlapped, unsharded) so it is done by the end of backward.
-    public func forwardDone(lossSum: Double) throws {
+    /// (overlapped, unsharded) so it is done by the end of backward. `count`, when given, replaces
+    /// the examples of `beginStep` as what the loss and gradients are averaged over (the masked
+    /// tokens of masked-language modelling, known only once the inputs are masked).
+    public func forwardDone(lossSum: Double, count: Int? = nil) throws {
         controls[Control.lossSum.rawValue] = Float(lossSum)
+        if let count { controls[Control.examples.rawValue] = Float(count) }
         if overlap && shards == nil { controlsPending = try comm.startAllreduceSum(controls.buffer) }
     }
 

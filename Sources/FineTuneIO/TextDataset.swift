@@ -32,6 +32,9 @@ public struct TextDataset: ExampleSet {
     public private(set) var lines: [Int] = []
     public var count: Int { lines.count }
 
+    /// An empty set, filled by a constructor of this file.
+    private init(path: String) { self.path = path }
+
     /// Reads JSON Lines (`{"text": .., "text_pair": .., "label": ..}`) or CSV (columns text,
     /// text_pair, label) without tokenising.
     public static func readRecords(path: String) throws -> [TextRecord] {
@@ -210,5 +213,46 @@ public struct TextDataset: ExampleSet {
             if !regressionTargets.isEmpty { batch.regressionTargets.append(regressionTargets[i]) }
         }
         return batch
+    }
+}
+
+extension TextDataset {
+    /// A corpus for masked-language modelling: plain text (`.txt`, or any file that is not JSON
+    /// Lines or CSV: one document or paragraph per line, blank lines skipped), or JSON Lines / CSV
+    /// with a `text` field. A text longer than `maxLength` tokens is split into windows of
+    /// `maxLength - 2` tokens, each with [CLS] and [SEP], rather than cut off: every token is seen.
+    /// Labels, if the file has them, are not read; the notice says so once.
+    public static func corpus(path: String, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> (TextDataset, notices: [String]) {
+        var texts: [(line: Int, text: String)] = []
+        var notices: [String] = []
+        let lower = path.lowercased()
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") {
+            let records = try readRecords(path: path)
+            if records.contains(where: { $0.label != nil }) {
+                notices.append("note: \(path): the labels are not read: masked-language modelling learns from the text alone")
+            }
+            texts = records.map { record in (record.line, record.pair.map { record.text + " " + $0 } ?? record.text) }
+        } else {
+            for (number, line) in try textLines(try readDataFile(path), path: path) where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                texts.append((number, line))
+            }
+        }
+        var set = TextDataset(path: path)
+        let budget = maxLength - 2
+        for (line, text) in texts {
+            let ids = tokenizer.tokenize(text)
+            guard !ids.isEmpty else {
+                throw FineTuneError("\(path):\(line): no tokens after tokenisation (the line holds only spaces or control characters)")
+            }
+            for start in stride(from: 0, to: ids.count, by: budget) {
+                let window = [tokenizer.clsID] + ids[start..<min(start + budget, ids.count)] + [tokenizer.sepID]
+                set.tokenIDs += window
+                set.tokenTypeIDs += [Int32](repeating: 0, count: window.count)
+                set.starts.append(set.tokenIDs.count)
+                set.lines.append(line)
+            }
+        }
+        if set.count == 0 { throw FineTuneError("\(path): no text (an empty corpus)") }
+        return (set, notices)
     }
 }

@@ -34,6 +34,19 @@ public final class WordPieceTokenizer {
         clsID = try special("[CLS]"); sepID = try special("[SEP]"); padID = try special("[PAD]"); unkID = try special("[UNK]")
     }
 
+    /// The id of a token of the vocabulary, if it has it.
+    public func id(of token: String) -> Int32? { vocabulary[Array(token.utf8)] }
+
+    /// What masked-language modelling needs of the vocabulary: [MASK], the special tokens never
+    /// masked, and which tokens continue a word (`##...`, for whole-word masking).
+    public func maskingSettings(probability: Double, wholeWord: Bool, vocabularySize: Int) throws -> MaskingSettings {
+        guard let mask = id(of: "[MASK]") else {
+            throw FineTuneError("the vocabulary has no [MASK] token, which masked-language modelling needs")
+        }
+        return MaskingSettings(probability: probability, wholeWord: wholeWord, maskID: mask, vocabularySize: vocabularySize,
+                               specialIDs: [clsID, sepID, padID, unkID, mask], continuation: tokens.map { $0.hasPrefix("##") })
+    }
+
     /// The files a tokenizer is read from (and carried into checkpoints and exports).
     public static let fileNames = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 

@@ -23,12 +23,14 @@ public enum DataLoading {
     /// inferred from the training labels (sorted label names, or regression for numbers).
     public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
                             maxLength requested: Int?, pooling: Pooling? = nil, taskChoice: TaskChoice? = nil) throws -> Loaded {
-        if let taskChoice, let task = description.task, (task == .regression) != (taskChoice == .regression) {
+        let maskedLM = taskChoice == .mlm || description.task == .maskedLanguageModel
+        if let taskChoice, taskChoice != .mlm, let task = description.task, (task == .regression) != (taskChoice == .regression) {
             throw FineTuneError("--task \(taskChoice.rawValue): the model already has a \(task == .regression ? "regression" : "classification") head" +
                                 (task.labels.map { " (labels \($0.joined(separator: ", ")))" } ?? "") + "; --task chooses for a model without one")
         }
         switch description.kind {
         case .mlp(let config):
+            if maskedLM { throw FineTuneError("--task mlm trains a text encoder (BERT family); this model is an MLP over feature vectors") }
             if requested != nil || pooling != nil {
                 throw FineTuneError("--max-length and --pooling apply to text models; this model is an MLP over feature vectors")
             }
@@ -36,6 +38,17 @@ public enum DataLoading {
             return Loaded(train: try load(train), valid: try valid.map(load), test: try test.map(load), task: config.task, maxLength: nil)
         case .bert(let bert):
             let maxLength = try resolvedMaxLength(requested, model: bert)
+            if maskedLM {
+                // Unlabelled text in windows of maxLength tokens; labels, if any, not read.
+                var notices: [String] = []
+                func corpus(_ path: String) throws -> TextDataset {
+                    let (set, said) = try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength)
+                    notices += said
+                    return set
+                }
+                return Loaded(train: try corpus(train), valid: try valid.map(corpus), test: try test.map(corpus), task: .maskedLanguageModel,
+                              maxLength: maxLength, notices: notices)
+            }
             let trainRecords = try TextDataset.readRecords(path: train)
             let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train, choice: taskChoice)
             var notices: [String] = []

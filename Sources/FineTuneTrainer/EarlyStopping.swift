@@ -1,13 +1,20 @@
+import FineTuneModels
 import FineTuneIO
 
 public enum MonitoredMetric: String, Sendable, CaseIterable, Codable {
     case valLoss = "val_loss", valAccuracy = "val_accuracy", valMacroF1 = "val_macro_f1", valMCC = "val_mcc"
     case valMSE = "val_mse", valMAE = "val_mae", valR2 = "val_r2"
-    /// Whether larger is better: the scores (accuracy, F1, MCC, R²); the errors and the loss fall.
+    case valPerplexity = "val_perplexity"
+    /// Whether larger is better: the scores (accuracy, F1, MCC, R²); the errors, perplexity and the loss fall.
     public var maximize: Bool { [.valAccuracy, .valMacroF1, .valMCC, .valR2].contains(self) }
-    /// Whether it exists for a classifier (loss, accuracy, macro-F1, MCC) or for regression (loss, MSE, MAE, R²).
-    public func applies(classification: Bool) -> Bool {
-        self == .valLoss || ([.valAccuracy, .valMacroF1, .valMCC].contains(self) == classification)
+    /// The metrics a task has: a classifier loss, accuracy, macro-F1, MCC; regression loss, MSE, MAE,
+    /// R²; masked-language modelling loss, (masked-token) accuracy, perplexity.
+    public static func available(for task: TaskKind) -> [MonitoredMetric] {
+        switch task {
+        case .classification: return [.valLoss, .valAccuracy, .valMacroF1, .valMCC]
+        case .regression: return [.valLoss, .valMSE, .valMAE, .valR2]
+        case .maskedLanguageModel: return [.valLoss, .valAccuracy, .valPerplexity]
+        }
     }
 }
 

@@ -14,7 +14,7 @@ public enum Evaluation {
         let examples = subset ?? Array(0..<data.count)
         let mine = Sharding.batchAlignedSlice(count: examples.count, batchSize: batchSize, rank: comm.rank, size: comm.size)
         let K = model.task.outputCount
-        let isClassifier = model.task.labels != nil
+        let isClassifier = model.task.labels != nil, maskedLM = model.task == .maskedLanguageModel
         // loss, correct, count, then regression's Σ|error|, Σy, Σy², then the confusion matrix (K × K).
         var sums = [Double](repeating: 0, count: 6 + (isClassifier ? K * K : 0))
         var start = mine.lowerBound
@@ -23,7 +23,8 @@ public enum Evaluation {
             let batch = data.batch(examples[start..<end])
             let stats = model.evaluate(batch)
             sums[0] += stats.lossSum; sums[1] += stats.correct; sums[2] += stats.count
-            for (b, row) in model.lastLogits().enumerated() {
+            // Masked-language modelling: the statistics are per masked token, nothing per example.
+            for (b, row) in (maskedLM ? [] : model.lastLogits()).enumerated() {
                 if isClassifier {
                     let predicted = row.withUnsafeBufferPointer { argmax($0.baseAddress!, K) }  // as accuracy counts it
                     sums[6 + Int(batch.classTargets[b]) * K + predicted] += 1
@@ -40,8 +41,11 @@ public enum Evaluation {
         }
         try sums.withUnsafeMutableBufferPointer { try comm.allreduceSum($0) }
         let n = max(sums[2], 1)
-        var result = EvaluationResult(loss: sums[0] / n, accuracy: isClassifier ? sums[1] / n : nil, examples: Int(sums[2]))
-        if isClassifier {
+        var result = EvaluationResult(loss: sums[0] / n, accuracy: isClassifier || maskedLM ? sums[1] / n : nil, examples: Int(sums[2]))
+        result.maskedLM = maskedLM
+        if maskedLM {
+            return result
+        } else if isClassifier {
             result.confusion = (0..<K).map { t in (0..<K).map { p in Int(sums[6 + t * K + p]) } }
         } else {
             let values = n * Double(K)

@@ -127,14 +127,13 @@ public final class Trainer {
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
             let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description, maxLength: c.maxLength,
                                             pooling: c.pooling, taskChoice: c.taskChoice)
-            let classifier = loaded.task != .regression
-            if !c.monitor.applies(classification: classifier) {
-                throw FineTuneError("--monitor \(c.monitor.rawValue) is a \(classifier ? "regression" : "classification") metric; this is a " +
-                                    (classifier ? "classifier (use val_loss, val_accuracy, val_macro_f1 or val_mcc)"
-                                                : "regression model (use val_loss, val_mse, val_mae or val_r2)"))
+            let available = MonitoredMetric.available(for: loaded.task)
+            if !available.contains(c.monitor) {
+                let kind = loaded.task == .regression ? "regression model" : loaded.task == .maskedLanguageModel ? "masked-language model" : "classifier"
+                throw FineTuneError("--monitor \(c.monitor.rawValue) is not a metric of a \(kind) (use \(available.map(\.rawValue).joined(separator: ", ")))")
             }
-            if !classifier && (c.labelSmoothing > 0 || c.classWeights != nil) {
-                throw FineTuneError("--label-smoothing and --class-weights need a classifier; this is a regression model")
+            if loaded.task.labels == nil && (c.labelSmoothing > 0 || c.classWeights != nil) {
+                throw FineTuneError("--label-smoothing and --class-weights need a classifier; this is a \(loaded.task == .regression ? "regression" : "masked-language") model")
             }
             return loaded
         }
@@ -155,6 +154,11 @@ public final class Trainer {
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
+        if data.task == .maskedLanguageModel, let bert = bundle.bert, let encoder = model as? BertClassifier {
+            encoder.masking = try comm.agree("reading the vocabulary for masking") {
+                try bert.tokenizer.maskingSettings(probability: c.mlmProbability, wholeWord: c.wholeWordMask, vocabularySize: bert.config.vocabSize)
+            }
+        }
         // Gradual unfreezing: what trains depends on the epoch the run starts in.
         let resumedState = try comm.agree("reading the checkpoint's state") { try resumed?.state() }
         let resolved = try comm.agree("applying the fine-tuning controls") {

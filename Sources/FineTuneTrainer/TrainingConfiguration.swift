@@ -54,6 +54,9 @@ public struct TrainingConfiguration: Sendable {
     public var tensorBoard = true
     /// The --config file the options came from, if any.
     public var configFile: String? = nil
+    /// Masked-language modelling (`--task mlm`): the share of tokens chosen, and whether whole words are.
+    public var mlmProbability = 0.15
+    public var wholeWordMask = false
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -159,6 +162,7 @@ public struct TrainingConfiguration: Sendable {
         if let classWeights { o["class-weights"] = classWeights.description }
         if let pooling { o["pooling"] = pooling.rawValue }
         if let taskChoice { o["task"] = taskChoice.rawValue }
+        if taskChoice == .mlm { o["mlm-probability"] = String(mlmProbability); o["whole-word-mask"] = String(wholeWordMask) }
         switch optimizer.kind {
         case .adamw:
             o["adam-beta1"] = String(optimizer.beta1)
@@ -181,7 +185,7 @@ public struct TrainingConfiguration: Sendable {
 extension TrainingConfiguration: Encodable {
     /// One key per `train` option.
     public enum OptionKey: String, CodingKey, CaseIterable {
-        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard, config
+        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard, config, mlmProbability = "mlm_probability", wholeWordMask = "whole_word_mask"
         case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
         case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
         case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
@@ -206,6 +210,7 @@ extension TrainingConfiguration: Encodable {
         try c.encode(pooling, forKey: .pooling); try c.encode(taskChoice, forKey: .task)
         try c.encode(progressDisplay, forKey: .progress); try c.encode(tensorBoard, forKey: .tensorboard)
         try c.encode(configFile, forKey: .config)
+        try c.encode(mlmProbability, forKey: .mlmProbability); try c.encode(wholeWordMask, forKey: .wholeWordMask)
         try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
         try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
         try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)

@@ -21,6 +21,11 @@ public struct EvaluationResult: Sendable, Equatable {
     /// Regression: mean absolute error and the coefficient of determination (nil when the targets do not vary).
     public var meanAbsoluteError: Double? = nil
     public var r2: Double? = nil
+    /// Masked-language modelling: the loss is the mean cross-entropy per masked token, the accuracy
+    /// the share of masked tokens predicted right, `examples` the masked tokens; this is set.
+    public var maskedLM = false
+    /// exp(mean masked-token cross-entropy), as transformers' run_mlm reports it.
+    public var perplexity: Double? { maskedLM ? Foundation.exp(loss) : nil }
 
     public init(loss: Double, accuracy: Double?, examples: Int, confusion: [[Int]]? = nil, meanAbsoluteError: Double? = nil, r2: Double? = nil) {
         self.loss = loss; self.accuracy = accuracy; self.examples = examples; self.confusion = confusion
@@ -67,11 +72,13 @@ public struct EvaluationResult: Sendable, Equatable {
         case .valMCC: return mcc ?? .nan
         case .valMAE: return meanAbsoluteError ?? .nan
         case .valR2: return r2 ?? .nan
+        case .valPerplexity: return perplexity ?? .nan
         }
     }
 
     /// The metrics this result has, as (suffix, value): loss, accuracy, macro_f1, mcc or mse, mae, r2.
     public var figures: [(String, Double?)] {
+        if maskedLM { return [("loss", loss), ("accuracy", accuracy), ("perplexity", perplexity)] }
         if let accuracy { return [("loss", loss), ("accuracy", accuracy), ("macro_f1", macroF1), ("mcc", mcc)] }
         return [("loss", loss), ("mse", loss), ("mae", meanAbsoluteError), ("r2", r2)]
     }

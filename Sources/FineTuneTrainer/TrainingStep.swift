@@ -89,7 +89,8 @@ public final class TrainingStep {
         // The last one overlaps its backward with the exchange.
         let lastStart = clock()
         local += model.forward(microBatches.last!, mode: .training(seed: dropoutSeed, step: step))
-        try exchange.forwardDone(lossSum: local.lossSum)
+        // The loss is a mean over what the statistics count: examples, or masked tokens.
+        try exchange.forwardDone(lossSum: local.lossSum, count: Int(local.count))
         let forwardDone = clock()
         var readyError: Error? = nil
         model.backward { offset in

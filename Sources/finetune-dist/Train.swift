@@ -13,7 +13,16 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Run folder for metrics, checkpoints and models.") var output: String
     @Option(help: "Text models: tokens per example, [CLS] and [SEP] included; longer texts are truncated (default: the model's limit, at most 128). Batches are packed, never padded.") var maxLength: Int?
     @Option(help: "Text models without a trained head: mean (masked mean of the tokens, exported as a sentence-transformers folder) or cls (pooler on [CLS], exported as BertForSequenceClassification). Default: the folder's own, else mean.") var pooling: Pooling?
-    @Option(help: "Text models without a trained head: what the new head learns. Default: classification when the labels are names, regression (mean squared error) when they are numbers; `--task classification` reads whole-number labels as class names.") var task: TaskChoice?
+    @Option(help: "Text models: what the head learns. Default: classification when the labels are names, regression (mean squared error) when they are numbers; `--task classification` reads whole-number labels as class names. `--task mlm`: masked-language modelling on unlabelled text (plain text, one document per line, or a text field), to adapt the encoder to a domain before fine-tuning; the run exports a BertForMaskedLM folder.") var task: TaskChoice?
+    @Option(help: "--task mlm: the share of (non-special) tokens chosen for prediction; of those 80% become [MASK], 10% a random token, 10% stay.") var mlmProbability: Double = 0.15
+    @Flag(help: "--task mlm: choose whole words (a token and its ## pieces together) rather than single tokens.") var wholeWordMask = false
+
+    func validate() throws {
+        guard mlmProbability > 0 && mlmProbability < 1 else { throw ValidationError("--mlm-probability must be in (0, 1)") }
+        if task != .mlm && (mlmProbability != 0.15 || wholeWordMask) {
+            throw ValidationError("--mlm-probability and --whole-word-mask need --task mlm")
+        }
+    }
 }
 
 struct OptimizationOptions: ParsableArguments {
@@ -233,6 +242,7 @@ struct Train: ParsableCommand {
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
         c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue; c.tensorBoard = tensorboard; c.configFile = config
+        c.mlmProbability = data.mlmProbability; c.wholeWordMask = data.wholeWordMask
         let o = optimization
         c.epochs = o.epochs; c.maxSteps = o.maxSteps; c.batchSize = o.batchSize
         c.learningRate = o.lr; c.schedule = o.lrSchedule; c.lrEnd = o.lrEnd; c.lrPower = o.lrPower; c.layerLRDecay = o.layerLrDecay

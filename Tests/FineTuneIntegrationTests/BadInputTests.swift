@@ -184,7 +184,7 @@ final class BadInputTests: XCTestCase {
             Case(name: "--freeze-layers beyond the model", arguments: option("--freeze-layers", "9"), words: ["--freeze-layers 9", "2 layers"]),
             Case(name: "--class-weights count", arguments: option("--class-weights", "1,2,3"), words: ["--class-weights gives 3 weights", "2 labels"]),
             Case(name: "--monitor for the other task", arguments: text("numbers.jsonl", ["--valid", "\(f)/numbers.jsonl", "--monitor", "val_accuracy"]),
-                 words: ["--monitor val_accuracy", "regression model"]),
+                 words: ["--monitor val_accuracy is not a metric of a regression model"]),
 
             // Output folders.
             Case(name: "--output is a file", arguments: option(), words: ["--output", "is a file, not a folder"], output: .existing("a-file")),

@@ -223,7 +223,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
     func testControlsThatDoNotFitTheModelAreRefused() throws {
         let cases: [([String], String)] = [
             (["--freeze-layers", "3"], "--freeze-layers 3: the model has 2 layers"),
-            (["--monitor", "val_r2"], "--monitor val_r2 is a regression metric"),
+            (["--monitor", "val_r2"], "--monitor val_r2 is not a metric of a classifier (use val_loss, val_accuracy, val_macro_f1, val_mcc)"),
             (["--layer-lr-decay", "1.5"], "--layer-lr-decay must be in (0, 1]"),
             (["--grad-accum", "0"], "--grad-accum must be positive"),
             (["--train-only", "head", "--unfreeze-every", "1"], "contradict each other"),

@@ -82,8 +82,10 @@ final class ControlsTests: XCTestCase {
         XCTAssertEqual(EvaluationResult(loss: 0, accuracy: 1, examples: 2, confusion: [[2, 0], [0, 0]]).mcc, 0, "undefined: 0, as sklearn")
         XCTAssertEqual(r.value(of: .valMacroF1), r.macroF1)
         XCTAssertTrue(MonitoredMetric.valMCC.maximize && MonitoredMetric.valR2.maximize && !MonitoredMetric.valMAE.maximize)
-        XCTAssertFalse(MonitoredMetric.valR2.applies(classification: true))
-        XCTAssertTrue(MonitoredMetric.valLoss.applies(classification: false))
+        XCTAssertFalse(MonitoredMetric.available(for: .classification(labels: ["a", "b"])).contains(.valR2))
+        XCTAssertTrue(MonitoredMetric.available(for: .regression).contains(.valLoss))
+        XCTAssertEqual(MonitoredMetric.available(for: .maskedLanguageModel), [.valLoss, .valAccuracy, .valPerplexity])
+        XCTAssertFalse(MonitoredMetric.valPerplexity.maximize)
     }
 
     /// R² and MAE as Evaluation computes them, through a one-rank evaluation of a linear model.

@@ -57,6 +57,11 @@ enum BadInputFixtures {
         _ = fm.createFile(atPath: "\(dir)/latin1.jsonl", contents: latin1)
         try fm.createDirectory(atPath: "\(dir)/afolder", withIntermediateDirectories: true)
 
+        // Unlabelled text for masked-language modelling.
+        lines("corpus.txt", good.map { $0.replacingOccurrences(of: "{\"text\": \"", with: "").components(separatedBy: "\"").first! })
+        write("blank-corpus.txt", "\n   \n\n")
+        write("control-corpus.txt", "the data train\n\u{01}\u{02}\u{07}\nthe cpu\n")
+
         // Feature data for a 6-input, 3-class MLP.
         let init_ = try Harness.finetune(["init", "--input-size", "6", "--hidden", "8", "--labels", "red,green,blue", "--output", "\(dir)/mlp"])
         guard init_.status == 0 else { throw FineTuneError("init: \(init_.output)") }
@@ -162,6 +167,8 @@ enum BadInputFixtures {
             .write(toFile: "\(try copyBase("m-nounk"))/vocab.txt", atomically: true, encoding: .utf8)
         try fm.removeItem(atPath: "\(try copyBase("m-novocab"))/vocab.txt")
         try "{\"model\": {\"vocab\": ".write(toFile: "\(try copyBase("m-badtokenizer"))/tokenizer.json", atomically: true, encoding: .utf8)
+        try vocab.replacingOccurrences(of: "[MASK]\n", with: "[MASKED]\n")
+            .write(toFile: "\(try copyBase("m-nomask"))/vocab.txt", atomically: true, encoding: .utf8)
         try (vocab + "extra1\nextra2\n").write(toFile: "\(try copyBase("m-longvocab"))/vocab.txt", atomically: true, encoding: .utf8)
         try rewriteTensors("m-nan") { $0["encoder.layer.0.attention.self.query.weight"]!.values[3] = .nan }
         try rewriteTensors("m-missingtensor") { $0["encoder.layer.1.output.dense.bias"] = nil }

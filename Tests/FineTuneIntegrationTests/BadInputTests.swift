@@ -98,6 +98,19 @@ final class BadInputTests: XCTestCase {
             Case(name: "label the head lacks", arguments: text("good.jsonl", model: "classifier"),
                  words: ["good.jsonl:1:", "unknown label", "neg, neu, pos"]),
 
+            // Masked-language modelling corpora and settings.
+            Case(name: "empty corpus", arguments: text("blank-corpus.txt", ["--task", "mlm"]), words: ["blank-corpus.txt", "no text (an empty corpus)"]),
+            Case(name: "corpus line without tokens", arguments: text("control-corpus.txt", ["--task", "mlm"]),
+                 words: ["control-corpus.txt:2:", "no tokens after tokenisation"]),
+            Case(name: "mlm on an MLP", arguments: mlp("features.jsonl", ["--task", "mlm"]), words: ["--task mlm trains a text encoder", "MLP"]),
+            Case(name: "mlm without [MASK]", arguments: text("corpus.txt", ["--task", "mlm"], model: "m-nomask"), words: ["no [MASK] token"]),
+            Case(name: "--mlm-probability 0", arguments: text("corpus.txt", ["--task", "mlm", "--mlm-probability", "0"]),
+                 words: ["--mlm-probability must be in (0, 1)"], status: 64),
+            Case(name: "--whole-word-mask without mlm", arguments: option("--whole-word-mask"), words: ["need --task mlm"], status: 64),
+            Case(name: "--monitor macro-F1 for mlm", arguments: text("corpus.txt", ["--task", "mlm", "--valid", "\(f)/corpus.txt", "--monitor", "val_macro_f1"]),
+                 words: ["--monitor val_macro_f1 is not a metric of a masked-language model", "val_perplexity"]),
+            Case(name: "2 ranks: empty corpus", ranks: 2, arguments: text("blank-corpus.txt", ["--task", "mlm"]), words: ["no text"]),
+
             // Feature data for the MLP.
             Case(name: "NaN feature", arguments: mlp("nan.jsonl"), words: ["nan.jsonl:3:", "features[1] is NaN, not a finite number"]),
             Case(name: "Infinity feature", arguments: mlp("inf.jsonl"), words: ["inf.jsonl:3:", "features[0] is Infinity"]),
@@ -334,6 +347,11 @@ extension BadInputTests {
         let short = try Harness.finetune(["train", "--model", "\(fx)/m-shortvocab", "--train", "\(fx)/good.jsonl", "--output", "\(fx)/notice-3", "--max-steps", "1"])
         XCTAssertEqual(short.status, 0, short.output)
         XCTAssertTrue(short.stdout.contains("the vocabulary has 60 tokens, fewer than vocab_size 120"), short.stdout)
+
+        let labelled = try Harness.finetune(["train", "--task", "mlm", "--model", "\(fx)/base", "--train", "\(fx)/good.jsonl", "--output", "\(fx)/notice-4",
+                                             "--max-steps", "1"])
+        XCTAssertEqual(labelled.status, 0, labelled.output)
+        XCTAssertEqual(labelled.stdout.components(separatedBy: "the labels are not read").count, 2, "said once: \(labelled.stdout)")
     }
 }
 

@@ -23,6 +23,8 @@ public struct BenchmarkConfiguration: Sendable {
     public var gradAccum = 1
     /// LoRA adapters (the base frozen), as in `train`.
     public var lora: LoRASettings? = nil
+    /// Masked-language modelling (15 % of the tokens masked) instead of a classifier head.
+    public var maskedLM = false
     public init() {}
 }
 
@@ -117,20 +119,28 @@ public enum Benchmark {
 
     public static func run(_ c: BenchmarkConfiguration, comm: Communicator) throws -> BenchmarkResult {
         let budget = try ThreadBudget.apply(comm)
-        let task = TaskKind.classification(labels: ["a", "b"])
+        let task = c.maskedLM ? TaskKind.maskedLanguageModel : TaskKind.classification(labels: ["a", "b"])
         // The model, and its [CLS] and [SEP] ids (the named shapes' random vocabulary: 2 and 3).
         let (model, cls, sep): (BertClassifier, Int32, Int32) = try comm.agree("building the model") {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
                 guard case .bert = description.kind else { throw FineTuneError("\(path): bench measures BERT-family models") }
-                let bundle = description.build(task: description.task ?? task, lora: c.lora)
+                let bundle = description.build(task: c.maskedLM ? task : description.task ?? task, lora: c.lora)
                 if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
-                return (bundle.model as! BertClassifier, bundle.tokenizer!.clsID, bundle.tokenizer!.sepID)
+                let model = bundle.model as! BertClassifier
+                if c.maskedLM {
+                    model.masking = try bundle.tokenizer!.maskingSettings(probability: 0.15, wholeWord: false, vocabularySize: model.config.vocabSize)
+                }
+                return (model, bundle.tokenizer!.clsID, bundle.tokenizer!.sepID)
             }
             let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task, lora: c.lora)
             var rng = SplitMix64(seed: c.seed)
             for i in 0..<m.parameters.count { m.parameters[i] = Float(rng.nextNormal() * 0.02) }
             m.initializeAdapters(seed: c.seed)
+            if c.maskedLM {
+                // The named shapes' random vocabulary: 0 [PAD], 1 [UNK], 2 [CLS], 3 [SEP], 4 [MASK].
+                m.masking = MaskingSettings(maskID: 4, vocabularySize: m.config.vocabSize, specialIDs: [0, 1, 2, 3, 4])
+            }
             return (m, 2, 3)
         }
         try comm.broadcast(model.parameters, root: 0)
@@ -152,7 +162,7 @@ public enum Benchmark {
                 batch.tokenIDs.append(sep)
                 batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
                 batch.sequenceStarts.append(batch.tokenIDs.count)
-                batch.classTargets.append(Int32(rng.next() % 2))
+                if !c.maskedLM { batch.classTargets.append(Int32(rng.next() % 2)) }
             }
             return batch
         }

@@ -30,6 +30,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Split each rank's batch into K micro-batches (gradient accumulation), as train does.") var gradAccum: Int = 1
     @OptionGroup(title: "LoRA") var lora: LoRAOptions
     @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
+    @Flag(help: "Masked-language modelling (train --task mlm): 15% of the tokens masked, BertForMaskedLM's head at those positions.") var mlm = false
     @Flag(help: "End with one JSON object on the last line.") var json = false
 
     func validate() throws {
@@ -50,6 +51,7 @@ struct Bench: ParsableCommand {
         c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
         c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
         c.freeze.layers = freezeLayers; c.freeze.onlyHead = trainOnly == .head; c.gradAccum = gradAccum; c.lora = lora.settings
+        c.maskedLM = mlm
         do {
             var r = try Benchmark.run(c, comm: comm)
             let blas = BLASSetup.selection

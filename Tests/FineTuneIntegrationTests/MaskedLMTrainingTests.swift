@@ -74,4 +74,26 @@ final class MaskedLMTrainingTests: IntegrationTestCase {
             XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()!, 1e-6, name)
         }
     }
+
+    /// Adapted from a sentence-transformers folder, the export keeps its Transformer and Pooling
+    /// modules (no Dense: this run trained no task head), so sentence-transformers still loads it.
+    func testAnAdaptedSentenceTransformersFolderKeepsItsModules() throws {
+        let source = "\(dir)/st"
+        try FileManager.default.copyItem(atPath: "\(tinyBert)/base", toPath: source)
+        try FileManager.default.createDirectory(atPath: "\(source)/1_Pooling", withIntermediateDirectories: true)
+        try #"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#
+            .write(toFile: "\(source)/modules.json", atomically: true, encoding: .utf8)
+        try #"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#.write(toFile: "\(source)/1_Pooling/config.json", atomically: true, encoding: .utf8)
+        writeCorpus("\(dir)/domain.txt", lines: 40, seed: 5)
+        let r = try Harness.finetune(["train", "--task", "mlm", "--model", source, "--train", "\(dir)/domain.txt", "--output", "\(dir)/adapt",
+                                      "--max-steps", "2", "--batch-size", "8", "--whole-word-mask"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let modules = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/adapt/final/modules.json"))) as! [[String: Any]]
+        XCTAssertEqual(modules.map { $0["path"] as? String }, ["", "1_Pooling"])
+        let pooling = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/adapt/final/1_Pooling/config.json"))) as! [String: Any]
+        XCTAssertEqual(pooling["pooling_mode"] as? String, "mean")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/adapt/final/config.json"))) as! [String: Any]
+        XCTAssertEqual(config["architectures"] as? [String], ["BertForMaskedLM"])
+        XCTAssertNil(config["finetune_dist"], "the exported config is transformers' alone")
+    }
 }

@@ -324,11 +324,13 @@ public final class Trainer {
                  to: s.metrics)
     }
 
-    /// A resumed run must do the same mathematics as the one that wrote the checkpoint.
+    /// A path as recorded in checkpoints: absolute, symbolic links resolved.
     static func absolutePath(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
+    /// A resumed run must start from the same model and do the same mathematics as the one that
+    /// wrote the checkpoint.
     private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
         if let started = state.modelPath, started != Self.absolutePath(configuration.modelPath),
            !configuration.acceptChanged.contains("model") {

@@ -14,36 +14,10 @@ if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c1)" ]; then
     $sudo apt-get update -qq
 fi
 mkdir -p "$out"
-apt-cache dumpavail | python3 -c '
-import hashlib, os, re, sys
-SECTIONS = {"games", "science", "sound", "graphics", "mail", "editors", "database", "math", "fonts", "web", "kernel", "video"}
+apt-cache dumpavail | PYTHONPATH="$(dirname "$0")" python3 -c '
+import os, sys
+from debian_packages import SECTIONS, bucket, description, records, source_of
 out = sys.argv[1]
-
-def records(stream):
-    fields, last = {}, None
-    for raw in stream:
-        line = raw.rstrip("\n")
-        if not line.strip():
-            if fields: yield fields
-            fields, last = {}, None
-        elif line[0] in " \t" and last:
-            fields[last].append(line)
-        else:
-            key, _, value = line.partition(":")
-            last = key
-            fields[key] = [value.strip()]
-    if fields: yield fields
-
-def description(lines):
-    short, long = lines[0], []
-    for l in lines[1:]:
-        l = l.strip()
-        if l == ".": continue
-        long.append(l)
-    return re.sub(r"\s+", " ", " ".join([short] + long)).strip()
-
-def bucket(name, n):
-    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % n
 
 seen, packages, evaluated_sources = set(), [], set()
 for r in records(sys.stdin):
@@ -51,7 +25,7 @@ for r in records(sys.stdin):
     if not name or name in seen or "Description" not in r: continue
     seen.add(name)
     section = r.get("Section", [""])[0].split("/")[-1]
-    source = r.get("Source", [name])[0].split(" (")[0].strip() or name
+    source = source_of(r, name)
     if section in SECTIONS:
         # The task splits by the same hash (make-debian-dataset.sh): 0 test, 1 valid.
         if bucket(source, 10) in (0, 1): evaluated_sources.add(source)

@@ -16,33 +16,10 @@ if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c1)" ]; then
     $sudo apt-get update -qq
 fi
 mkdir -p "$out"
-apt-cache dumpavail | python3 -c '
-import hashlib, json, os, re, sys
-SECTIONS = {"games", "science", "sound", "graphics", "mail", "editors", "database", "math", "fonts", "web", "kernel", "video"}
+apt-cache dumpavail | PYTHONPATH="$(dirname "$0")" python3 -c '
+import json, os, sys
+from debian_packages import SECTIONS, bucket, description, records, source_of
 out = sys.argv[1]
-
-def records(stream):
-    fields, last = {}, None
-    for raw in stream:
-        line = raw.rstrip("\n")
-        if not line.strip():
-            if fields: yield fields
-            fields, last = {}, None
-        elif line[0] in " \t" and last:
-            fields[last].append(line)
-        else:
-            key, _, value = line.partition(":")
-            last = key
-            fields[key] = [value.strip()]
-    if fields: yield fields
-
-def description(lines):
-    short, long = lines[0], []
-    for l in lines[1:]:
-        l = l.strip()
-        if l == ".": continue           # paragraph mark
-        long.append(l)
-    return re.sub(r"\s+", " ", " ".join([short] + long)).strip()
 
 seen, rows = set(), []
 for r in records(sys.stdin):
@@ -51,8 +28,7 @@ for r in records(sys.stdin):
     section = r.get("Section", [""])[0].split("/")[-1]
     if section not in SECTIONS: continue
     seen.add(name)
-    source = r.get("Source", [name])[0].split(" (")[0].strip() or name
-    split = int(hashlib.sha256(source.encode()).hexdigest(), 16) % 10
+    split = bucket(source_of(r, name), 10)
     rows.append((name, {"text": description(r["Description"]), "label": section, "package": name},
                  "test" if split == 0 else "valid" if split == 1 else "train"))
 rows.sort(key=lambda x: x[0])

@@ -14,6 +14,7 @@ enum ConfigFile {
         "tensorboard": { [$0 ? "--tensorboard" : "--no-tensorboard"] },
         "shard_optimizer": { $0 ? ["--shard-optimizer"] : [] },
         "resume": { $0 ? ["--resume"] : [] },
+        "whole_word_mask": { $0 ? ["--whole-word-mask"] : [] },
     ]
 
     /// Names users bring from the Hugging Face Trainer, with the option that does the same here.
@@ -81,6 +82,10 @@ enum ConfigFile {
                     guard let on = value.bool else { throw FineTuneError("\(place): \(raw) is a switch: true or false") }
                     result.append((key, flag(on)))
                 } else {
+                    // Every switch is in `flags`; a true/false elsewhere is a mistake (or a switch missing there).
+                    if scalar.style == .plain, value.bool != nil, Double(scalar.string) == nil {
+                        throw FineTuneError("\(place): \(raw) takes a value, not \(scalar.string)")
+                    }
                     result.append((key, [option, scalar.string]))
                 }
             case .sequence(let items):

@@ -91,7 +91,7 @@ struct LoRAOptions: ParsableArguments {
     @Option(help: "LoRA: train rank-r adapters on the encoder's linear layers (and the head) instead of the model; the base weights are frozen. best/ and final/ hold the merged model and, in adapter/, the adapter as PEFT saves it.") var loraRank: Int?
     @Option(help: "LoRA scale numerator: the update is (alpha / r)·B·A. Default 8 (PEFT's).") var loraAlpha: Double = 8
     @Option(help: "LoRA dropout on each adapted layer's input. Default 0 (PEFT's).") var loraDropout: Double = 0
-    @Option(help: "LoRA: the layers to adapt, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense. Default query,value (PEFT's for BERT).") var loraTargets: String = "query,value"
+    @Option(help: "LoRA: the layers to adapt, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense, or all (the six). Default query,value (PEFT's for BERT).") var loraTargets: String = "query,value"
 
     func validate() throws {
         if let loraRank { guard loraRank > 0 else { throw ValidationError("--lora-rank must be positive") } }

@@ -124,6 +124,13 @@ final class ControlsTests: XCTestCase {
         XCTAssertEqual(try ClassWeights(parsing: "1, 2.5,0").resolve(counts: [1, 1, 1], labels: ["a", "b", "c"]), [1, 2.5, 0])
         for bad in ["", "1,,2", "-1,2", "nan,1", "0,0", "heavy"] { XCTAssertThrowsError(try ClassWeights(parsing: bad), bad) }
     }
+
+    func testLoRATargetsParse() throws {
+        XCTAssertEqual(try LoRATarget.parse("value, query,query"), [.query, .value])
+        XCTAssertEqual(try LoRATarget.parse("all"), LoRATarget.allCases)
+        XCTAssertEqual(try LoRATarget.parse("all-linear"), LoRATarget.allCases)
+        for bad in ["", "all,query", "dense", " , "] { XCTAssertThrowsError(try LoRATarget.parse(bad), bad) }
+    }
 }
 
 /// LoRA's model: the forward pass equals the plain model with merged weights, and the adapters'

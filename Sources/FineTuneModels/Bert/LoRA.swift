@@ -16,12 +16,14 @@ public enum LoRATarget: String, CaseIterable, Sendable, Codable, Comparable {
     }
     public static func < (a: LoRATarget, b: LoRATarget) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
 
-    /// Parses "query,key,value,..."; an unknown name is an error listing the known ones.
+    /// Parses "query,key,value,..." or "all" (every linear layer of a BERT layer, PEFT's
+    /// "all-linear" minus the head, which trains anyway); an unknown name is an error listing the known ones.
     public static func parse(_ text: String) throws -> [LoRATarget] {
         let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if names == ["all"] || names == ["all-linear"] { return allCases }
         let targets = try names.map { name -> LoRATarget in
             guard let t = LoRATarget(rawValue: name) else {
-                throw FineTuneError("--lora-targets: \"\(name)\" names no layer; known: \(allCases.map(\.rawValue).joined(separator: ", "))")
+                throw FineTuneError("--lora-targets: \"\(name)\" names no layer; known: \(allCases.map(\.rawValue).joined(separator: ", ")), or all")
             }
             return t
         }

@@ -13,13 +13,17 @@ import Foundation
 /// 5. each word: [UNK] if over 100 characters, else greedy longest-match pieces, continuations
 ///    prefixed with "##"; a word that cannot be covered becomes [UNK].
 /// Vocabulary look-ups compare exact Unicode scalar sequences (as Rust compares bytes), not
-/// Swift's canonically-equivalent strings.
+/// Swift's canonically-equivalent strings. Before all that, the special tokens written in the text
+/// ([CLS], [SEP], [PAD], [UNK], [MASK], case-sensitive, as the tokenizer's added tokens match the raw
+/// text) are cut out as single tokens: a fill-mask input says "[MASK]".
 public final class WordPieceTokenizer {
     public let lowercase: Bool
     public let maxInputCharsPerWord = 100
     private let vocabulary: [[UInt8]: Int32]
     public let tokens: [String]
     public let clsID: Int32, sepID: Int32, padID: Int32, unkID: Int32
+    /// The special tokens the vocabulary has, as UTF-8 bytes with their ids (matched in raw text).
+    private let specialTokens: [(bytes: [UInt8], id: Int32)]
 
     public init(tokens: [String], lowercase: Bool, source: String = "vocabulary") throws {
         self.tokens = tokens
@@ -32,6 +36,9 @@ public final class WordPieceTokenizer {
             return id
         }
         clsID = try special("[CLS]"); sepID = try special("[SEP]"); padID = try special("[PAD]"); unkID = try special("[UNK]")
+        specialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { name in
+            vocabulary[Array(name.utf8)].map { (Array(name.utf8), $0) }
+        }
     }
 
     /// The id of a token of the vocabulary, if it has it.
@@ -205,10 +212,27 @@ public final class WordPieceTokenizer {
         ids.append(contentsOf: pieces)
     }
 
-    /// Token ids of a text, without special tokens.
+    /// Token ids of a text, without the [CLS] and [SEP] around it.
     public func tokenize(_ text: String) -> [Int32] {
         var ids: [Int32] = []
-        for word in preTokenize(normalize(text)) { wordPieces(word, into: &ids) }
+        func words(_ part: String) { for word in preTokenize(normalize(part)) { wordPieces(word, into: &ids) } }
+        let bytes = Array(text.utf8)
+        // Every special token begins with "[": text without one (nearly all) takes the plain path.
+        guard bytes.contains(UInt8(ascii: "[")) else { words(text); return ids }
+        var start = 0, i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "["),
+               let special = specialTokens.first(where: { bytes[i...].starts(with: $0.bytes) }) {
+                // Cutting at ASCII "[" and "]" keeps both sides valid UTF-8.
+                if start < i { words(String(decoding: bytes[start..<i], as: UTF8.self)) }
+                ids.append(special.id)
+                i += special.bytes.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        if start < bytes.count { words(String(decoding: bytes[start...], as: UTF8.self)) }
         return ids
     }
 

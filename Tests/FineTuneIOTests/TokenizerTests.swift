@@ -4,7 +4,7 @@ import FineTuneIO
 import Foundation
 import XCTest
 
-/// Token ids against Hugging Face's BertTokenizerFast on 1,050 cases (Tests/fixture-scripts/make_tokenizer_fixture.py).
+/// Token ids against Hugging Face's BertTokenizerFast on 1,080 cases, special tokens in the text among them (Tests/fixture-scripts/make_tokenizer_fixture.py).
 final class TokenizerTests: XCTestCase {
     func testMatchesBertTokenizerFastOnTheFixture() throws {
         let dir = "\(fixturesDirectory)/tokenizer"

@@ -79,6 +79,14 @@ def encode(tok, text, pair, max_length):
     enc = tok(text, pair, truncation=True if max_length else False, max_length=max_length)
     return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
 
+# Special tokens written in the text are single tokens (the tokenizer's added tokens match the raw
+# text before normalisation, case-sensitively); fill-mask inputs rely on "[MASK]". Kept apart from
+# `texts` so that the random cases above stay what they were.
+special_texts = [
+    "a tool to [MASK] files over the network", "[MASK]", "[MASK][MASK] twice", "x[MASK]y", "[mask] is not special",
+    "[ MASK ] neither", "[CLS] and [SEP] in the text", "[PAD][UNK]", "Cases [Mask] [MASK].", "ends with [SEP]",
+    "\t[MASK]\n", "[[MASK]]", "naïve [MASK] café", "[MASKED] is a word",
+]
 
 cases = []
 for lower in (True, False):
@@ -90,4 +98,7 @@ for lower in (True, False):
     for a, b in pairs:
         for ml in (None, 24, 64):
             cases.append({"lowercase": lower, "text": a, "text_pair": b, "max_length": ml, **encode(tok, a, b, ml)})
+    for t in special_texts:
+        cases.append({"lowercase": lower, "text": t, "max_length": None, **encode(tok, t, None, None)})
+    cases.append({"lowercase": lower, "text": "[MASK] one", "text_pair": "two [MASK]", "max_length": None, **encode(tok, "[MASK] one", "two [MASK]", None)})
 print(json.dumps({"vocab": "vocab.txt (all-MiniLM-L6-v2)", "cases": cases}, ensure_ascii=False, indent=0))

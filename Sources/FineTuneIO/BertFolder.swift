@@ -20,6 +20,9 @@ public struct BertDescription {
     public let maxLength: Int
     /// The folder was (or the run started from) a sentence-transformers folder.
     public var fromSentenceTransformers = false
+    /// The folder holds BertForMaskedLM's head (`cls.predictions.*`: an adaptation's export,
+    /// bert-base-uncased): eval and predict use it; train on labelled data replaces it.
+    public var hasMaskedLMHead = false
     /// What the user should know about the folder, though it loads (rank 0 prints these).
     public var notices: [String] = []
 
@@ -63,7 +66,7 @@ public struct BertDescription {
             maxLength = min(maxLength, n)
         }
         let pooling: Pooling, head: Head, names: BertTensorNames
-        var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil
+        var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         if let block = config.raw[ownBlockKey] {
             let own: OwnBlock
             do { own = try JSONDecoder().decode(OwnBlock.self, from: JSONEncoder().encode(block)) } catch {
@@ -72,12 +75,14 @@ public struct BertDescription {
             pooling = own.pooling
             head = own.hasHead ? .root : .none
             maskedLM = own.maskedLM ?? false
+            hasMaskedLMHead = maskedLM
             fromSentenceTransformers = own.sentenceTransformers ?? false
             names = .transformers(prefix: "")
             if let n = own.maxLength { maxLength = n }
         } else {
             let tensorNames = Set(try source.safetensors(BertTensorNames.mainFile)?.names ?? [])
             let prefix = tensorNames.contains("bert.embeddings.word_embeddings.weight") ? "bert." : ""
+            hasMaskedLMHead = tensorNames.contains("cls.predictions.transform.dense.weight")
             var stPooling: Pooling? = nil
             var dense = false
             if let data = source.data("modules.json") {
@@ -135,6 +140,7 @@ public struct BertDescription {
         var description = BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
                                           tokenizerFiles: tokenizerFiles, maxLength: maxLength)
         description.fromSentenceTransformers = fromSentenceTransformers
+        description.hasMaskedLMHead = hasMaskedLMHead
         if tokenizer.tokens.count < config.vocabSize {
             // transformers accepts this too (BERT checkpoints pad vocab_size), but a vocabulary file cut
             // short (a failed copy) also looks like this.

@@ -76,6 +76,13 @@ public struct ModelDescription {
     /// A PEFT adapter folder given as the model: its adapters (and head) go on this base.
     public var adapter: PeftAdapter? = nil
 
+    /// The task of the head the folder holds, for eval and predict: `task`, or masked-language
+    /// modelling for a BertForMaskedLM folder (which `train` on labelled data takes as a base encoder).
+    public var headTask: TaskKind? {
+        if task == nil, case .bert(let b) = kind, b.hasMaskedLMHead { return .maskedLanguageModel }
+        return task
+    }
+
     public var inputKind: InputKind {
         switch kind {
         case .mlp(let c): return .features(width: c.inputSize)
@@ -187,11 +194,11 @@ public enum ModelFolder {
     /// Loads a complete model (for eval and predict): the folder must hold a trained head.
     public static func load(_ folder: String) throws -> ModelBundle {
         let description = try describe(FolderSource(folder))
-        guard let task = description.task else {
+        guard let task = description.headTask else {
             if description.adapter != nil {
                 throw FineTuneError("\(folder): a FEATURE_EXTRACTION adapter carries no head (a mean-pooling run keeps it in the merged folder's 2_Dense): evaluate the merged folder beside it")
             }
-            throw FineTuneError("\(folder): has no classification or regression head (a base model); fine-tune it with `train` first")
+            throw FineTuneError("\(folder): has no classification, regression or masked-language head (a base model); fine-tune it with `train` first")
         }
         let bundle = description.build(task: task)
         try description.loadWeights(into: bundle, seed: 0)

@@ -256,3 +256,38 @@ extension TextDataset {
         return (set, notices)
     }
 }
+
+extension TextDataset {
+    /// Inputs of fill-mask prediction: JSON Lines / CSV with `text` (and `text_pair`), or plain text
+    /// (one input per line, blank lines skipped), each with at least one [MASK] written in it, cut to
+    /// `maxLength` tokens as a classifier's inputs are. An input without a [MASK], or whose every
+    /// [MASK] (or any) falls beyond `maxLength`, is an error naming its line.
+    public static func fillMaskInputs(path: String, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> TextDataset {
+        guard let mask = tokenizer.id(of: "[MASK]") else {
+            throw FineTuneError("the vocabulary has no [MASK] token, which fill-mask prediction needs")
+        }
+        let lower = path.lowercased()
+        let records: [TextRecord]
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") {
+            records = try readRecords(path: path)
+        } else {
+            records = try textLines(try readDataFile(path), path: path)
+                .filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }
+                .map { TextRecord(text: $0.text, line: $0.number) }
+        }
+        if records.isEmpty { throw FineTuneError("\(path): no inputs") }
+        let set = try TextDataset(records: records, path: path, tokenizer: tokenizer, maxLength: maxLength,
+                                  task: .maskedLanguageModel, requireLabels: false)
+        for (i, record) in records.enumerated() {
+            let written = (tokenizer.tokenize(record.text) + (record.pair.map(tokenizer.tokenize) ?? [])).filter { $0 == mask }.count
+            let kept = set.tokenIDs[set.starts[i]..<set.starts[i + 1]].filter { $0 == mask }.count
+            if written == 0 {
+                throw FineTuneError("\(path):\(record.line): no [MASK] in the text; fill-mask predicts the tokens written as [MASK]")
+            }
+            if kept < written {
+                throw FineTuneError("\(path):\(record.line): \(written - kept) of its \(written) [MASK] tokens fall beyond --max-length \(maxLength) tokens; shorten the text or raise --max-length")
+            }
+        }
+        return set
+    }
+}

@@ -78,6 +78,7 @@ public enum DataLoading {
     }
 
     /// A data file for `eval` (labels required) or `predict` (labels ignored) with a loaded model.
+    /// A masked-language model evaluates on a corpus, read as `train --task mlm` reads it (windows).
     public static func load(_ path: String, for bundle: ModelBundle, maxLength requested: Int?, requireLabels: Bool) throws -> ExampleSet {
         let model = bundle.model
         switch model.inputKind {
@@ -88,6 +89,9 @@ public enum DataLoading {
             let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
             guard maxLength >= 2 && maxLength <= bert.config.maxPositions else {
                 throw FineTuneError("--max-length \(maxLength) must be in 2...\(bert.config.maxPositions)")
+            }
+            if model.task == .maskedLanguageModel {
+                return try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength).0
             }
             return try TextDataset(records: TextDataset.readRecords(path: path), path: path, tokenizer: bert.tokenizer,
                                    maxLength: maxLength, task: model.task, requireLabels: requireLabels)

@@ -31,7 +31,7 @@ public struct Inspection: Encodable {
     public static func inspect(_ path: String) throws -> Inspection {
         let source = FolderSource(path)
         let description = try ModelFolder.describe(source)
-        let task = description.task ?? .classification(labels: ["(none)"])
+        let task = description.headTask ?? .classification(labels: ["(none)"])
         // A LoRA run's checkpoint holds its adapters beside the model (adapter_config.json says which).
         let lora = try description.adapter?.lora
             ?? source.data("adapter_config.json").map { try PeftAdapter.parseConfig($0, path: "\(path)/adapter_config.json").lora }
@@ -53,7 +53,7 @@ public struct Inspection: Encodable {
         }
         // Parameters per group, counted from the tensors (the flat buffer pads each tensor to 16 floats).
         // A base model has no head yet (train creates it): only what the folder holds is counted.
-        let groups = model.parameterGroups.filter { description.task != nil || $0.kind != .head }.map { group in
+        let groups = model.parameterGroups.filter { description.headTask != nil || $0.kind != .head }.map { group in
             Group(name: groupName(group.kind), parameters: model.layout.tensors.filter { group.range.contains($0.offset) }.reduce(0) { $0 + $1.count })
         }
         var dtypes: [String: Int] = [:]
@@ -64,7 +64,8 @@ public struct Inspection: Encodable {
             for entry in try SafetensorsFile(data: data, path: file).entries.values { dtypes[entry.dtype.rawValue, default: 0] += 1 }
         }
         var result = Inspection(path: path, kind: description.adapter.map { "LoRA adapter on \($0.basePath)" } ?? "model folder",
-                                architecture: architecture, task: description.task == nil ? "none (a base model: train gives it a head)"
+                                architecture: architecture, task: description.headTask == nil ? "none (a base model: train gives it a head)"
+                                    : task == .maskedLanguageModel ? "masked-language model (train on labelled data gives it a classifier head)"
                                     : task.labels == nil ? "regression" : "classification",
                                 labels: description.task?.labels, parameters: groups.reduce(0) { $0 + $1.parameters }, groups: groups,
                                 tensorsByDType: dtypes, tokenizer: tokenizer, lora: lora)

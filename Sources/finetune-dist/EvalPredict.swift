@@ -9,7 +9,7 @@ import Foundation
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print how a model folder does on a labelled data file.",
-        discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². --json prints the same as one object; --report FILE also writes it there. Under mpirun every rank evaluates a slice of the data and rank 0 prints the figures of the whole set (the same as one process).")
+        discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². A masked-language model (a train --task mlm folder, bert-base-uncased): masked-token loss, accuracy and perplexity on a corpus (plain text or a text field, read as train --task mlm reads it), the masks drawn with the fixed key every evaluation of train uses, so the figures equal the run's val_* on the same file. --json prints the same as one object; --report FILE also writes it there. Under mpirun every rank evaluates a slice of the data and rank 0 prints the figures of the whole set (the same as one process).")
 
     @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
     @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
@@ -18,9 +18,12 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Option(help: "Also write the JSON object to this file.") var report: String?
     @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
+    @Option(help: "Masked-language models: the fraction of tokens masked, as in train.") var mlmProbability: Double = 0.15
+    @Flag(help: "Masked-language models: mask whole words, as train --whole-word-mask.") var wholeWordMask = false
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard mlmProbability > 0 && mlmProbability < 1 else { throw ValidationError("--mlm-probability must be in (0, 1)") }
     }
 
     struct Report: Encodable {
@@ -62,6 +65,12 @@ struct Eval: ParsableCommand {
             // Every rank reads the model and the data; a bad file fails on all of them alike.
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 let bundle = try ModelFolder.load(model)
+                if bundle.model.task == .maskedLanguageModel, let bert = bundle.bert, let encoder = bundle.model as? BertClassifier {
+                    encoder.masking = try bert.tokenizer.maskingSettings(probability: mlmProbability, wholeWord: wholeWordMask,
+                                                                          vocabularySize: bert.config.vocabSize)
+                } else if mlmProbability != 0.15 || wholeWordMask {
+                    throw FineTuneError("--mlm-probability and --whole-word-mask apply to a masked-language model; \(model) is not one")
+                }
                 return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true))
             }
             let display = comm.isRoot ? PassProgress(mode: progress, verb: "evaluating") : nil
@@ -76,7 +85,7 @@ struct Eval: ParsableCommand {
                 print(String(decoding: object, as: UTF8.self))
             } else {
                 let figures = r.figures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
-                print("\(model) on \(data): \(r.examples) examples, " +
+                print("\(model) on \(data): \(r.examples) \(r.maskedLM ? "masked tokens in \(dataset.count) windows" : "examples"), " +
                       figures.map { name, value in "\(name.replacingOccurrences(of: "_", with: "-")) \(value.map { String(format: "%.6f", $0) } ?? "n/a")" }
                           .joined(separator: ", "))
                 if let labels { print(Eval.table(r, labels: labels)) }
@@ -106,34 +115,81 @@ func finite(_ x: Float) -> Double? { x.isFinite ? Double(x) : nil }
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}} or {\"value\": x}.",
-        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null. Under mpirun every rank predicts a contiguous slice and rank 0 writes them in input order (the same file as one process).")
+        abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}}, {\"value\": x}, or a masked-language model's fill-mask candidates.",
+        discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null. A masked-language model (a train --task mlm folder, bert-base-uncased) fills masks: each input (also plain text, one per line) writes [MASK] where a token is to be guessed, and its line is {\"masks\": [[{\"token\": id, \"token_str\": piece, \"score\": p}, ... --top-k of them], one list per [MASK]]}, the scores softmax probabilities over the vocabulary as transformers' fill-mask pipeline gives them. Under mpirun every rank predicts a contiguous slice and rank 0 writes them in input order (the same file as one process).")
 
     @Option(help: "Model folder.") var model: String
     @Option(help: "Input data: JSON Lines or CSV.") var input: String
     @Option(help: "Output JSON Lines file.") var output: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
-    @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks).") var withLogits = false
+    @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks; a masked-language model: the vocabulary's logits at each [MASK]).") var withLogits = false
+    @Option(help: "Masked-language models: candidates written per [MASK], most probable first.") var topK: Int = 5
     @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard topK > 0 else { throw ValidationError("--top-k must be positive") }
+    }
+
+    /// One fill-mask candidate, named as transformers' fill-mask pipeline names its fields.
+    struct Candidate: Encodable {
+        var token: Int32
+        var tokenString: String
+        var score: Double?
+        enum CodingKeys: String, CodingKey { case token, tokenString = "token_str", score }
     }
 
     struct Line: Encodable {
         var label: String?
         var probabilities: [String: Double?]?
         var value: Double??
+        var masks: [[Candidate]]?
         var logits: [Double?]?
-        enum CodingKeys: String, CodingKey { case label, probabilities, value, logits }
+        var maskLogits: [[Double?]]?
+        enum CodingKeys: String, CodingKey { case label, probabilities, value, masks, logits }
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encodeIfPresent(label, forKey: .label)
             try c.encodeIfPresent(probabilities, forKey: .probabilities)
             if let value { try c.encode(value, forKey: .value) }
+            try c.encodeIfPresent(masks, forKey: .masks)
             try c.encodeIfPresent(logits, forKey: .logits)
+            try c.encodeIfPresent(maskLogits, forKey: .logits)
         }
+    }
+
+    /// The `k` most probable tokens of `logits` [V] under the softmax, most probable first (ties: lower id first).
+    static func candidates(_ logits: [Float], k: Int, tokens: [String]) -> [Candidate] {
+        let top = logits.max() ?? 0
+        let total = logits.reduce(0.0) { $0 + exp(Double($1 - top)) }
+        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        return order.prefix(k).map { i in
+            Candidate(token: Int32(i), tokenString: i < tokens.count ? tokens[i] : "[unused id \(i)]",
+                      score: (exp(Double(logits[i] - top)) / total).isFinite ? exp(Double(logits[i] - top)) / total : nil)
+        }
+    }
+
+    /// Fill-mask lines of one batch: the model's logits at every [MASK] of each input, in order.
+    func fillMask(_ model: BertClassifier, batch: Batch, tokens: [String], maskID: Int32, nonFinite: inout Int) -> [Line] {
+        var batch = batch
+        batch.maskedPositions = batch.tokenIDs.indices.filter { batch.tokenIDs[$0] == maskID }.map(Int32.init)
+        batch.maskedTargets = [Int32](repeating: maskID, count: batch.maskedPositions.count)  // no answer to score against
+        _ = model.forward(batch, mode: .evaluation)
+        let logits = model.lastMaskedLogits()?.logits ?? []
+        var lines: [Line] = [], m = 0
+        for b in 0..<batch.count {
+            var line = Line(masks: [])
+            if withLogits { line.maskLogits = [] }
+            while m < batch.maskedPositions.count && Int(batch.maskedPositions[m]) < batch.sequenceStarts[b + 1] {
+                line.masks!.append(Self.candidates(logits[m], k: topK, tokens: tokens))
+                line.maskLogits?.append(logits[m].map(finite))
+                if logits[m].contains(where: { !$0.isFinite }) { nonFinite += 1 }
+                m += 1
+            }
+            lines.append(line)
+        }
+        return lines
     }
 
     func run() throws {
@@ -143,8 +199,12 @@ struct Predict: ParsableCommand {
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 if comm.isRoot { try Self.checkOutputFile(output) }
                 let bundle = try ModelFolder.load(model)
-                if bundle.model.task == .maskedLanguageModel {
-                    throw FineTuneError("\(model): a masked-language model predicts tokens, not labels; fine-tune it on a labelled task with train first")
+                if bundle.model.task == .maskedLanguageModel, let bert = bundle.bert {
+                    let length = maxLength ?? bundle.maxLength ?? bert.maxLength
+                    guard length >= 2 && length <= bert.config.maxPositions else {
+                        throw FineTuneError("--max-length \(length) must be in 2...\(bert.config.maxPositions)")
+                    }
+                    return (bundle, try TextDataset.fillMaskInputs(path: input, tokenizer: bert.tokenizer, maxLength: length) as ExampleSet)
                 }
                 return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
             }
@@ -160,6 +220,15 @@ struct Predict: ParsableCommand {
                 display?.update(done: dataset.count * (start - mine.lowerBound) / max(mine.count, 1), total: dataset.count)
                 let end = min(start + batchSize, mine.upperBound)
                 let batch = dataset.batch(Array(start..<end)[...])
+                if m.task == .maskedLanguageModel {
+                    for line in fillMask(m as! BertClassifier, batch: batch, tokens: bundle.tokenizer!.tokens,
+                                         maskID: bundle.tokenizer!.id(of: "[MASK]")!, nonFinite: &nonFinite) {
+                        out.append(try encoder.encode(line))
+                        out.append(UInt8(ascii: "\n"))
+                    }
+                    start = end
+                    continue
+                }
                 let outputs = m.predict(batch)
                 let logits = withLogits ? m.logits(batch) : []
                 for (i, output) in outputs.enumerated() {
@@ -171,7 +240,7 @@ struct Predict: ParsableCommand {
                     case .regression:
                         line.value = .some(finite(output[0]))
                     case .maskedLanguageModel:
-                        break  // refused at load
+                        break  // fillMask above
                     }
                     if withLogits { line.logits = logits[i].map(finite) }
                     if output.contains(where: { !$0.isFinite }) { nonFinite += 1 }

@@ -34,6 +34,15 @@ final class MaskedLMTrainingTests: IntegrationTestCase {
         XCTAssertLessThan(perplexities[1], perplexities[0], "validation perplexity falls")
         XCTAssertEqual(perplexities[0], exp(evaluations[0]["val_loss"] as! Double), accuracy: 1e-9 * perplexities[0])
         XCTAssertGreaterThan(evaluations[0]["val_examples"] as! Int, 0, "masked tokens scored")
+        // eval of the exported folder scores the same masked tokens as the run's evaluation of best/.
+        let evaluated = try Harness.finetune(["eval", "--model", "\(dir)/one/best", "--data", "\(dir)/domain-valid.txt", "--json", "--progress", "none"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.output)
+        let figures = try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as! [String: Any]
+        let best = evaluations.min { ($0["val_loss"] as! Double) < ($1["val_loss"] as! Double) }!
+        XCTAssertEqual(figures["eval_examples"] as? Int, best["val_examples"] as? Int)
+        XCTAssertEqual(figures["eval_loss"] as! Double, best["val_loss"] as! Double, accuracy: 1e-5)
+        XCTAssertEqual(figures["eval_accuracy"] as! Double, best["val_accuracy"] as! Double, accuracy: 1e-9)
+        XCTAssertEqual(figures["eval_perplexity"] as! Double, best["val_perplexity"] as! Double, accuracy: 1e-4 * (best["val_perplexity"] as! Double))
         let reference = try Harness.weights("\(dir)/one/final")
         for ranks in [2, 3] {
             let r = try adapt(ranks, "ranks\(ranks)")
@@ -95,5 +104,58 @@ final class MaskedLMTrainingTests: IntegrationTestCase {
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/adapt/final/config.json"))) as! [String: Any]
         XCTAssertEqual(config["architectures"] as? [String], ["BertForMaskedLM"])
         XCTAssertNil(config["finetune_dist"], "the exported config is transformers' alone")
+    }
+}
+
+/// predict on a masked-language model fills masks: the logits at each [MASK] of a text against
+/// transformers' BertForMaskedLM on the same inputs (Tests/fixture-scripts/make_mlm_fixture.py; the
+/// folder is the one transformers saved), the candidates as the softmax of those logits, the same
+/// file on 1 and 2 ranks, and inputs it cannot fill named by line.
+final class FillMaskTests: IntegrationTestCase {
+    func testFillMaskMatchesTransformersLogits() throws {
+        // The fixture's four sequences written as text: their [MASK] positions are golden rows 0; 2, 4; 5; 7, 8.
+        let input = [#"{"text": "[MASK] w12 w92"}"#, #"{"text": "w96 [MASK] w6", "text_pair": "w24 w20 [MASK]"}"#, #"{"text": "[MASK]"}"#,
+                     #"{"text": "w33 a w51 [MASK] w8", "text_pair": "w49 [MASK] w24 w78"}"#]
+        try (input.joined(separator: "\n") + "\n").write(toFile: "\(dir)/masked.jsonl", atomically: true, encoding: .utf8)
+        let golden = try SafetensorsFile(path: "\(tinyBert)/golden_mlm.safetensors")
+        let V = golden.entries["logits"]!.shape[1]
+        let goldenLogits = try golden.floats("logits")
+        let rows = [[0], [2, 4], [5], [7, 8]]
+        let tokens = try String(contentsOfFile: "\(tinyBert)/mlm/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+        var outputs: [String] = []
+        for ranks in [1, 2] {
+            let r = try Harness.mpirun(ranks, ["predict", "--model", "\(tinyBert)/mlm", "--input", "\(dir)/masked.jsonl", "--output", "\(dir)/filled\(ranks).jsonl",
+                                               "--with-logits", "--top-k", "3", "--batch-size", "2", "--progress", "none"])
+            XCTAssertEqual(r.status, 0, r.output)
+            outputs.append(try String(contentsOfFile: "\(dir)/filled\(ranks).jsonl", encoding: .utf8))
+        }
+        XCTAssertEqual(outputs[0], outputs[1], "2 ranks write what 1 rank writes")
+        let lines = outputs[0].split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(lines.count, 4)
+        for (line, expected) in zip(lines, rows) {
+            let logits = line["logits"] as! [[Double]], masks = line["masks"] as! [[[String: Any]]]
+            XCTAssertEqual(logits.count, expected.count); XCTAssertEqual(masks.count, expected.count)
+            for ((ours, row), candidates) in zip(zip(logits, expected), masks) {
+                let theirs = goldenLogits[row * V..<(row + 1) * V].map(Double.init)
+                XCTAssertLessThan(zip(ours, theirs).map { abs($0 - $1) }.max()!, 1e-4, "row \(row): logits as transformers'")
+                // The candidates: the most probable tokens under the softmax of transformers' logits.
+                let top = theirs.max()!, total = theirs.reduce(0) { $0 + exp($1 - top) }
+                let best = theirs.indices.sorted { theirs[$0] > theirs[$1] }.prefix(3)
+                XCTAssertEqual(candidates.map { $0["token"] as! Int }, Array(best), "row \(row)")
+                for (c, i) in zip(candidates, best) {
+                    XCTAssertEqual(c["score"] as! Double, exp(theirs[i] - top) / total, accuracy: 1e-6)
+                    XCTAssertEqual(c["token_str"] as? String, tokens[i])
+                }
+            }
+        }
+        // Inputs it cannot fill: named by file and line, nothing written.
+        try "w12 w92\n[MASK] w6\n".write(toFile: "\(dir)/unmasked.txt", atomically: true, encoding: .utf8)
+        try ((0..<50).map { _ in "w12" }.joined(separator: " ") + " [MASK]\n").write(toFile: "\(dir)/long.txt", atomically: true, encoding: .utf8)
+        for (file, words) in [("unmasked.txt", "unmasked.txt:1: no [MASK] in the text"), ("long.txt", "long.txt:1: 1 of its 1 [MASK] tokens fall beyond --max-length")] {
+            let r = try Harness.finetune(["predict", "--model", "\(tinyBert)/mlm", "--input", "\(dir)/\(file)", "--output", "\(dir)/out-\(file)"])
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains(words), r.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/out-\(file)"))
+        }
     }
 }

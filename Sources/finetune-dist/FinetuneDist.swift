@@ -35,17 +35,44 @@ struct FinetuneDist: ParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         // Answered here, not through CommandConfiguration(version:), so that only --version asks git for the commit.
         if arguments == ["--version"] {
+            if launchRank.map({ $0 != 0 }) ?? false { return }
             print("finetune-dist \(Provenance.version) (commit \(Provenance.gitCommit()))")
             return
         }
+        // Every rank parses the same command line, so every rank finds the same mistake: the first
+        // rank says it, the others exit with the same status silently (one message, not one per rank).
+        let quiet = launchRank.map { $0 != 0 } ?? false
         do { arguments = try ConfigFile.expand(arguments) } catch {
-            printError("finetune-dist: error: \(error)")
+            if !quiet { printError("finetune-dist: error: \(error)") }
             Glibc.exit(64)
         }
         if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
         }
-        main(arguments)
+        let command: ParsableCommand
+        do { command = try parseAsRoot(arguments) } catch {
+            if quiet { Glibc.exit(exitCode(for: error).rawValue) }
+            exit(withError: error)
+        }
+        // `--help` on its own parses to ArgumentParser's help command, which prints when run.
+        let ours = (configuration.subcommands + [FinetuneDist.self]).map(ObjectIdentifier.init)
+        if quiet && !ours.contains(ObjectIdentifier(type(of: command))) { Glibc.exit(0) }
+        do {
+            var command = command
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// This process's rank as the launcher (mpirun, srun) set it, before MPI is initialised.
+    static var launchRank: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        // Open MPI's own first: inside an sbatch script SLURM_PROCID is 0 for every rank mpirun starts.
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+            if let value = environment[name], let rank = Int(value) { return rank }
+        }
+        return nil
     }
 }
 

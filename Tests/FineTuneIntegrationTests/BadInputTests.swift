@@ -229,6 +229,9 @@ final class BadInputTests: XCTestCase {
             Case(name: "2 ranks: empty file", ranks: 2, arguments: text("empty.jsonl"), words: ["empty.jsonl", "no examples"]),
             Case(name: "2 ranks: truncated weights", ranks: 2, arguments: model("m-truncated"), words: ["runs past the end"]),
             Case(name: "2 ranks: --freeze-layers", ranks: 2, arguments: option("--freeze-layers", "9"), words: ["--freeze-layers 9"]),
+            Case(name: "2 ranks: --lora-targets unknown", ranks: 2, arguments: option("--lora-rank", "2", "--lora-targets", "foo"),
+                 words: ["\"foo\" names no layer"], status: 64),
+            Case(name: "2 ranks: a misspelt option", ranks: 2, arguments: option("--learning-rate", "1e-4"), words: ["Unknown option '--learning-rate'"], status: 64),
 
             // eval and predict.
             Case(name: "eval --batch-size 0", arguments: ["eval", "--model", "\(f)/classifier", "--data", "\(f)/good.jsonl", "--batch-size", "0"],
@@ -239,7 +242,7 @@ final class BadInputTests: XCTestCase {
             Case(name: "eval a missing model", arguments: ["eval", "--model", "\(f)/nosuch", "--data", "\(f)/good.jsonl"], words: ["nosuch", "does not exist"]),
             Case(name: "eval without labels", arguments: ["eval", "--model", "\(f)/reference-run/final", "--data", "\(f)/nolabel.jsonl"], words: ["nolabel.jsonl:4:", "missing \"label\""]),
             Case(name: "predict with a base model", arguments: ["predict", "--model", "\(f)/base", "--input", "\(f)/good.jsonl", "--output", Self.outputToken],
-                 words: ["no classification or regression head"]),
+                 words: ["no classification, regression or masked-language head"]),
             Case(name: "predict into a folder", arguments: ["predict", "--model", "\(f)/classifier", "--input", "\(f)/good.jsonl",
                                                             "--output", "\(f)/afolder"], words: ["--output", "afolder: is a folder; name a file"]),
             Case(name: "predict into a missing folder", arguments: ["predict", "--model", "\(f)/classifier", "--input", "\(f)/good.jsonl",
@@ -302,6 +305,9 @@ final class BadInputTests: XCTestCase {
             if r.timedOut { problems.append("did not end within 60 s") }
             if r.status != c.status { problems.append("status \(r.status), expected \(c.status)") }
             for word in c.words where !r.stderr.contains(word) { problems.append("message lacks \"\(word)\"") }
+            if c.ranks > 1, let word = c.words.first, r.stderr.components(separatedBy: word).count > 2 {
+                problems.append("said \(r.stderr.components(separatedBy: word).count - 1) times, not once")
+            }
             if r.output.contains("Fatal error") || r.output.contains("Swift runtime failure") || r.output.contains("NSCocoaErrorDomain") {
                 problems.append("crash or raw error text")
             }

@@ -1,6 +1,7 @@
 import FineTuneKernels
 import FineTuneTrainer
 import Foundation
+import FineTuneModels
 import Yams
 
 /// `train --config run.yaml`: a YAML (or JSON) file of `train` options, keys named as the options
@@ -57,6 +58,8 @@ enum ConfigFile {
             guard let node = try Yams.compose(yaml: text) else { throw FineTuneError("\(path): empty; it should map option names to values") }
             root = node
         } catch let error as YamlError {
+            // Yams places a duplicate key at the start of its mapping: name the line of the second one.
+            if "\(error)".contains("duplicated key"), let place = duplicateKey(in: text, path: path) { throw FineTuneError(place) }
             throw FineTuneError("\(path): not valid YAML or JSON: \(error)")
         }
         guard var mapping = root.mapping else { throw FineTuneError("\(path): the top level should map option names to values") }
@@ -97,6 +100,30 @@ enum ConfigFile {
             }
         }
         return result
+    }
+
+    /// "path:line: ..." for the first top-level key written twice: JSON through the strict reader
+    /// (which names the key at a byte column), YAML by its unindented `key:` lines.
+    static func duplicateKey(in text: String, path: String) -> String? {
+        if text.drop(while: { $0.isWhitespace }).first == "{" {
+            do { _ = try StrictJSON.parse(text) } catch let error as StrictJSON.SyntaxError {
+                let before = text.utf8.prefix(max(0, error.column - 1))
+                let line = before.filter { $0 == UInt8(ascii: "\n") }.count + 1
+                let column = before.count - (before.lastIndex(of: UInt8(ascii: "\n")).map { before.distance(from: before.startIndex, to: $0) + 1 } ?? 0) + 1
+                return "\(path):\(line): column \(column): \(error.message)"
+            } catch {}
+            return nil
+        }
+        var first: [String: Int] = [:]
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard let c = line.first, !c.isWhitespace, c != "#", c != "-", let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            if let earlier = first[key] {
+                return "\(path):\(number + 1): \"\(key)\" is given twice (first on line \(earlier)); one value per option"
+            }
+            first[key] = number + 1
+        }
+        return nil
     }
 
     static func suggestion(for key: String, among known: Set<String>) -> String {

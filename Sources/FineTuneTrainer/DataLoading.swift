@@ -86,15 +86,28 @@ public enum DataLoading {
             return try TabularDataset(path: path, featureWidth: width, task: model.task, requireLabels: requireLabels)
         case .text:
             let bert = bundle.bert!
-            let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
-            guard maxLength >= 2 && maxLength <= bert.config.maxPositions else {
-                throw FineTuneError("--max-length \(maxLength) must be in 2...\(bert.config.maxPositions)")
-            }
+            let maxLength = try loadedMaxLength(requested, bundle: bundle)
             if model.task == .maskedLanguageModel {
                 return try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength).0
             }
             return try TextDataset(records: TextDataset.readRecords(path: path), path: path, tokenizer: bert.tokenizer,
                                    maxLength: maxLength, task: model.task, requireLabels: requireLabels)
         }
+    }
+
+    /// The inputs of fill-mask prediction with a loaded masked-language model (`TextDataset.fillMaskInputs`).
+    public static func fillMaskInputs(_ path: String, for bundle: ModelBundle, maxLength requested: Int?) throws -> ExampleSet {
+        guard let bert = bundle.bert else { throw FineTuneError("fill-mask needs a BERT-family model") }
+        return try TextDataset.fillMaskInputs(path: path, tokenizer: bert.tokenizer, maxLength: loadedMaxLength(requested, bundle: bundle))
+    }
+
+    /// A loaded text model's token limit: --max-length, else the one it was trained with.
+    static func loadedMaxLength(_ requested: Int?, bundle: ModelBundle) throws -> Int {
+        let bert = bundle.bert!
+        let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
+        guard maxLength >= 2 && maxLength <= bert.config.maxPositions else {
+            throw FineTuneError("--max-length \(maxLength) must be in 2...\(bert.config.maxPositions)")
+        }
+        return maxLength
     }
 }

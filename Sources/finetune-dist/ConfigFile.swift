@@ -1,7 +1,7 @@
 import FineTuneKernels
+import FineTuneModels
 import FineTuneTrainer
 import Foundation
-import FineTuneModels
 import Yams
 
 /// `train --config run.yaml`: a YAML (or JSON) file of `train` options, keys named as the options

@@ -12,18 +12,18 @@ struct Eval: ParsableCommand {
         discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². A masked-language model (a train --task mlm folder, bert-base-uncased): masked-token loss, accuracy and perplexity on a corpus (plain text or a text field, read as train --task mlm reads it), the masks drawn with the fixed key every evaluation of train uses, so the figures equal the run's val_* on the same file. --json prints the same as one object; --report FILE also writes it there. Under mpirun every rank evaluates a slice of the data and rank 0 prints the figures of the whole set (the same as one process).")
 
     @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
-    @Option(help: "Labelled data: JSON Lines or CSV.") var data: String
+    @Option(help: "Labelled data: JSON Lines or CSV (a masked-language model: a corpus, also plain text).") var data: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Option(help: "Also write the JSON object to this file.") var report: String?
     @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
-    @Option(help: "Masked-language models: the fraction of tokens masked, as in train.") var mlmProbability: Double = 0.15
+    @Option(help: "Masked-language models: the fraction of tokens masked, as in train. Default 0.15.") var mlmProbability: Double?
     @Flag(help: "Masked-language models: mask whole words, as train --whole-word-mask.") var wholeWordMask = false
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard mlmProbability > 0 && mlmProbability < 1 else { throw ValidationError("--mlm-probability must be in (0, 1)") }
+        if let p = mlmProbability, !(p > 0 && p < 1) { throw ValidationError("--mlm-probability must be in (0, 1)") }
     }
 
     struct Report: Encodable {
@@ -66,9 +66,9 @@ struct Eval: ParsableCommand {
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 let bundle = try ModelFolder.load(model)
                 if bundle.model.task == .maskedLanguageModel, let bert = bundle.bert, let encoder = bundle.model as? BertClassifier {
-                    encoder.masking = try bert.tokenizer.maskingSettings(probability: mlmProbability, wholeWord: wholeWordMask,
+                    encoder.masking = try bert.tokenizer.maskingSettings(probability: mlmProbability ?? 0.15, wholeWord: wholeWordMask,
                                                                           vocabularySize: bert.config.vocabSize)
-                } else if mlmProbability != 0.15 || wholeWordMask {
+                } else if mlmProbability != nil || wholeWordMask {
                     throw FineTuneError("--mlm-probability and --whole-word-mask apply to a masked-language model; \(model) is not one")
                 }
                 return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true))
@@ -119,7 +119,7 @@ struct Predict: ParsableCommand {
         discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null. A masked-language model (a train --task mlm folder, bert-base-uncased) fills masks: each input (also plain text, one per line) writes [MASK] where a token is to be guessed, and its line is {\"masks\": [[{\"token\": id, \"token_str\": piece, \"score\": p}, ... --top-k of them], one list per [MASK]]}, the scores softmax probabilities over the vocabulary as transformers' fill-mask pipeline gives them. Under mpirun every rank predicts a contiguous slice and rank 0 writes them in input order (the same file as one process).")
 
     @Option(help: "Model folder.") var model: String
-    @Option(help: "Input data: JSON Lines or CSV.") var input: String
+    @Option(help: "Input data: JSON Lines or CSV (a masked-language model: also plain text, one input per line).") var input: String
     @Option(help: "Output JSON Lines file.") var output: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 256
     @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
@@ -165,8 +165,8 @@ struct Predict: ParsableCommand {
         let total = logits.reduce(0.0) { $0 + exp(Double($1 - top)) }
         let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         return order.prefix(k).map { i in
-            Candidate(token: Int32(i), tokenString: i < tokens.count ? tokens[i] : "[unused id \(i)]",
-                      score: (exp(Double(logits[i] - top)) / total).isFinite ? exp(Double(logits[i] - top)) / total : nil)
+            let p = exp(Double(logits[i] - top)) / total
+            return Candidate(token: Int32(i), tokenString: i < tokens.count ? tokens[i] : "[unused id \(i)]", score: p.isFinite ? p : nil)
         }
     }
 
@@ -199,12 +199,8 @@ struct Predict: ParsableCommand {
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 if comm.isRoot { try Self.checkOutputFile(output) }
                 let bundle = try ModelFolder.load(model)
-                if bundle.model.task == .maskedLanguageModel, let bert = bundle.bert {
-                    let length = maxLength ?? bundle.maxLength ?? bert.maxLength
-                    guard length >= 2 && length <= bert.config.maxPositions else {
-                        throw FineTuneError("--max-length \(length) must be in 2...\(bert.config.maxPositions)")
-                    }
-                    return (bundle, try TextDataset.fillMaskInputs(path: input, tokenizer: bert.tokenizer, maxLength: length) as ExampleSet)
+                if bundle.model.task == .maskedLanguageModel {
+                    return (bundle, try DataLoading.fillMaskInputs(input, for: bundle, maxLength: maxLength))
                 }
                 return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
             }

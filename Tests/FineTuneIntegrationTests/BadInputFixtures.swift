@@ -172,6 +172,7 @@ enum BadInputFixtures {
         try (vocab + "extra1\nextra2\n").write(toFile: "\(try copyBase("m-longvocab"))/vocab.txt", atomically: true, encoding: .utf8)
         try rewriteTensors("m-nan") { $0["encoder.layer.0.attention.self.query.weight"]!.values[3] = .nan }
         try rewriteTensors("m-missingtensor") { $0["encoder.layer.1.output.dense.bias"] = nil }
+        try rewriteTensors("m-nowordembeddings") { $0["embeddings.word_embeddings.weight"] = nil }
         try rewriteTensors("m-extratensor") { $0["encoder.layer.9.extra.weight"] = ([2], [1, 2]) }
 
         // Output paths that hold something else.

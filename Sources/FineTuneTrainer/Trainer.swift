@@ -223,7 +223,9 @@ public final class Trainer {
             return h
         }
         let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
-            : "\(model.trainableRange.count) of \(model.layout.count) parameters (frozen: \(c.freeze.description))"
+            : "\(model.trainableRange.count) of \(model.layout.count) parameters (" +
+              ((model as? BertClassifier)?.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
+                ?? "frozen: \(c.freeze.description)") + ")"
         try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
                           "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
                           "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(resolved.learningRate)" +

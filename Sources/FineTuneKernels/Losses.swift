@@ -14,7 +14,7 @@ public func softmaxCrossEntropyForward<T: KernelScalar>(losses: UnsafeMutablePoi
         var maxLogit = row[0]
         for k in 1..<K where row[k] > maxLogit { maxLogit = row[k] }
         var sum: T = 0
-        for k in 0..<K { p[k] = T.exp(row[k] - maxLogit); sum += p[k] }
+        for k in 0..<K { p[k] = T.kernelExp(row[k] - maxLogit); sum += p[k] }
         for k in 0..<K { p[k] /= sum }
         let t = Int(targets[b])
         let logSum = T.log(sum)

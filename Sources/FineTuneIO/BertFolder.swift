@@ -65,6 +65,8 @@ public struct BertDescription {
            let n = (try? JSONDecoder().decode(SentenceBertConfig.self, from: data))?.maxSeqLength {
             maxLength = min(maxLength, n)
         }
+        // The length a tokenizer truncates to by default (this program's exports write the trained one).
+        if let n = modelMaxLength(source.data("tokenizer_config.json")) { maxLength = min(maxLength, n) }
         let pooling: Pooling, head: Head, names: BertTensorNames
         var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         if let block = config.raw[ownBlockKey] {
@@ -149,6 +151,14 @@ public struct BertDescription {
                                        "(harmless if the model was made so, a sign of a truncated vocab.txt if not)")
         }
         return (description, task)
+    }
+
+    /// tokenizer_config.json's model_max_length when it is a usable token count (some folders hold
+    /// a 1e30 sentinel for "no limit").
+    static func modelMaxLength(_ data: Data?) -> Int? {
+        guard let data, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let value = (object["model_max_length"] as? NSNumber)?.doubleValue, value >= 2, value < 1e9 else { return nil }
+        return Int(value)
     }
 
     /// config.json in this program's layout plus the tokenizer files.
@@ -271,6 +281,8 @@ enum BertFolder {
     /// folder (Transformer and Pooling) when the run started from one.
     static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
+        // The length the model was trained with, where transformers' tokenizer and eval/predict take their default.
+        files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxPositions)
         if model.task == .maskedLanguageModel {
             files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForMaskedLM")
             files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
@@ -292,6 +304,17 @@ enum BertFolder {
             for (name, data) in peftAdapterFiles(bundle, model: model, lora: lora) { files["adapter/" + name] = data }
         }
         return files
+    }
+
+    /// tokenizer_config.json with model_max_length set (created with only that when the folder had none).
+    static func tokenizerConfig(_ data: Data?, maxLength: Int) -> Data? {
+        var object: [String: Any] = [:]
+        if let data {
+            guard let parsed = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data }
+            object = parsed
+        }
+        object["model_max_length"] = maxLength
+        return try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 
     /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):

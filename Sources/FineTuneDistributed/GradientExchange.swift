@@ -17,11 +17,6 @@ import Foundation
 /// MiniLM that skips more than half of the buffer: 11.7M of 22.7M floats). The rows no rank touched
 /// are zero everywhere, which is their sum, and finite. On one rank only the touched rows are checked.
 ///
-/// A separate gradient (masked-language modelling's tied decoder, a dense share of the word
-/// embeddings' gradient, see `SeparateGradient`) is summed on its own as soon as backward reports
-/// it final, overlapping the encoder's backward, and added into its tensor's summed gradient at the
-/// end; the tensor itself is then summed row-sparsely like a classifier's.
-///
 /// With optimizer-state sharding (ZeRO stage 1) each bucket is reduce-scattered instead (the same
 /// buckets, overlapped the same way): each rank receives the summed gradients of its block of the
 /// parameters only, updates those, and the parameters are then all-gathered (`afterUpdate`).
@@ -73,10 +68,6 @@ public final class GradientExchange {
         var range: Range<Int> { offset..<(offset + rows * width) }
     }
     let sparseRegions: [SparseRegion]
-    /// The separate share of a trainable tensor's gradient (nil: none, or its tensor is frozen).
-    let separate: SeparateGradient?
-    private var separateStarted = false
-    private var separatePending: PendingReduction? = nil
     private let controls = FlatBuffer<Float>(count: Control.allCases.count)
     private var controlsPending: PendingReduction? = nil
     private var packed = FlatBuffer<Float>(count: 0)
@@ -111,9 +102,8 @@ public final class GradientExchange {
     /// `sparse`: [rows, width] tensors summed row-sparsely, and `touchedRows`: which rows of each the
     /// step's backward wrote (every other row's gradient must be exactly zero).
     /// `trainable`: the gradients that are summed (the rest belong to frozen parameters; default all).
-    /// `separate`: a share of a tensor's gradient held apart, summed early and added in (`SeparateGradient`).
     public init(comm: Communicator, gradients: FlatBuffer<Float>, trainable: Range<Int>? = nil, sparse: [TensorSpec] = [],
-                touchedRows: @escaping (TensorSpec) -> [Int] = { _ in [] }, separate: SeparateGradient? = nil, settings: Settings) {
+                touchedRows: @escaping (TensorSpec) -> [Int] = { _ in [] }, settings: Settings) {
         self.comm = comm
         self.gradients = gradients
         overlap = settings.overlap
@@ -130,7 +120,6 @@ public final class GradientExchange {
             shard = trainable
             shardGradients = nil
         }
-        self.separate = separate.flatMap { $0.tensor.offset >= trainable.lowerBound ? $0 : nil }
         sparseSpecs = sparse.filter { $0.shape.count == 2 && $0.offset >= trainable.lowerBound }.sorted { $0.offset > $1.offset }
         sparseRegions = sparseSpecs.map { SparseRegion(offset: $0.offset, rows: $0.shape[0], width: $0.shape[1]) }
         self.touchedRows = touchedRows
@@ -160,9 +149,6 @@ public final class GradientExchange {
         started = 0
         pending = []
         controlsPending = nil
-        separateStarted = false
-        separatePending = nil
-        separate?.buffer.zero()
         locallyFinite = true
         floatsExchanged = controls.count
         controls.zero()
@@ -183,20 +169,8 @@ public final class GradientExchange {
     /// Gradients from `offset` to the end are final: start every bucket that lies within them.
     public func ready(from offset: Int) throws {
         guard overlap else { return }
-        if let separate, !separateStarted, offset <= separate.finalFrom { try startSeparate() }
         while started < buckets.count && buckets[started].lowerBound >= offset { try startNext() }
         for p in pending { _ = try comm.test(p) }
-        if let separatePending { _ = try comm.test(separatePending) }
-    }
-
-    private func startSeparate() throws {
-        guard let separate else { return }
-        separateStarted = true
-        floatsExchanged += separate.buffer.count
-        guard comm.size > 1 else { return }
-        if !allFinite(separate.buffer.base, count: separate.buffer.count) { locallyFinite = false }
-        separatePending = try comm.startAllreduceSum(UnsafeMutableBufferPointer(start: separate.buffer.base, count: separate.buffer.count),
-                                                     algorithm: algorithm)
     }
 
     private func startNext() throws {
@@ -223,7 +197,6 @@ public final class GradientExchange {
         let clock = { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
         let start = clock()
         if controlsPending == nil && shards == nil { controlsPending = try comm.startAllreduceSum(controls.buffer) }
-        if separate != nil && !separateStarted { try startSeparate() }
         while started < buckets.count { try startNext() }
         // The dense buckets progress inside MPI while the sparse regions are summed.
         var finite = true
@@ -231,8 +204,6 @@ public final class GradientExchange {
         let sparseDone = clock()
         for p in pending { try comm.wait(p) }
         pending = []
-        if let separatePending { try comm.wait(separatePending) }
-        separatePending = nil
         let waited = clock()
         defer { finishTimings = FinishTimings(sparseRows: sparseDone - start, waiting: waited - sparseDone, finiteCheck: clock() - waited) }
         if let shardGradients {
@@ -240,13 +211,11 @@ public final class GradientExchange {
                 let mine = region.range.clamped(to: shard)
                 (shardGradients.base + (mine.lowerBound - shard.lowerBound)).update(from: gradients.base + mine.lowerBound, count: mine.count)
             }
-            addSeparate()
             let blockFinite = finite && allFinite(shardGradients.base, count: shardGradients.count)
             controls[Control.nonFiniteRanks.rawValue] = blockFinite ? 0 : 1
             try comm.allreduceSum(controls.buffer)
             finite = controls[Control.nonFiniteRanks.rawValue] == 0
         } else {
-            if !addSeparate() { finite = false }
             try comm.wait(controlsPending!)
             // The sums, not the local parts: every rank sees the same values, so gives the same answer.
             for bucket in buckets where finite { finite = allFinite(gradients.base + bucket.lowerBound, count: bucket.count) }
@@ -254,19 +223,6 @@ public final class GradientExchange {
         if comm.size == 1 { locallyFinite = finite }
         return Result(lossSum: Double(controls[Control.lossSum.rawValue]), examples: Int(controls[Control.examples.rawValue].rounded()),
                       preempted: controls[Control.preemptedRanks.rawValue] > 0, finite: finite)
-    }
-
-    /// Adds the separate share's sum into its tensor's summed gradient (sharded: into this rank's
-    /// block of it); returns whether the result is finite.
-    @discardableResult
-    private func addSeparate() -> Bool {
-        guard let separate else { return true }
-        let target = separate.tensor.range.clamped(to: shard)
-        guard !target.isEmpty else { return true }
-        let into = shardGradients.map { $0.base + (target.lowerBound - shard.lowerBound) } ?? gradients.base + target.lowerBound
-        let share = separate.buffer.base + (target.lowerBound - separate.tensor.offset)
-        for i in 0..<target.count { into[i] += share[i] }
-        return allFinite(into, count: target.count)
     }
 
     /// Sums the rows of `region` that some rank touched (`mine` are this rank's), packed; returns

@@ -13,22 +13,6 @@ public struct TensorSpec: Equatable, Sendable {
     public var range: Range<Int> { offset..<(offset + count) }
 }
 
-/// A share of one tensor's gradient kept in a buffer of its own until the gradient exchange adds
-/// it in (masked-language modelling's tied decoder: its share of the word embeddings' gradient is
-/// final right after the head's backward, long before the embeddings' own, so its sum can overlap
-/// the encoder's backward). `buffer` has `tensor`'s shape; backward ADDS into it.
-public struct SeparateGradient {
-    public let buffer: FlatBuffer<Float>
-    /// The tensor whose gradient it is a share of.
-    public let tensor: TensorSpec
-    /// The share is final once backward reports gradients final from this offset on.
-    public let finalFrom: Int
-    public init(buffer: FlatBuffer<Float>, tensor: TensorSpec, finalFrom: Int) {
-        precondition(buffer.count == tensor.count, "a separate gradient has its tensor's size")
-        self.buffer = buffer; self.tensor = tensor; self.finalFrom = finalFrom
-    }
-}
-
 /// The layout of every flat buffer of a model: the names, shapes and offsets of its tensors.
 /// Parameters, gradients and optimizer moments share it.
 public struct ParameterLayout: Sendable {

@@ -25,12 +25,6 @@ public protocol FineTunableModel: AnyObject {
     /// The rows of one of `sparseGradientTensors` that the last backward wrote (sorted, no repeats):
     /// every other row's gradient is exactly zero.
     func touchedRows(in tensor: TensorSpec) -> [Int]
-    /// A share of a gradient backward keeps apart from `gradients` (nil: none); the gradient
-    /// exchange sums it on its own, early, and adds it in. Exists after `separateGradients()`.
-    var separateGradient: SeparateGradient? { get }
-    /// Asks backward to keep `separateGradient` apart (the training step does, for its exchange).
-    /// Without it every gradient goes into `gradients`, as the golden tests read them.
-    func separateGradients()
     /// The parameters from the input up, in contiguous groups (embeddings, layers, head).
     var parameterGroups: [ParameterGroup] { get }
     /// Parameters below this offset (a prefix of whole groups) are frozen: backward writes no
@@ -54,8 +48,6 @@ public protocol FineTunableModel: AnyObject {
 extension FineTunableModel {
     public var sparseGradientTensors: [TensorSpec] { [] }
     public func touchedRows(in tensor: TensorSpec) -> [Int] { Array(0..<(tensor.shape.first ?? 0)) }
-    public var separateGradient: SeparateGradient? { nil }
-    public func separateGradients() {}
     /// The learning rate when the user gives none: 5e-5 for a pre-trained encoder (the Hugging Face
     /// Trainer's), 1e-3 for an MLP (usually trained from scratch).
     public var defaultLearningRate: Double { self is MLP ? 1e-3 : 5e-5 }

@@ -218,9 +218,7 @@ public enum Benchmark {
         r.floatsExchangedPerStep = step.exchange.floatsExchanged
         r.optimizerStateBytes = step.optimizer.moments.reduce(0) { $0 + $1.count } * MemoryLayout<Float>.stride
         r.activationBytes = model.activationBytes
-        // The gradients include a separate share's buffer (masked-language modelling's tied decoder).
-        r.theoreticalBytes = (model.parameters.count + model.gradients.count + (model.separateGradient?.buffer.count ?? 0)) * 4
-            + r.optimizerStateBytes + model.activationBytes
+        r.theoreticalBytes = (model.parameters.count + model.gradients.count) * 4 + r.optimizerStateBytes + model.activationBytes
         return r
     }
 

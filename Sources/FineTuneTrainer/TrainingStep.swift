@@ -50,14 +50,12 @@ public final class TrainingStep {
         self.model = model
         self.maxGradientNorm = maxGradientNorm
         let earlier = earlierRows
-        // The tied decoder's gradient apart, so that its sum overlaps the encoder's backward.
-        model.separateGradients()
         self.exchange = GradientExchange(comm: comm, gradients: model.gradients, trainable: model.trainableRange, sparse: model.sparseGradientTensors,
                                          touchedRows: { [unowned model] spec in
                                              let last = model.touchedRows(in: spec)
                                              guard let before = earlier.byTensor[spec.offset] else { return last }
                                              return before.union(last).sorted()
-                                         }, separate: model.separateGradient, settings: exchange)
+                                         }, settings: exchange)
         optimizer = Optimizer(settings: settings, layout: model.layout, trainable: model.trainableRange, shard: self.exchange.shard)
     }
 

@@ -80,61 +80,6 @@ final class GradientExchangeTests: XCTestCase {
         }
     }
 
-    /// A separate share of the table's gradient (masked-language modelling's tied decoder: dense,
-    /// final early) is summed on its own and added into the table's summed rows: the result is the
-    /// direct sum of (rows + share) on every rank, overlapped or not, sharded or not, and a NaN in
-    /// a share is seen by every rank and named by its own.
-    func testASeparateShareIsSummedEarlyAndAddedIn() throws {
-        func share(rank: Int) -> [Float] { (0..<24).map { Float(100 * (rank + 1) + $0 % 7) } }
-        func run(ranks: Int, settings: GradientExchange.Settings, poison: Int? = nil)
-            throws -> [(summed: [Float], shard: Range<Int>, finite: Bool, locallyFinite: Bool, floats: Int)] {
-            try InProcessGroup.run(size: ranks) { comm in
-                let gradients = FlatBuffer<Float>(count: self.count)
-                let separate = SeparateGradient(buffer: FlatBuffer(count: 24), tensor: self.sparse, finalFrom: 30)
-                let exchange = GradientExchange(comm: comm, gradients: gradients, sparse: [self.sparse],
-                                                touchedRows: { _ in [comm.rank, comm.rank + 2] }, separate: separate, settings: settings)
-                for (i, v) in self.localGradients(rank: comm.rank).enumerated() { gradients[i] = v }
-                exchange.beginStep(examples: 1, preempted: false)
-                for (i, v) in share(rank: comm.rank).enumerated() { separate.buffer[i] += v }  // backward adds into it
-                if poison == comm.rank { separate.buffer[5] = .nan }
-                try exchange.forwardDone(lossSum: 1)
-                for offset in [30, 6, 0] { try exchange.ready(from: offset) }
-                let result = try exchange.finish()
-                let shard = exchange.shard
-                return ((0..<shard.count).map { exchange.gradientsOfShard[$0] }, shard, result.finite, exchange.locallyFinite, exchange.floatsExchanged)
-            }
-        }
-        for ranks in [1, 2, 3] {
-            var expected = expectedSum(ranks: ranks)
-            for r in 0..<ranks { for (i, v) in share(rank: r).enumerated() { expected[sparse.offset + i] += v } }
-            for overlap in [true, false] {
-                for sharded in [false, true] {
-                    var settings = GradientExchange.Settings()
-                    settings.overlap = overlap; settings.shardOptimizer = sharded; settings.bucketBytes = 7 * 4
-                    for (rank, o) in try run(ranks: ranks, settings: settings).enumerated() {
-                        let what = "\(ranks) ranks, overlap \(overlap), sharded \(sharded), rank \(rank)"
-                        XCTAssertEqual(o.summed, Array(expected[o.shard]), what)
-                        XCTAssertTrue(o.finite && o.locallyFinite, what)
-                    }
-                }
-            }
-        }
-        let poisoned = try run(ranks: 3, settings: GradientExchange.Settings(), poison: 1)
-        XCTAssertEqual(poisoned.map(\.finite), [false, false, false])
-        XCTAssertEqual(poisoned.map(\.locallyFinite), [true, false, true])
-        // A frozen tensor's share is not exchanged (backward writes none).
-        let frozen = try InProcessGroup.run(size: 2) { comm -> Int in
-            let exchange = GradientExchange(comm: comm, gradients: FlatBuffer<Float>(count: self.count), trainable: 30..<self.count,
-                                            separate: SeparateGradient(buffer: FlatBuffer(count: 24), tensor: self.sparse, finalFrom: 30),
-                                            settings: GradientExchange.Settings())
-            exchange.beginStep(examples: 1, preempted: false)
-            try exchange.forwardDone(lossSum: 1)
-            _ = try exchange.finish()
-            return exchange.floatsExchanged
-        }
-        XCTAssertEqual(frozen, [4 + 13, 4 + 13], "the controls and the 13 trainable values only")
-    }
-
     func testANonFiniteValueIsSeenByEveryRankAndNamedByItsOwn() throws {
         for shard in [false, true] {
             for index in [2, 8, 40] {  // dense, sparse table, last bucket

@@ -73,37 +73,6 @@ final class MaskedLMTests: XCTestCase {
                        "the tied decoder's gradient reaches every word-embedding row")
     }
 
-    /// As the training step runs it (`separateGradients()`): the tied decoder's share in its own
-    /// buffer, the word embeddings' region only the lookup rows (so summed row-sparsely); the two
-    /// together are transformers' gradient, and every other gradient is as before.
-    func testTheTiedDecoderGradientKeptApartAddsUpToTransformers() throws {
-        let plain = try mlmModel(), separated = try mlmModel()
-        separated.separateGradients()
-        let separate = try XCTUnwrap(separated.separateGradient)
-        XCTAssertEqual(separate.tensor, separated.tensors.wordEmbeddings)
-        XCTAssertEqual(separated.sparseGradientTensors.map(\.name), ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"])
-        let b = try mlmBatch()
-        for model in [plain, separated] {
-            model.gradients.zero()
-            _ = model.forward(b, mode: .training(seed: 0, step: 0))
-            model.backward { _ in }
-        }
-        let golden = try SafetensorsFile(path: "\(dir)/golden_mlm.safetensors")
-        let wte = separated.tensors.wordEmbeddings
-        let lookup = separated.gradients.values(of: wte)
-        let touched = Set(separated.touchedRows(in: wte))
-        for row in 0..<wte.shape[0] where !touched.contains(row) {
-            XCTAssertTrue(lookup[(row * wte.shape[1])..<((row + 1) * wte.shape[1])].allSatisfy { $0 == 0 }, "row \(row) untouched by lookups is zero")
-        }
-        let total = zip(lookup, separate.buffer.array).map { $0 + $1 }
-        let reference = try golden.floats("grad.bert.embeddings.word_embeddings.weight")
-        assertClose(total, reference, absolute: 1.5e-5 * (reference.map(abs).max() ?? 0), relative: 4e-4, "word embeddings: lookup + tied decoder")
-        assertClose(total, plain.gradients.values(of: wte), absolute: 1e-6, relative: 1e-6, "the same sum as in one buffer")
-        for spec in separated.layout.tensors where spec != wte {
-            XCTAssertEqual(separated.gradients.values(of: spec), plain.gradients.values(of: spec), spec.name)
-        }
-    }
-
     func settings(wholeWord: Bool = false, continuation: [Bool] = []) -> MaskingSettings {
         MaskingSettings(probability: 0.15, wholeWord: wholeWord, maskID: 4, vocabularySize: 120, specialIDs: [0, 1, 2, 3, 4],
                         continuation: continuation)

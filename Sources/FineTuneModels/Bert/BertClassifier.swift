@@ -27,18 +27,9 @@ public final class BertClassifier: FineTunableModel {
     public var classifierDropout: Double
     public var inputKind: InputKind { .text }
     /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
-    /// (Masked-language modelling: the tied decoder's gradient reaches every word-embedding row,
-    /// unless it is kept apart in `separateGradient`.)
+    /// (Masked-language modelling: the tied decoder's gradient reaches every word-embedding row.)
     public var sparseGradientTensors: [TensorSpec] {
-        task == .maskedLanguageModel && separateGradient == nil ? [tensors.positionEmbeddings] : [tensors.wordEmbeddings, tensors.positionEmbeddings]
-    }
-    /// Masked-language modelling after `separateGradients()`: the tied decoder's weight gradient,
-    /// apart from the word embeddings' lookup gradient (47 MB for MiniLM).
-    public private(set) var separateGradient: SeparateGradient? = nil
-    public func separateGradients() {
-        guard task == .maskedLanguageModel, separateGradient == nil else { return }
-        separateGradient = SeparateGradient(buffer: FlatBuffer(count: tensors.wordEmbeddings.count), tensor: tensors.wordEmbeddings,
-                                            finalFrom: tensors.headStart.offset)
+        task == .maskedLanguageModel ? [tensors.positionEmbeddings] : [tensors.wordEmbeddings, tensors.positionEmbeddings]
     }
     /// Masked-language modelling: how inputs are masked (a batch that carries its own masked
     /// positions, as the golden tests give them, is used as it is).
@@ -336,8 +327,7 @@ public final class BertClassifier: FineTunableModel {
         }
         let dx = arena[a.gradA]
         if let head = t.maskedLM {
-            let decoderGradient = weightGradient(t.wordEmbeddings).map { separateGradient?.buffer.base ?? $0 }
-            maskedLMBackward(head, dx: dx, batch: batch, wordEmbeddingGradient: decoderGradient, inputGradient: !headOnly)
+            maskedLMBackward(head, dx: dx, batch: batch, wordEmbeddingGradient: weightGradient(t.wordEmbeddings), inputGradient: !headOnly)
             if headOnly { gradientsReady(0); return }
         } else {
             let dLogits = arena[a.dLogits]

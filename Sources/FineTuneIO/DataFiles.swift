@@ -50,13 +50,18 @@ public enum JSONLines {
     /// Calls `body` with the 1-based line number and object of every non-blank line; a line that
     /// is not a JSON object is an error naming the file and line.
     public static func forEachObject(in data: Data, path: String, _ body: (Int, [String: JSONValue]) throws -> Void) throws {
+        var first = true
         for (number, raw) in try textLines(data, path: path) {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty { continue }
             let value: JSONValue
             do { value = try StrictJSON.parse(line) } catch {
-                throw FineTuneError("\(path):\(number): not valid JSON: \(error)")
+                // The format comes from the name: a first line that is no JSON at all is likely another format.
+                let hint = first && !line.hasPrefix("{") && !line.hasPrefix("[")
+                    ? " (a file not named .csv is read as JSON Lines, one object per line; CSV needs a .csv name)" : ""
+                throw FineTuneError("\(path):\(number): not valid JSON: \(error)\(hint)")
             }
+            first = false
             guard case .object(let object) = value else {
                 throw FineTuneError("\(path):\(number): \(value.kindDescription), not a JSON object (each line holds one object)")
             }
@@ -72,6 +77,14 @@ public enum CSV {
     public static func parse(_ data: Data, path: String) throws -> [Record] {
         // Validated line by line first, so a bad byte is reported with its line.
         let text = try textLines(data, path: path).map(\.text).joined(separator: "\n")
+        do { return try records(of: text, path: path) } catch let error as FineTuneError {
+            // The format comes from the name: JSON Lines in a .csv file fails on its first quote.
+            guard text.drop(while: { $0.isWhitespace }).first == "{" else { throw error }
+            throw FineTuneError("\(error) (a .csv file is read as CSV; this one holds JSON Lines: name it .jsonl)")
+        }
+    }
+
+    private static func records(of text: String, path: String) throws -> [Record] {
         var records: [Record] = []
         var field = ""
         var fields: [String] = []

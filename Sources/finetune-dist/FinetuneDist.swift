@@ -46,6 +46,7 @@ struct FinetuneDist: ParsableCommand {
             if !quiet { printError("finetune-dist: error: \(error)") }
             Glibc.exit(64)
         }
+        arguments = joiningNegativeNumbers(arguments)
         if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
             arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
         }
@@ -63,6 +64,21 @@ struct FinetuneDist: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// `--lr -1` as `--lr=-1`: ArgumentParser takes a word starting with "-" for an option of its
+    /// own ("Missing value for '--lr'"); joined, the option's range check says what is wrong.
+    static func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        for argument in arguments {
+            if argument.hasPrefix("-"), Double(argument) != nil, let option = out.last,
+               option.hasPrefix("--"), option.count > 2, !option.contains("=") {
+                out[out.count - 1] = option + "=" + argument
+            } else {
+                out.append(argument)
+            }
+        }
+        return out
     }
 
     /// This process's rank as the launcher (mpirun, srun) set it, before MPI is initialised.

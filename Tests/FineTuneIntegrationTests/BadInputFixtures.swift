@@ -49,6 +49,8 @@ enum BadInputFixtures {
         write("blank.jsonl", "\n\n  \n")
         write("header.csv", "text,label\n")
         write("ragged.csv", "text,label\nthe data,yes\nthe cpu,no,extra\n")
+        write("csv-as.txt", "text,label\nthe data,yes\nthe cpu,no\n")
+        write("jsonl-as.csv", "{\"text\": \"the data\", \"label\": \"yes\"}\n{\"text\": \"the cpu\", \"label\": \"no\"}\n")
         write("notextcol.csv", "sentence,label\nthe data,yes\n")
         write("quote.csv", "text,label\nthe data,yes\n\"the cpu,no\n")
         write("midquote.csv", "text,label\nthe \"data\",yes\n")

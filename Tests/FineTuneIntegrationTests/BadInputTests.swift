@@ -162,6 +162,7 @@ final class BadInputTests: XCTestCase {
 
             // Options: range checks before anything runs (ArgumentParser's status 64).
             Case(name: "--lr 0", arguments: option("--lr", "0"), words: ["--lr must be a positive number"], status: 64),
+            Case(name: "--lr -1 (a negative number after an option)", arguments: option("--lr", "-1"), words: ["--lr must be a positive number"], status: 64),
             Case(name: "--lr nan", arguments: option("--lr", "nan"), words: ["--lr must be a positive number"], status: 64),
             Case(name: "--lr abc", arguments: option("--lr", "abc"), words: ["'abc' is invalid for '--lr"], status: 64),
             Case(name: "--batch-size 0", arguments: option("--batch-size", "0"), words: ["--batch-size must be positive"], status: 64),
@@ -227,6 +228,8 @@ final class BadInputTests: XCTestCase {
             Case(name: "2 ranks: NaN feature", ranks: 2, arguments: mlp("nan.jsonl"), words: ["nan.jsonl:3:", "NaN"]),
             Case(name: "2 ranks: NaN weight", ranks: 2, arguments: model("m-nan"), words: ["query.weight holds NaN"]),
             Case(name: "2 ranks: missing test", ranks: 2, arguments: text("good.jsonl", ["--test", "\(f)/nosuch.jsonl"]), words: ["nosuch.jsonl", "cannot read"]),
+            Case(name: "CSV in a .txt file", arguments: text("csv-as.txt"), words: ["csv-as.txt:1: not valid JSON", "CSV needs a .csv name"]),
+            Case(name: "JSON Lines in a .csv file", arguments: text("jsonl-as.csv"), words: ["jsonl-as.csv:1:", "name it .jsonl"]),
             Case(name: "2 ranks: CSV ragged", ranks: 2, arguments: text("ragged.csv"), words: ["ragged.csv:3:"]),
             Case(name: "2 ranks: empty file", ranks: 2, arguments: text("empty.jsonl"), words: ["empty.jsonl", "no examples"]),
             Case(name: "2 ranks: truncated weights", ranks: 2, arguments: model("m-truncated"), words: ["runs past the end"]),

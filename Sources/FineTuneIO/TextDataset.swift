@@ -217,26 +217,27 @@ public struct TextDataset: ExampleSet {
 }
 
 extension TextDataset {
+    /// JSON Lines / CSV records (`readRecords`), or plain text: each non-blank line a record's text.
+    static func readRecordsOrLines(path: String) throws -> [TextRecord] {
+        let lower = path.lowercased()
+        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") { return try readRecords(path: path) }
+        return try textLines(try readDataFile(path), path: path)
+            .filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }
+            .map { TextRecord(text: $0.text, line: $0.number) }
+    }
+
     /// A corpus for masked-language modelling: plain text (`.txt`, or any file that is not JSON
     /// Lines or CSV: one document or paragraph per line, blank lines skipped), or JSON Lines / CSV
     /// with a `text` field. A text longer than `maxLength` tokens is split into windows of
     /// `maxLength - 2` tokens, each with [CLS] and [SEP], rather than cut off: every token is seen.
     /// Labels, if the file has them, are not read; the notice says so once.
     public static func corpus(path: String, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> (TextDataset, notices: [String]) {
-        var texts: [(line: Int, text: String)] = []
         var notices: [String] = []
-        let lower = path.lowercased()
-        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") {
-            let records = try readRecords(path: path)
-            if records.contains(where: { $0.label != nil }) {
-                notices.append("note: \(path): the labels are not read: masked-language modelling learns from the text alone")
-            }
-            texts = records.map { record in (record.line, record.pair.map { record.text + " " + $0 } ?? record.text) }
-        } else {
-            for (number, line) in try textLines(try readDataFile(path), path: path) where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-                texts.append((number, line))
-            }
+        let records = try readRecordsOrLines(path: path)
+        if records.contains(where: { $0.label != nil }) {
+            notices.append("note: \(path): the labels are not read: masked-language modelling learns from the text alone")
         }
+        let texts = records.map { record in (line: record.line, text: record.pair.map { record.text + " " + $0 } ?? record.text) }
         var set = TextDataset(path: path)
         let budget = maxLength - 2
         for (line, text) in texts {
@@ -266,15 +267,7 @@ extension TextDataset {
         guard let mask = tokenizer.id(of: "[MASK]") else {
             throw FineTuneError("the vocabulary has no [MASK] token, which fill-mask prediction needs")
         }
-        let lower = path.lowercased()
-        let records: [TextRecord]
-        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") {
-            records = try readRecords(path: path)
-        } else {
-            records = try textLines(try readDataFile(path), path: path)
-                .filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }
-                .map { TextRecord(text: $0.text, line: $0.number) }
-        }
+        let records = try readRecordsOrLines(path: path)
         if records.isEmpty { throw FineTuneError("\(path): no inputs") }
         let set = try TextDataset(records: records, path: path, tokenizer: tokenizer, maxLength: maxLength,
                                   task: .maskedLanguageModel, requireLabels: false)

@@ -9,12 +9,8 @@
 # domain-valid.txt, for the validation perplexity.
 set -euo pipefail
 out=${1:?usage: launch/make-debian-corpus.sh OUTDIR}
-if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c1)" ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-fi
 mkdir -p "$out"
-apt-cache dumpavail | PYTHONPATH="$(dirname "$0")" python3 -c '
+"$(dirname "$0")/apt-packages.sh" | PYTHONPATH="$(dirname "$0")" python3 -c '
 import os, sys
 from debian_packages import SECTIONS, bucket, description, records, source_of
 out = sys.argv[1]

@@ -11,12 +11,8 @@
 # (foo, foo-data, foo-doc) never straddle splits.
 set -euo pipefail
 out=${1:?usage: launch/make-debian-dataset.sh OUTDIR}
-if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c1)" ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-fi
 mkdir -p "$out"
-apt-cache dumpavail | PYTHONPATH="$(dirname "$0")" python3 -c '
+"$(dirname "$0")/apt-packages.sh" | PYTHONPATH="$(dirname "$0")" python3 -c '
 import json, os, sys
 from debian_packages import SECTIONS, bucket, description, records, source_of
 out = sys.argv[1]

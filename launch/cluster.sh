@@ -21,6 +21,10 @@ declare -A first_line=()
 hosts=()
 while IFS= read -r line || [ -n "$line" ]; do
     lineno=$((lineno + 1))
+    if [[ "$line" == *$'\r'* ]]; then
+        echo "launch/cluster.sh: $hostfile:$lineno: Windows line ending (CR LF); mpirun would read the CR as part of the line: convert the file (dos2unix $hostfile, or sed -i 's/\\r\$//' $hostfile)" >&2
+        exit 2
+    fi
     line=${line%%#*}
     [ -z "${line//[[:space:]]/}" ] && continue
     read -r host rest <<<"$line"
@@ -103,5 +107,6 @@ forward=(-x HWLOC_COMPONENTS)
 [ -n "${OMPI_ALLOW_RUN_AS_ROOT:-}" ] && forward+=(-x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM)
 echo "launch/cluster.sh: $ranks rank(s) x $threads thread(s) over $hostfile ($slots slot(s)), each rank bound to its own core(s)" >&2
 rm -rf "$probe_dir"; trap - EXIT
-exec mpirun --hostfile "$hostfile" -n "$ranks" --map-by "slot:PE=$threads" --bind-to core "${mca[@]}" "${forward[@]}" \
+source "$(dirname "$0")/relay-signals.sh"
+run_relaying_signals mpirun --hostfile "$hostfile" -n "$ranks" --map-by "slot:PE=$threads" --bind-to core "${mca[@]}" "${forward[@]}" \
     "$FINETUNE_DIST_BIN" "$@"

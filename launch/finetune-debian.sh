@@ -19,8 +19,14 @@ run=runs/debian-$(date +%Y%m%d-%H%M%S)
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[i]}" = "--output" ] && run=${args[i+1]:-$run}; done
 start=$(date +%s)
+status=0
 launch/local.sh "${ranks[@]}" train --model models/all-MiniLM-L6-v2 \
     --train data/debian/train.jsonl --valid data/debian/valid.jsonl --test data/debian/test.jsonl \
     --output "$run" --pooling mean --max-length 64 --epochs 3 --batch-size 32 \
-    --lr 5e-5 --weight-decay 0.01 --lr-schedule linear --warmup-ratio 0.06 --log-every 20 "$@"
+    --lr 5e-5 --weight-decay 0.01 --lr-schedule linear --warmup-ratio 0.06 --log-every 20 "$@" || status=$?
+if [ "$status" -eq 75 ]; then
+    # Stopped by Ctrl-C or SIGTERM, with a checkpoint: the same command with --resume continues it.
+    echo "finetune-debian: stopped after a checkpoint; continue with: launch/finetune-debian.sh ${ranks[*]} $* --output $run --resume" >&2
+fi
+[ "$status" -eq 0 ] || exit "$status"
 echo "finetune-debian: $(( $(date +%s) - start )) s; outputs in $run (best/ and final/ load with sentence-transformers)"

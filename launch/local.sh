@@ -21,4 +21,5 @@ else
     placement=(--oversubscribe --bind-to none)
     echo "launch/local.sh: $ranks rank(s) on $cores core(s): oversubscribed, not bound (for correctness, not speed)" >&2
 fi
-exec mpirun -n "$ranks" "${placement[@]}" "$FINETUNE_DIST_BIN" "$@"
+source "$(dirname "$0")/relay-signals.sh"
+run_relaying_signals mpirun -n "$ranks" "${placement[@]}" "$FINETUNE_DIST_BIN" "$@"

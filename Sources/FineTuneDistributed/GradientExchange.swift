@@ -2,7 +2,7 @@ import FineTuneKernels
 import Foundation
 
 /// Sums a model's gradients over all ranks once per step, with the step's control values (loss
-/// sum, example count, preemption and non-finite flags) riding along.
+/// sum, example count, preemption, checkpoint and non-finite flags) riding along.
 ///
 /// Gradients go in buckets of about `bucketBytes`, from the end of the buffer (last layers, whose
 /// gradients backward finishes first) to the start. With overlap on, a bucket's non-blocking
@@ -26,6 +26,8 @@ public final class GradientExchange {
     /// The values every rank contributes to each step's sum besides the gradients.
     public enum Control: Int, CaseIterable {
         case lossSum, examples, preemptedRanks, nonFiniteRanks
+        /// Rank 0 asks for a checkpoint after this step (its clock says --save-every-minutes passed).
+        case checkpointRequests
     }
 
     public struct Settings: Sendable {
@@ -43,8 +45,10 @@ public final class GradientExchange {
     public struct Result: Sendable {
         public var lossSum: Double
         public var examples: Int
-        /// Some rank asked to stop (SIGTERM, SIGUSR1).
+        /// Some rank asked to stop (SIGINT, SIGTERM, SIGUSR1).
         public var preempted: Bool
+        /// Some rank (rank 0, by its clock) asked for a checkpoint after this step.
+        public var checkpointRequested: Bool
         /// The summed gradients are all finite: a NaN or Inf on any rank makes a sum non-finite.
         public var finite: Bool
     }
@@ -144,8 +148,9 @@ public final class GradientExchange {
         return ranges
     }
 
-    /// Starts a step: this rank computes `examples` examples; `preempted` when it was asked to stop.
-    public func beginStep(examples: Int, preempted: Bool) {
+    /// Starts a step: this rank computes `examples` examples; `preempted` when it was asked to stop,
+    /// `checkpoint` when it asks for a checkpoint after the step.
+    public func beginStep(examples: Int, preempted: Bool, checkpoint: Bool = false) {
         started = 0
         pending = []
         controlsPending = nil
@@ -154,6 +159,7 @@ public final class GradientExchange {
         controls.zero()
         controls[Control.examples.rawValue] = Float(examples)
         controls[Control.preemptedRanks.rawValue] = preempted ? 1 : 0
+        controls[Control.checkpointRequests.rawValue] = checkpoint ? 1 : 0
     }
 
     /// The forward pass is done: its loss sum joins the control values, whose sum starts now
@@ -222,7 +228,8 @@ public final class GradientExchange {
         }
         if comm.size == 1 { locallyFinite = finite }
         return Result(lossSum: Double(controls[Control.lossSum.rawValue]), examples: Int(controls[Control.examples.rawValue].rounded()),
-                      preempted: controls[Control.preemptedRanks.rawValue] > 0, finite: finite)
+                      preempted: controls[Control.preemptedRanks.rawValue] > 0,
+                      checkpointRequested: controls[Control.checkpointRequests.rawValue] > 0, finite: finite)
     }
 
     /// Sums the rows of `region` that some rank touched (`mine` are this rank's), packed; returns

@@ -57,7 +57,9 @@ public struct TextDataset: ExampleSet {
                     let raw = row.fields[lc].trimmingCharacters(in: .whitespaces)
                     if !raw.isEmpty { label = Double(raw).map(LabelValue.number) ?? .name(raw) }
                 }
-                records.append(TextRecord(text: row.fields[textColumn], pair: pairColumn.map { row.fields[$0] }, label: label, line: row.line))
+                // An empty second text is no second text, as transformers' tokenizer(text, "") reads it.
+                let pair = pairColumn.map { row.fields[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+                records.append(TextRecord(text: row.fields[textColumn], pair: pair, label: label, line: row.line))
             }
         } else {
             try JSONLines.forEachObject(in: data, path: path) { lineNumber, object in
@@ -68,7 +70,7 @@ public struct TextDataset: ExampleSet {
                 var pair: String? = nil
                 switch object["text_pair"] {
                 case nil, .null?: break
-                case .string(let s)?: pair = s
+                case .string(let s)?: pair = s.isEmpty ? nil : s  // as transformers' tokenizer(text, "")
                 default: throw fail("\"text_pair\" is not a string")
                 }
                 var label: LabelValue? = nil
@@ -240,6 +242,7 @@ extension TextDataset {
         let texts = records.map { record in (line: record.line, text: record.pair.map { record.text + " " + $0 } ?? record.text) }
         var set = TextDataset(path: path)
         let budget = maxLength - 2
+        guard budget > 0 else { throw FineTuneError("--max-length \(maxLength) leaves no room for text between [CLS] and [SEP] (at least 3)") }
         for (line, text) in texts {
             let ids = tokenizer.tokenize(text)
             guard !ids.isEmpty else {

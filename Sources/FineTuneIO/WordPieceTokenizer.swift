@@ -71,7 +71,9 @@ public final class WordPieceTokenizer {
                 throw FineTuneError("\(source)/tokenizer.json: \(userMessage(for: error))")
             }
             lowercase = json.normalizer?.lowercase
-            if files["vocab.txt"] == nil, let model = json.model {
+            // transformers tokenises with tokenizer.json when a folder has it: so does this tool, and
+            // a vocab.txt beside it must say the same (else the folder tokenises two ways).
+            if let model = json.model, files["vocab.txt"] == nil || model.type == "WordPiece" {
                 guard model.type == "WordPiece", let vocab = model.vocab else {
                     throw FineTuneError("\(source)/tokenizer.json: not a WordPiece tokenizer (only BERT WordPiece is supported)")
                 }
@@ -91,16 +93,31 @@ public final class WordPieceTokenizer {
                 throw FineTuneError("\(source)/tokenizer_config.json: \(userMessage(for: error))")
             }
         }
+        if let fromJSON = tokens, let data = files["vocab.txt"], let text = String(data: data, encoding: .utf8) {
+            let listed = vocabularyLines(text)
+            if listed != fromJSON {
+                let id = zip(listed, fromJSON).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(listed.count, fromJSON.count)
+                let say = { (list: [String]) in id < list.count ? "\"\(list[id])\"" : "nothing (it ends there)" }
+                throw FineTuneError("\(source): vocab.txt and tokenizer.json disagree (token id \(id): vocab.txt has \(say(listed)), " +
+                                    "tokenizer.json \(say(fromJSON)); \(listed.count) and \(fromJSON.count) tokens): transformers would tokenise " +
+                                    "with tokenizer.json; fix or remove the one that is wrong")
+            }
+        }
         if tokens == nil {
             guard let data = files["vocab.txt"] else {
                 throw FineTuneError("\(source): no vocab.txt or tokenizer.json (a text model needs its vocabulary)")
             }
             guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(source)/vocab.txt: not UTF-8 text") }
-            var list = text.components(separatedBy: "\n")
-            if list.last == "" { list.removeLast() }
-            tokens = list.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+            tokens = vocabularyLines(text)
         }
         return try WordPieceTokenizer(tokens: tokens!, lowercase: lowercase ?? true, source: vocabularySource)
+    }
+
+    /// vocab.txt's tokens, one a line (a final newline and Windows line ends dropped).
+    static func vocabularyLines(_ text: String) -> [String] {
+        var list = text.components(separatedBy: "\n")
+        if list.last == "" { list.removeLast() }
+        return list.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
     }
 
     /// The tokenizer of a model folder on disk.

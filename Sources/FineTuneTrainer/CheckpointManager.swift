@@ -23,6 +23,9 @@ final class CheckpointManager {
     }
 
     /// Rank 0: the checkpoint to resume from (nil for a fresh run), after checking the output folder.
+    /// The newest complete checkpoint's step, if any.
+    var newestStep: Int? { folder.steps().first }
+
     func findResume(_ mode: ResumeMode, outputPath: String, note: (String) -> Void) throws -> Checkpoint? {
         folder.removeUnfinished()
         let existing = folder.steps()

@@ -2,19 +2,52 @@ import FineTuneDistributed
 import FineTuneKernels
 import Foundation
 
-/// SIGTERM and SIGUSR1 (what Slurm sends before a time limit or a preemption) set a flag; the ranks
-/// agree on it at the next step boundary (it travels in the gradient exchange), write a checkpoint
-/// and exit with `Preemption.exitStatus`.
+/// Ctrl-C (SIGINT), SIGTERM and SIGUSR1 ask the run to stop without losing work: the first sets a
+/// flag, the ranks agree on it at the next step boundary (it travels in the gradient exchange),
+/// write a checkpoint and exit with `Preemption.exitStatus`. A second SIGINT or SIGTERM aborts at
+/// once (the default action), for a user who does not want to wait for the checkpoint.
+/// mpirun turns a Ctrl-C or SIGTERM of its own into SIGTERM to the ranks and SIGKILLs them a second
+/// later; it forwards SIGUSR1 as it is, which is what the launch scripts send it (Docs/cluster.md).
 public enum Preemption {
     /// The exit status of a preempted run: EX_TEMPFAIL, "try again" (requeue with --resume auto).
     public static let exitStatus: Int32 = 75
+    /// The first stopping signal's number, 0 while none came.
     nonisolated(unsafe) static var flag: sig_atomic_t = 0
 
     public static var requested: Bool { flag != 0 }
 
-    static func install() {
-        for signal in [SIGTERM, SIGUSR1] {
-            _ = Glibc.signal(signal) { _ in Preemption.flag = 1 }
+    /// The signal that asked to stop, by name ("SIGINT (Ctrl-C)"), nil while none came.
+    public static var signalName: String? {
+        switch flag {
+        case 0: return nil
+        case SIGINT: return "SIGINT (Ctrl-C)"
+        case SIGTERM: return "SIGTERM"
+        case SIGUSR1: return "SIGUSR1 (a scheduler's preemption, or Ctrl-C/SIGTERM relayed by the launch script)"
+        default: return "signal \(flag)"
+        }
+    }
+
+    /// The line the first signal prints (from the handler, so it is written with write(2)).
+    nonisolated(unsafe) private static var announcement: [UInt8] = []
+
+    /// `announce`: this process prints a line when the first signal comes (rank 0 only, so one line).
+    static func install(announce: Bool) {
+        announcement = announce ? Array(("finetune-dist: stopping: a checkpoint is written at the end of the current step, " +
+                                         "then the run exits with status \(exitStatus) (continue it with --resume); " +
+                                         "interrupt again to abort at once\n").utf8) : []
+        for signal in [SIGINT, SIGTERM, SIGUSR1] {
+            _ = Glibc.signal(signal) { received in
+                if Preemption.flag != 0 && received != SIGUSR1 {
+                    // The second interruption: the default action (the process ends by this signal).
+                    Glibc.signal(received, SIG_DFL)
+                    raise(received)
+                    return
+                }
+                if Preemption.flag == 0 {
+                    Preemption.flag = received
+                    Preemption.announcement.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+                }
+            }
         }
     }
 }

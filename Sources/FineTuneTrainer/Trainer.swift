@@ -14,6 +14,8 @@ public final class Trainer {
     let report: (TrainingEvent) -> Void
     /// Rank 0's TensorBoard event file (nil with --no-tensorboard, and on other ranks).
     private var tensorBoard: TensorBoardWriter? = nil
+    /// Rank 0's lock on the output folder, held for the run's life.
+    private var folderLock: RunFolderLock? = nil
 
     /// `report` sees every event on rank 0 (the CLI prints `consoleLine`); metrics.jsonl gets the records.
     public init(configuration: TrainingConfiguration, communicator: Communicator, report: @escaping (TrainingEvent) -> Void) {
@@ -36,6 +38,10 @@ public final class Trainer {
         let earlyStopping: EarlyStopping
         var permutation: [Int]
         var lastSavedStep: Int
+        /// When the last checkpoint was written (or the run started): --save-every-minutes counts from it.
+        var lastSaveTime = Date()
+        /// A step without any masked token was said once.
+        var saidNoMaskedStep = false, saidNoMaskedEvaluation = false
         var meter = ThroughputMeter()
         let exampleLog: FileHandle?
         /// --train-eval-examples: the fixed training subset evaluated beside validation.
@@ -84,11 +90,14 @@ public final class Trainer {
         let outputExisted = FileManager.default.fileExists(atPath: configuration.outputPath)
         let session: Session
         do { session = try setUp() } catch {
+            folderLock?.release()
+            folderLock = nil
             if comm.isRoot && !outputExisted, (try? FileManager.default.contentsOfDirectory(atPath: configuration.outputPath))?.isEmpty == true {
                 try? FileManager.default.removeItem(atPath: configuration.outputPath)
             }
             throw error
         }
+        defer { folderLock?.release(); folderLock = nil }
         let outcome = try trainLoop(session)
         if outcome == .preempted || outcome == .stoppedAfterSteps { return outcome }
         try finish(session, outcome: outcome)
@@ -107,7 +116,14 @@ public final class Trainer {
         var folderDescription: ModelDescription? = nil
         let startBytes: [UInt8] = try comm.agree("reading the starting point") {
             guard root else { return [] }
+            try RunFolder.checkPlacement(output: c.outputPath, model: c.modelPath, overwrite: c.overwrite)
             try AtomicFiles.createFolder(c.outputPath, option: "--output")
+            // One run at a time in a folder; a fresh run does not replace an earlier one unasked.
+            self.folderLock = try RunFolderLock(folder: c.outputPath)
+            if c.resume == .off {
+                try RunFolder.prepareFresh(c.outputPath, overwrite: c.overwrite, newestCheckpoint: checkpoints.newestStep,
+                                           note: { self.report(.note($0)) })
+            }
             if let checkpoint = try checkpoints.findResume(c.resume, outputPath: c.outputPath, note: { self.report(.note($0)) }) {
                 return checkpoint.archive()
             }
@@ -118,6 +134,12 @@ public final class Trainer {
         let start = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
         // Only a checkpoint carries trainer_state.json (--resume auto may have found none).
         let resumed: Checkpoint? = start.files["trainer_state.json"] != nil ? start : nil
+        let resumedState = try comm.agree("reading the checkpoint's state") { try resumed?.state() }
+        // `--resume` without --model: the run's own model, as the checkpoint recorded it.
+        if c.modelPath.isEmpty, let started = resumedState?.modelPath {
+            c.modelPath = started
+            configuration.modelPath = started
+        }
         let description = try comm.agree("reading the model configuration") {
             try ModelFolder.describe(MemorySource(start.files, name: resumed == nil ? c.modelPath : "checkpoint"), pooling: c.pooling)
         }
@@ -144,6 +166,22 @@ public final class Trainer {
         if c.lora != nil, case .mlp = description.kind {
             throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
         }
+        if c.gradAccum > 1 && c.gradAccum > c.batchSize / comm.size {
+            let share = c.batchSize / comm.size
+            throw collectiveError("--grad-accum \(c.gradAccum) would split each rank's share of the global batch (--batch-size \(c.batchSize) over " +
+                                  "\(comm.size) rank(s): \(share) example(s)) into \(c.gradAccum) micro-batches; give at most \(max(1, share)), or a larger --batch-size")
+        }
+        if let lora = c.lora, case .bert(let bert) = description.kind {
+            let h = bert.config.hiddenSize, i = bert.config.intermediateSize
+            for target in lora.targets {
+                let (inputs, outputs) = target == .intermediate ? (h, i) : target == .output ? (i, h) : (h, h)
+                if lora.rank * (inputs + outputs) >= inputs * outputs {
+                    throw collectiveError("--lora-rank \(lora.rank): the adapter of \(target.rawValue) (\(lora.rank) x (\(inputs) + \(outputs)) parameters) " +
+                                          "is not smaller than the \(inputs) x \(outputs) weight it adapts; LoRA pays with a rank far below the " +
+                                          "layer's width \(min(inputs, outputs)) (PEFT's default is 8), or train the model whole without --lora-rank")
+                }
+            }
+        }
         // A PEFT adapter given as --model, or a LoRA run's checkpoint: the LoRA settings come with it.
         let given = try start.files["adapter_config.json"].map { try PeftAdapter.parseConfig($0, path: "\(c.modelPath)/adapter_config.json") }
         if let wanted = c.lora, let given = given?.lora, wanted != given {
@@ -160,7 +198,6 @@ public final class Trainer {
             }
         }
         // Gradual unfreezing: what trains depends on the epoch the run starts in.
-        let resumedState = try comm.agree("reading the checkpoint's state") { try resumed?.state() }
         let resolved = try comm.agree("applying the fine-tuning controls") {
             try applyControls(to: model, data: data, epoch: resumedState?.epoch ?? 0)
         }
@@ -231,7 +268,7 @@ public final class Trainer {
                           "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(resolved.learningRate)" +
                           (resumed != nil ? ", resuming after step \(state.step)" : "")), to: metrics)
         comm.timeout = c.collectiveTimeout
-        Preemption.install()
+        Preemption.install(announce: comm.isRoot)
         return Session(bundle: bundle, data: data, step: step, state: state,
                        schedule: schedule, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, metrics: metrics, checkpoints: checkpoints,
                        earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
@@ -334,7 +371,7 @@ public final class Trainer {
     /// A resumed run must start from the same model and do the same mathematics as the one that
     /// wrote the checkpoint.
     private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
-        if let started = state.modelPath, started != Self.absolutePath(configuration.modelPath),
+        if let started = state.modelPath, !configuration.modelPath.isEmpty, started != Self.absolutePath(configuration.modelPath),
            !configuration.acceptChanged.contains("model") {
             throw FineTuneError("cannot resume: this run started from --model \(started), not \(configuration.modelPath); a resumed run " +
                                 "continues its checkpoint and never reads --model, so pass the run's own --model, start a new run " +
@@ -399,9 +436,23 @@ public final class Trainer {
             c.debug.signalIfAsked(rank: comm.rank, step: stepNumber)
             c.debug.stallIfAsked(rank: comm.rank, step: stepNumber)
             let lr = s.schedule.rate(atStep: s.state.step)
+            // Rank 0's clock decides a checkpoint by time; the exchange tells every rank.
+            let checkpointDue = comm.isRoot && c.saveEveryMinutes > 0 && Date().timeIntervalSince(s.lastSaveTime) >= c.saveEveryMinutes * 60
             let outcome = try s.step.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
-                                         preempted: Preemption.requested)
-            if !outcome.updated { try nonFiniteStep(s, outcome: outcome, step: stepNumber) }
+                                         preempted: Preemption.requested, checkpoint: checkpointDue)
+            if !outcome.updated {
+                if outcome.exchanged.examples == 0 && outcome.exchanged.finite {
+                    // Masked-language modelling with so little text that no token of the global batch was
+                    // masked: no loss to average, nothing to learn; the step counts, the weights stay.
+                    if !s.saidNoMaskedStep {
+                        try emit(.note("step \(stepNumber): no token of the global batch was masked, so the step has no loss and the weights " +
+                                       "stay as they were (said once; longer texts, a larger --max-length or --batch-size make this rare)"), to: s.metrics)
+                        s.saidNoMaskedStep = true
+                    }
+                } else {
+                    try nonFiniteStep(s, outcome: outcome, step: stepNumber)
+                }
+            }
             c.debug.perturbIfAsked(s.model.parameters, rank: comm.rank, step: stepNumber)
 
             // Advance the global data cursor.
@@ -436,13 +487,16 @@ public final class Trainer {
             }
 
             let stopNow = c.stopAfterSteps == s.state.step || outcome.exchanged.preempted
-            if (c.saveEvery > 0 && s.state.step % c.saveEvery == 0) || stopNow {
+            // By steps, by time (rank 0's request, known to all), at epoch ends, and before stopping.
+            if (c.saveEvery > 0 && s.state.step % c.saveEvery == 0) || outcome.exchanged.checkpointRequested
+                || (c.saveEachEpoch && epochEnded) || stopNow {
                 try s.checkpoints.save(model: s.bundle, optimizer: s.step.optimizer, shards: s.step.exchange.shards, state: s.state)
                 s.lastSavedStep = s.state.step
+                s.lastSaveTime = Date()
             }
             if stopNow && s.state.step < s.totalSteps && !s.state.earlyStopped {
                 if outcome.exchanged.preempted {
-                    try emit(.note("preempted (SIGTERM or SIGUSR1): checkpoint of step \(s.state.step) written; continue with --resume"), to: s.metrics)
+                    try emit(.note("stopped by \(Preemption.signalName ?? "a signal to another rank"): checkpoint of step \(s.state.step) written; continue with --resume"), to: s.metrics)
                     return .preempted
                 }
                 try emit(.note("stopped after step \(s.state.step) as asked (--stop-after-steps); continue with --resume"), to: s.metrics)
@@ -487,6 +541,16 @@ public final class Trainer {
                                         progress: comm.isRoot ? { self.report(.evaluating(done: $0, total: $1)) } : nil)
         let trainResult = try s.trainEvalSubset.map {
             try Evaluation.run(model: s.model, data: s.data.train, batchSize: c.evalBatchSize, comm: comm, subset: $0)
+        }
+        if result.maskedLM && result.examples == 0 {
+            // No masked token in the validation windows: no loss, accuracy or perplexity to report or compare.
+            s.lastEvaluatedStep = s.state.step
+            if !s.saidNoMaskedEvaluation {
+                try emit(.note("validation at step \(s.state.step): no token of \(c.validPath ?? "the validation data") was masked, so there is no " +
+                               "loss, accuracy or perplexity to report, and no best/ (said once; use longer texts or a larger --max-length)"), to: s.metrics)
+                s.saidNoMaskedEvaluation = true
+            }
+            return
         }
         let value = result.value(of: c.monitor)
         s.history.append(FitHistory.Point(step: s.state.step, validation: result, training: trainResult, trainingLoss: s.lastTrainLoss))

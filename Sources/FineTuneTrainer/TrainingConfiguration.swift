@@ -98,8 +98,14 @@ public struct TrainingConfiguration: Sendable {
     public var minDelta: Double = 0
     public var monitor: MonitoredMetric = .valLoss
 
-    /// Checkpoint every this many steps (0: only at the end).
+    /// Checkpoint every this many steps (0: not by steps).
     public var saveEvery: Int = 0
+    /// Checkpoint when this many minutes passed since the last one (rank 0's clock; 0: not by time).
+    public var saveEveryMinutes: Double = 10
+    /// Checkpoint at the end of every epoch.
+    public var saveEachEpoch = true
+    /// A fresh run may replace the earlier run in its output folder (its models, records and checkpoints).
+    public var overwrite = false
     public var resume: ResumeMode = .off
     /// Stop cleanly after this step with a checkpoint, as an interruption would.
     public var stopAfterSteps: Int? = nil
@@ -190,7 +196,7 @@ extension TrainingConfiguration: Encodable {
         case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
         case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
         case evalEvery = "eval_every", evalBatchSize = "eval_batch_size", patience, minDelta = "min_delta", monitor
-        case saveEvery = "save_every", resume, stopAfterSteps = "stop_after_steps", logEvery = "log_every"
+        case saveEvery = "save_every", saveEveryMinutes = "save_every_minutes", saveEachEpoch = "save_each_epoch", overwrite, resume, stopAfterSteps = "stop_after_steps", logEvery = "log_every"
         case keepCheckpoints = "keep_checkpoints", collectiveTimeout = "collective_timeout", ioTimeout = "io_timeout"
         case onNonfinite = "on_nonfinite", checkReplicasEvery = "check_replicas_every", overlap, bucketMb = "bucket_mb"
         case shardOptimizer = "shard_optimizer", allreduce
@@ -219,7 +225,8 @@ extension TrainingConfiguration: Encodable {
         try c.encode(optimizer.epsilon, forKey: .adamEpsilon); try c.encode(seed, forKey: .seed)
         try c.encode(evalEvery, forKey: .evalEvery); try c.encode(evalBatchSize, forKey: .evalBatchSize); try c.encode(patience, forKey: .patience)
         try c.encode(minDelta, forKey: .minDelta); try c.encode(monitor, forKey: .monitor)
-        try c.encode(saveEvery, forKey: .saveEvery); try c.encode(resume, forKey: .resume); try c.encode(stopAfterSteps, forKey: .stopAfterSteps)
+        try c.encode(saveEvery, forKey: .saveEvery); try c.encode(saveEveryMinutes, forKey: .saveEveryMinutes)
+        try c.encode(saveEachEpoch, forKey: .saveEachEpoch); try c.encode(overwrite, forKey: .overwrite); try c.encode(resume, forKey: .resume); try c.encode(stopAfterSteps, forKey: .stopAfterSteps)
         try c.encode(logEvery, forKey: .logEvery); try c.encode(keepCheckpoints, forKey: .keepCheckpoints)
         try c.encode(collectiveTimeout, forKey: .collectiveTimeout); try c.encode(ioTimeout, forKey: .ioTimeout)
         try c.encode(onNonFinite, forKey: .onNonfinite); try c.encode(checkReplicasEvery, forKey: .checkReplicasEvery)

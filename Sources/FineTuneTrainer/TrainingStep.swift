@@ -66,7 +66,9 @@ public final class TrainingStep {
 
     /// A step over this rank's slice of the global batch in `microBatches` (gradient accumulation:
     /// each forward and backward adds into the same gradients; one exchange and one update).
-    public func run(microBatches: [Batch], dropoutSeed: UInt64, step: Int, learningRate: Double, preempted: Bool) throws -> Outcome {
+    /// `checkpoint`: this rank asks for a checkpoint after the step (the exchange tells every rank).
+    public func run(microBatches: [Batch], dropoutSeed: UInt64, step: Int, learningRate: Double, preempted: Bool,
+                    checkpoint: Bool = false) throws -> Outcome {
         precondition(!microBatches.isEmpty)
         let clock = { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
         var t = Timings()
@@ -74,7 +76,7 @@ public final class TrainingStep {
         let trainable = model.trainableRange
         (model.gradients.base + trainable.lowerBound).update(repeating: 0, count: trainable.count)
         earlierRows.byTensor = [:]
-        exchange.beginStep(examples: microBatches.reduce(0) { $0 + $1.count }, preempted: preempted)
+        exchange.beginStep(examples: microBatches.reduce(0) { $0 + $1.count }, preempted: preempted, checkpoint: checkpoint)
         var local = BatchStatistics()
         // Every micro-batch but the last: forward and backward, remembering the sparse rows written.
         for batch in microBatches.dropLast() {

@@ -16,6 +16,8 @@ enum ConfigFile {
         "shard_optimizer": { $0 ? ["--shard-optimizer"] : [] },
         "resume": { $0 ? ["--resume"] : [] },
         "whole_word_mask": { $0 ? ["--whole-word-mask"] : [] },
+        "save_each_epoch": { [$0 ? "--save-each-epoch" : "--no-save-each-epoch"] },
+        "overwrite": { $0 ? ["--overwrite"] : [] },
     ]
 
     /// Names users bring from the Hugging Face Trainer, with the option that does the same here.
@@ -28,6 +30,19 @@ enum ConfigFile {
         "train_file": "train", "validation_file": "valid", "test_file": "test", "warmup_ratio": "warmup_ratio",
         "save_total_limit": "keep_checkpoints", "adam_epsilon": "adam_epsilon", "per_device_eval_batch_size": "eval_batch_size",
     ]
+
+    /// Where each option taken from a config file came from ("run.yaml:3"), by option name
+    /// (`--lr`): a value the parser or a range check refuses is reported at its place in the file.
+    nonisolated(unsafe) static var places: [String: String] = [:]
+
+    /// "run.yaml:3: lr: <message>" when `message` is about an option that came from the config file.
+    static func locate(_ message: String) -> String {
+        let named = places.filter { option, _ in
+            message.contains("'\(option)") || message.contains("\(option) ") || message.contains("\(option)=") || message.hasSuffix(option)
+        }
+        guard let (option, place) = named.max(by: { $0.key.count < $1.key.count }) else { return message }
+        return "\(place): \(option.dropFirst(2).replacingOccurrences(of: "-", with: "_")): \(message)"
+    }
 
     /// The arguments `--config` stands for, placed before the user's own; an option the user gave
     /// is left out of the file's (the command line wins).
@@ -44,11 +59,12 @@ enum ConfigFile {
             return name.hasPrefix("no_") && flags[String(name.dropFirst(3))] != nil ? String(name.dropFirst(3)) : name
         })
         let fromFile = try ConfigFile.arguments(fromFile: path).filter { !given.contains($0.key) }
+        for entry in fromFile { if let option = entry.arguments.first { places["--" + option.dropFirst(2).prefix { $0 != "=" }] = entry.place } }
         return ["train"] + fromFile.flatMap(\.arguments) + arguments.dropFirst()
     }
 
     /// Each key of the file with the arguments it stands for, in the file's order.
-    static func arguments(fromFile path: String) throws -> [(key: String, arguments: [String])] {
+    static func arguments(fromFile path: String) throws -> [(key: String, arguments: [String], place: String)] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FineTuneError("--config \(path): cannot read the file (missing or unreadable)")
         }
@@ -64,15 +80,25 @@ enum ConfigFile {
         }
         guard var mapping = root.mapping else { throw FineTuneError("\(path): the top level should map option names to values") }
         // A run's training_config.json: its options.
-        if let options = mapping["options"]?.mapping, mapping["resolved"] != nil { mapping = options }
+        let runRecord = mapping["options"]?.mapping != nil && mapping["resolved"] != nil
+        if runRecord, let options = mapping["options"]?.mapping { mapping = options }
         let known = Set(TrainingConfiguration.OptionKey.allCases.map(\.rawValue))
-        var result: [(key: String, arguments: [String])] = []
+        var result: [(key: String, arguments: [String], place: String)] = []
+        var seen: [String: (raw: String, line: Int)] = [:]
         for (keyNode, value) in mapping {
             let line = keyNode.mark?.line ?? 0
             let place = "\(path):\(line)"
             guard let raw = keyNode.string else { throw FineTuneError("\(place): a key that is not a name") }
             let key = raw.replacingOccurrences(of: "-", with: "_")
-            if key == "config" { continue }  // a run records the file it was given; files do not nest
+            if let earlier = seen[key] {
+                throw FineTuneError("\(place): \"\(raw)\" is the option of \"\(earlier.raw)\" on line \(earlier.line) again; one value per option")
+            }
+            seen[key] = (raw, line)
+            if key == "config" {
+                // A run records the file it was given; a file of one's own does not nest another.
+                if runRecord { continue }
+                throw FineTuneError("\(place): a config file cannot name another (\"\(raw)\"); put the options here, or give --config once on the command line")
+            }
             guard known.contains(key) else {
                 throw FineTuneError("\(place): unknown key \"\(raw)\"" + suggestion(for: key, among: known))
             }
@@ -81,20 +107,20 @@ enum ConfigFile {
             case .scalar(let scalar):
                 if value.null != nil && scalar.style == .plain { continue }  // recorded as absent
                 if let flag = flags[key] {
-                    if key == "resume", scalar.string == "auto" { result.append((key, ["--resume-auto"])); continue }
+                    if key == "resume", scalar.string == "auto" { result.append((key, ["--resume-auto"], place)); continue }
                     guard let on = value.bool else { throw FineTuneError("\(place): \(raw) is a switch: true or false") }
-                    result.append((key, flag(on)))
+                    result.append((key, flag(on), place))
                 } else {
                     // Every switch is in `flags`; a true/false elsewhere is a mistake (or a switch missing there).
                     if scalar.style == .plain, value.bool != nil, Double(scalar.string) == nil {
                         throw FineTuneError("\(place): \(raw) takes a value, not \(scalar.string)")
                     }
-                    result.append((key, [option, scalar.string]))
+                    result.append((key, [option, scalar.string], place))
                 }
             case .sequence(let items):
                 let values = items.compactMap(\.string)
                 guard values.count == items.count else { throw FineTuneError("\(place): \(raw) takes a list of plain values") }
-                if !values.isEmpty { result.append((key, [option, values.joined(separator: ",")])) }
+                if !values.isEmpty { result.append((key, [option, values.joined(separator: ",")], place)) }
             default:
                 throw FineTuneError("\(place): \(raw) takes a value, not a mapping")
             }

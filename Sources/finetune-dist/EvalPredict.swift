@@ -77,6 +77,12 @@ struct Eval: ParsableCommand {
             let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: comm,
                                        progress: display.map { d in { d.update(done: $0, total: $1) } })
             display?.finish()
+            if r.maskedLM && r.examples == 0 {
+                // Every rank has the same (summed) count: all say it alike, rank 0 aloud.
+                let message = "\(data): no token of its \(dataset.count) window(s) was masked, so there is no loss, accuracy or perplexity " +
+                              "to report (use longer texts, a larger --max-length or --mlm-probability)"
+                throw comm.isRoot ? AgreedFailure(underlying: FineTuneError(message)) as Error : PeerFailure(phase: message, rank: 0)
+            }
             guard comm.isRoot else { comm.finalize(); return }
             let labels = bundle.model.task.labels
             let object = try lineEncoder().encode(Report(model: model, data: data, result: r, labels: labels))

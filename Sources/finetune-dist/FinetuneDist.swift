@@ -53,6 +53,13 @@ struct FinetuneDist: ParsableCommand {
         let command: ParsableCommand
         do { command = try parseAsRoot(arguments) } catch {
             if quiet { Glibc.exit(exitCode(for: error).rawValue) }
+            // A value that came from --config FILE is named by its place in the file.
+            let message = message(for: error)
+            let located = ConfigFile.locate(message)
+            if located != message {
+                printError("finetune-dist: error: \(located)")
+                Glibc.exit(exitCode(for: error).rawValue)
+            }
             exit(withError: error)
         }
         // `--help` on its own parses to ArgumentParser's help command, which prints when run.

@@ -6,7 +6,7 @@ import FineTuneTrainer
 import Foundation
 
 struct DataOptions: ParsableArguments {
-    @Option(help: "Model folder to start from (config.json + model.safetensors). Not read on --resume.") var model: String
+    @Option(help: "Model folder to start from (config.json + model.safetensors). Not needed with --resume (the checkpoint holds the model); --resume auto needs it for the fresh start.") var model: String?
     @Option(help: "Training data: JSON Lines ({\"features\": [...], \"label\": ...} for an MLP, {\"text\": ..., \"text_pair\": ..., \"label\": ...} for a text model) or CSV with a header and a label column.") var train: String
     @Option(help: "Validation data, same format. Needed for evaluation, early stopping and best/.") var valid: String?
     @Option(help: "Test data, evaluated once at the end with the best model (or the final one without --valid).") var test: String?
@@ -65,8 +65,8 @@ struct OptimizationOptions: ParsableArguments {
     }
 }
 
-enum FreezablePart: String, ExpressibleByArgument { case embeddings }
-enum TrainOnlyPart: String, ExpressibleByArgument { case head }
+enum FreezablePart: String, ExpressibleByArgument, CaseIterable { case embeddings }
+enum TrainOnlyPart: String, ExpressibleByArgument, CaseIterable { case head }
 
 struct TrainableOptions: ParsableArguments {
     @Option(help: "Freeze the embeddings (word, position, token type, their LayerNorm): no gradients, no exchange, no optimizer state.") var freeze: FreezablePart?
@@ -131,7 +131,7 @@ struct EvaluationOptions: ParsableArguments {
     @Option(help: "Examples per evaluation forward pass on each rank.") var evalBatchSize: Int = 256
     @Option(help: "Early stopping: stop after this many evaluations without improvement.") var patience: Int?
     @Option(help: "Smallest change of the monitored metric that counts as an improvement.") var minDelta: Double = 0
-    @Option(help: "Metric for early stopping and best/ (the direction is known): val_loss; classification val_accuracy, val_macro_f1, val_mcc; regression val_mse, val_mae, val_r2.") var monitor: MonitoredMetric = .valLoss
+    @Option(help: "Metric for early stopping and best/ (the direction is known): val_loss (the default); classification val_accuracy, val_macro_f1, val_mcc; regression val_mse, val_mae, val_r2; masked-language modelling val_accuracy, val_perplexity. Needs --valid.") var monitor: MonitoredMetric?
     @Option(help: "Also evaluate N training examples (a fixed random subset, without dropout) at each evaluation, logged as train_eval_*, so the gap to validation shows.") var trainEvalExamples: Int = 0
 
     func validate() throws {
@@ -144,7 +144,10 @@ struct EvaluationOptions: ParsableArguments {
 }
 
 struct CheckpointOptions: ParsableArguments {
-    @Option(help: "Write a checkpoint every N steps (0: only at the end).") var saveEvery: Int = 0
+    @Option(help: "Write a checkpoint every N steps (0: not by steps). Checkpoints are also written by time (--save-every-minutes), at every epoch end (--save-each-epoch), at the end, and when the run is stopped by Ctrl-C, SIGTERM or SIGUSR1.") var saveEvery: Int = 0
+    @Option(help: "Write a checkpoint when this many minutes have passed since the last one (rank 0's clock; 0: not by time), so that a killed run (kill -9, a lost node) loses at most that much.") var saveEveryMinutes: Double = 10
+    @Flag(inversion: .prefixedNo, help: "Write a checkpoint at the end of every epoch.") var saveEachEpoch = true
+    @Flag(help: "A fresh run into an --output that holds an earlier run replaces it (its checkpoints, best/, final/, metrics and records are deleted first); without it such a folder is refused. As the Hugging Face Trainer's overwrite_output_dir.") var overwrite = false
     @Flag(help: "Continue the run in --output from its newest complete checkpoint (any number of ranks). `--resume auto` starts fresh when there is no checkpoint yet, so a requeued batch job can always pass it.") var resume = false
     @Flag(help: .hidden) var resumeAuto = false
     @Option(help: "Stop cleanly after step K with a checkpoint, as an interruption would (the run's length is unchanged; continue with --resume).") var stopAfterSteps: Int?
@@ -154,6 +157,8 @@ struct CheckpointOptions: ParsableArguments {
 
     func validate() throws {
         guard saveEvery >= 0 else { throw ValidationError("--save-every must not be negative") }
+        guard saveEveryMinutes >= 0, saveEveryMinutes.isFinite else { throw ValidationError("--save-every-minutes must not be negative (0: not by time)") }
+        if overwrite && (resume || resumeAuto) { throw ValidationError("--overwrite replaces the run in --output, --resume continues it: give one of them") }
         guard logEvery > 0 else { throw ValidationError("--log-every must be positive") }
         if let stopAfterSteps { guard stopAfterSteps > 0 else { throw ValidationError("--stop-after-steps must be positive") } }
         if let keepCheckpoints { guard keepCheckpoints > 0 else { throw ValidationError("--keep-checkpoints must be positive") } }
@@ -237,10 +242,16 @@ struct Train: ParsableCommand {
         if evaluation.patience != nil && data.valid == nil {
             throw ValidationError("--patience needs --valid (early stopping watches the validation metric)")
         }
+        if let monitor = evaluation.monitor, data.valid == nil {
+            throw ValidationError("--monitor \(monitor.rawValue) needs --valid (the metric is measured on the validation data)")
+        }
+        if data.model == nil && checkpoints.mode != .on {
+            throw ValidationError("--model is needed to start a run (only --resume, which continues the checkpoint in --output, does without it)")
+        }
     }
 
     var trainingConfiguration: TrainingConfiguration {
-        var c = TrainingConfiguration(modelPath: data.model, trainPath: data.train, validPath: data.valid, outputPath: data.output)
+        var c = TrainingConfiguration(modelPath: data.model ?? "", trainPath: data.train, validPath: data.valid, outputPath: data.output)
         c.testPath = data.test; c.maxLength = data.maxLength; c.pooling = data.pooling; c.taskChoice = data.task; c.progressDisplay = progress.rawValue; c.tensorBoard = tensorboard; c.configFile = config
         c.mlmProbability = data.mlmProbability; c.wholeWordMask = data.wholeWordMask
         let o = optimization
@@ -259,10 +270,11 @@ struct Train: ParsableCommand {
         c.optimizer.beta1 = o.adamBeta1; c.optimizer.beta2 = o.adamBeta2; c.optimizer.epsilon = o.adamEpsilon
         c.seed = o.seed
         let e = evaluation
-        c.evalEvery = e.evalEvery; c.evalBatchSize = e.evalBatchSize; c.patience = e.patience; c.minDelta = e.minDelta; c.monitor = e.monitor
+        c.evalEvery = e.evalEvery; c.evalBatchSize = e.evalBatchSize; c.patience = e.patience; c.minDelta = e.minDelta; c.monitor = e.monitor ?? .valLoss
         let k = checkpoints
         c.saveEvery = k.saveEvery; c.resume = k.mode; c.stopAfterSteps = k.stopAfterSteps; c.logEvery = k.logEvery
         c.keepCheckpoints = k.keepCheckpoints
+        c.saveEveryMinutes = k.saveEveryMinutes; c.saveEachEpoch = k.saveEachEpoch; c.overwrite = k.overwrite
         let f = failures
         c.collectiveTimeout = f.collectiveTimeout; c.ioTimeout = f.ioTimeout; c.onNonFinite = f.onNonfinite; c.checkReplicasEvery = f.checkReplicasEvery
         c.exchange = exchange.settings
@@ -274,7 +286,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let comm: MPICommunicator
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
-        let display = comm.isRoot ? ProgressDisplay(mode: progress, monitor: evaluation.monitor) : nil
+        let display = comm.isRoot ? ProgressDisplay(mode: progress, monitor: evaluation.monitor ?? .valLoss) : nil
         let trainer = Trainer(configuration: trainingConfiguration, communicator: comm) { event in
             display?.handle(event)
         }

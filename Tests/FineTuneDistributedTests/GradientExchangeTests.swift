@@ -43,7 +43,7 @@ final class GradientExchangeTests: XCTestCase {
                                             touchedRows: { _ in [comm.rank, comm.rank + 2] }, settings: settings)
             for (i, v) in self.localGradients(rank: comm.rank).enumerated() { gradients[i] = v }
             if let poison, poison.rank == comm.rank { gradients[poison.index] = poison.value }
-            exchange.beginStep(examples: comm.rank + 1, preempted: comm.rank == 1)
+            exchange.beginStep(examples: comm.rank + 1, preempted: comm.rank == 1, checkpoint: comm.rank == 0)
             try exchange.forwardDone(lossSum: Double(comm.rank) + 0.5)
             // Backward reports finished tensors from the end of the buffer.
             for offset in [30, 6, 0] { try exchange.ready(from: offset) }
@@ -69,12 +69,13 @@ final class GradientExchangeTests: XCTestCase {
                         XCTAssertEqual(o.result.examples, ranks * (ranks + 1) / 2, what)
                         XCTAssertEqual(o.result.lossSum, Double(ranks * (ranks - 1) / 2) + 0.5 * Double(ranks), what)
                         XCTAssertEqual(o.result.preempted, ranks > 1, "\(what): rank 1 asked to stop, everyone knows")
+                        XCTAssertTrue(o.result.checkpointRequested, "\(what): rank 0 asked for a checkpoint, everyone knows")
                         XCTAssertTrue(o.result.finite && o.locallyFinite, what)
                     }
-                    // The 19 dense values, the 4 controls, one 64-bit word of row bits (6 rows) and only the
+                    // The 19 dense values, the 5 controls, one 64-bit word of row bits (6 rows) and only the
                     // rows some rank touched (0-3, or 0-4 with 3 ranks); one rank sends no rows at all.
                     let touchedRows = ranks == 1 ? 0 : (ranks == 2 ? 4 : 5)
-                    XCTAssertEqual(outcomes[0].floats, 19 + 4 + (ranks == 1 ? 0 : 2 + 4 * touchedRows), "\(what): floats sent")
+                    XCTAssertEqual(outcomes[0].floats, 19 + 5 + (ranks == 1 ? 0 : 2 + 4 * touchedRows), "\(what): floats sent")
                 }
             }
         }

@@ -14,6 +14,7 @@ enum BadInputFixtures {
         let tinyBert = "\(repositoryRoot)/Tests/Fixtures/tiny-bert"
         try fm.copyItem(atPath: "\(tinyBert)/base", toPath: "\(dir)/base")
         try fm.copyItem(atPath: "\(tinyBert)/classifier", toPath: "\(dir)/classifier")
+        try fm.copyItem(atPath: "\(tinyBert)/mlm", toPath: "\(dir)/mlm")
 
         // Text data: 24 good lines, labels yes/no; each bad file is good lines with one line changed.
         let words = ["the", "a", "model", "data", "train", "fast", "slow", "cpu", "mpi", "rank"]
@@ -184,6 +185,25 @@ enum BadInputFixtures {
         let run = try Harness.finetune(["train", "--model", "\(dir)/base", "--train", "\(dir)/good.jsonl", "--output", "\(dir)/reference-run",
                                         "--max-steps", "2", "--batch-size", "16", "--save-every", "1"])
         guard run.status == 0 else { throw FineTuneError("reference run: \(run.output)") }
+        // The same run after its checkpoints were deleted to save space: still a run.
+        try fm.copyItem(atPath: "\(dir)/reference-run", toPath: "\(dir)/run-without-checkpoints")
+        try fm.removeItem(atPath: "\(dir)/run-without-checkpoints/checkpoints")
+
+        // A folder whose tokenizer.json (what transformers reads) disagrees with its vocab.txt.
+        try fm.copyItem(atPath: "\(dir)/base", toPath: "\(dir)/m-vocabdisagree")
+        var tokens = try String(contentsOfFile: "\(dir)/base/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+        tokens.swapAt(40, 41)
+        let vocabulary = tokens.enumerated().map { "\"\($0.element)\": \($0.offset)" }.joined(separator: ", ")
+        write("m-vocabdisagree/tokenizer.json", "{\"normalizer\": {\"type\": \"BertNormalizer\", \"lowercase\": true}, " +
+                                                "\"model\": {\"type\": \"WordPiece\", \"vocab\": {\(vocabulary)}}}")
+
+        // Config files with one mistake each.
+        write("twice.yaml", "batch_size: 8\nbatch-size: 16\n")
+        write("nested.yaml", "lr: 1e-4\nconfig: other.yaml\n")
+        write("fast.yaml", "epochs: 1\nlr: fast\n")
+        write("negative.yaml", "epochs: 1\nlr: -1\n")
+        // One short line: at --max-length 3 and a tiny --mlm-probability nothing is masked.
+        write("one-word.txt", "model\n")
 
         // Hostfiles with one mistake each.
         write("hosts-colon", "localhost:2\n")
@@ -194,6 +214,7 @@ enum BadInputFixtures {
         write("hosts-comments", "# nothing here\n\n")
         write("hosts-unresolvable", "nosuchhost.invalid slots=1\n")
         write("hosts-unreachable", "10.255.255.1 slots=1\n")
+        write("hosts-crlf", "localhost slots=2\r\n")
     }
 
     /// Every file under `folder` (relative path -> size and SHA-256); empty when it does not exist.

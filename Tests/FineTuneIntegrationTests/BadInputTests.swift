@@ -191,9 +191,40 @@ final class BadInputTests: XCTestCase {
             Case(name: "--collective-timeout 0", arguments: option("--collective-timeout", "0"), words: ["--collective-timeout"], status: 64),
             Case(name: "--log-every 0", arguments: option("--log-every", "0"), words: ["--log-every must be positive"], status: 64),
             Case(name: "--task unknown", arguments: option("--task", "ranking"), words: ["'ranking' is invalid for '--task"], status: 64),
+            Case(name: "--train-only unknown", arguments: option("--train-only", "classifier"), words: ["'classifier' is invalid for '--train-only", "'head'"], status: 64),
+            Case(name: "--freeze unknown", arguments: option("--freeze", "encoder"), words: ["'encoder' is invalid for '--freeze", "'embeddings'"], status: 64),
+            Case(name: "--monitor without --valid", arguments: option("--monitor", "val_accuracy"), words: ["--monitor val_accuracy needs --valid"], status: 64),
+            Case(name: "--save-every-minutes -1", arguments: option("--save-every-minutes=-1"), words: ["--save-every-minutes must not be negative"], status: 64),
+            Case(name: "config key twice", arguments: option("--config", "\(f)/twice.yaml"), words: ["twice.yaml:2:", "\"batch_size\" on line 1"], status: 64),
+            Case(name: "config names a config", arguments: option("--config", "\(f)/nested.yaml"), words: ["nested.yaml:2:", "cannot name another"], status: 64),
+            Case(name: "config value of the wrong type", arguments: option("--config", "\(f)/fast.yaml"), words: ["fast.yaml:2: lr:", "'fast' is invalid for '--lr"],
+                 status: 64),
+            Case(name: "config value out of range", arguments: option("--config", "\(f)/negative.yaml"), words: ["negative.yaml:2: lr:", "--lr must be a positive number"],
+                 status: 64),
+            Case(name: "2 ranks: config value of the wrong type", ranks: 2, arguments: option("--config", "\(f)/fast.yaml"), words: ["fast.yaml:2: lr:"], status: 64),
             // Options checked against the model and data.
-            Case(name: "--max-length 1", arguments: option("--max-length", "1"), words: ["--max-length 1 must be in 2...40"]),
-            Case(name: "--max-length 41", arguments: option("--max-length", "41"), words: ["--max-length 41 must be in 2...40"]),
+            Case(name: "--max-length 1", arguments: option("--max-length", "1"), words: ["--max-length 1 must be in 3...40"]),
+            Case(name: "--max-length 2 for a classifier", arguments: option("--max-length", "2"), words: ["--max-length 2 must be in 3...40", "at least one token"]),
+            Case(name: "mlm --max-length 2", arguments: text("corpus.txt", ["--task", "mlm", "--max-length", "2"]), words: ["--max-length 2 must be in 3...40"]),
+            Case(name: "2 ranks: mlm --max-length 2", ranks: 2, arguments: text("corpus.txt", ["--task", "mlm", "--max-length", "2"]),
+                 words: ["--max-length 2 must be in 3...40"]),
+            Case(name: "eval --max-length 2 of a masked-language model", arguments: ["eval", "--model", "\(f)/mlm", "--data", "\(f)/corpus.txt", "--max-length", "2"],
+                 words: ["--max-length 2 must be in 3...40"]),
+            Case(name: "eval with no masked token", arguments: ["eval", "--model", "\(f)/mlm", "--data", "\(f)/one-word.txt", "--max-length", "3",
+                                                                "--mlm-probability", "0.01"],
+                 words: ["one-word.txt", "no token of its 1 window(s) was masked"]),
+            Case(name: "2 ranks: eval with no masked token", ranks: 2, arguments: ["eval", "--model", "\(f)/mlm", "--data", "\(f)/one-word.txt",
+                                                                                  "--max-length", "3", "--mlm-probability", "0.01"],
+                 words: ["no token of its 1 window(s) was masked"]),
+            Case(name: "--grad-accum above the per-rank batch", arguments: option("--grad-accum", "8", "--batch-size", "4"),
+                 words: ["--grad-accum 8", "4 example(s)", "at most 4"]),
+            Case(name: "2 ranks: --grad-accum above the per-rank batch", ranks: 2, arguments: option("--grad-accum", "8", "--batch-size", "8"),
+                 words: ["--grad-accum 8", "over 2 rank(s): 4 example(s)"]),
+            Case(name: "--lora-rank larger than the layer", arguments: option("--lora-rank", "1000"), words: ["--lora-rank 1000", "not smaller than the 32 x 32 weight"]),
+            Case(name: "2 ranks: --lora-rank larger than the layer", ranks: 2, arguments: option("--lora-rank", "16"), words: ["--lora-rank 16", "not smaller"]),
+            Case(name: "vocab.txt and tokenizer.json disagree", arguments: model("m-vocabdisagree"),
+                 words: ["m-vocabdisagree: vocab.txt and tokenizer.json disagree", "token id 40"]),
+            Case(name: "--max-length 41", arguments: option("--max-length", "41"), words: ["--max-length 41 must be in 3...40"]),
             Case(name: "warm-up longer than the run", arguments: option("--warmup-steps", "100"), words: ["--warmup-steps 100 is not shorter than the run"]),
             Case(name: "--lr-end above --lr", arguments: option("--lr-schedule", "polynomial", "--lr", "1e-4", "--lr-end", "1e-3"),
                  words: ["--lr-end 0.001 is not below the peak learning rate 0.0001"]),
@@ -210,7 +241,21 @@ final class BadInputTests: XCTestCase {
                  words: ["--output /proc/finetune-dist-run", "cannot create the folder"]),
 
             // The existing reference run (2 checkpoints): refused changes leave it as it was.
-            Case(name: "fresh run into a run", arguments: text("good.jsonl"), words: ["already holds checkpoints", "--resume"], output: .referenceRun),
+            Case(name: "fresh run into a run", arguments: text("good.jsonl"), words: ["already holds a run", "checkpoints (newest: step 2)", "--resume", "--overwrite"],
+                 output: .referenceRun),
+            Case(name: "fresh run into a run without checkpoints", arguments: text("good.jsonl"),
+                 words: ["already holds a run (final, metrics.jsonl", "--overwrite"], output: .existing("run-without-checkpoints")),
+            Case(name: "2 ranks: fresh run into a run", ranks: 2, arguments: text("good.jsonl"), words: ["already holds a run"],
+                 output: .existing("run-without-checkpoints")),
+            Case(name: "--output is the model folder", arguments: text("good.jsonl"), words: ["is the model folder --model"], output: .existing("base")),
+            Case(name: "--output inside the model folder", arguments: text("good.jsonl"), words: ["lies inside the model folder"], output: .existing("base/run")),
+            Case(name: "--overwrite with --resume", arguments: resume(["--overwrite"]), words: ["--overwrite replaces the run", "give one of them"],
+                 status: 64, output: .referenceRun),
+            Case(name: "--overwrite deleting the model", arguments: ["train", "--model", "\(f)/reference-run/final", "--train", "\(f)/good.jsonl",
+                                                                   "--output", Self.outputToken, "--overwrite"],
+                 words: ["reference-run/final", "which --overwrite would delete"], output: .referenceRun),
+            Case(name: "no --model without --resume", arguments: ["train", "--train", "\(f)/good.jsonl", "--output", Self.outputToken],
+                 words: ["--model is needed to start a run"], status: 64),
             Case(name: "resume from another model", arguments: resume([], model: "classifier"), words: ["started from --model", "--accept-changed model"], output: .referenceRun),
             Case(name: "resume with another lr", arguments: resume(["--lr", "0.01"]), words: ["--lr was", "now 0.01", "--accept-changed lr"], output: .referenceRun),
             Case(name: "resume on other data", arguments: resume([], data: "good-other.jsonl"), words: ["not the training data of the checkpoint"], output: .referenceRun),
@@ -274,6 +319,8 @@ final class BadInputTests: XCTestCase {
                  status: 2, script: "cluster.sh"),
             Case(name: "hostfile only comments", arguments: ["\(f)/hosts-comments"] + text("good.jsonl"), words: ["lists no hosts"],
                  status: 2, script: "cluster.sh"),
+            Case(name: "hostfile with Windows line endings", arguments: ["\(f)/hosts-crlf"] + text("good.jsonl"),
+                 words: ["hosts-crlf:1:", "Windows line ending", "dos2unix"], status: 2, script: "cluster.sh"),
             Case(name: "hostfile missing", arguments: ["\(f)/hosts-nosuch"] + text("good.jsonl"), words: ["cannot read hostfile"],
                  status: 2, script: "cluster.sh"),
             Case(name: "hostfile unresolvable host", arguments: ["\(f)/hosts-unresolvable"] + text("good.jsonl"),
@@ -369,6 +416,31 @@ extension BadInputTests {
                                              "--max-steps", "1"])
         XCTAssertEqual(labelled.status, 0, labelled.output)
         XCTAssertEqual(labelled.stdout.components(separatedBy: "the labels are not read").count, 2, "said once: \(labelled.stdout)")
+
+        // One-token windows: some global batches have no masked token; such a step has no loss, said once.
+        let oneToken = try Harness.finetune(["train", "--task", "mlm", "--model", "\(fx)/base", "--train", "\(fx)/corpus.txt", "--output", "\(fx)/notice-5",
+                                          "--max-length", "3", "--batch-size", "2", "--max-steps", "12"])
+        XCTAssertEqual(oneToken.status, 0, oneToken.output)
+        XCTAssertEqual(oneToken.stdout.components(separatedBy: "no token of the global batch was masked").count, 2, "said once: \(oneToken.stdout)")
+        XCTAssertFalse(oneToken.output.contains("overflowed"), oneToken.output)
+
+        // An empty second text is no second text (transformers' tokenizer(text, "") gives [CLS] text [SEP]).
+        let pairs = "\(fx)/empty-pair.jsonl", plain = "\(fx)/no-pair.jsonl"
+        try "{\"text\": \"the cpu\", \"text_pair\": \"\", \"label\": \"yes\"}\n{\"text\": \"a rank\", \"label\": \"no\"}\n"
+            .write(toFile: pairs, atomically: true, encoding: .utf8)
+        try "{\"text\": \"the cpu\", \"label\": \"yes\"}\n{\"text\": \"a rank\", \"label\": \"no\"}\n".write(toFile: plain, atomically: true, encoding: .utf8)
+        let withEmpty = try Harness.finetune(["predict", "--model", "\(fx)/classifier", "--input", pairs, "--output", "\(fx)/p1.jsonl", "--with-logits"])
+        let without = try Harness.finetune(["predict", "--model", "\(fx)/classifier", "--input", plain, "--output", "\(fx)/p2.jsonl", "--with-logits"])
+        XCTAssertEqual(withEmpty.status, 0, withEmpty.output)
+        XCTAssertEqual(without.status, 0, without.output)
+        func logits(_ path: String) throws -> [[Double]] {
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+                ((try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["logits"] as? [Double]) ?? []
+            }
+        }
+        XCTAssertEqual(try logits("\(fx)/p1.jsonl"), try logits("\(fx)/p2.jsonl"))
+        XCTAssertEqual(try logits("\(fx)/p1.jsonl").count, 2)
+        XCTAssertFalse(try logits("\(fx)/p1.jsonl")[0].isEmpty)
     }
 }
 

@@ -61,7 +61,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
         XCTAssertLessThan(trainable, resolved["parameters"] as! Int)
         // Exactly the trainable parameters (and 4 control values) go into the sums; the full run
         // sends those, layer 0 and the embedding rows the batch touched.
-        XCTAssertEqual(frozenBytes, 4 * (trainable + 4), "frozen gradients are not exchanged")
+        XCTAssertEqual(frozenBytes, 4 * (trainable + 5), "frozen gradients are not exchanged")
         XCTAssertLessThan(frozenBytes, fullBytes)
         let fullState = try optimizerState("full"), frozenState = try optimizerState("frozen")
         XCTAssertFalse(frozenState.names.contains { $0.contains("embeddings") || $0.contains("layer.0.") }, "no state for frozen tensors")
@@ -276,7 +276,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
             XCTAssertEqual(values == initial[name]!, !(adapted || head), "\(name): \(adapted ? "merged" : head ? "head" : "frozen")")
         }
         let resolved = (try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/lora2/training_config.json")!) as! [String: Any])["resolved"] as! [String: Any]
-        XCTAssertEqual(lastTrainLine("lora2")["bytes_exchanged_per_step"] as? Int, 4 * ((resolved["trainable_parameters"] as! Int) + 4),
+        XCTAssertEqual(lastTrainLine("lora2")["bytes_exchanged_per_step"] as? Int, 4 * ((resolved["trainable_parameters"] as! Int) + 5),
                        "only the adapters and the head are exchanged")
         XCTAssertTrue(try optimizerState("lora2").names.allSatisfy { $0.contains(".lora_") || $0.contains("classifier.") || $0.contains("pooler.") })
 

@@ -122,7 +122,7 @@ final class MultiRankTests: IntegrationTestCase {
         XCTAssertTrue(changed.stderr.contains("--seed was 0, now 3"), changed.output)
         let fresh = try Harness.mpirun(2, base)
         XCTAssertNotEqual(fresh.status, 0, "a fresh run must not overwrite a run's checkpoints")
-        XCTAssertTrue(fresh.stderr.contains("already holds checkpoints"), fresh.output)
+        XCTAssertTrue(fresh.stderr.contains("already holds a run (checkpoints (newest: step 3)"), fresh.output)
         // The refused attempts left the checkpoint alone: resuming properly still works.
         let ok = try Harness.mpirun(2, base + ["--resume"])
         XCTAssertEqual(ok.status, 0, ok.output)

@@ -86,7 +86,7 @@ final class TextModelTests: IntegrationTestCase {
         XCTAssertTrue(bad.stderr.contains("\(dir)/bad.jsonl:2: unknown label \"meh\"; the model's labels are neg, neu, pos"), bad.output)
         let long = try Harness.mpirun(1, ["train", "--model", "\(tinyBert)/base", "--train", "\(dir)/train.jsonl", "--output", "\(dir)/o3",
                                           "--max-length", "100"], timeout: 60)
-        XCTAssertTrue(long.stderr.contains("--max-length 100 must be in 2...40"), long.output)
+        XCTAssertTrue(long.stderr.contains("--max-length 100 must be in 3...40"), long.output)
     }
 }
 

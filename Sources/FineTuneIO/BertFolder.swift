@@ -156,21 +156,21 @@ public struct BertDescription {
     /// tokenizer_config.json's model_max_length when it is a usable token count (some folders hold
     /// a 1e30 sentinel for "no limit").
     static func modelMaxLength(_ data: Data?) -> Int? {
-        guard let data, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let value = (object["model_max_length"] as? NSNumber)?.doubleValue, value >= 2, value < 1e9 else { return nil }
+        guard let data, let value = (try? StrictJSON.parse(data))?.object?["model_max_length"]?.number,
+              value >= 2, value < 1e9 else { return nil }
         return Int(value)
     }
 
     /// config.json in this program's layout plus the tokenizer files.
-    func resolvedFiles(task: TaskKind?) -> [String: Data] {
+    func resolvedFiles(task: TaskKind?) throws -> [String: Data] {
         var files = tokenizerFiles
-        files["config.json"] = BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
+        files["config.json"] = try BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
                                                     sentenceTransformers: fromSentenceTransformers)
         return files
     }
 
     func loadWeights(into bundle: ModelBundle, from source: ModelFileSource, seed: UInt64) throws {
-        let model = bundle.model as! BertClassifier
+        guard let model = bundle.bertModel else { preconditionFailure("a BERT description builds a BERT model") }
         guard let main = try source.safetensors(BertTensorNames.mainFile) else {
             throw FineTuneError("\(source.name)/\(BertTensorNames.mainFile): missing")
         }
@@ -229,24 +229,24 @@ public struct BertDescription {
 /// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
 /// sentence-transformers load.
 enum BertFolder {
-    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool) -> Data {
+    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool) throws -> Data {
         let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
                                              maskedLM: task == .maskedLanguageModel ? true : nil,
                                              sentenceTransformers: sentenceTransformers ? true : nil)
-        return try! prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try! JSONValue(encoding: block)]))
+        return try prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try JSONValue(encoding: block)]))
     }
 
     /// The config others read: ours without this program's block.
-    static func exportConfig(_ config: BertConfig, task: TaskKind, architecture: String) -> Data {
+    static func exportConfig(_ config: BertConfig, task: TaskKind, architecture: String) throws -> Data {
         var o = config.object(task: task, extra: ["architectures": .array([.string(architecture)])])
         o.removeValue(forKey: BertDescription.ownBlockKey)
-        return try! prettyJSON(o)
+        return try prettyJSON(o)
     }
 
     /// The safetensors files of `bundle`'s parameters (and passthrough tensors) in layout `names`.
     /// `merged`: LoRA's adapters folded into their base weights (W + scale·B·A), not written themselves.
-    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false) -> [String: Data] {
-        let model = bundle.model as! BertClassifier
+    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false) throws -> [String: Data] {
+        guard let model = bundle.bertModel else { preconditionFailure("BERT tensor files of a BERT model") }
         var writers: [String: SafetensorsWriter] = [:]
         func add(_ parameter: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) {
             let location = names.location(of: parameter)
@@ -262,16 +262,16 @@ enum BertFolder {
             }
         }
         for t in bundle.passthrough { t.values.withUnsafeBufferPointer { add(t.name, shape: t.shape, $0) } }
-        return writers.mapValues { $0.serialized() }
+        return try writers.mapValues { try $0.serialized() }
     }
 
-    static func internalFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
+    static func internalFiles(_ bundle: ModelBundle, model: BertClassifier) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
-        files["config.json"] = ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions,
+        files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions,
                                          sentenceTransformers: bundle.bert!.fromSentenceTransformers)
-        files.merge(tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
+        files.merge(try tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
-        if let lora = model.lora { files["adapter_config.json"] = peftAdapterConfig(bundle, model: model, lora: lora) }
+        if let lora = model.lora { files["adapter_config.json"] = try peftAdapterConfig(bundle, model: model, lora: lora) }
         return files
     }
 
@@ -279,69 +279,69 @@ enum BertFolder {
     /// folder (Transformer, mean Pooling, and the head as a Dense module with identity activation).
     /// Masked-language modelling: a BertForMaskedLM folder, which is also a sentence-transformers
     /// folder (Transformer and Pooling) when the run started from one.
-    static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) -> [String: Data] {
+    static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
         // The length the model was trained with, where transformers' tokenizer and eval/predict take their default.
         files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxPositions)
         if model.task == .maskedLanguageModel {
-            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForMaskedLM")
-            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertForMaskedLM")
+            files.merge(try tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
             if bundle.bert!.fromSentenceTransformers {
-                files.merge(sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
+                files.merge(try sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
             }
             return files
         }
         switch model.pooling {
         case .cls:
-            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
-            files.merge(tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
+            files.merge(try tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
         case .mean:
-            files["config.json"] = exportConfig(model.config, task: model.task, architecture: "BertModel")
-            files.merge(tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
-            files.merge(sentenceTransformersFiles(bundle, model: model, dense: true)) { _, new in new }
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertModel")
+            files.merge(try tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
+            files.merge(try sentenceTransformersFiles(bundle, model: model, dense: true)) { _, new in new }
         }
         if let lora = model.lora {
-            for (name, data) in peftAdapterFiles(bundle, model: model, lora: lora) { files["adapter/" + name] = data }
+            for (name, data) in try peftAdapterFiles(bundle, model: model, lora: lora) { files["adapter/" + name] = data }
         }
         return files
     }
 
     /// tokenizer_config.json with model_max_length set (created with only that when the folder had none).
     static func tokenizerConfig(_ data: Data?, maxLength: Int) -> Data? {
-        var object: [String: Any] = [:]
+        var object: [String: JSONValue] = [:]
         if let data {
-            guard let parsed = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data }
+            guard let parsed = (try? StrictJSON.parse(data))?.object else { return data }
             object = parsed
         }
-        object["model_max_length"] = maxLength
-        return try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        object["model_max_length"] = .integer(Int64(maxLength))
+        return try? prettyJSON(object)
     }
 
     /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):
     /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity activation.
-    static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertClassifier, dense: Bool) -> [String: Data] {
+    static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertClassifier, dense: Bool) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let C = model.config.hiddenSize
-        let json: ([String: JSONValue]) -> Data = { try! prettyJSON($0) }
+        let json: ([String: JSONValue]) throws -> Data = { try prettyJSON($0) }
         var modules = [
             BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
             BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
         ]
         if dense {
-            files["2_Dense/config.json"] = json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
+            files["2_Dense/config.json"] = try json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
                                                  "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
                                                  "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
             modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
         }
-        files["1_Pooling/config.json"] = json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
+        files["1_Pooling/config.json"] = try json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
                                                "include_prompt": .bool(true)])
-        files["modules.json"] = try! prettyJSON(modules)
-        files["sentence_bert_config.json"] = json([
+        files["modules.json"] = try prettyJSON(modules)
+        files["sentence_bert_config.json"] = try json([
             "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxPositions)),
             "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
             "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
         ])
-        files["config_sentence_transformers.json"] = json([
+        files["config_sentence_transformers.json"] = try json([
             "__version__": .object(["sentence_transformers": .string("6.2.0")]), "model_type": .string("SentenceTransformer"),
             "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
             "similarity_fn_name": .string("cosine"),
@@ -363,7 +363,7 @@ enum BertFolder {
         return .string(#".*encoder\.layer\.\d+\.("# + paths.joined(separator: "|") + ")")
     }
 
-    static func peftAdapterFiles(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) -> [String: Data] {
+    static func peftAdapterFiles(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) throws -> [String: Data] {
         let cls = model.pooling == .cls
         let prefix = "base_model.model." + (cls ? "bert." : "")
         var writer = SafetensorsWriter()
@@ -378,11 +378,11 @@ enum BertFolder {
                 writer.add("base_model.model.bert." + spec.name, shape: spec.shape, floats: values)
             }
         }
-        return ["adapter_config.json": peftAdapterConfig(bundle, model: model, lora: lora), "adapter_model.safetensors": writer.serialized()]
+        return ["adapter_config.json": try peftAdapterConfig(bundle, model: model, lora: lora), "adapter_model.safetensors": try writer.serialized()]
     }
 
     /// adapter_config.json of the adapter (also in a LoRA run's checkpoints).
-    static func peftAdapterConfig(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) -> Data {
+    static func peftAdapterConfig(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) throws -> Data {
         let cls = model.pooling == .cls
         let config: [String: JSONValue] = [
             "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),
@@ -394,38 +394,36 @@ enum BertFolder {
             "use_rslora": .bool(false), "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null,
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "revision": .null,
         ]
-        return try! prettyJSON(config)
+        return try prettyJSON(config)
     }
 }
 
 /// The files of a model folder, for any model.
 public enum ModelFiles {
     /// The files in this program's own format (a loadable model folder): what checkpoints hold.
-    public static func internalFiles(_ bundle: ModelBundle) -> [String: Data] {
-        switch bundle.model {
-        case let bert as BertClassifier: return BertFolder.internalFiles(bundle, model: bert)
-        case let mlp as MLP: return files(of: mlp)
-        default: preconditionFailure("unknown model type")
+    public static func internalFiles(_ bundle: ModelBundle) throws -> [String: Data] {
+        switch bundle.built {
+        case .bert(let bert): return try BertFolder.internalFiles(bundle, model: bert)
+        case .mlp(let mlp): return try files(of: mlp)
         }
     }
 
     /// The files as others load them (transformers / sentence-transformers for BERT): best/ and final/.
-    public static func exportFiles(_ bundle: ModelBundle) -> [String: Data] {
-        switch bundle.model {
-        case let bert as BertClassifier: return BertFolder.exportFiles(bundle, model: bert)
-        case let mlp as MLP: return files(of: mlp)
-        default: preconditionFailure("unknown model type")
+    public static func exportFiles(_ bundle: ModelBundle) throws -> [String: Data] {
+        switch bundle.built {
+        case .bert(let bert): return try BertFolder.exportFiles(bundle, model: bert)
+        case .mlp(let mlp): return try files(of: mlp)
         }
     }
 
     /// An MLP's folder: config.json and model.safetensors (the same for checkpoints and exports).
-    public static func files(of mlp: MLP) -> [String: Data] {
+    public static func files(of mlp: MLP) throws -> [String: Data] {
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt"]
         for spec in mlp.layout.tensors {
             writer.add(spec.name, shape: spec.shape, floats: UnsafeBufferPointer(start: mlp.parameters.at(spec), count: spec.count))
         }
-        return ["config.json": try! prettyJSON(mlp.config), "model.safetensors": writer.serialized()]
+        return ["config.json": try prettyJSON(mlp.config), "model.safetensors": try writer.serialized()]
     }
 
     /// Writes a model's export files (best/, final/) atomically.

@@ -59,7 +59,7 @@ public struct Checkpoint {
     /// `moments`: the optimizer's moment buffers over its whole trainable range, in
     /// `optimizer.momentNames` order (gathered from every rank's shard when the state is sharded).
     /// Frozen tensors have no state and no entry.
-    public static func make(model: ModelBundle, optimizer: Optimizer, moments: [[Float]], state: TrainerState) -> Checkpoint {
+    public static func make(model: ModelBundle, optimizer: Optimizer, moments: [[Float]], state: TrainerState) throws -> Checkpoint {
         var writer = SafetensorsWriter()
         writer.metadata = ["optimizer": optimizer.settings.kind.rawValue, "step_count": String(optimizer.stepCount),
                            "format_version": String(formatVersion)]
@@ -77,9 +77,9 @@ public struct Checkpoint {
                 }
             }
         }
-        var files = ModelFiles.internalFiles(model)
-        files["optimizer.safetensors"] = writer.serialized()
-        files["trainer_state.json"] = try! prettyJSON(state)
+        var files = try ModelFiles.internalFiles(model)
+        files["optimizer.safetensors"] = try writer.serialized()
+        files["trainer_state.json"] = try prettyJSON(state)
         return Checkpoint(files: files)
     }
 

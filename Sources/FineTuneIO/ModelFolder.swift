@@ -43,7 +43,19 @@ public struct PassthroughTensor: Sendable {
 /// A model and the rest of its folder: the tokenizer, the files carried into checkpoints and
 /// exports, the token limit it was trained with.
 public final class ModelBundle {
-    public let model: FineTunableModel
+    /// The model as built, by family: the readers and writers of each family's folders use its
+    /// concrete type; everything else uses `model`.
+    public enum Built {
+        case mlp(MLP)
+        case bert(BertClassifier)
+    }
+    public let built: Built
+    public var model: FineTunableModel {
+        switch built {
+        case .mlp(let m): return m
+        case .bert(let m): return m
+        }
+    }
     public let description: ModelDescription
     /// Text models: the longest input in tokens ([CLS] and [SEP] included).
     public var maxLength: Int?
@@ -51,8 +63,14 @@ public final class ModelBundle {
     /// The model folder a LoRA run started from: a PEFT adapter's base_model_name_or_path.
     public var baseModelPath: String? = nil
 
-    init(model: FineTunableModel, description: ModelDescription, maxLength: Int?) {
-        self.model = model; self.description = description; self.maxLength = maxLength
+    init(_ built: Built, description: ModelDescription, maxLength: Int?) {
+        self.built = built; self.description = description; self.maxLength = maxLength
+    }
+
+    /// The BERT model, for the BERT folder readers and writers (nil for another family).
+    var bertModel: BertClassifier? {
+        if case .bert(let m) = built { return m }
+        return nil
     }
 
     public var bert: BertDescription? {
@@ -92,11 +110,11 @@ public struct ModelDescription {
 
     /// The small files (config with everything resolved, tokenizer) that let another rank describe
     /// the same model without the folder.
-    public func resolvedFiles() -> [String: Data] {
+    public func resolvedFiles() throws -> [String: Data] {
         switch kind {
-        case .mlp(let c): return ["config.json": try! prettyJSON(c)]
+        case .mlp(let c): return ["config.json": try prettyJSON(c)]
         case .bert(let b):
-            var files = b.resolvedFiles(task: task)
+            var files = try b.resolvedFiles(task: task)
             // The adapter's settings travel with the description (its weights are read by rank 0).
             if let adapter { files["adapter_config.json"] = FileManager.default.contents(atPath: "\(adapter.path)/adapter_config.json") }
             return files
@@ -110,9 +128,9 @@ public struct ModelDescription {
         case .mlp(let c):
             var config = c
             config.task = task
-            return ModelBundle(model: MLP(config: config), description: self, maxLength: nil)
+            return ModelBundle(.mlp(MLP(config: config)), description: self, maxLength: nil)
         case .bert(let b):
-            return ModelBundle(model: BertClassifier(config: b.config, pooling: b.pooling, task: task, lora: lora), description: self, maxLength: b.maxLength)
+            return ModelBundle(.bert(BertClassifier(config: b.config, pooling: b.pooling, task: task, lora: lora)), description: self, maxLength: b.maxLength)
         }
     }
 
@@ -127,8 +145,8 @@ public struct ModelDescription {
             try ModelFolder.loadWeights(into: bundle.model.layout, parameters: bundle.model.parameters, from: file)
         case .bert(let b):
             try b.loadWeights(into: bundle, from: source, seed: seed)
-            if let adapter {
-                try adapter.load(into: bundle.model as! BertClassifier)
+            if let adapter, let model = bundle.bertModel {
+                try adapter.load(into: model)
                 bundle.baseModelPath = adapter.basePath
             }
         }

@@ -113,9 +113,8 @@ public struct PeftAdapter {
     func labelsBeside(count: Int) -> [String]? {
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("config.json").path
         guard let data = FileManager.default.contents(atPath: parent),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let id2label = object["id2label"] as? [String: String], id2label.count == count else { return nil }
-        let labels = (0..<count).compactMap { id2label[String($0)] }
+              let id2label = (try? StrictJSON.parse(data))?.object?["id2label"]?.object, id2label.count == count else { return nil }
+        let labels = (0..<count).compactMap { id2label[String($0)]?.string }
         return labels.count == count ? labels : nil
     }
 

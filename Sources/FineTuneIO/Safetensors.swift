@@ -189,18 +189,18 @@ public struct SafetensorsWriter {
     }
 
     /// The complete file contents.
-    public func serialized() -> Data {
+    public func serialized() throws -> Data {
         var header: [String: JSONValue] = [:]
         var offset = 0
         for item in items {
-            header[item.name] = try! JSONValue(encoding: HeaderEntry(dtype: item.dtype.rawValue, shape: item.shape,
+            header[item.name] = try JSONValue(encoding: HeaderEntry(dtype: item.dtype.rawValue, shape: item.shape,
                                                                       dataOffsets: [offset, offset + item.bytes.count]))
             offset += item.bytes.count
         }
         if !metadata.isEmpty { header["__metadata__"] = .object(metadata.mapValues { .string($0) }) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var headerBytes = [UInt8](try! encoder.encode(header))
+        var headerBytes = [UInt8](try encoder.encode(header))
         while headerBytes.count % 8 != 0 { headerBytes.append(UInt8(ascii: " ")) }
         var out = Data(capacity: 8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out.append(contentsOf: $0) }

@@ -10,8 +10,24 @@ public enum InputKind: Equatable, Sendable {
     case text
 }
 
+/// Dropout probabilities in training (zero turns one off); nil where a model has no such dropout
+/// (an MLP has no attention and no separate classifier dropout).
+public struct DropoutRates: Equatable, Sendable {
+    /// After the embeddings and each sublayer (BERT's hidden_dropout_prob), an MLP's hidden layers.
+    public var hidden: Double
+    /// On the attention probabilities.
+    public var attention: Double?
+    /// Before the classifier.
+    public var classifier: Double?
+    public init(hidden: Double, attention: Double? = nil, classifier: Double? = nil) {
+        self.hidden = hidden; self.attention = attention; self.classifier = classifier
+    }
+}
+
 /// What the trainer needs of a model: flat parameter and gradient buffers of one layout, and a
 /// forward and a backward pass over a local batch (llm.c's model_forward / model_backward).
+/// Everything a caller outside the model's module asks of a model is a requirement here (or of
+/// `MaskedLanguageModel`), so no caller downcasts to a concrete model.
 public protocol FineTunableModel: AnyObject {
     var layout: ParameterLayout { get }
     var parameters: FlatBuffer<Float> { get }
@@ -34,6 +50,13 @@ public protocol FineTunableModel: AnyObject {
     var objective: TrainingObjective { get set }
     /// Bytes of the activations and backward scratch as allocated (one arena).
     var activationBytes: Int { get }
+    /// The dropout probabilities training uses.
+    var dropout: DropoutRates { get set }
+    /// LoRA adapters on the model (nil: none); the base weights are frozen then.
+    var lora: LoRASettings? { get }
+    /// The learning rate when the user gives none: 5e-5 for a pre-trained encoder (the Hugging Face
+    /// Trainer's), 1e-3 for an MLP (usually trained from scratch).
+    var defaultLearningRate: Double { get }
     /// The forward pass of a local batch: fills the logits and, when the batch has targets, returns
     /// its summed loss statistics (else only the count).
     func forward(_ batch: Batch, mode: ForwardMode) -> BatchStatistics
@@ -48,9 +71,7 @@ public protocol FineTunableModel: AnyObject {
 extension FineTunableModel {
     public var sparseGradientTensors: [TensorSpec] { [] }
     public func touchedRows(in tensor: TensorSpec) -> [Int] { Array(0..<(tensor.shape.first ?? 0)) }
-    /// The learning rate when the user gives none: 5e-5 for a pre-trained encoder (the Hugging Face
-    /// Trainer's), 1e-3 for an MLP (usually trained from scratch).
-    public var defaultLearningRate: Double { self is MLP ? 1e-3 : 5e-5 }
+    public var lora: LoRASettings? { nil }
     /// The parameters that train: from `trainableFrom` to the end.
     public var trainableRange: Range<Int> { trainableFrom..<layout.count }
 
@@ -78,4 +99,20 @@ extension FineTunableModel {
         _ = forward(batch, mode: .evaluation)
         return lastLogits()
     }
+}
+
+/// A model over token ids (a text encoder), with or without a masked-language-modelling head.
+public protocol TextModel: FineTunableModel {
+    /// Tokens in the vocabulary (the word embeddings' rows; the masked-language head predicts among them).
+    var vocabularySize: Int { get }
+    /// The longest input in tokens its position embeddings allow.
+    var maxPositions: Int { get }
+    /// The transformer's size (for FLOP counts): layers L, hidden width C, intermediate width F.
+    var transformerShape: (layers: Int, hidden: Int, intermediate: Int) { get }
+    /// Masked-language modelling: how inputs are masked in training and evaluation (a batch
+    /// carrying its own masked positions is used as it is).
+    var masking: MaskingSettings? { get set }
+    /// The vocabulary logits [M][V] at the M masked positions of the last forward pass, with the
+    /// batch as it was masked; nil without a masked-language head.
+    func lastMaskedLogits() -> (logits: [[Float]], batch: Batch)?
 }

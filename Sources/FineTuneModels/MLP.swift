@@ -9,6 +9,11 @@ import Foundation
 /// Shapes below: B local batch rows, I input features, H_l hidden widths, K outputs.
 public final class MLP: FineTunableModel {
     public var config: MLPConfig
+    public var dropout: DropoutRates {
+        get { DropoutRates(hidden: config.dropout) }
+        set { config.dropout = newValue.hidden }
+    }
+    public var defaultLearningRate: Double { 1e-3 }
     public let layout: ParameterLayout
     public let parameters: FlatBuffer<Float>
     public let gradients: FlatBuffer<Float>

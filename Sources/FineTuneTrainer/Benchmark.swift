@@ -121,17 +121,18 @@ public enum Benchmark {
         let budget = try ThreadBudget.apply(comm)
         let task = c.maskedLM ? TaskKind.maskedLanguageModel : TaskKind.classification(labels: ["a", "b"])
         // The model, and its [CLS] and [SEP] ids (the named shapes' random vocabulary: 2 and 3).
-        let (model, cls, sep): (BertClassifier, Int32, Int32) = try comm.agree("building the model") {
+        let (model, cls, sep): (TextModel, Int32, Int32) = try comm.agree("building the model") {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
-                guard case .bert = description.kind else { throw FineTuneError("\(path): bench measures BERT-family models") }
                 let bundle = description.build(task: c.maskedLM ? task : description.task ?? task, lora: c.lora)
-                if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
-                let model = bundle.model as! BertClassifier
-                if c.maskedLM {
-                    model.masking = try bundle.tokenizer!.maskingSettings(probability: 0.15, wholeWord: false, vocabularySize: model.config.vocabSize)
+                guard let model = bundle.model as? TextModel, let tokenizer = bundle.tokenizer else {
+                    throw FineTuneError("\(path): bench measures text models (BERT family)")
                 }
-                return (model, bundle.tokenizer!.clsID, bundle.tokenizer!.sepID)
+                if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
+                if c.maskedLM {
+                    model.masking = try tokenizer.maskingSettings(probability: 0.15, wholeWord: false, vocabularySize: model.vocabularySize)
+                }
+                return (model, tokenizer.clsID, tokenizer.sepID)
             }
             let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task, lora: c.lora)
             var rng = SplitMix64(seed: c.seed)
@@ -144,8 +145,8 @@ public enum Benchmark {
             return (m, 2, 3)
         }
         try comm.broadcast(model.parameters, root: 0)
-        guard c.sequenceLength >= 2, c.sequenceLength <= model.config.maxPositions else {
-            throw FineTuneError("--seq-len must be in 2...\(model.config.maxPositions)")
+        guard c.sequenceLength >= 2, c.sequenceLength <= model.maxPositions else {
+            throw FineTuneError("--seq-len must be in 2...\(model.maxPositions)")
         }
         model.trainableFrom = try c.freeze.trainableFrom(model.parameterGroups, epoch: 0)
         let step = TrainingStep(model: model, optimizer: OptimizerSettings(), comm: comm, exchange: c.exchange)
@@ -158,7 +159,7 @@ public enum Benchmark {
             var batch = Batch(exampleIndices: examples.map { comm.rank * c.perRankBatch + $0 })
             for _ in examples {
                 batch.tokenIDs.append(cls)
-                for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.config.vocabSize))) }
+                for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.vocabularySize))) }
                 batch.tokenIDs.append(sep)
                 batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
                 batch.sequenceStarts.append(batch.tokenIDs.count)
@@ -202,12 +203,12 @@ public enum Benchmark {
         let examples = Double(c.perRankBatch * comm.size)
         r.examplesPerSecond = examples / r.stepSeconds
         r.tokensPerSecond = examples * Double(c.sequenceLength) / r.stepSeconds
-        r.flopsPerExample = flopsPerExample(layers: model.config.layers, hidden: model.config.hiddenSize,
-                                            intermediate: model.config.intermediateSize, tokens: c.sequenceLength)
+        let shape = model.transformerShape
+        r.flopsPerExample = flopsPerExample(layers: shape.layers, hidden: shape.hidden, intermediate: shape.intermediate, tokens: c.sequenceLength)
         r.gflops = r.flopsPerExample * r.examplesPerSecond / 1e9
         r.sgemmGFLOPS = sgemm
         for kind in KernelKind.allCases { r.kernelSeconds[kind] = median(kernelSamples.map { $0[kind] }) }
-        let (L, C, F, T) = (Double(model.config.layers), Double(model.config.hiddenSize), Double(model.config.intermediateSize), Double(c.sequenceLength))
+        let (L, C, F, T) = (Double(shape.layers), Double(shape.hidden), Double(shape.intermediate), Double(c.sequenceLength))
         let localExamples = Double(c.perRankBatch)
         r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
         r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9

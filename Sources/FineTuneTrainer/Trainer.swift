@@ -129,7 +129,7 @@ public final class Trainer {
             }
             let description = try ModelFolder.describe(FolderSource(c.modelPath), pooling: c.pooling)
             folderDescription = description
-            return Checkpoint(files: description.resolvedFiles()).archive()
+            return Checkpoint(files: try description.resolvedFiles()).archive()
         }
         let start = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
         // Only a checkpoint carries trainer_state.json (--resume auto may have found none).
@@ -192,9 +192,9 @@ public final class Trainer {
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         let model = bundle.model
-        if data.task == .maskedLanguageModel, let bert = bundle.bert, let encoder = model as? BertClassifier {
+        if data.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = model as? TextModel {
             encoder.masking = try comm.agree("reading the vocabulary for masking") {
-                try bert.tokenizer.maskingSettings(probability: c.mlmProbability, wholeWord: c.wholeWordMask, vocabularySize: bert.config.vocabSize)
+                try tokenizer.maskingSettings(probability: c.mlmProbability, wholeWord: c.wholeWordMask, vocabularySize: encoder.vocabularySize)
             }
         }
         // Gradual unfreezing: what trains depends on the epoch the run starts in.
@@ -261,7 +261,7 @@ public final class Trainer {
         }
         let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
             : "\(model.trainableRange.count) of \(model.layout.count) parameters (" +
-              ((model as? BertClassifier)?.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
+              (model.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
                 ?? "frozen: \(c.freeze.description)") + ")"
         try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
                           "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
@@ -289,19 +289,15 @@ public final class Trainer {
     /// which parameters train; returns the learning rate and per-tensor rate factors.
     private func applyControls(to model: FineTunableModel, data: DataLoading.Loaded, epoch: Int) throws -> ResolvedControls {
         let c = configuration
-        var dropouts: (Double?, Double?, Double?) = (nil, nil, nil)
-        if let bert = model as? BertClassifier {
-            if let p = c.hiddenDropout { bert.hiddenDropout = p }
-            if let p = c.attentionDropout { bert.attentionDropout = p }
-            if let p = c.classifierDropout { bert.classifierDropout = p }
-            dropouts = (bert.hiddenDropout, bert.attentionDropout, bert.classifierDropout)
-        } else if let mlp = model as? MLP {
-            if c.attentionDropout != nil || c.classifierDropout != nil {
-                throw FineTuneError("--attention-dropout and --classifier-dropout apply to BERT models; an MLP has --dropout only")
-            }
-            if let p = c.hiddenDropout { mlp.config.dropout = p }
-            dropouts = (mlp.config.dropout, nil, nil)
+        var rates = model.dropout
+        if (c.attentionDropout != nil && rates.attention == nil) || (c.classifierDropout != nil && rates.classifier == nil) {
+            throw FineTuneError("--attention-dropout and --classifier-dropout apply to BERT models; an MLP has --dropout only")
         }
+        if let p = c.hiddenDropout { rates.hidden = p }
+        if let p = c.attentionDropout { rates.attention = p }
+        if let p = c.classifierDropout { rates.classifier = p }
+        model.dropout = rates
+        let dropouts = (Optional(rates.hidden), rates.attention, rates.classifier)
         model.objective.labelSmoothing = c.labelSmoothing
         if let weights = c.classWeights, let labels = model.task.labels {
             model.objective.classWeights = try weights.resolve(counts: labelCounts(data.train, classes: labels.count), labels: labels)
@@ -407,7 +403,7 @@ public final class Trainer {
                                 hosts: Array(Set(ranks.map(\.host))).sorted(), ranks: ranks,
                                 started: ISO8601DateFormatter().string(from: Date()), trainExamples: data.train.count,
                                 validExamples: data.valid?.count ?? 0, parameters: model.layout.count,
-                                trainableParameters: model.trainableRange.count, frozen: c.freeze.description, lora: (model as? BertClassifier)?.lora)
+                                trainableParameters: model.trainableRange.count, frozen: c.freeze.description, lora: model.lora)
             try AtomicFiles.write(try prettyJSON(run), to: "\(c.outputPath)/run.json")
             let record = TrainingConfigurationRecord(options: c, resolved: resolved, commandLine: c.commandLine)
             try AtomicFiles.write(try prettyJSON(record), to: "\(c.outputPath)/training_config.json")

@@ -65,9 +65,9 @@ struct Eval: ParsableCommand {
             // Every rank reads the model and the data; a bad file fails on all of them alike.
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 let bundle = try ModelFolder.load(model)
-                if bundle.model.task == .maskedLanguageModel, let bert = bundle.bert, let encoder = bundle.model as? BertClassifier {
-                    encoder.masking = try bert.tokenizer.maskingSettings(probability: mlmProbability ?? 0.15, wholeWord: wholeWordMask,
-                                                                          vocabularySize: bert.config.vocabSize)
+                if bundle.model.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = bundle.model as? TextModel {
+                    encoder.masking = try tokenizer.maskingSettings(probability: mlmProbability ?? 0.15, wholeWord: wholeWordMask,
+                                                                     vocabularySize: encoder.vocabularySize)
                 } else if mlmProbability != nil || wholeWordMask {
                     throw FineTuneError("--mlm-probability and --whole-word-mask apply to a masked-language model; \(model) is not one")
                 }
@@ -138,19 +138,11 @@ struct Predict: ParsableCommand {
         guard topK > 0 else { throw ValidationError("--top-k must be positive") }
     }
 
-    /// One fill-mask candidate, named as transformers' fill-mask pipeline names its fields.
-    struct Candidate: Encodable {
-        var token: Int32
-        var tokenString: String
-        var score: Double?
-        enum CodingKeys: String, CodingKey { case token, tokenString = "token_str", score }
-    }
-
     struct Line: Encodable {
         var label: String?
         var probabilities: [String: Double?]?
         var value: Double??
-        var masks: [[Candidate]]?
+        var masks: [[FillMask.Candidate]]?
         var logits: [Double?]?
         var maskLogits: [[Double?]]?
         enum CodingKeys: String, CodingKey { case label, probabilities, value, masks, logits }
@@ -163,39 +155,6 @@ struct Predict: ParsableCommand {
             try c.encodeIfPresent(logits, forKey: .logits)
             try c.encodeIfPresent(maskLogits, forKey: .logits)
         }
-    }
-
-    /// The `k` most probable tokens of `logits` [V] under the softmax, most probable first (ties: lower id first).
-    static func candidates(_ logits: [Float], k: Int, tokens: [String]) -> [Candidate] {
-        let top = logits.max() ?? 0
-        let total = logits.reduce(0.0) { $0 + exp(Double($1 - top)) }
-        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        return order.prefix(k).map { i in
-            let p = exp(Double(logits[i] - top)) / total
-            return Candidate(token: Int32(i), tokenString: i < tokens.count ? tokens[i] : "[unused id \(i)]", score: p.isFinite ? p : nil)
-        }
-    }
-
-    /// Fill-mask lines of one batch: the model's logits at every [MASK] of each input, in order.
-    func fillMask(_ model: BertClassifier, batch: Batch, tokens: [String], maskID: Int32, nonFinite: inout Int) -> [Line] {
-        var batch = batch
-        batch.maskedPositions = batch.tokenIDs.indices.filter { batch.tokenIDs[$0] == maskID }.map(Int32.init)
-        batch.maskedTargets = [Int32](repeating: maskID, count: batch.maskedPositions.count)  // no answer to score against
-        _ = model.forward(batch, mode: .evaluation)
-        let logits = model.lastMaskedLogits()?.logits ?? []
-        var lines: [Line] = [], m = 0
-        for b in 0..<batch.count {
-            var line = Line(masks: [])
-            if withLogits { line.maskLogits = [] }
-            while m < batch.maskedPositions.count && Int(batch.maskedPositions[m]) < batch.sequenceStarts[b + 1] {
-                line.masks!.append(Self.candidates(logits[m], k: topK, tokens: tokens))
-                line.maskLogits?.append(logits[m].map(finite))
-                if logits[m].contains(where: { !$0.isFinite }) { nonFinite += 1 }
-                m += 1
-            }
-            lines.append(line)
-        }
-        return lines
     }
 
     func run() throws {
@@ -222,9 +181,10 @@ struct Predict: ParsableCommand {
                 display?.update(done: dataset.count * (start - mine.lowerBound) / max(mine.count, 1), total: dataset.count)
                 let end = min(start + batchSize, mine.upperBound)
                 let batch = dataset.batch(Array(start..<end)[...])
-                if m.task == .maskedLanguageModel {
-                    for line in fillMask(m as! BertClassifier, batch: batch, tokens: bundle.tokenizer!.tokens,
-                                         maskID: bundle.tokenizer!.id(of: "[MASK]")!, nonFinite: &nonFinite) {
+                if m.task == .maskedLanguageModel, let text = m as? TextModel, let tokenizer = bundle.tokenizer, let maskID = tokenizer.id(of: "[MASK]") {
+                    for prediction in FillMask.predict(text, batch: batch, maskID: maskID, tokens: tokenizer.tokens, topK: topK) {
+                        let line = Line(masks: prediction.candidates, maskLogits: withLogits ? prediction.logits.map { $0.map(finite) } : nil)
+                        nonFinite += prediction.logits.filter { $0.contains { !$0.isFinite } }.count
                         out.append(try encoder.encode(line))
                         out.append(UInt8(ascii: "\n"))
                     }

@@ -37,7 +37,7 @@ final class ExportFormatTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource("\(dir)/classifier"))
         let model = description.build(task: description.task!)
         try description.loadWeights(into: model, seed: 0)
-        let files = ModelFiles.exportFiles(model)
+        let files = try ModelFiles.exportFiles(model)
         let ref = try reference("transformers_sequence_classification")
         XCTAssertEqual(try tensors(files["model.safetensors"]!), (ref["model.safetensors"]!["tensors"] as! [String: [Int]]))
         assertFields(json(files["config.json"]), ref["config.json"]!["json"] as? [String: Any],
@@ -53,7 +53,7 @@ final class ExportFormatTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource("\(dir)/base"), pooling: .mean)
         let model = description.build(task: .classification(labels: ["neg", "neu", "pos"]))
         try description.loadWeights(into: model, seed: 3)
-        let files = ModelFiles.exportFiles(model)
+        let files = try ModelFiles.exportFiles(model)
         let ref = try reference("sentence_transformers_mean_dense")
         for name in ["model.safetensors", "2_Dense/model.safetensors"] {
             XCTAssertEqual(try tensors(files[name]!), (ref[name]!["tensors"] as! [String: [Int]]), name)

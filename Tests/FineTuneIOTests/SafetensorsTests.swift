@@ -26,7 +26,7 @@ final class SafetensorsTests: XCTestCase {
         a.withUnsafeBufferPointer { writer.add("encoder.weight", shape: [2, 3], floats: $0) }
         b.withUnsafeBufferPointer { writer.add("bias", shape: [1], floats: $0) }
         writer.add("position_ids", shape: [1, 3], integers: [0, 1, 2])
-        let bytes = writer.serialized()
+        let bytes = try writer.serialized()
         let headerLength = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         XCTAssertEqual(headerLength % 8, 0, "the header is padded so the data starts 8-aligned")
         let f = try SafetensorsFile(data: bytes)

@@ -13,7 +13,7 @@ import Foundation
 ///   logits[M, V] = LN(act(Wt · x[masked] + bt)) · wordᵀ + bv (the decoder tied to the word embeddings)
 /// Batches are packed (Attention.swift): no padding is computed. `backward` is `forward` read backwards.
 /// Shapes: N tokens of the batch, B sequences, C hidden, F intermediate, K outputs, A attention scores.
-public final class BertClassifier: FineTunableModel {
+public final class BertClassifier: TextModel {
     public let config: BertConfig
     public let pooling: Pooling
     public let task: TaskKind
@@ -25,6 +25,18 @@ public final class BertClassifier: FineTunableModel {
     public var hiddenDropout: Double
     public var attentionDropout: Double
     public var classifierDropout: Double
+    public var dropout: DropoutRates {
+        get { DropoutRates(hidden: hiddenDropout, attention: attentionDropout, classifier: classifierDropout) }
+        set {
+            hiddenDropout = newValue.hidden
+            if let p = newValue.attention { attentionDropout = p }
+            if let p = newValue.classifier { classifierDropout = p }
+        }
+    }
+    public var defaultLearningRate: Double { 5e-5 }
+    public var vocabularySize: Int { config.vocabSize }
+    public var maxPositions: Int { config.maxPositions }
+    public var transformerShape: (layers: Int, hidden: Int, intermediate: Int) { (config.layers, config.hiddenSize, config.intermediateSize) }
     public var inputKind: InputKind { .text }
     /// A batch's gradient touches the word-embedding rows of its tokens and the position rows up to its longest text.
     /// (Masked-language modelling: the tied decoder's gradient reaches every word-embedding row.)

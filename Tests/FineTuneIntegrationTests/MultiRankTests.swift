@@ -205,7 +205,7 @@ final class BLASKernelTests: IntegrationTestCase {
 
     func testAWeakerChoiceOfOpenBLASIsReplacedOnEveryRank() throws {
         let cpu = CPUFeatures.current()
-        guard cpu.avx2 && cpu.fma else { throw XCTSkip("this CPU has no AVX2 + FMA: Prescott is as good as it gets (\(cpu.summary))") }
+        guard cpu.avx2 && cpu.fma else { throw Harness.missingCapability("this CPU has no AVX2 + FMA: Prescott is as good as it gets (\(cpu.summary))") }
         let best = BLASCorePolicy.best(for: cpu).core
         // Play an OpenBLAS that picked its generic Prescott kernels by itself, as it does on CPUs it does not know.
         let r = try selftest(2, environment: ["OPENBLAS_CORETYPE": "Prescott", "FINETUNE_DIST_BLAS_SETUP": #"{"initial": "Prescott"}"#])

@@ -52,29 +52,36 @@ let package = Package(
         .target(name: "FineTuneKernels",
                 dependencies: ["COpenBLAS", "CSystem", .product(name: "Numerics", package: "swift-numerics")],
                 swiftSettings: kernelSettings),
+        // The one JSON path: a strict reader (duplicate keys, NaN and syntax errors named with their
+        // place), typed values, and their decoding into Decodable structs and encoding.
+        .target(name: "FineTuneJSON", dependencies: ["FineTuneKernels"]),
         // Parameter layouts with shapes, MLP, BERT, losses, optimizers, schedules.
-        .target(name: "FineTuneModels", dependencies: ["FineTuneKernels"]),
+        .target(name: "FineTuneModels", dependencies: ["FineTuneKernels", "FineTuneJSON"]),
         // Safetensors, model folders and their tensor-name map, tokenizer, data readers, atomic
         // files, the checkpoint format.
-        .target(name: "FineTuneIO", dependencies: ["FineTuneModels", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "FineTuneIO", dependencies: ["FineTuneJSON", "FineTuneModels", .product(name: "Crypto", package: "swift-crypto")]),
         // Communicators (MPI, single process, in-process threads), sharding, the gradient exchange.
         .target(name: "FineTuneDistributed", dependencies: ["FineTuneKernels", "COpenMPI", "CSystem"]),
         // Configuration, the training step, evaluation, early stopping, checkpoints, events.
-        .target(name: "FineTuneTrainer", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed"]),
+        .target(name: "FineTuneTrainer", dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO", "FineTuneDistributed"]),
         // The executable: argument parsing (and --config files) only.
         .executableTarget(name: "finetune-dist",
-                          dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer",
+                          dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Yams", package: "Yams")]),
         // libFuzzer targets for the file readers (launch/fuzz.sh); a plain build makes their replayer.
-        .executableTarget(name: "finetune-fuzz", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
+        .executableTarget(name: "finetune-fuzz", dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO"]),
+
+        // Ranks as threads of one process (InProcessGroup), for tests of what sits above the communicator.
+        .target(name: "FineTuneTestSupport", dependencies: ["FineTuneKernels", "FineTuneDistributed"], path: "Tests/FineTuneTestSupport"),
 
         .testTarget(name: "FineTuneKernelTests", dependencies: ["FineTuneKernels"]),
-        .testTarget(name: "FineTuneModelTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
+        .testTarget(name: "FineTuneModelTests", dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO"]),
         .testTarget(name: "FineTuneIOTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
-        .testTarget(name: "FineTuneDistributedTests", dependencies: ["FineTuneKernels", "FineTuneDistributed"]),
+        .testTarget(name: "FineTuneDistributedTests", dependencies: ["FineTuneKernels", "FineTuneDistributed", "FineTuneTestSupport"]),
         .testTarget(name: "FineTuneTrainerTests",
-                    dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer", "finetune-dist"]),
+                    dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer", "finetune-dist",
+                                   "FineTuneTestSupport"]),
         .testTarget(name: "FineTuneIntegrationTests",
                     dependencies: ["finetune-dist", "FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneTrainer"]),
     ]

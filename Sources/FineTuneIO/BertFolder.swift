@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import FineTuneModels
 import Foundation
@@ -62,7 +63,7 @@ public struct BertDescription {
         }
         var maxLength = config.maxPositions
         if let data = source.data("sentence_bert_config.json"),
-           let n = (try? JSONDecoder().decode(SentenceBertConfig.self, from: data))?.maxSeqLength {
+           let n = (try? decodeJSON(SentenceBertConfig.self, from: data))?.maxSeqLength {
             maxLength = min(maxLength, n)
         }
         // The length a tokenizer truncates to by default (this program's exports write the trained one).
@@ -71,7 +72,7 @@ public struct BertDescription {
         var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         if let block = config.raw[ownBlockKey] {
             let own: OwnBlock
-            do { own = try JSONDecoder().decode(OwnBlock.self, from: JSONEncoder().encode(block)) } catch {
+            do { own = try JSONValueDecoder().decode(OwnBlock.self, from: block) } catch {
                 throw FineTuneError("\(path): \"\(ownBlockKey)\": \(userMessage(for: error))")
             }
             pooling = own.pooling
@@ -89,13 +90,13 @@ public struct BertDescription {
             var dense = false
             if let data = source.data("modules.json") {
                 let modules: [SentenceModule]
-                do { modules = try JSONDecoder().decode([SentenceModule].self, from: data) } catch {
+                do { modules = try decodeJSON([SentenceModule].self, from: data) } catch {
                     throw FineTuneError("\(source.name)/modules.json: \(userMessage(for: error))")
                 }
                 for module in modules {
                     if module.type.hasSuffix("Pooling"), let d = source.data("\(module.path)/config.json") {
                         let p: PoolingConfig
-                        do { p = try JSONDecoder().decode(PoolingConfig.self, from: d) } catch {
+                        do { p = try decodeJSON(PoolingConfig.self, from: d) } catch {
                             throw FineTuneError("\(source.name)/\(module.path)/config.json: \(userMessage(for: error))")
                         }
                         // sentence-transformers 6 writes "pooling_mode"; earlier versions one flag per mode.

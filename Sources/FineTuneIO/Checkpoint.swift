@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import FineTuneModels
 import Foundation
@@ -96,7 +97,7 @@ public struct Checkpoint {
     public static func read(from folder: String) throws -> Checkpoint {
         let fm = FileManager.default
         guard let manifestData = fm.contents(atPath: "\(folder)/manifest.json"),
-              let manifest = try? JSONDecoder().decode(CheckpointManifest.self, from: manifestData) else {
+              let manifest = try? decodeJSON(CheckpointManifest.self, from: manifestData) else {
             throw FineTuneError("\(folder): incomplete checkpoint (no readable manifest.json)")
         }
         var files: [String: Data] = [:]
@@ -117,7 +118,7 @@ public struct Checkpoint {
 
     public func state() throws -> TrainerState {
         let state: TrainerState
-        do { state = try JSONDecoder().decode(TrainerState.self, from: files["trainer_state.json"]!) } catch {
+        do { state = try decodeJSON(TrainerState.self, from: files["trainer_state.json"]!) } catch {
             throw FineTuneError("trainer_state.json: \(userMessage(for: error))")
         }
         guard state.formatVersion == Checkpoint.formatVersion else {

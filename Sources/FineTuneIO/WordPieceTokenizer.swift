@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import FineTuneModels
 import Foundation
@@ -67,7 +68,7 @@ public final class WordPieceTokenizer {
         var vocabularySource = "\(source)/vocab.txt"
         if let data = files["tokenizer.json"] {
             let json: TokenizerJSON
-            do { json = try JSONDecoder().decode(TokenizerJSON.self, from: data) } catch {
+            do { json = try decodeJSON(TokenizerJSON.self, from: data) } catch {
                 throw FineTuneError("\(source)/tokenizer.json: \(userMessage(for: error))")
             }
             lowercase = json.normalizer?.lowercase
@@ -89,7 +90,7 @@ public final class WordPieceTokenizer {
             }
         }
         if lowercase == nil, let data = files["tokenizer_config.json"] {
-            do { lowercase = try JSONDecoder().decode(TokenizerConfigJSON.self, from: data).doLowerCase } catch {
+            do { lowercase = try decodeJSON(TokenizerConfigJSON.self, from: data).doLowerCase } catch {
                 throw FineTuneError("\(source)/tokenizer_config.json: \(userMessage(for: error))")
             }
         }

@@ -23,77 +23,57 @@ public struct BLASSelection: Codable, Sendable, Equatable {
     }
 }
 
-/// Runs OpenBLAS with the best kernel set the CPU supports. OpenBLAS picks its kernels when the
-/// library loads (before `main`), so when it picked a weaker set than the CPU allows, the program
-/// re-executes itself (same process id, arguments and environment, under mpirun too: this happens
-/// before MPI_Init) with `OPENBLAS_CORETYPE` set. A user's own `OPENBLAS_CORETYPE` is respected.
-/// Every set is first checked with one small sgemm against a plain loop; a set that disagrees
-/// (some OpenBLAS builds compute wrong results on CPUs they misdetect) is dropped for OpenBLAS's
-/// own choice, or the generic Prescott set, saying so.
+/// Runs OpenBLAS with the best kernel set the CPU supports: the decision, without the process
+/// concerns. OpenBLAS picks its kernels when the library loads (before `main`), so when it picked
+/// a weaker set than the CPU allows, the program must restart itself with `OPENBLAS_CORETYPE` set
+/// (the executable does that: finetune-dist's BLASStartup, before MPI_Init); a user's own
+/// `OPENBLAS_CORETYPE` is respected. Every set is first checked with one small sgemm against a
+/// plain loop; a set that disagrees (some OpenBLAS builds compute wrong results on CPUs they
+/// misdetect) is dropped for OpenBLAS's own choice, or the generic Prescott set, saying so.
 public enum BLASSetup {
-    /// Carries the decision across the re-execution (JSON). Internal; a test may set
-    /// `{"initial": "Prescott"}` together with OPENBLAS_CORETYPE=Prescott to play an OpenBLAS that
-    /// picked Prescott by itself.
-    static let handoffVariable = "FINETUNE_DIST_BLAS_SETUP"
-    /// Test-only: the kernel set named here fails the correctness check.
-    static let testWrongVariable = "FINETUNE_DIST_TEST_BLAS_WRONG"
-
-    struct Handoff: Codable {
+    /// What one start of the program tells the next, across a restart.
+    public struct Handoff: Codable, Sendable {
         /// The set loaded when the program first started, and whether the user asked for it.
-        var initial: String
-        var user: Bool? = nil
+        public var initial: String
+        public var user: Bool? = nil
         /// The set this program asked for, if it asked.
-        var requested: String? = nil
-        var rejected: [String]? = nil
-        var execs: Int? = nil
+        public var requested: String? = nil
+        public var rejected: [String]? = nil
+        /// Restarts so far (at most 3 are made).
+        public var execs: Int? = nil
+        public init(initial: String, user: Bool? = nil) { self.initial = initial; self.user = user }
     }
 
     nonisolated(unsafe) private static var chosen: BLASSelection? = nil
 
-    /// What the process runs (the start-up decision when `prepare` ran, else a description of the
-    /// library's own choice, as in a test process).
+    /// What the process runs (the start-up decision when one was recorded, else a description of
+    /// the library's own choice, as in a test process).
     public static var selection: BLASSelection {
         if let chosen { return chosen }
         let cpu = CPUFeatures.current(), loaded = OpenBLAS.coreName
         return describe(loaded: loaded, handoff: Handoff(initial: loaded), cpu: cpu, agrees: true)
     }
 
-    /// Call first thing in `main`: either returns (the process runs the right set; `selection`
-    /// says which and why) or replaces the process with itself under a better OPENBLAS_CORETYPE.
-    public static func prepare() {
-        let environment = ProcessInfo.processInfo.environment
-        let cpu = CPUFeatures.current(), loaded = OpenBLAS.coreName
-        var handoff: Handoff
-        if let text = environment[handoffVariable], let h = try? JSONDecoder().decode(Handoff.self, from: Data(text.utf8)) {
-            handoff = h
-        } else {
-            let user = environment["OPENBLAS_CORETYPE"].map { !$0.isEmpty } ?? false
-            handoff = Handoff(initial: loaded, user: user ? true : nil)
-        }
+    /// Records the start-up decision (`selection` returns it from then on).
+    public static func record(_ selection: BLASSelection) { chosen = selection }
+
+    /// A stronger set to restart with: OpenBLAS's own choice is weaker than the CPU allows, the user
+    /// did not ask for it, and no restart has asked already. Nil: keep the loaded set.
+    public static func betterCore(handoff: Handoff, loaded: String, cpu: CPUFeatures) -> String? {
         let rejected = Set((handoff.rejected ?? []).map { $0.lowercased() })
-        // OpenBLAS's own choice, weaker than the CPU allows: switch (once).
-        if handoff.user != true && handoff.requested == nil, case .switchTo(let better) = BLASCorePolicy.decide(openblas: loaded, cpu: cpu),
-           !rejected.contains(better.lowercased()) {
-            handoff.requested = better
-            reexecute(coretype: better, handoff: handoff)
-        }
-        let agrees = sgemmAgreesWithLoop(core: loaded)
-        if !agrees {
-            handoff.rejected = (handoff.rejected ?? []) + [loaded]
-            let fallback = [handoff.initial, "Prescott"].first { !rejected.contains($0.lowercased()) && $0.lowercased() != loaded.lowercased() }
-            if let fallback {
-                printError("finetune-dist: warning: OpenBLAS's \(loaded) kernels computed a wrong sgemm on this CPU (\(cpu.summary)); falling back to \(fallback)")
-                handoff.requested = fallback
-                reexecute(coretype: fallback, handoff: handoff)
-            }
-        }
-        chosen = describe(loaded: loaded, handoff: handoff, cpu: cpu, agrees: agrees)
-        if !agrees {
-            printError("finetune-dist: warning: OpenBLAS's \(loaded) kernels computed a wrong sgemm on this CPU and no other kernel set is left to try; results may be wrong")
-        }
+        guard handoff.user != true && handoff.requested == nil,
+              case .switchTo(let better) = BLASCorePolicy.decide(openblas: loaded, cpu: cpu), !rejected.contains(better.lowercased()) else { return nil }
+        return better
     }
 
-    static func describe(loaded: String, handoff: Handoff, cpu: CPUFeatures, agrees: Bool) -> BLASSelection {
+    /// The set to fall back to when the loaded one computed a wrong sgemm (`handoff.rejected`
+    /// already names it): OpenBLAS's own first choice, else Prescott; nil when none is left.
+    public static func fallbackCore(handoff: Handoff, loaded: String) -> String? {
+        let rejected = Set((handoff.rejected ?? []).map { $0.lowercased() })
+        return [handoff.initial, "Prescott"].first { !rejected.contains($0.lowercased()) && $0.lowercased() != loaded.lowercased() }
+    }
+
+    public static func describe(loaded: String, handoff: Handoff, cpu: CPUFeatures, agrees: Bool) -> BLASSelection {
         let (best, why) = BLASCorePolicy.best(for: cpu)
         let rejected = handoff.rejected ?? []
         var s = BLASSelection(core: loaded, initialCore: handoff.initial, bestCore: best, chosenBy: "openblas", reason: "",
@@ -120,20 +100,8 @@ public enum BLASSetup {
         return s
     }
 
-    /// execv of this program with OPENBLAS_CORETYPE set; returns only if that fails (with a warning).
-    private static func reexecute(coretype: String, handoff: Handoff) {
-        var h = handoff
-        h.execs = (h.execs ?? 0) + 1
-        guard h.execs! <= 3, let json = try? JSONEncoder().encode(h) else { return }
-        setenv("OPENBLAS_CORETYPE", coretype, 1)
-        setenv(handoffVariable, String(decoding: json, as: UTF8.self), 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        printError("finetune-dist: warning: could not restart with OPENBLAS_CORETYPE=\(coretype) (\(String(cString: strerror(errno)))); continuing with \(OpenBLAS.coreName)")
-    }
-
     /// One small product of each transposition the kernels use, against a Double loop.
-    static func sgemmAgreesWithLoop(core: String) -> Bool {
-        if let wrong = ProcessInfo.processInfo.environment[testWrongVariable], wrong.lowercased() == core.lowercased() { return false }
+    public static func sgemmAgreesWithLoop() -> Bool {
         let m = 23, n = 17, k = 41
         var rng = SplitMix64(seed: 0xB1A5)
         let a = (0..<(m * k)).map { _ in Float(rng.nextUnit() * 2 - 1) }, b = (0..<(k * n)).map { _ in Float(rng.nextUnit() * 2 - 1) }

@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import Foundation
 
@@ -54,12 +55,11 @@ extension KeyedDecodingContainer {
 /// errors name the file and the field.
 public func decodeConfig<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> (T, [String: JSONValue]) {
     do {
-        let decoder = JSONDecoder()
-        // Read strictly first: a duplicate key or a syntax error is reported with its place.
-        guard case .object(let raw) = try StrictJSON.parse(data) else {
-            throw FineTuneError("not a JSON object")
-        }
-        return (try decoder.decode(T.self, from: data), raw)
+        // Read once, strictly (a duplicate key or a syntax error is reported with its place), then
+        // typed from the values read.
+        let value = try StrictJSON.parse(data)
+        guard case .object(let raw) = value else { throw FineTuneError("not a JSON object") }
+        return (try JSONValueDecoder().decode(T.self, from: value), raw)
     } catch let syntax as StrictJSON.SyntaxError {
         throw FineTuneError("\(path): not valid JSON: \(syntax)")
     } catch {

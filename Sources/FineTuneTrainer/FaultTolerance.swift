@@ -88,37 +88,14 @@ func replicaMismatch(_ parameters: FlatBuffer<Float>, comm: Communicator) throws
     return "parameter checksums: \(all.joined(separator: ", ")); \(differing.joined(separator: ", ")) differ from rank 0"
 }
 
-/// Test-only fault injection, from hidden options: every real failure mode needs a test that
-/// provokes it on purpose.
-public struct DebugSwitches: Sendable {
-    /// (rank, step): that rank adds 1e-3 to its first parameter after the step (replica check test).
-    public var perturb: (rank: Int, step: Int)? = nil
-    /// (rank, step, seconds): that rank sleeps before the step (timeout test).
-    public var stall: (rank: Int, step: Int, seconds: Double)? = nil
-    /// Rank 0 sleeps this long between the files of each checkpoint (kill-during-save test).
-    public var slowCheckpointSeconds: Double = 0
-    /// (rank, step): that rank sends itself SIGTERM during the step (preemption test).
-    public var signalAt: (rank: Int, step: Int)? = nil
-    /// Every rank sleeps this long before each step, so that tests from outside (a scheduler's
-    /// signal, a kill) find the run still going.
-    public var stepDelaySeconds: Double = 0
-    public init() {}
-
-    func signalIfAsked(rank: Int, step: Int) {
-        if let s = signalAt, s.rank == rank, s.step == step { kill(getpid(), SIGTERM) }
-    }
-    func perturbIfAsked(_ parameters: FlatBuffer<Float>, rank: Int, step: Int) {
-        if let p = perturb, p.rank == rank, p.step == step { parameters[0] += 1e-3 }
-    }
-    func stallIfAsked(rank: Int, step: Int) {
-        if let s = stall, s.rank == rank, s.step == step { usleep(UInt32(s.seconds * 1_000_000)) }
-        if stepDelaySeconds > 0 { usleep(UInt32(stepDelaySeconds * 1_000_000)) }
-    }
-
-    /// Parses "a:b" or "a:b:c" numbers.
-    public static func numbers(_ text: String, count: Int, option: String) throws -> [Double] {
-        let parts = text.split(separator: ":").compactMap { Double($0) }
-        guard parts.count == count else { throw FineTuneError("\(option): expected \(count) numbers separated by ':', got \"\(text)\"") }
-        return parts
-    }
+/// What the trainer calls around each step and checkpoint, for fault-injection tests (the CLI's
+/// hidden --debug-* options provoke every failure mode on purpose) and tools that watch a run.
+/// The loop itself knows no faults.
+public protocol TrainingHooks: AnyObject {
+    /// Before step `step` (1-based) computes, on every rank.
+    func beforeStep(_ step: Int, rank: Int)
+    /// After step `step` updated `parameters`, on every rank.
+    func afterStep(_ step: Int, rank: Int, parameters: FlatBuffer<Float>)
+    /// Seconds rank 0 waits between the files of a checkpoint (0: none).
+    var pauseBetweenCheckpointFiles: Double { get }
 }

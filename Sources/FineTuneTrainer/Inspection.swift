@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneIO
 import FineTuneKernels
 import FineTuneModels
@@ -70,7 +71,7 @@ public struct Inspection: Encodable {
                                 labels: description.task?.labels, parameters: groups.reduce(0) { $0 + $1.parameters }, groups: groups,
                                 tensorsByDType: dtypes, tokenizer: tokenizer, lora: lora)
         if let data = FileManager.default.contents(atPath: "\(path)/trainer_state.json") {
-            let state = try JSONDecoder().decode(TrainerState.self, from: data)
+            let state = try decodeJSON(TrainerState.self, from: data)
             result.kind = "checkpoint"
             result.checkpointStep = state.step
             result.checkpointEpoch = state.epoch

@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneDistributed
 import FineTuneKernels
 import FineTuneModels
@@ -30,7 +31,7 @@ public struct RankRecord: Codable, Sendable {
                               ranksSharingCPUs: budget.sharingRanks, threadsFrom: budget.source, pid: Int(ProcessInfo.processInfo.processIdentifier),
                               blasCore: blas.core, blasReason: blas.reason, sgemmGFLOPS: rate)
         let all = try comm.allgather(string: String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
-        return try all.map { try JSONDecoder().decode(RankRecord.self, from: Data($0.utf8)) }
+        return try all.map { try decodeJSON(RankRecord.self, from: Data($0.utf8)) }
     }
 }
 

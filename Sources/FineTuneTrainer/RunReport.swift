@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneIO
 import FineTuneKernels
 import FineTuneModels
@@ -31,7 +32,7 @@ public enum RunReport {
         }
         var records: [[String: JSONValue]] = []
         for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
-            guard case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)) else {
+            guard case .object(let o)? = try? decodeJSON(JSONValue.self, from: Data(line.utf8)) else {
                 throw FineTuneError("\(metricsPath):\(n + 1): not a JSON object")
             }
             records.append(o)
@@ -75,7 +76,7 @@ public enum RunReport {
         // The summary table.
         var rows: [(String, String)] = []
         let config = FileManager.default.contents(atPath: "\(runFolder)/training_config.json")
-            .flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) }?.object
+            .flatMap { try? decodeJSON(JSONValue.self, from: $0) }?.object
         let options = config?["options"]?.object ?? [:]
         func text(_ v: JSONValue?) -> String {
             switch v {
@@ -89,7 +90,7 @@ public enum RunReport {
         for key in ["model", "train", "valid", "test", "epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "freeze_layers", "lora_rank", "grad_accum"] {
             if let v = options[key], v != .null { rows.append((key.replacingOccurrences(of: "_", with: " "), text(v))) }
         }
-        if let run = FileManager.default.contents(atPath: "\(runFolder)/run.json").flatMap({ try? JSONDecoder().decode(JSONValue.self, from: $0) })?.object {
+        if let run = FileManager.default.contents(atPath: "\(runFolder)/run.json").flatMap({ try? decodeJSON(JSONValue.self, from: $0) })?.object {
             rows.append(("ranks", text(run["world_size"])))
             if case .array(let hosts)? = run["hosts"] { rows.append(("hosts", hosts.map { text($0) }.joined(separator: ", "))) }
             rows.append(("started", text(run["started"])))

@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneDistributed
 import FineTuneIO
 import FineTuneKernels
@@ -14,6 +15,8 @@ public final class Trainer {
     let report: (TrainingEvent) -> Void
     /// Rank 0's TensorBoard event file (nil with --no-tensorboard, and on other ranks).
     private var tensorBoard: TensorBoardWriter? = nil
+    /// Called around each step and checkpoint (fault-injection tests); nil: nothing.
+    public var hooks: TrainingHooks? = nil
     /// Rank 0's lock on the output folder, held for the run's life.
     private var folderLock: RunFolderLock? = nil
 
@@ -110,7 +113,7 @@ public final class Trainer {
         var c = configuration
         let root = comm.isRoot
         let checkpoints = CheckpointManager(outputPath: c.outputPath, comm: comm, ioTimeout: c.ioTimeout, keep: c.keepCheckpoints,
-                                            pauseBetweenFiles: c.debug.slowCheckpointSeconds)
+                                            pauseBetweenFiles: hooks?.pauseBetweenCheckpointFiles ?? 0)
         // 1. Rank 0 reads the starting point (checkpoint, or the model folder's config and
         //    tokenizer); every rank gets those bytes and describes the same model from them.
         var folderDescription: ModelDescription? = nil
@@ -429,8 +432,7 @@ public final class Trainer {
             let microBatches = self.microBatches(indices, of: train)
             s.exampleLog?.write(Data(indices.map { "\(s.state.epoch) \(stepNumber) \($0)\n" }.joined().utf8))
 
-            c.debug.signalIfAsked(rank: comm.rank, step: stepNumber)
-            c.debug.stallIfAsked(rank: comm.rank, step: stepNumber)
+            hooks?.beforeStep(stepNumber, rank: comm.rank)
             let lr = s.schedule.rate(atStep: s.state.step)
             // Rank 0's clock decides a checkpoint by time; the exchange tells every rank.
             let checkpointDue = comm.isRoot && c.saveEveryMinutes > 0 && Date().timeIntervalSince(s.lastSaveTime) >= c.saveEveryMinutes * 60
@@ -449,7 +451,7 @@ public final class Trainer {
                     try nonFiniteStep(s, outcome: outcome, step: stepNumber)
                 }
             }
-            c.debug.perturbIfAsked(s.model.parameters, rank: comm.rank, step: stepNumber)
+            hooks?.afterStep(stepNumber, rank: comm.rank, parameters: s.model.parameters)
 
             // Advance the global data cursor.
             s.state.step += 1

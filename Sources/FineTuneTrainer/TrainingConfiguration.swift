@@ -126,8 +126,6 @@ public struct TrainingConfiguration: Sendable {
 
     /// Test-only: each rank appends "epoch step example" lines for every example it trains on.
     public var exampleLogFolder: String? = nil
-    /// Test-only fault injection.
-    public var debug = DebugSwitches()
     /// The command line, for the record.
     public var commandLine: [String] = []
 

@@ -1,3 +1,4 @@
+import FineTuneJSON
 import ArgumentParser
 import FineTuneKernels
 import FineTuneDistributed
@@ -126,7 +127,7 @@ struct BlasRate: ParsableCommand {
         let out = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         guard let last = String(decoding: out, as: UTF8.self).split(separator: "\n").last,
-              let line = try? JSONDecoder().decode(Line.self, from: Data(last.utf8)), line.core.lowercased() == core.lowercased() else { return nil }
+              let line = try? decodeJSON(Line.self, from: Data(last.utf8)), line.core.lowercased() == core.lowercased() else { return nil }
         return line.sgemmGFLOPS
     }
 }

@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import FineTuneModels
 import FineTuneTrainer
@@ -69,13 +70,14 @@ enum ConfigFile {
             throw FineTuneError("--config \(path): cannot read the file (missing or unreadable)")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(path): not UTF-8 text") }
+        // A top-level key given twice is found here first, with the line of its second use (Yams
+        // would place it at the start of the mapping).
+        if let place = duplicateKey(in: text, path: path) { throw FineTuneError(place) }
         let root: Node
         do {
             guard let node = try Yams.compose(yaml: text) else { throw FineTuneError("\(path): empty; it should map option names to values") }
             root = node
         } catch let error as YamlError {
-            // Yams places a duplicate key at the start of its mapping: name the line of the second one.
-            if "\(error)".contains("duplicated key"), let place = duplicateKey(in: text, path: path) { throw FineTuneError(place) }
             throw FineTuneError("\(path): not valid YAML or JSON: \(error)")
         }
         guard var mapping = root.mapping else { throw FineTuneError("\(path): the top level should map option names to values") }
@@ -128,8 +130,8 @@ enum ConfigFile {
         return result
     }
 
-    /// "path:line: ..." for the first top-level key written twice: JSON through the strict reader
-    /// (which names the key at a byte column), YAML by its unindented `key:` lines.
+    /// "path:line: ..." for the first top-level key written twice: YAML by its unindented `key:`
+    /// lines; JSON through the strict reader, which also names any syntax error by line and column.
     static func duplicateKey(in text: String, path: String) -> String? {
         if text.drop(while: { $0.isWhitespace }).first == "{" {
             do { _ = try StrictJSON.parse(text) } catch let error as StrictJSON.SyntaxError {

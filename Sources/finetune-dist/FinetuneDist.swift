@@ -31,7 +31,7 @@ struct FinetuneDist: ParsableCommand {
     /// `--resume auto` is spelled as an option value but is a flag of its own underneath.
     static func main() {
         // Before anything else (MPI_Init included): OpenBLAS with the best kernel set for this CPU.
-        BLASSetup.prepare()
+        BLASStartup.prepare()
         var arguments = Array(CommandLine.arguments.dropFirst())
         // Answered here, not through CommandConfiguration(version:), so that only --version asks git for the commit.
         if arguments == ["--version"] {

@@ -189,7 +189,7 @@ struct DebugOptions: ParsableArguments {
     @Option(help: .hidden) var debugStepDelay: Double = 0
 
     func switches() throws -> DebugSwitches {
-        var d = DebugSwitches()
+        let d = DebugSwitches()
         if let debugPerturb {
             let n = try DebugSwitches.numbers(debugPerturb, count: 2, option: "--debug-perturb")
             d.perturb = (Int(n[0]), Int(n[1]))
@@ -293,7 +293,7 @@ struct Train: ParsableCommand {
         defer { display?.finish() }
         do {
             defer { display?.finish() }
-            trainer.configuration.debug = try debug.switches()
+            trainer.hooks = try debug.switches()
             if try trainer.run() == .preempted {
                 comm.finalize()
                 throw ExitCode(Preemption.exitStatus)

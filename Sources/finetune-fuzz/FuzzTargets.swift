@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneIO
 import FineTuneKernels
 import FineTuneModels

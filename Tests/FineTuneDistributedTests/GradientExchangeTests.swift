@@ -1,5 +1,6 @@
 @testable import FineTuneDistributed
 import FineTuneKernels
+import FineTuneTestSupport
 import XCTest
 
 /// The gradient exchange on ranks run as threads (InProcessGroup): buckets, the sparse rows of

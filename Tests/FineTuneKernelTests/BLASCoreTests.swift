@@ -62,6 +62,6 @@ final class BLASCoreTests: XCTestCase {
     }
 
     func testTheLoadedKernelsComputeASmallProductRight() {
-        XCTAssertTrue(BLASSetup.sgemmAgreesWithLoop(core: OpenBLAS.coreName), "OpenBLAS \(OpenBLAS.coreName)")
+        XCTAssertTrue(BLASSetup.sgemmAgreesWithLoop(), "OpenBLAS \(OpenBLAS.coreName)")
     }
 }

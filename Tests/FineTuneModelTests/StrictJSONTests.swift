@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneModels
 import Foundation
 import XCTest

@@ -3,6 +3,7 @@ import FineTuneIO
 import FineTuneKernels
 import FineTuneModels
 @testable import FineTuneTrainer
+import FineTuneTestSupport
 import XCTest
 
 final class EarlyStoppingTests: XCTestCase {

@@ -1,3 +1,4 @@
+import FineTuneDistributed
 import FineTuneKernels
 import Foundation
 

@@ -59,10 +59,17 @@ public func prettyJSON<T: Encodable>(_ value: T) throws -> Data {
     return try encoder.encode(value)
 }
 
+/// Reads `data` with the strict reader and decodes `type` from what it read: the one way JSON
+/// files become typed values (errors: StrictJSON.SyntaxError or DecodingError; `userMessage` words them).
+public func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+    try JSONValueDecoder().decode(T.self, from: StrictJSON.parse(data))
+}
+
 /// The message of a decoding error in a user's terms: which field, what is wrong.
 public func userMessage(for error: Error) -> String {
     switch error {
     case let e as FineTuneError: return e.message
+    case let e as StrictJSON.SyntaxError: return "not valid JSON: \(e)"
     case DecodingError.keyNotFound(let key, let context):
         return "missing \(fieldPath(context.codingPath + [key]))"
     case DecodingError.typeMismatch(let type, let context):

@@ -10,7 +10,10 @@ import Foundation
 /// update. Rank 0 evaluates (with the other ranks' help), decides early stopping and writes every
 /// file; its decisions reach the other ranks through collectives that all of them call.
 public final class Trainer {
-    public var configuration: TrainingConfiguration
+    /// The run as asked for. Set-up resolves what it leaves open (the model's default learning rate,
+    /// the checkpoint's model folder) into `settings`, which the run uses from then on.
+    public let configuration: TrainingConfiguration
+    private var settings: TrainingConfiguration
     let comm: Communicator
     let report: (TrainingEvent) -> Void
     /// Rank 0's TensorBoard event file (nil with --no-tensorboard, and on other ranks).
@@ -23,6 +26,7 @@ public final class Trainer {
     /// `report` sees every event on rank 0 (the CLI prints `consoleLine`); metrics.jsonl gets the records.
     public init(configuration: TrainingConfiguration, communicator: Communicator, report: @escaping (TrainingEvent) -> Void) {
         self.configuration = configuration
+        self.settings = configuration
         self.comm = communicator
         self.report = report
     }
@@ -31,11 +35,14 @@ public final class Trainer {
     final class Session {
         let bundle: ModelBundle
         let data: DataLoading.Loaded
-        /// Rebuilt when gradual unfreezing widens the trainable parameters.
-        var step: TrainingStep
+        /// One optimizer step's work; rebuilt when gradual unfreezing widens the trainable parameters.
+        var trainingStep: TrainingStep
+        /// The position in the run (`state.step`: optimizer steps done) and what a checkpoint records.
         var state: TrainerState
-        let schedule: LearningRateSchedule
-        let stepsPerEpoch: Int, totalSteps: Int
+        let plan: RunPlan
+        var schedule: LearningRateSchedule { plan.schedule }
+        var stepsPerEpoch: Int { plan.stepsPerEpoch }
+        var totalSteps: Int { plan.totalSteps }
         let metrics: MetricsLog?
         let checkpoints: CheckpointManager
         let earlyStopping: EarlyStopping
@@ -56,13 +63,12 @@ public final class Trainer {
         var lastEvaluatedStep: Int? = nil
         var model: FineTunableModel { bundle.model }
 
-        init(bundle: ModelBundle, data: DataLoading.Loaded, step: TrainingStep, state: TrainerState, schedule: LearningRateSchedule,
-             stepsPerEpoch: Int, totalSteps: Int, metrics: MetricsLog?, checkpoints: CheckpointManager, earlyStopping: EarlyStopping,
-             lastSavedStep: Int, exampleLog: FileHandle?, trainEvalSubset: [Int]?) {
-            self.bundle = bundle; self.data = data; self.step = step; self.state = state; self.schedule = schedule
-            self.stepsPerEpoch = stepsPerEpoch; self.totalSteps = totalSteps; self.metrics = metrics; self.checkpoints = checkpoints
-            self.earlyStopping = earlyStopping; self.lastSavedStep = lastSavedStep; self.exampleLog = exampleLog
+        init(bundle: ModelBundle, data: DataLoading.Loaded, trainingStep: TrainingStep, state: TrainerState, plan: RunPlan, logs: Logs,
+             checkpoints: CheckpointManager, earlyStopping: EarlyStopping, trainEvalSubset: [Int]?) {
+            self.bundle = bundle; self.data = data; self.trainingStep = trainingStep; self.state = state; self.plan = plan
+            self.metrics = logs.metrics; self.exampleLog = logs.examples; self.checkpoints = checkpoints; self.earlyStopping = earlyStopping
             self.trainEvalSubset = trainEvalSubset
+            lastSavedStep = state.step > 0 ? state.step : -1
             permutation = epochPermutation(count: data.train.count, seed: state.seed, epoch: state.epoch)
         }
     }
@@ -109,16 +115,82 @@ public final class Trainer {
 
     // MARK: Set-up
 
+    /// The starting point every rank agrees on: a checkpoint to resume, or a model folder.
+    struct Start {
+        /// What rank 0 read and broadcast: a checkpoint's files, or the folder's config and tokenizer.
+        let received: Checkpoint
+        /// The checkpoint resumed (nil for a fresh run) and its state.
+        let resumed: Checkpoint?
+        let resumedState: TrainerState?
+        /// The model, described from `files` on every rank.
+        let description: ModelDescription
+        /// Rank 0, a fresh run: the model folder itself (its weights are read from there).
+        let folder: ModelDescription?
+    }
+
+    /// The run's length and learning rates.
+    struct RunPlan {
+        let stepsPerEpoch: Int, totalSteps: Int, warmupSteps: Int
+        let schedule: LearningRateSchedule
+    }
+
+    /// Rank 0's records (metrics.jsonl) and the test-only example log of every rank.
+    struct Logs {
+        let metrics: MetricsLog?
+        let examples: FileHandle?
+    }
+
     private func setUp() throws -> Session {
-        var c = configuration
-        let root = comm.isRoot
-        let checkpoints = CheckpointManager(outputPath: c.outputPath, comm: comm, ioTimeout: c.ioTimeout, keep: c.keepCheckpoints,
-                                            pauseBetweenFiles: hooks?.pauseBetweenCheckpointFiles ?? 0)
-        // 1. Rank 0 reads the starting point (checkpoint, or the model folder's config and
-        //    tokenizer); every rank gets those bytes and describes the same model from them.
-        var folderDescription: ModelDescription? = nil
+        let checkpoints = CheckpointManager(outputPath: settings.outputPath, comm: comm, ioTimeout: settings.ioTimeout,
+                                            keep: settings.keepCheckpoints, pauseBetweenFiles: hooks?.pauseBetweenCheckpointFiles ?? 0)
+        let start = try readStart(checkpoints: checkpoints)
+        // `--resume` without --model: the run's own model, as the checkpoint recorded it.
+        if settings.modelPath.isEmpty, let started = start.resumedState?.modelPath { settings.modelPath = started }
+        let data = try loadData(start)
+        try checkFit(start.description)
+        let bundle = try buildModel(start, data: data)
+        let model = bundle.model
+        // Gradual unfreezing: what trains depends on the epoch the run starts in.
+        let controls = try comm.agree("applying the fine-tuning controls") {
+            try applyControls(to: model, data: data, epoch: start.resumedState?.epoch ?? 0)
+        }
+        // The default learning rate depends on the model: from here on it is the one in use.
+        settings.learningRate = controls.learningRate
+        let trainingStep = makeStep(model, learningRateScales: controls.rateScales)
+        let state = try restoreState(start, bundle: bundle, data: data, optimizer: trainingStep.optimizer)
+        let plan = try makePlan(data: data, learningRate: controls.learningRate)
+        let budget = try ThreadBudget.apply(comm)
+        let record = TrainingConfigurationRecord.Resolved(
+            stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps, warmupSteps: plan.warmupSteps, learningRate: controls.learningRate,
+            trainableParameters: model.trainableRange.count, parameters: model.layout.count, dropout: controls.dropouts.0,
+            attentionDropout: controls.dropouts.1, classifierDropout: controls.dropouts.2, classWeights: model.objective.classWeights)
+        try recordRun(budget: budget, resolved: record, data: data, model: model)
+        let logs = try openLogs(resumedAfter: start.resumed == nil ? nil : state.step)
+        let c = settings
+        let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
+            : "\(model.trainableRange.count) of \(model.layout.count) parameters (" +
+              (model.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
+                ?? "frozen: \(c.freeze.description)") + ")"
+        try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
+                          "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
+                          "\(plan.stepsPerEpoch) steps/epoch, \(plan.totalSteps) steps, lr \(controls.learningRate)" +
+                          (start.resumed != nil ? ", resuming after step \(state.step)" : "")), to: logs.metrics)
+        comm.timeout = c.collectiveTimeout
+        Preemption.install(announce: comm.isRoot)
+        return Session(bundle: bundle, data: data, trainingStep: trainingStep, state: state, plan: plan, logs: logs, checkpoints: checkpoints,
+                       earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
+                       trainEvalSubset: c.trainEvalExamples > 0
+                           ? Array(epochPermutation(count: data.train.count, seed: combineKey(c.seed, 0x7EA1), epoch: 0).prefix(c.trainEvalExamples)).sorted()
+                           : nil)
+    }
+
+    /// Rank 0 guards the output folder and reads the starting point (checkpoint, or the model
+    /// folder's config and tokenizer); every rank gets those bytes and describes the same model.
+    private func readStart(checkpoints: CheckpointManager) throws -> Start {
+        let c = settings
+        var folder: ModelDescription? = nil
         let startBytes: [UInt8] = try comm.agree("reading the starting point") {
-            guard root else { return [] }
+            guard comm.isRoot else { return [] }
             try RunFolder.checkPlacement(output: c.outputPath, model: c.modelPath, overwrite: c.overwrite)
             try AtomicFiles.createFolder(c.outputPath, option: "--output")
             // One run at a time in a folder; a fresh run does not replace an earlier one unasked.
@@ -131,26 +203,26 @@ public final class Trainer {
                 return checkpoint.archive()
             }
             let description = try ModelFolder.describe(FolderSource(c.modelPath), pooling: c.pooling)
-            folderDescription = description
+            folder = description
             return Checkpoint(files: try description.resolvedFiles()).archive()
         }
-        let start = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
+        let files = try Checkpoint(archive: comm.broadcast(bytes: startBytes, root: 0))
         // Only a checkpoint carries trainer_state.json (--resume auto may have found none).
-        let resumed: Checkpoint? = start.files["trainer_state.json"] != nil ? start : nil
+        let resumed: Checkpoint? = files.files["trainer_state.json"] != nil ? files : nil
         let resumedState = try comm.agree("reading the checkpoint's state") { try resumed?.state() }
-        // `--resume` without --model: the run's own model, as the checkpoint recorded it.
-        if c.modelPath.isEmpty, let started = resumedState?.modelPath {
-            c.modelPath = started
-            configuration.modelPath = started
-        }
+        let name = resumed == nil ? c.modelPath : "checkpoint"
         let description = try comm.agree("reading the model configuration") {
-            try ModelFolder.describe(MemorySource(start.files, name: resumed == nil ? c.modelPath : "checkpoint"), pooling: c.pooling)
+            try ModelFolder.describe(MemorySource(files.files, name: name), pooling: c.pooling)
         }
+        return Start(received: files, resumed: resumed, resumedState: resumedState, description: description, folder: folder)
+    }
 
-        // 2. Every rank loads the data (inputs are read where they are); a model without a head
-        //    takes its task and labels from the training data.
+    /// Every rank loads the data (inputs are read where they are); a model without a head takes its
+    /// task and labels from the training data.
+    private func loadData(_ start: Start) throws -> DataLoading.Loaded {
+        let c = settings
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
-            let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: description, maxLength: c.maxLength,
+            let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: start.description, maxLength: c.maxLength,
                                             pooling: c.pooling, taskChoice: c.taskChoice)
             let available = MonitoredMetric.available(for: loaded.task)
             if !available.contains(c.monitor) {
@@ -163,9 +235,15 @@ public final class Trainer {
             return loaded
         }
         if comm.isRoot {
-            if case .bert(let bert) = description.kind, resumed == nil { bert.notices.forEach { report(.note($0)) } }
+            if case .bert(let bert) = start.description.kind, start.resumed == nil { bert.notices.forEach { report(.note($0)) } }
             data.notices.forEach { report(.note($0)) }
         }
+        return data
+    }
+
+    /// Options that do not fit the model or the rank count (every rank finds the same).
+    private func checkFit(_ description: ModelDescription) throws {
+        let c = settings
         if c.lora != nil, case .mlp = description.kind {
             throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
         }
@@ -185,100 +263,89 @@ public final class Trainer {
                 }
             }
         }
-        // A PEFT adapter given as --model, or a LoRA run's checkpoint: the LoRA settings come with it.
-        let given = try start.files["adapter_config.json"].map { try PeftAdapter.parseConfig($0, path: "\(c.modelPath)/adapter_config.json") }
+    }
+
+    /// The model (weights not yet read) for the data's task, with the LoRA settings asked for or
+    /// those a PEFT adapter / a LoRA run's checkpoint comes with.
+    private func buildModel(_ start: Start, data: DataLoading.Loaded) throws -> ModelBundle {
+        let c = settings
+        let given = try start.received.files["adapter_config.json"].map { try PeftAdapter.parseConfig($0, path: "\(c.modelPath)/adapter_config.json") }
         if let wanted = c.lora, let given = given?.lora, wanted != given {
-            throw collectiveError("\(resumed == nil ? c.modelPath : "the checkpoint") is a LoRA adapter with r \(given.rank), alpha \(given.alpha), " +
+            throw collectiveError("\(start.resumed == nil ? c.modelPath : "the checkpoint") is a LoRA adapter with r \(given.rank), alpha \(given.alpha), " +
                                   "targets \(given.targets.map(\.rawValue).joined(separator: ",")); the --lora-* options ask for another: drop them to continue it")
         }
-        let bundle = description.build(task: data.task, lora: c.lora ?? given?.lora)
+        let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora)
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
-        let model = bundle.model
-        if data.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = model as? TextModel {
+        if data.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = bundle.model as? TextModel {
             encoder.masking = try comm.agree("reading the vocabulary for masking") {
                 try tokenizer.maskingSettings(probability: c.mlmProbability, wholeWord: c.wholeWordMask, vocabularySize: encoder.vocabularySize)
             }
         }
-        // Gradual unfreezing: what trains depends on the epoch the run starts in.
-        let resolved = try comm.agree("applying the fine-tuning controls") {
-            try applyControls(to: model, data: data, epoch: resumedState?.epoch ?? 0)
-        }
-        // The default learning rate depends on the model: from here on it is the one in use.
-        c.learningRate = resolved.learningRate
-        configuration.learningRate = resolved.learningRate
+        return bundle
+    }
 
-        // 3. Starting state: checkpoint (on every rank, from the broadcast bytes) or the folder's
-        //    weights, read by rank 0 and broadcast.
-        var state = resumedState ?? TrainerState()
-        let step = makeStep(model, learningRateScales: resolved.rateScales)
+    /// The starting weights and state: the checkpoint's (on every rank, from the broadcast bytes),
+    /// or the folder's weights, read by rank 0 and broadcast.
+    private func restoreState(_ start: Start, bundle: ModelBundle, data: DataLoading.Loaded, optimizer: Optimizer) throws -> TrainerState {
+        let c = settings
+        var state = start.resumedState ?? TrainerState()
         try comm.agree("restoring state") {
-            if let resumed {
-                try description.loadWeights(into: bundle, seed: 0)
+            if let resumed = start.resumed {
+                try start.description.loadWeights(into: bundle, seed: 0)
                 try checkResumable(state, train: data.train)
                 state.mathematicalOptions = c.mathematicalOptions  // changes the user accepted stay accepted
                 let freezeChanged = !Set(c.acceptChanged).isDisjoint(with: ["freeze", "freeze-layers", "train-only", "unfreeze-every"])
-                try resumed.restore(optimizer: step.optimizer, unfrozenSinceCheckpoint: freezeChanged)
+                try resumed.restore(optimizer: optimizer, unfrozenSinceCheckpoint: freezeChanged)
             } else {
                 state.seed = c.seed
                 state.mathematicalOptions = c.mathematicalOptions
                 state.trainExamples = data.train.count
                 state.trainFingerprint = data.train.fingerprint
                 state.modelPath = Self.absolutePath(c.modelPath)
-                if root { try folderDescription!.loadWeights(into: bundle, seed: c.seed) }
+                if comm.isRoot { try start.folder!.loadWeights(into: bundle, seed: c.seed) }
             }
         }
-        if resumed == nil { try comm.broadcast(model.parameters, root: 0) }
+        if start.resumed == nil { try comm.broadcast(bundle.model.parameters, root: 0) }
+        return state
+    }
 
-        // 4. Threads, provenance, resolved configuration.
-        let budget = try ThreadBudget.apply(comm)
+    /// Steps per epoch, the run's length, warm-up and the learning-rate schedule.
+    private func makePlan(data: DataLoading.Loaded, learningRate: Double) throws -> RunPlan {
+        let c = settings
         let stepsPerEpoch = (data.train.count + c.batchSize - 1) / c.batchSize
         let totalSteps = min(c.epochs * stepsPerEpoch, c.maxSteps ?? Int.max)
         let warmup = c.warmupSteps ?? Int((c.warmupRatio * Double(totalSteps)).rounded(.up))
         if let steps = c.warmupSteps, steps >= totalSteps {
             throw collectiveError("--warmup-steps \(steps) is not shorter than the run (\(totalSteps) steps): the learning rate would never reach --lr")
         }
-        if c.schedule == .polynomial && c.lrEnd >= resolved.learningRate {
-            throw collectiveError("--lr-end \(c.lrEnd) is not below the peak learning rate \(resolved.learningRate): the polynomial schedule decays from --lr to --lr-end")
+        if c.schedule == .polynomial && c.lrEnd >= learningRate {
+            throw collectiveError("--lr-end \(c.lrEnd) is not below the peak learning rate \(learningRate): the polynomial schedule decays from --lr to --lr-end")
         }
-        let schedule = LearningRateSchedule(kind: c.schedule, peak: resolved.learningRate, warmupSteps: warmup, totalSteps: totalSteps,
-                                            end: c.lrEnd, power: c.lrPower)
-        let record = TrainingConfigurationRecord.Resolved(
-            stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, warmupSteps: warmup, learningRate: resolved.learningRate,
-            trainableParameters: model.trainableRange.count, parameters: model.layout.count, dropout: resolved.dropouts.0,
-            attentionDropout: resolved.dropouts.1, classifierDropout: resolved.dropouts.2, classWeights: model.objective.classWeights)
-        try recordRun(budget: budget, resolved: record, data: data, model: model)
+        return RunPlan(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, warmupSteps: warmup,
+                       schedule: LearningRateSchedule(kind: c.schedule, peak: learningRate, warmupSteps: warmup, totalSteps: totalSteps,
+                                                      end: c.lrEnd, power: c.lrPower))
+    }
+
+    /// metrics.jsonl and the TensorBoard event file (rank 0; a resumed run drops what came after its
+    /// checkpoint), and the test-only example log.
+    private func openLogs(resumedAfter step: Int?) throws -> Logs {
+        let c = settings
         let metrics: MetricsLog? = try comm.agree("opening metrics.jsonl") {
-            root ? try MetricsLog(path: "\(c.outputPath)/metrics.jsonl", keepThroughStep: resumed == nil ? nil : state.step) : nil
+            comm.isRoot ? try MetricsLog(path: "\(c.outputPath)/metrics.jsonl", keepThroughStep: step) : nil
         }
         tensorBoard = try comm.agree("opening the TensorBoard event file") {
-            root && c.tensorBoard ? try TensorBoardWriter(folder: "\(c.outputPath)/tensorboard", resumingAtStep: resumed == nil ? nil : state.step + 1) : nil
+            comm.isRoot && c.tensorBoard ? try TensorBoardWriter(folder: "\(c.outputPath)/tensorboard", resumingAtStep: step.map { $0 + 1 }) : nil
         }
-        let exampleLog = try c.exampleLogFolder.map { folder -> FileHandle in
+        let examples = try c.exampleLogFolder.map { folder -> FileHandle in
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let path = "\(folder)/rank-\(comm.rank).txt"
             if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-            let h = FileHandle(forWritingAtPath: path)!
+            guard let h = FileHandle(forWritingAtPath: path) else { throw FineTuneError("\(path): cannot open for writing") }
             h.seekToEndOfFile()
             return h
         }
-        let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
-            : "\(model.trainableRange.count) of \(model.layout.count) parameters (" +
-              (model.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
-                ?? "frozen: \(c.freeze.description)") + ")"
-        try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
-                          "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
-                          "\(stepsPerEpoch) steps/epoch, \(totalSteps) steps, lr \(resolved.learningRate)" +
-                          (resumed != nil ? ", resuming after step \(state.step)" : "")), to: metrics)
-        comm.timeout = c.collectiveTimeout
-        Preemption.install(announce: comm.isRoot)
-        return Session(bundle: bundle, data: data, step: step, state: state,
-                       schedule: schedule, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, metrics: metrics, checkpoints: checkpoints,
-                       earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
-                       lastSavedStep: resumed == nil ? -1 : state.step, exampleLog: exampleLog,
-                       trainEvalSubset: c.trainEvalExamples > 0
-                           ? Array(epochPermutation(count: data.train.count, seed: combineKey(c.seed, 0x7EA1), epoch: 0).prefix(c.trainEvalExamples)).sorted()
-                           : nil)
+        return Logs(metrics: metrics, examples: examples)
     }
 
     /// What `applyControls` resolved.
@@ -291,7 +358,7 @@ public final class Trainer {
     /// The fine-tuning controls applied to a freshly built model: dropout, the training objective,
     /// which parameters train; returns the learning rate and per-tensor rate factors.
     private func applyControls(to model: FineTunableModel, data: DataLoading.Loaded, epoch: Int) throws -> ResolvedControls {
-        let c = configuration
+        let c = settings
         var rates = model.dropout
         if (c.attentionDropout != nil && rates.attention == nil) || (c.classifierDropout != nil && rates.classifier == nil) {
             throw FineTuneError("--attention-dropout and --classifier-dropout apply to BERT models; an MLP has --dropout only")
@@ -332,8 +399,8 @@ public final class Trainer {
 
     /// A training step over the model's trainable parameters.
     private func makeStep(_ model: FineTunableModel, learningRateScales: [Double]) -> TrainingStep {
-        let step = TrainingStep(model: model, optimizer: configuration.optimizer, comm: comm, exchange: configuration.exchange,
-                                maxGradientNorm: configuration.maxGradNorm)
+        let step = TrainingStep(model: model, optimizer: settings.optimizer, comm: comm, exchange: settings.exchange,
+                                maxGradientNorm: settings.maxGradNorm)
         step.optimizer.rateScales = learningRateScales
         return step
     }
@@ -341,10 +408,10 @@ public final class Trainer {
     /// Gradual unfreezing at an epoch boundary: when more groups train from `epoch` on, a new step
     /// over them takes over the optimizer state (the new tensors start with none).
     private func unfreezeIfDue(_ s: Session) throws {
-        guard configuration.freeze.unfreezeEvery != nil else { return }
-        let from = try configuration.freeze.trainableFrom(s.model.parameterGroups, epoch: s.state.epoch)
+        guard settings.freeze.unfreezeEvery != nil else { return }
+        let from = try settings.freeze.trainableFrom(s.model.parameterGroups, epoch: s.state.epoch)
         guard from != s.model.trainableFrom else { return }
-        let old = s.step
+        let old = s.trainingStep
         let whole = try old.optimizer.moments.map { part -> [Float] in
             guard let shards = old.exchange.shards else { return part.array }
             var whole = [Float](repeating: 0, count: old.optimizer.trainable.count)
@@ -356,8 +423,8 @@ public final class Trainer {
             return whole
         }
         s.model.trainableFrom = from
-        s.step = makeStep(s.model, learningRateScales: old.optimizer.rateScales)
-        s.step.optimizer.continueFrom(old.optimizer, otherWhole: whole)
+        s.trainingStep = makeStep(s.model, learningRateScales: old.optimizer.rateScales)
+        s.trainingStep.optimizer.continueFrom(old.optimizer, otherWhole: whole)
         try emit(.note("epoch \(s.state.epoch): unfreezing; \(s.model.trainableRange.count) of \(s.model.layout.count) parameters train now"),
                  to: s.metrics)
     }
@@ -370,29 +437,29 @@ public final class Trainer {
     /// A resumed run must start from the same model and do the same mathematics as the one that
     /// wrote the checkpoint.
     private func checkResumable(_ state: TrainerState, train: ExampleSet) throws {
-        if let started = state.modelPath, !configuration.modelPath.isEmpty, started != Self.absolutePath(configuration.modelPath),
-           !configuration.acceptChanged.contains("model") {
-            throw FineTuneError("cannot resume: this run started from --model \(started), not \(configuration.modelPath); a resumed run " +
+        if let started = state.modelPath, !settings.modelPath.isEmpty, started != Self.absolutePath(settings.modelPath),
+           !settings.acceptChanged.contains("model") {
+            throw FineTuneError("cannot resume: this run started from --model \(started), not \(settings.modelPath); a resumed run " +
                                 "continues its checkpoint and never reads --model, so pass the run's own --model, start a new run " +
                                 "(another --output), or say --accept-changed model if the folder only moved")
         }
-        let now = configuration.mathematicalOptions
+        let now = settings.mathematicalOptions
         let keys = Set(now.keys).union(state.mathematicalOptions.keys).sorted()
-        let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] && !configuration.acceptChanged.contains($0) }
+        let changed = keys.filter { now[$0] != state.mathematicalOptions[$0] && !settings.acceptChanged.contains($0) }
         if !changed.isEmpty {
             let details = changed.map { "--\($0) was \(state.mathematicalOptions[$0] ?? "unset"), now \(now[$0] ?? "unset")" }
             throw FineTuneError("cannot resume: options that change the mathematics differ from the checkpoint's: \(details.joined(separator: "; ")) " +
                                 "(to continue anyway, say so: --accept-changed \(changed.joined(separator: ",")))")
         }
         if state.trainExamples != train.count || state.trainFingerprint != train.fingerprint {
-            throw FineTuneError("cannot resume: \(configuration.trainPath) is not the training data of the checkpoint (\(state.trainExamples) examples then, \(train.count) now, or their content changed)")
+            throw FineTuneError("cannot resume: \(settings.trainPath) is not the training data of the checkpoint (\(state.trainExamples) examples then, \(train.count) now, or their content changed)")
         }
     }
 
     /// Rank 0 writes training_config.json and run.json; every rank contributes its host and binding.
     private func recordRun(budget: ThreadBudget, resolved: TrainingConfigurationRecord.Resolved, data: DataLoading.Loaded,
                            model: FineTunableModel) throws {
-        let c = configuration
+        let c = settings
         let ranks = try RankRecord.gather(budget: budget, comm: comm)
         try comm.agree("writing run records") {
             guard comm.isRoot else { return }
@@ -416,7 +483,7 @@ public final class Trainer {
     // MARK: The loop
 
     private func trainLoop(_ s: Session) throws -> RunOutcome {
-        let c = configuration
+        let c = settings
         let train = s.data.train
         while s.state.step < s.totalSteps && !s.state.earlyStopped {
             let stepNumber = s.state.step + 1
@@ -436,7 +503,7 @@ public final class Trainer {
             let lr = s.schedule.rate(atStep: s.state.step)
             // Rank 0's clock decides a checkpoint by time; the exchange tells every rank.
             let checkpointDue = comm.isRoot && c.saveEveryMinutes > 0 && Date().timeIntervalSince(s.lastSaveTime) >= c.saveEveryMinutes * 60
-            let outcome = try s.step.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
+            let outcome = try s.trainingStep.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
                                          preempted: Preemption.requested, checkpoint: checkpointDue)
             if !outcome.updated {
                 if outcome.exchanged.examples == 0 && outcome.exchanged.finite {
@@ -467,7 +534,7 @@ public final class Trainer {
             let epoch = Double(epochOfStep) + (epochEnded ? 1 : Double(s.state.positionInEpoch) / Double(train.count))
 
             s.meter.localWork += microBatches.reduce(0) { $0 + $1.workUnits }
-            s.meter.bytesExchanged = s.step.exchange.floatsExchanged * MemoryLayout<Float>.stride
+            s.meter.bytesExchanged = s.trainingStep.exchange.floatsExchanged * MemoryLayout<Float>.stride
             if let norm = outcome.gradientNorm { s.meter.gradientNorms.append(norm) }
             s.meter.localSeconds += outcome.timings.forward + outcome.timings.backward
             s.meter.examples += globalCount
@@ -488,7 +555,7 @@ public final class Trainer {
             // By steps, by time (rank 0's request, known to all), at epoch ends, and before stopping.
             if (c.saveEvery > 0 && s.state.step % c.saveEvery == 0) || outcome.exchanged.checkpointRequested
                 || (c.saveEachEpoch && epochEnded) || stopNow {
-                try s.checkpoints.save(model: s.bundle, optimizer: s.step.optimizer, shards: s.step.exchange.shards, state: s.state)
+                try s.checkpoints.save(model: s.bundle, optimizer: s.trainingStep.optimizer, shards: s.trainingStep.exchange.shards, state: s.state)
                 s.lastSavedStep = s.state.step
                 s.lastSaveTime = Date()
             }
@@ -507,9 +574,9 @@ public final class Trainer {
     /// A step whose loss or summed gradients were not finite (the same verdict on every rank): find
     /// which ranks, then stop or skip as the policy says.
     private func nonFiniteStep(_ s: Session, outcome: TrainingStep.Outcome, step: Int) throws {
-        let localProblem = !outcome.local.lossSum.isFinite || !s.step.exchange.locallyFinite
+        let localProblem = !outcome.local.lossSum.isFinite || !s.trainingStep.exchange.locallyFinite
         let report = try NonFiniteReport.gather(localProblem: localProblem, comm: comm)
-        if configuration.onNonFinite == .stop {
+        if settings.onNonFinite == .stop {
             throw collectiveError("\(report.describe(step: step)); stopping (checkpoints only ever hold finite weights: resume from the last one). " +
                                   "A lower --lr, or --on-nonfinite skip, may help")
         }
@@ -534,7 +601,7 @@ public final class Trainer {
     /// Validation and early stopping: rank 0 decides and writes best/, every rank follows the
     /// broadcast decision.
     private func evaluate(_ s: Session, epoch: Double) throws {
-        let c = configuration
+        let c = settings
         let result = try Evaluation.run(model: s.model, data: s.data.valid!, batchSize: c.evalBatchSize, comm: comm,
                                         progress: comm.isRoot ? { self.report(.evaluating(done: $0, total: $1)) } : nil)
         let trainResult = try s.trainEvalSubset.map {
@@ -573,7 +640,7 @@ public final class Trainer {
     /// This rank's slice of the global batch split in `gradAccum` parts of about
     /// equal cost (tokens), so the gradient sum and the weights do not depend on the split.
     private func microBatches(_ indices: ArraySlice<Int>, of train: ExampleSet) -> [Batch] {
-        let k = configuration.gradAccum
+        let k = settings.gradAccum
         guard k > 1 else { return [train.batch(indices)] }
         let costs = indices.compactMap { train.cost(of: $0) }
         return (0..<k).map { part in
@@ -585,7 +652,7 @@ public final class Trainer {
 
     /// Why the run ended, in words, for metrics.jsonl and the console.
     private func stopReason(_ s: Session, outcome: RunOutcome) -> String {
-        let c = configuration
+        let c = settings
         switch outcome {
         case .earlyStopped:
             let best = s.state.bestMetric.map { String(format: "%.4f", $0) } ?? "n/a"
@@ -603,14 +670,14 @@ public final class Trainer {
 
     /// A last checkpoint, the final model, the test set, a summary.
     private func finish(_ s: Session, outcome: RunOutcome) throws {
-        let c = configuration
+        let c = settings
         // A run that ends between evaluations (--max-steps mid-epoch) is evaluated at its last step,
         // so best/ and the best metric always exist when there is validation data.
         if s.data.valid != nil && s.lastEvaluatedStep != s.state.step && !s.state.earlyStopped {
             try evaluate(s, epoch: Double(s.state.epoch) + Double(s.state.positionInEpoch) / Double(s.data.train.count))
         }
         if s.lastSavedStep != s.state.step {
-            try s.checkpoints.save(model: s.bundle, optimizer: s.step.optimizer, shards: s.step.exchange.shards, state: s.state)
+            try s.checkpoints.save(model: s.bundle, optimizer: s.trainingStep.optimizer, shards: s.trainingStep.exchange.shards, state: s.state)
         }
         var end = EndRecord(step: s.state.step, outcome: outcome, bestStep: s.state.bestStep, bestMetric: s.state.bestMetric, monitor: c.monitor)
         end.reason = stopReason(s, outcome: outcome)
@@ -631,7 +698,7 @@ public final class Trainer {
     /// The test set, evaluated once with the best model (rank 0 reads best/ and broadcasts it), or
     /// with the final weights when there was no evaluation.
     private func evaluateTest(_ test: ExampleSet, _ s: Session) throws {
-        let c = configuration
+        let c = settings
         let useBest = s.state.bestStep != nil
         try comm.agree("loading best/ for the test set") {
             guard comm.isRoot && useBest else { return }

@@ -65,7 +65,7 @@ final class FaultToleranceTests: IntegrationTestCase {
         let preempted = try Harness.mpirun(2, args("preempted") + ["--resume", "auto", "--debug-signal-at", "1:7"])
         XCTAssertEqual(preempted.status, 75, preempted.output)
         XCTAssertEqual(checkpointSteps("preempted"), [7])
-        XCTAssertTrue(preempted.stdout.contains("preempted"), preempted.output)
+        XCTAssertTrue(preempted.stdout.contains("stopped by SIGTERM: checkpoint of step 7 written"), preempted.output)
         let resumed = try Harness.mpirun(2, args("preempted") + ["--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.output)
         XCTAssertTrue(resumed.stdout.contains("resuming after step 7"), resumed.output)

@@ -171,7 +171,7 @@ final class SlurmTests: IntegrationTestCase {
         let done = waitForState(id, ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"], timeout: 300)
         let log = output("timelimit", id)
         XCTAssertEqual(done["JobState"], "COMPLETED", log)
-        XCTAssertTrue(log.contains("preempted"), log)
+        XCTAssertTrue(log.contains("stopped by SIGUSR1"), log)
         XCTAssertTrue(log.range(of: #"resuming after step \d+"#, options: .regularExpression) != nil, log)
         XCTAssertEqual(try Harness.weights("\(dir)/timelimit/final"), reference)
         XCTAssertEqual(accountingRecords(id).map(\.state), ["REQUEUED", "COMPLETED"])

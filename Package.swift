@@ -77,7 +77,7 @@ let package = Package(
 
         .testTarget(name: "FineTuneKernelTests", dependencies: ["FineTuneKernels"]),
         .testTarget(name: "FineTuneModelTests", dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO"]),
-        .testTarget(name: "FineTuneIOTests", dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO"]),
+        .testTarget(name: "FineTuneIOTests", dependencies: ["FineTuneKernels", "FineTuneJSON", "FineTuneModels", "FineTuneIO"]),
         .testTarget(name: "FineTuneDistributedTests", dependencies: ["FineTuneKernels", "FineTuneDistributed", "FineTuneTestSupport"]),
         .testTarget(name: "FineTuneTrainerTests",
                     dependencies: ["FineTuneKernels", "FineTuneModels", "FineTuneIO", "FineTuneDistributed", "FineTuneTrainer", "finetune-dist",

@@ -257,25 +257,8 @@ public final class WordPieceTokenizer {
     /// [CLS] A [SEP] (B [SEP]) with token type ids 0 for the first part and 1 for the second,
     /// truncated to `maxLength` tokens in all (longest-first for pairs, as `tokenizers` does).
     public func encode(_ text: String, pair: String? = nil, maxLength: Int? = nil) -> (ids: [Int32], typeIDs: [Int32]) {
-        var a = tokenize(text)
-        var b = pair.map(tokenize)
-        if let maxLength {
-            let budget = max(0, maxLength - (b == nil ? 2 : 3))
-            if var second = b {
-                if a.count + second.count > budget {
-                    var n1 = a.count, n2 = second.count
-                    let swapped = n1 > n2
-                    if swapped { swap(&n1, &n2) }
-                    n2 = n1 > budget ? n1 : max(n1, budget - n1)
-                    if n1 + n2 > budget { n1 = budget / 2; n2 = n1 + budget % 2 }
-                    if swapped { swap(&n1, &n2) }
-                    a = Array(a.prefix(n1)); second = Array(second.prefix(n2))
-                }
-                b = second
-            } else if a.count > budget {
-                a = Array(a.prefix(budget))
-            }
-        }
+        var (a, b) = (tokenize(text), pair.map(tokenize))
+        if let maxLength { (a, b) = truncateLongestFirst(a, b, budget: max(0, maxLength - (b == nil ? 2 : 3))) }
         var ids = [clsID] + a + [sepID]
         var types = [Int32](repeating: 0, count: ids.count)
         if let b {

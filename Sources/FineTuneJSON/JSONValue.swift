@@ -45,6 +45,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
     }
     public var string: String? { if case .string(let s) = self { return s } else { return nil } }
     public var object: [String: JSONValue]? { if case .object(let o) = self { return o } else { return nil } }
+    public var array: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
 
     /// Any Encodable value as a JSONValue (to merge typed fields into a kept object).
     public init<T: Encodable>(encoding value: T) throws {

@@ -14,6 +14,8 @@ relay_pid=""
 relay_count=0
 
 relay_signal() {
+    # Before mpirun has started there is nothing to checkpoint: stop at once.
+    [ -n "$relay_pid" ] || { echo "launch: $1 before mpirun started" >&2; exit 130; }
     relay_count=$((relay_count + 1))
     if [ "$relay_count" -eq 1 ]; then
         echo "launch: $1: every rank writes a checkpoint at the end of its current step, then the run exits with status 75 (continue it with --resume); $1 again aborts at once" >&2
@@ -28,10 +30,10 @@ relay_signal() {
 }
 
 run_relaying_signals() {
-    setsid "$@" </dev/null &
-    relay_pid=$!
     trap 'relay_signal Ctrl-C' INT
     trap 'relay_signal SIGTERM' TERM
+    setsid "$@" </dev/null &
+    relay_pid=$!
     # `wait` returns early when a trapped signal arrives: wait again until mpirun has ended.
     while kill -0 "$relay_pid" 2>/dev/null; do wait "$relay_pid" || true; done
     local status=0

@@ -5,21 +5,9 @@ import XCTest
 /// Stopping a run loses no work, and no run loses another's: Ctrl-C and SIGTERM through the launch
 /// scripts and through plain mpirun, a second Ctrl-C, checkpoints by time and at epoch ends, the
 /// output folder's lock, --overwrite, --resume without --model. Real mpirun processes throughout.
-final class NoLostWorkTests: IntegrationTestCase {
-    var model = ""
-    override func setUpWithError() throws {
-        try super.setUpWithError()
-        Harness.writeData("\(dir)/train.jsonl", count: 200, seed: 21)
-        model = try makeModel()
-    }
-
-    /// 200 examples, batch 20: 10 steps per epoch, 2 epochs.
-    func args(_ output: String) -> [String] {
-        ["train", "--model", model, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/\(output)", "--epochs", "2",
-         "--batch-size", "20", "--lr", "3e-3", "--progress", "lines"]
-    }
-
-    func checkpointSteps(_ output: String) -> [Int] { CheckpointFolderView(path: "\(dir)/\(output)/checkpoints").steps }
+final class NoLostWorkTests: MLPRunTestCase {
+    /// 200 examples, batch 20: 10 steps per epoch, 2 epochs; progress as lines (the tests read them).
+    func args(_ output: String) -> [String] { args(output, epochs: 2) + ["--progress", "lines"] }
 
     /// The steps metrics.jsonl has training lines for.
     func loggedSteps(_ output: String) -> Int {

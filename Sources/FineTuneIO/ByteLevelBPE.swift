@@ -276,11 +276,3 @@ private struct TokenizerFile: Decodable {
         addedTokens = try c.decodeIfPresent([Added].self, forKey: .addedTokens) ?? []
     }
 }
-
-private struct NamedKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ s: String) { stringValue = s }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}

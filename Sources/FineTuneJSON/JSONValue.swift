@@ -106,3 +106,12 @@ private func typeName(_ type: Any.Type) -> String {
         return "a valid \(name)"
     }
 }
+
+/// A coding key named at run time (JSON objects whose keys are data: per-class figures, metrics).
+public struct NamedKey: CodingKey {
+    public var stringValue: String
+    public var intValue: Int? { nil }
+    public init(_ name: String) { stringValue = name }
+    public init?(stringValue: String) { self.stringValue = stringValue }
+    public init?(intValue: Int) { nil }
+}

@@ -9,14 +9,6 @@ public enum RunOutcome: String, Sendable, Codable {
     case completed, earlyStopped = "early_stopped", stoppedAfterSteps = "stopped_after_steps", preempted
 }
 
-struct NamedKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ name: String) { stringValue = name }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
 /// A training line: the mean loss and throughput since the previous one.
 public struct TrainLog: Encodable, Sendable {
     public var step: Int, totalSteps: Int, epoch: Double

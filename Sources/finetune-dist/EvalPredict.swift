@@ -1,5 +1,6 @@
 import ArgumentParser
 import FineTuneDistributed
+import FineTuneJSON
 import FineTuneIO
 import FineTuneKernels
 import FineTuneModels
@@ -31,14 +32,14 @@ struct Eval: ParsableCommand {
         var result: EvaluationResult
         var labels: [String]?
         func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: NamedKeys.self)
-            try c.encode(model, forKey: NamedKeys("model")); try c.encode(data, forKey: NamedKeys("data"))
-            try c.encode(result.examples, forKey: NamedKeys("eval_examples"))
-            for (name, value) in result.figures { try c.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: NamedKeys("eval_\(name)")) }
+            var c = encoder.container(keyedBy: NamedKey.self)
+            try c.encode(model, forKey: NamedKey("model")); try c.encode(data, forKey: NamedKey("data"))
+            try c.encode(result.examples, forKey: NamedKey("eval_examples"))
+            for (name, value) in result.figures { try c.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: NamedKey("eval_\(name)")) }
             if let labels, let perClass = result.perClass, let confusion = result.confusion {
-                try c.encode(Dictionary(uniqueKeysWithValues: zip(labels, perClass)), forKey: NamedKeys("per_class"))
-                try c.encode(labels, forKey: NamedKeys("labels"))
-                try c.encode(confusion, forKey: NamedKeys("confusion_matrix"))
+                try c.encode(Dictionary(uniqueKeysWithValues: zip(labels, perClass)), forKey: NamedKey("per_class"))
+                try c.encode(labels, forKey: NamedKey("labels"))
+                try c.encode(confusion, forKey: NamedKey("confusion_matrix"))
             }
         }
     }
@@ -99,14 +100,6 @@ struct Eval: ParsableCommand {
             comm.finalize()
         } catch { exitOnError(error, comm: comm) }
     }
-}
-
-struct NamedKeys: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ s: String) { stringValue = s }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }
 
 /// One-line JSON with sorted keys; a non-finite number becomes null (strict JSON has no NaN).

@@ -222,7 +222,9 @@ extension TrainingConfiguration: Encodable {
         try c.encode(optimizer.beta1, forKey: .adamBeta1); try c.encode(optimizer.beta2, forKey: .adamBeta2)
         try c.encode(optimizer.epsilon, forKey: .adamEpsilon); try c.encode(seed, forKey: .seed)
         try c.encode(evalEvery, forKey: .evalEvery); try c.encode(evalBatchSize, forKey: .evalBatchSize); try c.encode(patience, forKey: .patience)
-        try c.encode(minDelta, forKey: .minDelta); try c.encode(monitor, forKey: .monitor)
+        try c.encode(minDelta, forKey: .minDelta)
+        // Without validation data nothing is monitored (and --monitor would be refused when the record is repeated).
+        try c.encode(validPath == nil ? nil : monitor, forKey: .monitor)
         try c.encode(saveEvery, forKey: .saveEvery); try c.encode(saveEveryMinutes, forKey: .saveEveryMinutes)
         try c.encode(saveEachEpoch, forKey: .saveEachEpoch); try c.encode(overwrite, forKey: .overwrite); try c.encode(resume, forKey: .resume); try c.encode(stopAfterSteps, forKey: .stopAfterSteps)
         try c.encode(logEvery, forKey: .logEvery); try c.encode(keepCheckpoints, forKey: .keepCheckpoints)

@@ -246,6 +246,14 @@ final class ConfigFileTests: IntegrationTestCase {
         }
         XCTAssertEqual(try Harness.weights("\(dir)/a/final"), try Harness.weights("\(dir)/b/final"), "a repeated run gives the same weights")
 
+        // A run without validation records no monitor, so its record repeats it too.
+        let plain = try Harness.finetune(["train", "--model", try makeModel("plain-model"), "--train", "\(dir)/train.jsonl", "--output", "\(dir)/c",
+                                          "--epochs", "1"])
+        XCTAssertEqual(plain.status, 0, plain.output)
+        let repeated = try Harness.finetune(["train", "--config", "\(dir)/c/training_config.json", "--output", "\(dir)/d"])
+        XCTAssertEqual(repeated.status, 0, repeated.output)
+        XCTAssertEqual(try Harness.weights("\(dir)/c/final"), try Harness.weights("\(dir)/d/final"))
+
         // Mistakes: the file, the line, the nearest option; nothing runs.
         func refusal(_ yaml: String) throws -> Harness.Result {
             try yaml.write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)

@@ -6,7 +6,7 @@ import Foundation
 
 /// `finetune-dist bench`: training steps of a BERT encoder on random tokens, timed part by part,
 /// through the same `TrainingStep` as `train`.
-public struct BenchmarkConfiguration: Sendable {
+public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
     /// A model folder, or nil for `shape`.
     public var modelPath: String? = nil
     /// A named shape with random weights: "minilm" (all-MiniLM-L6-v2's) or "tiny".
@@ -21,11 +21,41 @@ public struct BenchmarkConfiguration: Sendable {
     public var freeze = FreezeSettings()
     /// Micro-batches per rank per step.
     public var gradAccum = 1
-    /// LoRA adapters (the base frozen), as in `train`.
-    public var lora: LoRASettings? = nil
+    /// LoRA adapters (the base frozen), as in `train`: rank nil is none.
+    public var loraRank: Int? = nil
+    public var loraAlpha: Double = 8, loraDropout: Double = 0
+    public var loraTargets: [LoRATarget] = [.query, .value]
     /// Masked-language modelling (15 % of the tokens masked) instead of a classifier head.
     public var maskedLM = false
     public init() {}
+
+    /// `bench`'s options: its own, then the training step's that `train` has too.
+    public static let specs: [OptionSpec<BenchmarkConfiguration>] = {
+        typealias S = OptionSpec<BenchmarkConfiguration>
+        let g = OptionGroups.general
+        let shared: Set<String> = ["grad-accum", "freeze", "freeze-layers", "train-only", "lora-rank", "lora-alpha", "lora-dropout",
+                                   "lora-targets", "overlap", "bucket-mb", "shard-optimizer", "allreduce"]
+        return [
+            S.value("model", \.modelPath, group: g, math: .no, help: "A BERT model folder (default: the named --shape with random weights)."),
+            S.value("shape", \.shape, group: g, math: .no,
+                    help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's) or tiny."),
+            S.value("per-rank-batch", \.perRankBatch, group: g, math: .no, check: Checks.positive(), help: "Sequences per rank per step."),
+            S.value("seq-len", \.sequenceLength, group: g, math: .no, check: { $0 >= 2 ? nil : "must be at least 2 ([CLS] and [SEP])" },
+                    help: "Tokens per sequence."),
+            S.value("steps", \.steps, group: g, math: .no, check: Checks.positive(), help: "Timed steps (after the warm-up)."),
+            S.value("warmup", \.warmupSteps, group: g, math: .no, check: Checks.nonNegative(), help: "Untimed warm-up steps."),
+            S.flag("mlm", \.maskedLM, group: g, math: .no,
+                   help: "Masked-language modelling (train --task mlm): 15% of the tokens masked, BertForMaskedLM's head at those positions."),
+        ] + stepSpecs.filter { shared.contains($0.name) }
+    }()
+
+    /// The rules between options (each option's range is checked as it is read).
+    public func checkCombinations() throws {
+        guard gradAccum <= perRankBatch else { throw OptionValueError(.outOfRange, "--grad-accum must be in 1...--per-rank-batch") }
+        guard modelPath != nil || Benchmark.shapes.contains(shape) else {
+            throw OptionValueError(.outOfRange, "--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
+        }
+    }
 }
 
 public struct BenchmarkResult: Encodable {

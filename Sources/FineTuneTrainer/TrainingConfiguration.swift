@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneDistributed
 import FineTuneKernels
 import FineTuneModels
@@ -30,10 +31,10 @@ public enum ResumeMode: Sendable, Equatable, Codable {
     }
 }
 
-/// Everything a training run needs, resolved from the command line (the CLI maps options onto
-/// this; the library never sees argument parsing). Encoded, it is the `options` of
-/// training_config.json: one key per `train` option, named as the option (`--batch-size` is
-/// `batch_size`).
+/// Everything a training run needs: one stored property per `train` option, with the option's
+/// default; `TrainingConfiguration.specs` (TrainOptions.swift) declares each option over its
+/// property. Encoded, it is the `options` of training_config.json: one key per option, named as
+/// the option (`--batch-size` is `batch_size`).
 public struct TrainingConfiguration: Sendable {
     public var modelPath: String
     public var trainPath: String
@@ -49,7 +50,7 @@ public struct TrainingConfiguration: Sendable {
     /// regression for numbers).
     public var taskChoice: TaskChoice? = nil
     /// How the console shows progress (the CLI's concern; recorded with the other options).
-    public var progressDisplay = "auto"
+    public var progressDisplay = ProgressMode.auto
     /// Rank 0 writes TensorBoard event files under the run folder's tensorboard/.
     public var tensorBoard = true
     /// The --config file the options came from, if any.
@@ -76,8 +77,10 @@ public struct TrainingConfiguration: Sendable {
     public var maxGradNorm: Double? = nil
     /// Which parameters train.
     public var freeze = FreezeSettings()
-    /// LoRA adapters on the encoder (the base frozen); nil: none.
-    public var lora: LoRASettings? = nil
+    /// LoRA adapters on the encoder (the base frozen): rank nil is none. `lora` is the four as one value.
+    public var loraRank: Int? = nil
+    public var loraAlpha: Double = 8, loraDropout: Double = 0
+    public var loraTargets: [LoRATarget] = [.query, .value]
     /// Dropout probabilities (nil: the model's config.json).
     public var hiddenDropout: Double? = nil, attentionDropout: Double? = nil, classifierDropout: Double? = nil
     public var labelSmoothing: Double = 0
@@ -136,112 +139,16 @@ public struct TrainingConfiguration: Sendable {
         self.outputPath = outputPath
     }
 
-    /// Options that change the mathematics of the run: resuming with any of them changed is refused.
-    /// The run length counts only when the learning-rate schedule depends on it.
+    /// Options that change the mathematics of the run, with their values: resuming with any of
+    /// them changed is refused (see `OptionSpec.Mathematics`).
     public var mathematicalOptions: [String: String] {
-        var o: [String: String] = [
-            "batch-size": String(batchSize),
-            "lr": learningRate.map { String($0) } ?? "default",
-            "lr-schedule": schedule.rawValue,
-            "optimizer": optimizer.kind.rawValue,
-            "weight-decay": String(optimizer.weightDecay),
-            "seed": String(seed),
-        ]
-        if let maxLength { o["max-length"] = String(maxLength) }
-        // The newer options appear only when set, so older checkpoints stay resumable.
-        if freeze.embeddings { o["freeze"] = "embeddings" }
-        if freeze.layers > 0 { o["freeze-layers"] = String(freeze.layers) }
-        if freeze.onlyHead { o["train-only"] = "head" }
-        if let every = freeze.unfreezeEvery { o["unfreeze-every"] = String(every) }
-        if let layerLRDecay { o["layer-lr-decay"] = String(layerLRDecay) }
-        if let lora {
-            o["lora-rank"] = String(lora.rank); o["lora-alpha"] = String(lora.alpha); o["lora-dropout"] = String(lora.dropout)
-            o["lora-targets"] = lora.targets.map(\.rawValue).joined(separator: ",")
-        }
-        if let maxGradNorm { o["max-grad-norm"] = String(maxGradNorm) }
-        if let hiddenDropout { o["dropout"] = String(hiddenDropout) }
-        if let attentionDropout { o["attention-dropout"] = String(attentionDropout) }
-        if let classifierDropout { o["classifier-dropout"] = String(classifierDropout) }
-        if labelSmoothing > 0 { o["label-smoothing"] = String(labelSmoothing) }
-        if let classWeights { o["class-weights"] = classWeights.description }
-        if let pooling { o["pooling"] = pooling.rawValue }
-        if let taskChoice { o["task"] = taskChoice.rawValue }
-        if taskChoice == .mlm { o["mlm-probability"] = String(mlmProbability); o["whole-word-mask"] = String(wholeWordMask) }
-        switch optimizer.kind {
-        case .adamw:
-            o["adam-beta1"] = String(optimizer.beta1)
-            o["adam-beta2"] = String(optimizer.beta2)
-            o["adam-epsilon"] = String(optimizer.epsilon)
-        case .sgd:
-            o["momentum"] = String(optimizer.momentum)
-        }
-        if schedule != .constant || warmupSteps != nil || warmupRatio > 0 {
-            o["epochs"] = String(epochs)
-            o["max-steps"] = maxSteps.map(String.init) ?? "none"
-            o["warmup-steps"] = warmupSteps.map(String.init) ?? "none"
-            o["warmup-ratio"] = String(warmupRatio)
-        }
-        if schedule == .polynomial { o["lr-end"] = String(lrEnd); o["lr-power"] = String(lrPower) }
-        return o
+        Self.specs.mathematicalOptions(of: self, defaults: .defaults)
     }
 }
 
 extension TrainingConfiguration: Encodable {
-    /// One key per `train` option.
-    public enum OptionKey: String, CodingKey, CaseIterable {
-        case model, train, valid, test, output, maxLength = "max_length", pooling, task, progress, tensorboard, config, mlmProbability = "mlm_probability", wholeWordMask = "whole_word_mask"
-        case epochs, maxSteps = "max_steps", batchSize = "batch_size", lr, lrSchedule = "lr_schedule"
-        case warmupSteps = "warmup_steps", warmupRatio = "warmup_ratio", optimizer, weightDecay = "weight_decay", momentum
-        case adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed
-        case evalEvery = "eval_every", evalBatchSize = "eval_batch_size", patience, minDelta = "min_delta", monitor
-        case saveEvery = "save_every", saveEveryMinutes = "save_every_minutes", saveEachEpoch = "save_each_epoch", overwrite, resume, stopAfterSteps = "stop_after_steps", logEvery = "log_every"
-        case keepCheckpoints = "keep_checkpoints", collectiveTimeout = "collective_timeout", ioTimeout = "io_timeout"
-        case onNonfinite = "on_nonfinite", checkReplicasEvery = "check_replicas_every", overlap, bucketMb = "bucket_mb"
-        case shardOptimizer = "shard_optimizer", allreduce
-        case layerLRDecay = "layer_lr_decay", gradAccum = "grad_accum", maxGradNorm = "max_grad_norm"
-        case freeze, freezeLayers = "freeze_layers", trainOnly = "train_only", unfreezeEvery = "unfreeze_every"
-        case dropout, attentionDropout = "attention_dropout", classifierDropout = "classifier_dropout"
-        case labelSmoothing = "label_smoothing", classWeights = "class_weights", acceptChanged = "accept_changed"
-        case trainEvalExamples = "train_eval_examples", lrEnd = "lr_end", lrPower = "lr_power"
-        case loraRank = "lora_rank", loraAlpha = "lora_alpha", loraDropout = "lora_dropout", loraTargets = "lora_targets"
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: OptionKey.self)
-        // Absent options are written as null, so every option has its key.
-        try c.encode(modelPath, forKey: .model); try c.encode(trainPath, forKey: .train); try c.encode(validPath, forKey: .valid)
-        try c.encode(testPath, forKey: .test); try c.encode(outputPath, forKey: .output); try c.encode(maxLength, forKey: .maxLength)
-        try c.encode(pooling, forKey: .pooling); try c.encode(taskChoice, forKey: .task)
-        try c.encode(progressDisplay, forKey: .progress); try c.encode(tensorBoard, forKey: .tensorboard)
-        try c.encode(configFile, forKey: .config)
-        try c.encode(mlmProbability, forKey: .mlmProbability); try c.encode(wholeWordMask, forKey: .wholeWordMask)
-        try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps); try c.encode(batchSize, forKey: .batchSize)
-        try c.encode(learningRate, forKey: .lr); try c.encode(schedule, forKey: .lrSchedule); try c.encode(warmupSteps, forKey: .warmupSteps)
-        try c.encode(warmupRatio, forKey: .warmupRatio); try c.encode(optimizer.kind, forKey: .optimizer)
-        try c.encode(optimizer.weightDecay, forKey: .weightDecay); try c.encode(optimizer.momentum, forKey: .momentum)
-        try c.encode(optimizer.beta1, forKey: .adamBeta1); try c.encode(optimizer.beta2, forKey: .adamBeta2)
-        try c.encode(optimizer.epsilon, forKey: .adamEpsilon); try c.encode(seed, forKey: .seed)
-        try c.encode(evalEvery, forKey: .evalEvery); try c.encode(evalBatchSize, forKey: .evalBatchSize); try c.encode(patience, forKey: .patience)
-        try c.encode(minDelta, forKey: .minDelta)
-        // Without validation data nothing is monitored (and --monitor would be refused when the record is repeated).
-        try c.encode(validPath == nil ? nil : monitor, forKey: .monitor)
-        try c.encode(saveEvery, forKey: .saveEvery); try c.encode(saveEveryMinutes, forKey: .saveEveryMinutes)
-        try c.encode(saveEachEpoch, forKey: .saveEachEpoch); try c.encode(overwrite, forKey: .overwrite); try c.encode(resume, forKey: .resume); try c.encode(stopAfterSteps, forKey: .stopAfterSteps)
-        try c.encode(logEvery, forKey: .logEvery); try c.encode(keepCheckpoints, forKey: .keepCheckpoints)
-        try c.encode(collectiveTimeout, forKey: .collectiveTimeout); try c.encode(ioTimeout, forKey: .ioTimeout)
-        try c.encode(onNonFinite, forKey: .onNonfinite); try c.encode(checkReplicasEvery, forKey: .checkReplicasEvery)
-        try c.encode(exchange.overlap, forKey: .overlap); try c.encode(Double(exchange.bucketBytes) / 1_000_000, forKey: .bucketMb)
-        try c.encode(exchange.shardOptimizer, forKey: .shardOptimizer); try c.encode(exchange.allreduce, forKey: .allreduce)
-        try c.encode(layerLRDecay, forKey: .layerLRDecay); try c.encode(gradAccum, forKey: .gradAccum); try c.encode(maxGradNorm, forKey: .maxGradNorm)
-        try c.encode(freeze.embeddings ? "embeddings" : nil, forKey: .freeze); try c.encode(freeze.layers, forKey: .freezeLayers)
-        try c.encode(freeze.onlyHead ? "head" : nil, forKey: .trainOnly); try c.encode(freeze.unfreezeEvery, forKey: .unfreezeEvery)
-        try c.encode(hiddenDropout, forKey: .dropout); try c.encode(attentionDropout, forKey: .attentionDropout)
-        try c.encode(classifierDropout, forKey: .classifierDropout); try c.encode(labelSmoothing, forKey: .labelSmoothing)
-        try c.encode(classWeights?.description, forKey: .classWeights); try c.encode(acceptChanged, forKey: .acceptChanged)
-        try c.encode(trainEvalExamples, forKey: .trainEvalExamples); try c.encode(lrEnd, forKey: .lrEnd); try c.encode(lrPower, forKey: .lrPower)
-        try c.encode(lora?.rank, forKey: .loraRank); try c.encode(lora?.alpha, forKey: .loraAlpha); try c.encode(lora?.dropout, forKey: .loraDropout)
-        try c.encode(lora?.targets.map(\.rawValue), forKey: .loraTargets)
-    }
+    /// One key per `train` option; an absent one is null, so every option has its key.
+    public func encode(to encoder: Encoder) throws { try OptionRecord(specs: Self.specs, root: self).encode(to: encoder) }
 }
 
 /// `--class-weights`: inverse class frequency, or one weight per label.

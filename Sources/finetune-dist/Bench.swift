@@ -5,8 +5,13 @@ import FineTuneDistributed
 import FineTuneTrainer
 import Foundation
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// What `bench`'s command line sets.
+struct BenchInvocation {
+    var configuration = BenchmarkConfiguration()
+    var json = false
+
+    static let command = OptionCommand<BenchInvocation>(
+        name: "bench",
         abstract: "Time training steps of a BERT encoder on random tokens, part by part, under mpirun like train.",
         discussion: """
         Prints the median step time (the slowest rank's), examples/s and tokens/s over all ranks, the \
@@ -17,42 +22,25 @@ struct Bench: ParsableCommand {
         embeddings, elementwise, head, optimizer) with the FLOP rate of the matrix products. It names \
         the OpenBLAS kernel set in use and why; when that is not the fastest set the CPU supports (an \
         OPENBLAS_CORETYPE that pins a weaker one), it also measures the fastest set's sgemm rate in a \
-        child process and warns. With --json the last line is one JSON object.
-        """)
+        child process and warns. The options of train it shares (freezing, --grad-accum, LoRA, the \
+        gradient exchange) mean what they mean there; the FLOP figures still count the whole model. \
+        With --json the last line is one JSON object.
+        """,
+        specs: BenchmarkConfiguration.specs.map { $0.lifted(\BenchInvocation.configuration) }
+            + [.flag("json", \.json, group: OptionGroups.general, math: .no, help: "End with one JSON object on the last line.")],
+        defaults: BenchInvocation())
 
-    @Option(help: "A BERT model folder (default: the named --shape with random weights).") var model: String?
-    @Option(help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's) or tiny.") var shape: String = "minilm"
-    @Option(help: "Sequences per rank per step.") var perRankBatch: Int = 16
-    @Option(help: "Tokens per sequence.") var seqLen: Int = 64
-    @Option(help: "Timed steps (after the warm-up).") var steps: Int = 10
-    @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
-    @Option(help: "Freeze the embeddings and the lowest N layers, as train does (the FLOP figures still count the whole model).") var freezeLayers: Int = 0
-    @Option(help: "Train only the head, as train does.") var trainOnly: TrainOnlyPart?
-    @Option(help: "Split each rank's batch into K micro-batches (gradient accumulation), as train does.") var gradAccum: Int = 1
-    @OptionGroup(title: "LoRA") var lora: LoRAOptions
-    @OptionGroup(title: "Gradient exchange") var exchange: ExchangeOptions
-    @Flag(help: "Masked-language modelling (train --task mlm): 15% of the tokens masked, BertForMaskedLM's head at those positions.") var mlm = false
-    @Flag(help: "End with one JSON object on the last line.") var json = false
-
-    func validate() throws {
-        guard perRankBatch > 0, steps > 0 else { throw ValidationError("--per-rank-batch and --steps must be positive") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
-        guard freezeLayers >= 0 else { throw ValidationError("--freeze-layers must not be negative") }
-        guard gradAccum > 0 && gradAccum <= perRankBatch else { throw ValidationError("--grad-accum must be in 1...--per-rank-batch") }
-        guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2 ([CLS] and [SEP])") }
-        guard model != nil || Benchmark.shapes.contains(shape) else {
-            throw ValidationError("--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
-        }
+    static func parse(_ arguments: [String]) throws -> BenchInvocation {
+        var invocation = BenchInvocation()
+        _ = try command.parse(arguments, into: &invocation)
+        try invocation.configuration.checkCombinations()
+        return invocation
     }
 
     func run() throws {
         let comm: MPICommunicator
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
-        var c = BenchmarkConfiguration()
-        c.modelPath = model; c.shape = shape; c.perRankBatch = perRankBatch; c.sequenceLength = seqLen
-        c.steps = steps; c.warmupSteps = warmup; c.exchange = exchange.settings
-        c.freeze.layers = freezeLayers; c.freeze.onlyHead = trainOnly == .head; c.gradAccum = gradAccum; c.lora = lora.settings
-        c.maskedLM = mlm
+        let c = configuration
         do {
             var r = try Benchmark.run(c, comm: comm)
             let blas = BLASSetup.selection
@@ -66,8 +54,8 @@ struct Bench: ParsableCommand {
                                  blas.core, r.sgemmGFLOPS, blas.bestCore, best, best / r.sgemmGFLOPS, blas.warning ?? ""))
                 }
                 print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank%@, %d steps",
-                             model ?? shape, r.ranks, r.threadsPerRank, perRankBatch, seqLen,
-                             gradAccum > 1 ? " in \(gradAccum) micro-batches" : "", steps))
+                             c.modelPath ?? c.shape, r.ranks, r.threadsPerRank, c.perRankBatch, c.sequenceLength,
+                             c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches" : "", c.steps))
                 if r.trainableParameters < r.parameters {
                     print("training \(r.trainableParameters) of \(r.parameters) parameters (" +
                           (c.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ","))" } ?? "frozen: \(c.freeze.description)") + ")")
@@ -95,6 +83,11 @@ struct Bench: ParsableCommand {
         } catch { exitOnError(error, comm: comm) }
         comm.finalize()
     }
+}
+
+/// `bench` in the root command's list (its abstract); `BenchInvocation.command` reads its command line.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: BenchInvocation.command.abstract)
 }
 
 /// `finetune-dist blas-rate` (hidden): the single-thread sgemm rate of the kernel set this process

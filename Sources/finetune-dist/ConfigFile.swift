@@ -6,21 +6,10 @@ import Foundation
 import Yams
 
 /// `train --config run.yaml`: a YAML (or JSON) file of `train` options, keys named as the options
-/// (`batch_size` or `batch-size`), turned into command-line arguments before parsing. Options on
-/// the command line win over the file. A run's training_config.json is such a file too (its
-/// "options"), so `--config runs/exp1/training_config.json --output runs/exp2` repeats a run.
+/// (`batch_size` or `batch-size`). Options on the command line win over the file. A run's
+/// training_config.json is such a file too (its "options"), so
+/// `--config runs/exp1/training_config.json --output runs/exp2` repeats a run.
 enum ConfigFile {
-    /// Options that are flags: how a value of the file becomes arguments.
-    static let flags: [String: (Bool) -> [String]] = [
-        "overlap": { [$0 ? "--overlap" : "--no-overlap"] },
-        "tensorboard": { [$0 ? "--tensorboard" : "--no-tensorboard"] },
-        "shard_optimizer": { $0 ? ["--shard-optimizer"] : [] },
-        "resume": { $0 ? ["--resume"] : [] },
-        "whole_word_mask": { $0 ? ["--whole-word-mask"] : [] },
-        "save_each_epoch": { [$0 ? "--save-each-epoch" : "--no-save-each-epoch"] },
-        "overwrite": { $0 ? ["--overwrite"] : [] },
-    ]
-
     /// Names users bring from the Hugging Face Trainer, with the option that does the same here.
     static let trainerNames: [String: String] = [
         "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
@@ -32,40 +21,9 @@ enum ConfigFile {
         "save_total_limit": "keep_checkpoints", "adam_epsilon": "adam_epsilon", "per_device_eval_batch_size": "eval_batch_size",
     ]
 
-    /// Where each option taken from a config file came from ("run.yaml:3"), by option name
-    /// (`--lr`): a value the parser or a range check refuses is reported at its place in the file.
-    nonisolated(unsafe) static var places: [String: String] = [:]
-
-    /// "run.yaml:3: lr: <message>" when `message` is about an option that came from the config file.
-    static func locate(_ message: String) -> String {
-        let named = places.filter { option, _ in
-            message.contains("'\(option)") || message.contains("\(option) ") || message.contains("\(option)=") || message.hasSuffix(option)
-        }
-        guard let (option, place) = named.max(by: { $0.key.count < $1.key.count }) else { return message }
-        return "\(place): \(option.dropFirst(2).replacingOccurrences(of: "-", with: "_")): \(message)"
-    }
-
-    /// The arguments `--config` stands for, placed before the user's own; an option the user gave
-    /// is left out of the file's (the command line wins).
-    static func expand(_ arguments: [String]) throws -> [String] {
-        guard arguments.first == "train" else { return arguments }
-        var path: String? = nil
-        for (i, a) in arguments.enumerated() {
-            if a == "--config", i + 1 < arguments.count { path = arguments[i + 1] }
-            if a.hasPrefix("--config=") { path = String(a.dropFirst(9)) }
-        }
-        guard let path else { return arguments }
-        let given = Set(arguments.filter { $0.hasPrefix("--") }.map { a -> String in
-            let name = String(a.dropFirst(2).prefix { $0 != "=" }).replacingOccurrences(of: "-", with: "_")
-            return name.hasPrefix("no_") && flags[String(name.dropFirst(3))] != nil ? String(name.dropFirst(3)) : name
-        })
-        let fromFile = try ConfigFile.arguments(fromFile: path).filter { !given.contains($0.key) }
-        for entry in fromFile { if let option = entry.arguments.first { places["--" + option.dropFirst(2).prefix { $0 != "=" }] = entry.place } }
-        return ["train"] + fromFile.flatMap(\.arguments) + arguments.dropFirst()
-    }
-
-    /// Each key of the file with the arguments it stands for, in the file's order.
-    static func arguments(fromFile path: String) throws -> [(key: String, arguments: [String], place: String)] {
+    /// Each key of the file as the option it sets, its value as text and its place ("run.yaml:3"),
+    /// in the file's order.
+    static func entries<Root>(fromFile path: String, specs: [OptionSpec<Root>]) throws -> [OptionCommand<Root>.Setting] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FineTuneError("--config \(path): cannot read the file (missing or unreadable)")
         }
@@ -84,8 +42,8 @@ enum ConfigFile {
         // A run's training_config.json: its options.
         let runRecord = mapping["options"]?.mapping != nil && mapping["resolved"] != nil
         if runRecord, let options = mapping["options"]?.mapping { mapping = options }
-        let known = Set(TrainingConfiguration.OptionKey.allCases.map(\.rawValue))
-        var result: [(key: String, arguments: [String], place: String)] = []
+        let known = Dictionary(uniqueKeysWithValues: specs.filter { !$0.isHidden }.map { ($0.key, $0) })
+        var result: [OptionCommand<Root>.Setting] = []
         var seen: [String: (raw: String, line: Int)] = [:]
         for (keyNode, value) in mapping {
             let line = keyNode.mark?.line ?? 0
@@ -101,28 +59,26 @@ enum ConfigFile {
                 if runRecord { continue }
                 throw FineTuneError("\(place): a config file cannot name another (\"\(raw)\"); put the options here, or give --config once on the command line")
             }
-            guard known.contains(key) else {
-                throw FineTuneError("\(place): unknown key \"\(raw)\"" + suggestion(for: key, among: known))
+            guard let spec = known[key] else {
+                throw FineTuneError("\(place): unknown key \"\(raw)\"" + suggestion(for: key, among: Set(known.keys)))
             }
-            let option = "--" + key.replacingOccurrences(of: "_", with: "-")
             switch value {
             case .scalar(let scalar):
                 if value.null != nil && scalar.style == .plain { continue }  // recorded as absent
-                if let flag = flags[key] {
-                    if key == "resume", scalar.string == "auto" { result.append((key, ["--resume-auto"], place)); continue }
+                if case .flag(_, let optionalValues) = spec.form {
+                    if optionalValues.contains(scalar.string) { result.append(.init(spec: spec, value: scalar.string, place: place)); continue }
                     guard let on = value.bool else { throw FineTuneError("\(place): \(raw) is a switch: true or false") }
-                    result.append((key, flag(on), place))
+                    result.append(.init(spec: spec, value: String(on), place: place))
                 } else {
-                    // Every switch is in `flags`; a true/false elsewhere is a mistake (or a switch missing there).
                     if scalar.style == .plain, value.bool != nil, Double(scalar.string) == nil {
                         throw FineTuneError("\(place): \(raw) takes a value, not \(scalar.string)")
                     }
-                    result.append((key, [option, scalar.string], place))
+                    result.append(.init(spec: spec, value: scalar.string, place: place))
                 }
             case .sequence(let items):
                 let values = items.compactMap(\.string)
                 guard values.count == items.count else { throw FineTuneError("\(place): \(raw) takes a list of plain values") }
-                if !values.isEmpty { result.append((key, [option, values.joined(separator: ",")], place)) }
+                if !values.isEmpty { result.append(.init(spec: spec, value: values.joined(separator: ","), place: place)) }
             default:
                 throw FineTuneError("\(place): \(raw) takes a value, not a mapping")
             }

@@ -7,24 +7,39 @@ import FineTuneModels
 import FineTuneTrainer
 import Foundation
 
+/// What eval and predict both take: the model, how many examples per pass, the text length, the progress display.
+struct InferenceOptions: ParsableArguments {
+    @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
+    @Option(help: "Examples per forward pass.") var batchSize: Int = 256
+    @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
+    @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
+
+    func validate() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        if let maxLength { guard maxLength > 0 else { throw ValidationError("--max-length must be positive") } }
+    }
+}
+
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print how a model folder does on a labelled data file.",
         discussion: "Classification: loss, accuracy, macro-F1, Matthews correlation, per-class precision, recall and F1, and the confusion matrix (rows: true label, columns: predicted). Regression: MSE, MAE and R². A masked-language model (a train --task mlm folder, bert-base-uncased): masked-token loss, accuracy and perplexity on a corpus (plain text or a text field, read as train --task mlm reads it), the masks drawn with the fixed key every evaluation of train uses, so the figures equal the run's val_* on the same file. --json prints the same as one object; --report FILE also writes it there. Under mpirun every rank evaluates a slice of the data and rank 0 prints the figures of the whole set (the same as one process).")
 
-    @Option(help: "Model folder (e.g. runs/exp1/best).") var model: String
+    @OptionGroup var inference: InferenceOptions
     @Option(help: "Labelled data: JSON Lines or CSV (a masked-language model: a corpus, also plain text).") var data: String
-    @Option(help: "Examples per forward pass.") var batchSize: Int = 256
-    @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Option(help: "Also write the JSON object to this file.") var report: String?
-    @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
-    @Option(help: "Masked-language models: the fraction of tokens masked, as in train. Default 0.15.") var mlmProbability: Double?
+    @Option(help: "Masked-language models: the fraction of tokens masked, as train's --mlm-probability. Default: train's, 0.15.") var mlmProbability: Double?
     @Flag(help: "Masked-language models: mask whole words, as train --whole-word-mask.") var wholeWordMask = false
 
+    var model: String { inference.model }
+    var batchSize: Int { inference.batchSize }
+    var maxLength: Int? { inference.maxLength }
+    var progress: ProgressMode { inference.progress }
+
     func validate() throws {
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        if let p = mlmProbability, !(p > 0 && p < 1) { throw ValidationError("--mlm-probability must be in (0, 1)") }
+        // The same range as train's option (its declaration's check).
+        if let p = mlmProbability, let problem = Checks.openUnit(p) { throw ValidationError("--mlm-probability \(problem)") }
     }
 
     struct Report: Encodable {
@@ -117,17 +132,18 @@ struct Predict: ParsableCommand {
         abstract: "Write one prediction per input line: {\"label\": best, \"probabilities\": {label: p}}, {\"value\": x}, or a masked-language model's fill-mask candidates.",
         discussion: "Input: JSON Lines or CSV with the model's inputs (\"features\" for an MLP, \"text\" and optional \"text_pair\" for a text model); labels, if present, are ignored. Output: JSON Lines in input order; a value that is not finite (a model with NaN weights) is written as null. A masked-language model (a train --task mlm folder, bert-base-uncased) fills masks: each input (also plain text, one per line) writes [MASK] where a token is to be guessed, and its line is {\"masks\": [[{\"token\": id, \"token_str\": piece, \"score\": p}, ... --top-k of them], one list per [MASK]]}, the scores softmax probabilities over the vocabulary as transformers' fill-mask pipeline gives them. Under mpirun every rank predicts a contiguous slice and rank 0 writes them in input order (the same file as one process).")
 
-    @Option(help: "Model folder.") var model: String
+    @OptionGroup var inference: InferenceOptions
     @Option(help: "Input data: JSON Lines or CSV (a masked-language model: also plain text, one input per line).") var input: String
     @Option(help: "Output JSON Lines file.") var output: String
-    @Option(help: "Examples per forward pass.") var batchSize: Int = 256
-    @Option(help: "Text models: tokens per example (default: the length the model was trained with).") var maxLength: Int?
     @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks; a masked-language model: the vocabulary's logits at each [MASK]).") var withLogits = false
     @Option(help: "Masked-language models: candidates written per [MASK], most probable first.") var topK: Int = 5
-    @Option(help: "Progress on standard error: bar, lines (every 10 s), none, or auto (bar on a terminal).") var progress: ProgressMode = .auto
+
+    var model: String { inference.model }
+    var batchSize: Int { inference.batchSize }
+    var maxLength: Int? { inference.maxLength }
+    var progress: ProgressMode { inference.progress }
 
     func validate() throws {
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         guard topK > 0 else { throw ValidationError("--top-k must be positive") }
     }
 

@@ -28,7 +28,6 @@ struct FinetuneDist: ParsableCommand {
         subcommands: [Init.self, Train.self, Eval.self, Predict.self, Inspect.self, Report.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
     )
 
-    /// `--resume auto` is spelled as an option value but is a flag of its own underneath.
     static func main() {
         // Before anything else (MPI_Init included): OpenBLAS with the best kernel set for this CPU.
         BLASStartup.prepare()
@@ -42,24 +41,17 @@ struct FinetuneDist: ParsableCommand {
         // Every rank parses the same command line, so every rank finds the same mistake: the first
         // rank says it, the others exit with the same status silently (one message, not one per rank).
         let quiet = launchRank.map { $0 != 0 } ?? false
-        do { arguments = try ConfigFile.expand(arguments) } catch {
-            if !quiet { printError("finetune-dist: error: \(error)") }
-            Glibc.exit(64)
+        if arguments.count == 2, arguments[0] == "help", ["train", "bench"].contains(arguments[1]) { arguments = [arguments[1], "--help"] }
+        if arguments.first == "train" {
+            run(TrainInvocation.command, Array(arguments.dropFirst()), quiet: quiet, parse: TrainInvocation.parse) { try $0.run() }
+        }
+        if arguments.first == "bench" {
+            run(BenchInvocation.command, Array(arguments.dropFirst()), quiet: quiet, parse: BenchInvocation.parse) { try $0.run() }
         }
         arguments = joiningNegativeNumbers(arguments)
-        if let i = arguments.firstIndex(of: "--resume"), i + 1 < arguments.count, arguments[i + 1] == "auto" {
-            arguments.replaceSubrange(i...(i + 1), with: ["--resume-auto"])
-        }
         let command: ParsableCommand
         do { command = try parseAsRoot(arguments) } catch {
             if quiet { Glibc.exit(exitCode(for: error).rawValue) }
-            // A value that came from --config FILE is named by its place in the file.
-            let message = message(for: error)
-            let located = ConfigFile.locate(message)
-            if located != message {
-                printError("finetune-dist: error: \(located)")
-                Glibc.exit(exitCode(for: error).rawValue)
-            }
             exit(withError: error)
         }
         // `--help` on its own parses to ArgumentParser's help command, which prints when run.
@@ -71,6 +63,27 @@ struct FinetuneDist: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// `train ...` and `bench ...`: their options are read off their declarations
+    /// (`OptionSpec`s), not by ArgumentParser; messages and exit statuses as ArgumentParser's.
+    static func run<Root>(_ command: OptionCommand<Root>, _ arguments: [String], quiet: Bool,
+                          parse: ([String]) throws -> Root, run: (Root) throws -> Void) -> Never {
+        if arguments.contains("--help") || arguments.contains("-h") {
+            if !quiet { print(command.help()) }
+            Glibc.exit(0)
+        }
+        let invocation: Root
+        do { invocation = try parse(arguments) } catch {
+            if !quiet {
+                printError("Error: \(error)\nUsage: \(command.usage)\n  See 'finetune-dist \(command.name) --help' for more information.")
+            }
+            Glibc.exit(ExitCode.validationFailure.rawValue)
+        }
+        do { try run(invocation) } catch {
+            exit(withError: error)
+        }
+        Glibc.exit(0)
     }
 
     /// `--lr -1` as `--lr=-1`: ArgumentParser takes a word starting with "-" for an option of its

@@ -7,17 +7,7 @@ import Foundation
 import Glibc
 #endif
 
-/// How `train` shows its progress on rank 0.
-enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
-    /// A bar when someone watches a terminal, else lines.
-    case auto
-    /// One line redrawn in place: epoch, step/total, loss, examples/s, ETA, the last validation metric.
-    case bar
-    /// One line every --log-every steps (batch logs, files), with the ETA and the last validation metric.
-    case lines
-    /// No step lines (evaluations, notes and the summary still print).
-    case none
-
+extension ProgressMode: ExpressibleByArgument {
     /// `auto` resolved. A rank started by mpirun writes into a pseudo-terminal that mpirun forwards
     /// (Open MPI gives every rank one whatever mpirun itself writes to), so its own standard
     /// output says nothing: under mpirun, rank 0 looks at mpirun's (its parent's) standard output

@@ -228,7 +228,7 @@ final class FineTuningControlsTests: IntegrationTestCase {
             (["--grad-accum", "0"], "--grad-accum must be positive"),
             (["--train-only", "head", "--unfreeze-every", "1"], "contradict each other"),
             (["--lora-rank=-1"], "--lora-rank must be positive"),
-            (["--adam-beta1", "1.5"], "--adam-beta1 and --adam-beta2 must be in [0, 1)"),
+            (["--adam-beta1", "1.5"], "--adam-beta1 must be in [0, 1)"),
             (["--momentum=-1"], "--momentum must be in [0, 1)"),
             (["--min-delta=-1"], "--min-delta must not be negative"),
             (["--adam-epsilon", "0"], "--adam-epsilon must be positive"),

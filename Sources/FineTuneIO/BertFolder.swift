@@ -266,7 +266,7 @@ enum BertFolder {
         return try writers.mapValues { try $0.serialized() }
     }
 
-    static func internalFiles(_ bundle: ModelBundle, model: BertClassifier) throws -> [String: Data] {
+    static func internalFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
         files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions,
                                          sentenceTransformers: bundle.bert!.fromSentenceTransformers)
@@ -280,7 +280,7 @@ enum BertFolder {
     /// folder (Transformer, mean Pooling, and the head as a Dense module with identity activation).
     /// Masked-language modelling: a BertForMaskedLM folder, which is also a sentence-transformers
     /// folder (Transformer and Pooling) when the run started from one.
-    static func exportFiles(_ bundle: ModelBundle, model: BertClassifier) throws -> [String: Data] {
+    static func exportFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
         // The length the model was trained with, where transformers' tokenizer and eval/predict take their default.
         files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxPositions)
@@ -320,7 +320,7 @@ enum BertFolder {
 
     /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):
     /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity activation.
-    static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertClassifier, dense: Bool) throws -> [String: Data] {
+    static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertModel, dense: Bool) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let C = model.config.hiddenSize
         let json: ([String: JSONValue]) throws -> Data = { try prettyJSON($0) }
@@ -364,7 +364,7 @@ enum BertFolder {
         return .string(#".*encoder\.layer\.\d+\.("# + paths.joined(separator: "|") + ")")
     }
 
-    static func peftAdapterFiles(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) throws -> [String: Data] {
+    static func peftAdapterFiles(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> [String: Data] {
         let cls = model.pooling == .cls
         let prefix = "base_model.model." + (cls ? "bert." : "")
         var writer = SafetensorsWriter()
@@ -383,7 +383,7 @@ enum BertFolder {
     }
 
     /// adapter_config.json of the adapter (also in a LoRA run's checkpoints).
-    static func peftAdapterConfig(_ bundle: ModelBundle, model: BertClassifier, lora: LoRASettings) throws -> Data {
+    static func peftAdapterConfig(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> Data {
         let cls = model.pooling == .cls
         let config: [String: JSONValue] = [
             "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),

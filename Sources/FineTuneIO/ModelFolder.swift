@@ -48,7 +48,7 @@ public final class ModelBundle {
     /// concrete type; everything else uses `model`.
     public enum Built {
         case mlp(MLP)
-        case bert(BertClassifier)
+        case bert(BertModel)
     }
     public let built: Built
     public var model: FineTunableModel {
@@ -69,7 +69,7 @@ public final class ModelBundle {
     }
 
     /// The BERT model, for the BERT folder readers and writers (nil for another family).
-    var bertModel: BertClassifier? {
+    var bertModel: BertModel? {
         if case .bert(let m) = built { return m }
         return nil
     }
@@ -79,6 +79,15 @@ public final class ModelBundle {
         return nil
     }
     public var tokenizer: WordPieceTokenizer? { bert?.tokenizer }
+
+    /// A masked-language model masks its inputs as train, eval and bench ask (the special tokens
+    /// from the tokenizer); returns false for any other model.
+    @discardableResult
+    public func enableMasking(probability: Double, wholeWord: Bool) throws -> Bool {
+        guard model.task == .maskedLanguageModel, let tokenizer, let encoder = model as? TextModel else { return false }
+        encoder.masking = try tokenizer.maskingSettings(probability: probability, wholeWord: wholeWord, vocabularySize: encoder.vocabularySize)
+        return true
+    }
 }
 
 /// What a model folder holds, read without its weights: enough to build the model once the task
@@ -131,7 +140,7 @@ public struct ModelDescription {
             config.task = task
             return ModelBundle(.mlp(MLP(config: config)), description: self, maxLength: nil)
         case .bert(let b):
-            return ModelBundle(.bert(BertClassifier(config: b.config, pooling: b.pooling, task: task, lora: lora)), description: self, maxLength: b.maxLength)
+            return ModelBundle(.bert(BertModel(config: b.config, pooling: b.pooling, task: task, lora: lora)), description: self, maxLength: b.maxLength)
         }
     }
 

@@ -90,7 +90,7 @@ public struct PeftAdapter {
     }
 
     /// Reads the adapters, and the head when the adapter saved one, into `model`.
-    func load(into model: BertClassifier) throws {
+    func load(into model: BertModel) throws {
         for spec in model.layout.tensors {
             let isAdapter = spec.name.contains(".lora_"), isHead = spec.name.hasPrefix("classifier.") || spec.name.hasPrefix("pooler.")
             guard isAdapter || isHead else { continue }

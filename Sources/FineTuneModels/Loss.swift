@@ -20,7 +20,7 @@ func lossStatistics(task: TaskKind, objective: TrainingObjective?, logits: Unsaf
         for b in 0..<B { stats.lossSum += Double(losses[b]) }
         stats.correct = stats.lossSum
     case .maskedLanguageModel:
-        preconditionFailure("masked-language modelling computes its loss at the masked positions (BertClassifier)")
+        preconditionFailure("masked-language modelling computes its loss at the masked positions (MaskedLMHead)")
     }
     return stats
 }
@@ -53,7 +53,7 @@ func lossBackward(task: TaskKind, objective: TrainingObjective, dlogits: UnsafeM
     case .regression:
         squaredErrorBackward(dpredictions: dlogits, dlosses: ones, predictions: logits, targets: batch.regressionTargets, B: B, K: K)
     case .maskedLanguageModel:
-        preconditionFailure("masked-language modelling computes its loss at the masked positions (BertClassifier)")
+        preconditionFailure("masked-language modelling computes its loss at the masked positions (MaskedLMHead)")
     }
 }
 

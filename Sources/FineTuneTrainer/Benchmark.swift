@@ -159,12 +159,10 @@ public enum Benchmark {
                     throw FineTuneError("\(path): bench measures text models (BERT family)")
                 }
                 if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
-                if c.maskedLM {
-                    model.masking = try tokenizer.maskingSettings(probability: 0.15, wholeWord: false, vocabularySize: model.vocabularySize)
-                }
+                if c.maskedLM { try bundle.enableMasking(probability: TrainingConfiguration.defaults.mlmProbability, wholeWord: false) }
                 return (model, tokenizer.clsID, tokenizer.sepID)
             }
-            let m = BertClassifier(config: try namedConfig(c.shape), pooling: .mean, task: task, lora: c.lora)
+            let m = BertModel(config: try namedConfig(c.shape), pooling: .mean, task: task, lora: c.lora)
             var rng = SplitMix64(seed: c.seed)
             for i in 0..<m.parameters.count { m.parameters[i] = Float(rng.nextNormal() * 0.02) }
             m.initializeAdapters(seed: c.seed)

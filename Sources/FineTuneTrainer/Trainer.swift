@@ -277,10 +277,8 @@ public final class Trainer {
         let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora)
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
-        if data.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = bundle.model as? TextModel {
-            encoder.masking = try comm.agree("reading the vocabulary for masking") {
-                try tokenizer.maskingSettings(probability: c.mlmProbability, wholeWord: c.wholeWordMask, vocabularySize: encoder.vocabularySize)
-            }
+        if data.task == .maskedLanguageModel {
+            try comm.agree("reading the vocabulary for masking") { try bundle.enableMasking(probability: c.mlmProbability, wholeWord: c.wholeWordMask) }
         }
         return bundle
     }

@@ -81,10 +81,8 @@ struct Eval: ParsableCommand {
             // Every rank reads the model and the data; a bad file fails on all of them alike.
             let (bundle, dataset) = try comm.agree("loading the model and data") {
                 let bundle = try ModelFolder.load(model)
-                if bundle.model.task == .maskedLanguageModel, let tokenizer = bundle.tokenizer, let encoder = bundle.model as? TextModel {
-                    encoder.masking = try tokenizer.maskingSettings(probability: mlmProbability ?? 0.15, wholeWord: wholeWordMask,
-                                                                     vocabularySize: encoder.vocabularySize)
-                } else if mlmProbability != nil || wholeWordMask {
+                let masks = try bundle.enableMasking(probability: mlmProbability ?? TrainingConfiguration.defaults.mlmProbability, wholeWord: wholeWordMask)
+                if !masks && (mlmProbability != nil || wholeWordMask) {
                     throw FineTuneError("--mlm-probability and --whole-word-mask apply to a masked-language model; \(model) is not one")
                 }
                 return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true))

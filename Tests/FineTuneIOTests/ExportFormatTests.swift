@@ -77,7 +77,7 @@ final class ExportFormatTests: XCTestCase {
         let back = try ModelFolder.describe(MemorySource(files, name: "export"))
         XCTAssertEqual(back.task, .classification(labels: ["neg", "neu", "pos"]))
         let again = back.build(task: back.task!)
-        XCTAssertEqual((again.model as! BertClassifier).pooling, .mean)
+        XCTAssertEqual((again.model as! BertModel).pooling, .mean)
         try back.loadWeights(into: again, seed: 9)
         XCTAssertEqual(again.model.parameters.array, model.model.parameters.array)
     }

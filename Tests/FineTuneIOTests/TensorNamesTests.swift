@@ -8,7 +8,7 @@ import XCTest
 final class TensorNamesTests: XCTestCase {
     func parameters(pooling: Pooling) throws -> [String] {
         let config = try BertConfig.decode(Data(#"{"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16}"#.utf8), path: "c")
-        return BertParameters(config: config, pooling: pooling, task: .classification(labels: ["a", "b", "c"])).layout.tensors.map(\.name)
+        return BertModel(config: config, pooling: pooling, task: .classification(labels: ["a", "b", "c"])).layout.tensors.map(\.name)
     }
 
     func testEveryParameterHasOneLocationAndMapsBack() throws {

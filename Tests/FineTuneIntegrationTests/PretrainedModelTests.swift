@@ -28,7 +28,7 @@ final class PretrainedModelTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource(Self.modelFolder))
         XCTAssertNil(description.task, "all-MiniLM-L6-v2 is a base model without a head")
         let bundle = description.build(task: .regression)
-        let model = bundle.model as! BertClassifier
+        let model = bundle.model as! BertModel
         XCTAssertEqual(model.pooling, .mean, "sentence-transformers' own pooling")
         XCTAssertEqual(bundle.maxLength, fixture["max_seq_length"] as? Int)
         try description.loadWeights(into: bundle, seed: 0)

@@ -31,8 +31,8 @@ final class BertGoldenTests: XCTestCase {
         return b
     }
 
-    func run(_ model: BertClassifier, golden: SafetensorsFile, gradientName: (String) -> String) throws {
-        model.hiddenDropout = 0; model.attentionDropout = 0; model.classifierDropout = 0
+    func run(_ model: BertModel, golden: SafetensorsFile, gradientName: (String) -> String) throws {
+        model.dropout = DropoutRates(hidden: 0, attention: 0, classifier: 0)
         let b = try batch()
         model.gradients.zero()
         let stats = model.trainStep(b, dropoutSeed: 0, step: 0)
@@ -60,7 +60,7 @@ final class BertGoldenTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource("\(dir)/classifier"))
         XCTAssertEqual(description.task, .classification(labels: ["neg", "neu", "pos"]))
         let bundle = description.build(task: description.task!)
-        let model = bundle.model as! BertClassifier
+        let model = bundle.model as! BertModel
         XCTAssertEqual(model.pooling, .cls)
         try description.loadWeights(into: bundle, seed: 0)
         try run(model, golden: SafetensorsFile(path: "\(dir)/golden_cls.safetensors")) { $0.hasPrefix("classifier.") ? $0 : "bert." + $0 }
@@ -70,7 +70,7 @@ final class BertGoldenTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource("\(dir)/base"), pooling: .mean)
         XCTAssertNil(description.task, "a base model has no head")
         let bundle = description.build(task: .classification(labels: ["a", "b", "c"]))
-        let model = bundle.model as! BertClassifier
+        let model = bundle.model as! BertModel
         try description.loadWeights(into: bundle, seed: 0)
         XCTAssertEqual(bundle.passthrough.map(\.name).sorted(), ["pooler.dense.bias", "pooler.dense.weight"], "the unused pooler is carried through")
         let golden = try SafetensorsFile(path: "\(dir)/golden_mean.safetensors")
@@ -106,7 +106,7 @@ final class BertGoldenTests: XCTestCase {
         let description = try ModelFolder.describe(FolderSource("\(dir)/base"), pooling: .mean)
         let bundle = description.build(task: .classification(labels: ["a", "b"]))
         try description.loadWeights(into: bundle, seed: 0)
-        let model = bundle.model as! BertClassifier
+        let model = bundle.model as! BertModel
         var b = try batch()
         b.classTargets = b.classTargets.map { $0 % 2 }
         model.gradients.zero()

@@ -24,10 +24,10 @@ final class MaskedLMTests: XCTestCase {
     }
 
     /// The model with the fixture's weights, read by name (encoder under "bert.", head at "cls.").
-    func mlmModel() throws -> BertClassifier {
+    func mlmModel() throws -> BertModel {
         let description = try ModelFolder.describe(FolderSource("\(dir)/base"), pooling: .mean)
         guard case .bert(let bert) = description.kind else { throw FineTuneError("not BERT") }
-        let model = BertClassifier(config: bert.config, pooling: .mean, task: .maskedLanguageModel)
+        let model = BertModel(config: bert.config, pooling: .mean, task: .maskedLanguageModel)
         let weights = try SafetensorsFile(path: "\(dir)/mlm/model.safetensors")
         for spec in model.layout.tensors {
             let name = spec.name.hasPrefix("cls.") ? spec.name : "bert." + spec.name
@@ -35,7 +35,7 @@ final class MaskedLMTests: XCTestCase {
             XCTAssertEqual(entry.shape, spec.shape, name)
             try weights.read(entry, into: model.parameters.at(spec))
         }
-        model.hiddenDropout = 0; model.attentionDropout = 0
+        model.dropout = DropoutRates(hidden: 0, attention: 0)
         return model
     }
 

@@ -10,13 +10,13 @@ final class ControlsTests: XCTestCase {
     /// BERT with 3 layers: groups embeddings, layer 0, 1, 2, head.
     func testFreezeSettingsResolveToTheRightGroup() throws {
         let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
-        let model = BertClassifier(config: config, pooling: .cls, task: .classification(labels: ["a", "b"]))
+        let model = BertModel(config: config, pooling: .cls, task: .classification(labels: ["a", "b"]))
         let groups = model.parameterGroups
         XCTAssertEqual(groups.map(\.kind), [.embeddings, .layer(0), .layer(1), .layer(2), .head])
         XCTAssertEqual(groups.first!.range.lowerBound, 0)
         XCTAssertEqual(groups.last!.range.upperBound, model.layout.count)
         for (a, b) in zip(groups, groups.dropFirst()) { XCTAssertEqual(a.range.upperBound, b.range.lowerBound, "contiguous") }
-        XCTAssertEqual(groups.last!.range.lowerBound, model.tensors.poolerWeight!.offset, "the pooler belongs to the head")
+        XCTAssertEqual(groups.last!.range.lowerBound, (model.head as! SequenceHead).poolerWeight!.offset, "the pooler belongs to the head")
 
         func start(_ configure: (inout FreezeSettings) -> Void, epoch: Int = 0) throws -> ParameterGroup.Kind {
             var f = FreezeSettings()
@@ -44,7 +44,7 @@ final class ControlsTests: XCTestCase {
     func testBackwardWritesNoGradientToFrozenParameters() throws {
         let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
         for pooling in [Pooling.mean, .cls] {
-            let model = BertClassifier(config: config, pooling: pooling, task: .classification(labels: ["a", "b"]))
+            let model = BertModel(config: config, pooling: pooling, task: .classification(labels: ["a", "b"]))
             var rng = SplitMix64(seed: 3)
             for i in 0..<model.parameters.count { model.parameters[i] = Float(rng.nextNormal() * 0.1) }
             var batch = Batch(exampleIndices: [0, 1])
@@ -144,8 +144,8 @@ final class LoRAModelTests: XCTestCase {
         let lora = LoRASettings(rank: 3, alpha: 6, dropout: 0, targets: LoRATarget.allCases)
         let task = TaskKind.classification(labels: ["a", "b", "c"])
         for pooling in [Pooling.mean, .cls] {
-            let adapted = BertClassifier(config: config, pooling: pooling, task: task, lora: lora)
-            let plain = BertClassifier(config: config, pooling: pooling, task: task)
+            let adapted = BertModel(config: config, pooling: pooling, task: task, lora: lora)
+            let plain = BertModel(config: config, pooling: pooling, task: task)
             var rng = SplitMix64(seed: 9)
             for i in 0..<adapted.parameters.count { adapted.parameters[i] = Float(rng.nextNormal() * 0.3) }  // B non-zero too
             for spec in plain.layout.tensors {
@@ -161,7 +161,7 @@ final class LoRAModelTests: XCTestCase {
             let a = adapted.trainStep(batch, dropoutSeed: 1, step: 0), p = plain.trainStep(batch, dropoutSeed: 1, step: 0)
             XCTAssertEqual(a.lossSum, p.lossSum, accuracy: 1e-5 * abs(p.lossSum), "\(pooling): same loss")
             for (x, y) in zip(adapted.lastLogits().flatMap { $0 }, plain.lastLogits().flatMap { $0 }) { XCTAssertEqual(x, y, accuracy: 1e-5) }
-            func grad(_ model: BertClassifier, _ name: String) -> [Float] {
+            func grad(_ model: BertModel, _ name: String) -> [Float] {
                 let spec = model.layout[name]
                 return Array(UnsafeBufferPointer(start: model.gradients.at(spec), count: spec.count))
             }

@@ -17,8 +17,9 @@ public struct ActivationShape: Equatable, Sendable {
     }
 }
 
-/// Every activation a BERT classifier's forward pass keeps for backward, and backward's scratch:
-/// regions of one arena (shapes: N tokens, B sequences, A scores, C hidden, F intermediate, K outputs).
+/// Every activation a BERT encoder body's forward pass keeps for backward, and backward's scratch:
+/// regions of one arena (shapes: N tokens, B sequences, A scores, C hidden, F intermediate). The
+/// task head keeps its own (TaskHeads.swift).
 struct BertActivations {
     struct Layer {
         /// [N, C] each: every token's query, key and value.
@@ -46,29 +47,14 @@ struct BertActivations {
     /// [N, C]: embedding sum, LayerNorm output, after dropout (mask [N·C]); [N] each: mean and 1/std.
     var embeddingSum = ArenaRegion<Float>.empty, embeddingNormed = ArenaRegion<Float>.empty, embeddingDropped = ArenaRegion<Float>.empty
     var embeddingMask = ArenaRegion<UInt8>.empty, embeddingMean = ArenaRegion<Float>.empty, embeddingRstd = ArenaRegion<Float>.empty
-    /// [B, C] each: [CLS] rows, pooler pre-activation, pooled output, after the classifier's dropout (mask [B·C]).
-    var first = ArenaRegion<Float>.empty, poolerPre = ArenaRegion<Float>.empty, pooled = ArenaRegion<Float>.empty
-    var pooledDropped = ArenaRegion<Float>.empty, headMask = ArenaRegion<UInt8>.empty
-    /// [B, K], [B, K], [B], [B] (all ones: d loss / d per-example loss)
-    var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty, ones = ArenaRegion<Float>.empty
-    /// Backward scratch: [N, C] ×3 rotated between layers, [N, C] ×4 (d q, k, v, context), [N, F] ×2, [A], [B, C] ×3, [B, K].
+    /// Backward scratch: [N, C] ×3 rotated between layers (gradA takes the head's d output), [N, C] ×4 (d q, k, v, context), [N, F] ×2, [A].
     var gradA = ArenaRegion<Float>.empty, gradB = ArenaRegion<Float>.empty, gradC = ArenaRegion<Float>.empty
     var dq = ArenaRegion<Float>.empty, dk = ArenaRegion<Float>.empty, dv = ArenaRegion<Float>.empty, dContext = ArenaRegion<Float>.empty
     var dIntermediate = ArenaRegion<Float>.empty, dActivated = ArenaRegion<Float>.empty, dScores = ArenaRegion<Float>.empty
-    var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
-    /// Masked-language modelling, at the M masked positions only: [M, C] each: the encoder's rows,
-    /// the transform's dense output, its activation (and GELU's slope), the LayerNorm output; [M]
-    /// each: LayerNorm's mean and 1/std, the losses, ones. [M, V] each: the vocabulary logits
-    /// (overwritten by their gradient in backward) and probabilities. Backward scratch [M, C] ×2.
-    var mlmRows = ArenaRegion<Float>.empty, mlmDense = ArenaRegion<Float>.empty, mlmActivated = ArenaRegion<Float>.empty
-    var mlmSlope = ArenaRegion<Float>.empty, mlmNormed = ArenaRegion<Float>.empty
-    var mlmMean = ArenaRegion<Float>.empty, mlmRstd = ArenaRegion<Float>.empty, mlmLosses = ArenaRegion<Float>.empty, mlmOnes = ArenaRegion<Float>.empty
-    var mlmLogits = ArenaRegion<Float>.empty, mlmProbabilities = ArenaRegion<Float>.empty
-    var dMlmA = ArenaRegion<Float>.empty, dMlmB = ArenaRegion<Float>.empty
 
     /// The one function that sizes the arena.
-    static func layout(config: BertConfig, outputs K: Int, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, BertActivations) {
-        let N = shape.tokens, B = shape.sequences, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
+    static func layout(config: BertConfig, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, BertActivations) {
+        let N = shape.tokens, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
         var m = ArenaLayout(), a = BertActivations()
         for _ in 0..<config.layers {
             a.layers.append(Layer(q: m.floats(N * C), k: m.floats(N * C), v: m.floats(N * C), probs: m.floats(A), probsDropped: m.floats(A), probsMask: m.bytes(A),
@@ -81,20 +67,9 @@ struct BertActivations {
         }
         a.embeddingSum = m.floats(N * C); a.embeddingNormed = m.floats(N * C); a.embeddingDropped = m.floats(N * C)
         a.embeddingMask = m.bytes(N * C); a.embeddingMean = m.floats(N); a.embeddingRstd = m.floats(N)
-        a.first = m.floats(B * C); a.poolerPre = m.floats(B * C); a.pooled = m.floats(B * C)
-        a.pooledDropped = m.floats(B * C); a.headMask = m.bytes(B * C)
-        a.logits = m.floats(B * K); a.probabilities = m.floats(B * K); a.losses = m.floats(B); a.ones = m.floats(B)
         a.gradA = m.floats(N * C); a.gradB = m.floats(N * C); a.gradC = m.floats(N * C)
         a.dq = m.floats(N * C); a.dk = m.floats(N * C); a.dv = m.floats(N * C); a.dContext = m.floats(N * C)
         a.dIntermediate = m.floats(N * F); a.dActivated = m.floats(N * F); a.dScores = m.floats(A)
-        a.dHeadA = m.floats(B * C); a.dHeadB = m.floats(B * C); a.dHeadC = m.floats(B * C); a.dLogits = m.floats(B * K)
-        let M = shape.masked, V = config.vocabSize
-        if M > 0 {
-            a.mlmRows = m.floats(M * C); a.mlmDense = m.floats(M * C); a.mlmActivated = m.floats(M * C); a.mlmSlope = m.floats(M * C)
-            a.mlmNormed = m.floats(M * C); a.mlmMean = m.floats(M); a.mlmRstd = m.floats(M); a.mlmLosses = m.floats(M); a.mlmOnes = m.floats(M)
-            a.mlmLogits = m.floats(M * V); a.mlmProbabilities = m.floats(M * V)
-            a.dMlmA = m.floats(M * C); a.dMlmB = m.floats(M * C)
-        }
         if let lora {
             a.adapters = (0..<config.layers).map { _ in
                 Dictionary(uniqueKeysWithValues: lora.targets.map { target in

@@ -1,9 +1,10 @@
 import FineTuneKernels
 
-/// The parameters of a BERT encoder with a classification (or regression) head: named views into
-/// one flat buffer, with transformers' BertModel tensor names (`embeddings.word_embeddings.weight`,
-/// `encoder.layer.{l}.attention.self.query.weight`, ...), plus `pooler.dense.*` (cls pooling) and
-/// `classifier.*`, or BertForMaskedLM's `cls.predictions.*` for masked-language modelling. Shapes: V vocabulary, P positions, TV token types, C hidden, F intermediate, K outputs.
+/// The parameters of a BERT encoder body: named views into one flat buffer, with transformers'
+/// BertModel tensor names (`embeddings.word_embeddings.weight`,
+/// `encoder.layer.{l}.attention.self.query.weight`, ...), then LoRA's adapters. The task head's
+/// tensors follow in the same layout (TaskHeads.swift). Shapes: V vocabulary, P positions, TV
+/// token types, C hidden, F intermediate.
 public struct BertParameters: Sendable {
     public struct Layer: Sendable {
         /// [C, C], [C] each: the query, key and value projections.
@@ -24,7 +25,6 @@ public struct BertParameters: Sendable {
         public let outputNormWeight: TensorSpec, outputNormBias: TensorSpec
     }
 
-    public let layout: ParameterLayout
     /// [V, C], [P, C], [TV, C]
     public let wordEmbeddings: TensorSpec, positionEmbeddings: TensorSpec, tokenTypeEmbeddings: TensorSpec
     /// [C], [C]
@@ -35,31 +35,12 @@ public struct BertParameters: Sendable {
     /// Per layer, the adapters of its target layers (empty without LoRA). Laid out after the
     /// encoder, so the trainable adapters and the head are one suffix of the buffer.
     public let adapters: [[LoRATarget: Adapter]]
-    /// [C, C], [C]: dense + tanh on [CLS] (cls pooling only).
-    public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
-    /// [K, C], [K] (nil for masked-language modelling)
-    public let classifierWeight: TensorSpec?, classifierBias: TensorSpec?
-    /// BertForMaskedLM's head (`cls.predictions.*`): a dense layer [C, C], [C] with the encoder's
-    /// activation, a LayerNorm [C], [C], then the decoder, whose weight is the word embeddings
-    /// (tied, not a tensor of its own) and whose bias is [V].
-    public struct MaskedLMHead: Sendable {
-        public let transformWeight: TensorSpec, transformBias: TensorSpec
-        public let normWeight: TensorSpec, normBias: TensorSpec
-        public let decoderBias: TensorSpec
-    }
-    public let maskedLM: MaskedLMHead?
-    /// The first tensor of the head (pooler, classifier or the masked-LM head).
-    public var headStart: TensorSpec { poolerWeight ?? classifierWeight ?? maskedLM!.transformWeight }
-
     public static func layerPrefix(_ l: Int) -> String { "encoder.layer.\(l)." }
 
-    public init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil) {
+    /// Adds the body's tensors to `layout` (empty: the body comes first).
+    public init(config: BertConfig, lora: LoRASettings? = nil, layout: inout ParameterLayout) {
         let C = config.hiddenSize, F = config.intermediateSize
-        var layout = ParameterLayout()
-        // transformers' convention: no weight decay on biases and LayerNorm weights.
-        func add(_ name: String, _ shape: [Int]) -> TensorSpec {
-            layout.add(name, shape: shape, decays: !(name.hasSuffix("bias") || name.contains("LayerNorm")))
-        }
+        func add(_ name: String, _ shape: [Int]) -> TensorSpec { layout.addDecaying(name, shape) }
         wordEmbeddings = add("embeddings.word_embeddings.weight", [config.vocabSize, C])
         positionEmbeddings = add("embeddings.position_embeddings.weight", [config.maxPositions, C])
         tokenTypeEmbeddings = add("embeddings.token_type_embeddings.weight", [config.typeVocabSize, C])
@@ -91,25 +72,5 @@ public struct BertParameters: Sendable {
             }
             return adapters
         }
-        if task == .maskedLanguageModel {
-            poolerWeight = nil; poolerBias = nil
-            classifierWeight = nil; classifierBias = nil
-            maskedLM = MaskedLMHead(transformWeight: add("cls.predictions.transform.dense.weight", [C, C]),
-                                    transformBias: add("cls.predictions.transform.dense.bias", [C]),
-                                    normWeight: add("cls.predictions.transform.LayerNorm.weight", [C]),
-                                    normBias: add("cls.predictions.transform.LayerNorm.bias", [C]),
-                                    decoderBias: add("cls.predictions.bias", [config.vocabSize]))
-        } else {
-            if pooling == .cls {
-                poolerWeight = add("pooler.dense.weight", [C, C]); poolerBias = add("pooler.dense.bias", [C])
-            } else {
-                poolerWeight = nil; poolerBias = nil
-            }
-            let K = task.outputCount
-            classifierWeight = add("classifier.weight", [K, C])
-            classifierBias = add("classifier.bias", [K])
-            maskedLM = nil
-        }
-        self.layout = layout
     }
 }

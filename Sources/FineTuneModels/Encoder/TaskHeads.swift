@@ -1,0 +1,307 @@
+import FineTuneKernels
+
+/// What a task head reads of the encoder below it, and the encoder's facts it needs.
+public struct EncoderFacts: Sendable {
+    /// C: the width of the hidden states.
+    public var hiddenSize: Int
+    public var vocabularySize: Int
+    public var layerNormEps: Double
+    public var initializerRange: Double
+    /// The encoder's activation in its feed-forward layers (the masked-LM transform uses the same): tanh-approximated GELU, else erf GELU.
+    public var usesTanhGELU: Bool
+    /// [V, C]: the word embeddings, which a masked-LM decoder shares (tied weights).
+    public var wordEmbeddings: TensorSpec
+    /// The dropout site of the head's own dropout (the body's sites come first).
+    public var headDropoutSite: Int
+}
+
+/// One pass of a head, as the model gives it: the batch, its token starts and dropout keys.
+public struct HeadPass {
+    public var batch: Batch
+    public var training: Bool
+    public var dropoutKey: (Int) -> DropoutKey
+}
+
+/// A task head on an encoder's hidden states x [N, C]: its tensors (laid out after the body's),
+/// its activations (an arena of its own), forward to the loss and backward to d x.
+public protocol EncoderHead: AnyObject {
+    var task: TaskKind { get }
+    /// The head's first tensor: the head is the layout's last group.
+    var firstTensor: TensorSpec { get }
+    /// Bytes of the head's activations.
+    var activationBytes: Int { get }
+    /// Dropout before the classifier (heads without one ignore it).
+    var classifierDropout: Double { get set }
+    /// Whether the word embeddings' gradient reaches every row (a tied decoder), not only the batch's tokens'.
+    var touchesEveryWordEmbedding: Bool { get }
+
+    /// Initialises the head's tensors as transformers does for a fresh head.
+    func initialize(_ parameters: FlatBuffer<Float>, seed: UInt64, includePooler: Bool)
+    /// The loss statistics of `pass` from the encoder's output `x` [N, C].
+    func forward(_ x: UnsafeMutablePointer<Float>, pass: HeadPass, objective: TrainingObjective?, parameters p: UnsafeMutablePointer<Float>) -> BatchStatistics
+    /// The head's gradients (`wordEmbeddingGradient`: the tied decoder's share, nil when frozen)
+    /// and, when `dx` is given, d x [N, C] written into it (every row). Returns false when the
+    /// head has no path to x (the backward pass ends here).
+    func backward(dx: UnsafeMutablePointer<Float>?, pass: HeadPass, objective: TrainingObjective, parameters p: UnsafeMutablePointer<Float>,
+                  gradients g: UnsafeMutablePointer<Float>, wordEmbeddingGradient: UnsafeMutablePointer<Float>?) -> Bool
+    /// The logits [B][K] of the last forward pass (sequence heads).
+    func lastLogits(count: Int) -> [[Float]]
+    /// The vocabulary logits [M][V] at the masked positions of the last forward pass (masked-LM heads).
+    func lastMaskedLogits(count: Int) -> [[Float]]?
+    /// The pooled sentence representations [B][C] of the last forward pass (sequence heads).
+    func lastPooled(count: Int) -> [[Float]]
+}
+
+extension ParameterLayout {
+    /// Adds a tensor with transformers' weight-decay convention: none on biases and LayerNorm weights.
+    mutating func addDecaying(_ name: String, _ shape: [Int]) -> TensorSpec {
+        add(name, shape: shape, decays: !(name.hasSuffix("bias") || name.contains("LayerNorm")))
+    }
+}
+
+/// Sequence classification or regression (transformers' ...ForSequenceClassification with BERT's
+/// head): pooled = mean over the tokens, or dropout(tanh(Wp · x[CLS] + bp)) with cls pooling;
+/// logits [B, K] = Wc · pooled + bc. Tensors `pooler.dense.*` (cls pooling), `classifier.*`.
+public final class SequenceHead: EncoderHead {
+    public let task: TaskKind
+    public let pooling: Pooling
+    let facts: EncoderFacts
+    /// [C, C], [C] (cls pooling only), then [K, C], [K].
+    public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
+    public let classifierWeight: TensorSpec, classifierBias: TensorSpec
+    public var firstTensor: TensorSpec { poolerWeight ?? classifierWeight }
+    public var classifierDropout: Double
+    public var touchesEveryWordEmbedding: Bool { false }
+
+    public init(task: TaskKind, pooling: Pooling, facts: EncoderFacts, classifierDropout: Double, layout: inout ParameterLayout) {
+        self.task = task; self.pooling = pooling; self.facts = facts; self.classifierDropout = classifierDropout
+        let C = facts.hiddenSize
+        if pooling == .cls {
+            poolerWeight = layout.addDecaying("pooler.dense.weight", [C, C]); poolerBias = layout.addDecaying("pooler.dense.bias", [C])
+        } else {
+            poolerWeight = nil; poolerBias = nil
+        }
+        classifierWeight = layout.addDecaying("classifier.weight", [task.outputCount, C])
+        classifierBias = layout.addDecaying("classifier.bias", [task.outputCount])
+    }
+
+    // [B, C] each: [CLS] rows, pooler pre-activation, pooled, after the classifier's dropout (mask [B·C]);
+    // [B, K], [B, K], [B], [B] (ones: d loss / d per-example loss); backward scratch [B, C] ×3, [B, K].
+    private var first = ArenaRegion<Float>.empty, poolerPre = ArenaRegion<Float>.empty, pooled = ArenaRegion<Float>.empty
+    private var pooledDropped = ArenaRegion<Float>.empty, headMask = ArenaRegion<UInt8>.empty
+    private var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty
+    private var ones = ArenaRegion<Float>.empty
+    private var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
+    private var capacity = 0
+    private var arena = ActivationArena(ArenaLayout())
+    /// The classifier's input in the last pass: pooled, or pooled after dropout.
+    private var headInput: UnsafeMutablePointer<Float>? = nil
+    public var activationBytes: Int { arena.byteCount }
+
+    private func reserve(sequences B: Int) {
+        guard B > capacity else { return }
+        capacity = B
+        let C = facts.hiddenSize, K = task.outputCount
+        var m = ArenaLayout()
+        first = m.floats(B * C); poolerPre = m.floats(B * C); pooled = m.floats(B * C)
+        pooledDropped = m.floats(B * C); headMask = m.bytes(B * C)
+        logits = m.floats(B * K); probabilities = m.floats(B * K); losses = m.floats(B); ones = m.floats(B)
+        dHeadA = m.floats(B * C); dHeadB = m.floats(B * C); dHeadC = m.floats(B * C); dLogits = m.floats(B * K)
+        arena = ActivationArena(m)
+        arena[ones].update(repeating: 1, count: B)
+    }
+
+    public func initialize(_ parameters: FlatBuffer<Float>, seed: UInt64, includePooler: Bool) {
+        var rng = SplitMix64(seed: combineKey(seed, 0xC1A55))
+        var head = [classifierWeight, classifierBias]
+        if includePooler, let w = poolerWeight, let b = poolerBias { head += [w, b] }
+        for spec in head {
+            let isBias = spec.name.hasSuffix("bias")
+            for i in 0..<spec.count { parameters[spec.offset + i] = isBias ? 0 : Float(rng.nextNormal() * facts.initializerRange) }
+        }
+    }
+
+    public func forward(_ x: UnsafeMutablePointer<Float>, pass: HeadPass, objective: TrainingObjective?, parameters p: UnsafeMutablePointer<Float>) -> BatchStatistics {
+        let batch = pass.batch, B = batch.count, C = facts.hiddenSize, K = task.outputCount, starts = batch.sequenceStarts
+        reserve(sequences: B)
+        switch pooling {
+        case .mean:
+            meanPoolForward(out: arena[pooled], inp: x, starts: starts, B: B, C: C)
+            headInput = arena[pooled]
+        case .cls:
+            firstTokenForward(out: arena[first], inp: x, starts: starts, B: B, C: C)
+            linearForward(out: arena[poolerPre], inp: arena[first], weight: p + poolerWeight!.offset, bias: p + poolerBias!.offset, B: B, C: C, OC: C)
+            tanhForward(out: arena[pooled], inp: arena[poolerPre], N: B * C)
+            headInput = arena[pooled]
+            if pass.training && classifierDropout > 0 {
+                dropoutForward(out: arena[pooledDropped], mask: arena[headMask], inp: arena[pooled], probability: classifierDropout,
+                               key: pass.dropoutKey(facts.headDropoutSite), exampleIndices: batch.exampleIndices,
+                               segmentStarts: (0...B).map { $0 * C }, B: B)
+                headInput = arena[pooledDropped]
+            }
+        }
+        linearForward(out: arena[logits], inp: headInput!, weight: p + classifierWeight.offset, bias: p + classifierBias.offset, B: B, C: C, OC: K)
+        return lossStatistics(task: task, objective: objective, logits: arena[logits], probabilities: arena[probabilities], losses: arena[losses], batch: batch)
+    }
+
+    public func backward(dx: UnsafeMutablePointer<Float>?, pass: HeadPass, objective: TrainingObjective, parameters p: UnsafeMutablePointer<Float>,
+                         gradients g: UnsafeMutablePointer<Float>, wordEmbeddingGradient: UnsafeMutablePointer<Float>?) -> Bool {
+        let batch = pass.batch, B = batch.count, C = facts.hiddenSize, K = task.outputCount, starts = batch.sequenceStarts
+        let N = batch.tokenIDs.count
+        zeroFill(arena[dLogits], N: B * K)
+        lossBackward(task: task, objective: objective, dlogits: arena[dLogits], ones: arena[ones], logits: arena[logits], probabilities: arena[probabilities], batch: batch)
+        linearBackward(dinp: arena[dHeadA], dweight: g + classifierWeight.offset, dbias: g + classifierBias.offset, dout: arena[dLogits],
+                       inp: headInput!, weight: p + classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
+        switch pooling {
+        case .mean:
+            guard let dx else { return false }
+            meanPoolBackward(dinp: dx, dout: arena[dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
+        case .cls:
+            var dPooled = arena[dHeadA]
+            if classifierDropout > 0 {
+                dropoutGradient(dinp: arena[dHeadB], dout: dPooled, mask: arena[headMask], probability: classifierDropout, N: B * C)
+                dPooled = arena[dHeadB]
+            }
+            tanhBackward(dinp: arena[dHeadC], dout: dPooled, out: arena[pooled], N: B * C, overwritingInput: true)
+            linearBackward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + poolerWeight!.offset, dbias: g + poolerBias!.offset,
+                           dout: arena[dHeadC], inp: arena[first], weight: p + poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+            guard let dx else { return false }
+            zeroFill(dx, N: N * C)
+            firstTokenBackward(dinp: dx, dout: arena[dHeadA], starts: starts, B: B, C: C)
+        }
+        return true
+    }
+
+    public func lastLogits(count B: Int) -> [[Float]] {
+        let K = task.outputCount, logits = arena[logits]
+        return (0..<B).map { Array(UnsafeBufferPointer(start: logits + $0 * K, count: K)) }
+    }
+    public func lastMaskedLogits(count: Int) -> [[Float]]? { nil }
+    public func lastPooled(count B: Int) -> [[Float]] {
+        let C = facts.hiddenSize, pooled = arena[pooled]
+        return (0..<B).map { Array(UnsafeBufferPointer(start: pooled + $0 * C, count: C)) }
+    }
+}
+
+/// BertForMaskedLM's head (`cls.predictions.*`), at the M masked positions only:
+/// logits [M, V] = LN(act(Wt · x[masked] + bt)) · wordᵀ + bv, the decoder tied to the word
+/// embeddings (not a tensor of its own); cross-entropy against the original tokens.
+public final class MaskedLMHead: EncoderHead {
+    public var task: TaskKind { .maskedLanguageModel }
+    let facts: EncoderFacts
+    /// [C, C], [C]: the transform; [C], [C]: its LayerNorm; [V]: the decoder's bias.
+    public let transformWeight: TensorSpec, transformBias: TensorSpec
+    public let normWeight: TensorSpec, normBias: TensorSpec
+    public let decoderBias: TensorSpec
+    public var firstTensor: TensorSpec { transformWeight }
+    public var classifierDropout: Double = 0
+    public var touchesEveryWordEmbedding: Bool { true }
+
+    public init(facts: EncoderFacts, layout: inout ParameterLayout) {
+        self.facts = facts
+        let C = facts.hiddenSize
+        transformWeight = layout.addDecaying("cls.predictions.transform.dense.weight", [C, C])
+        transformBias = layout.addDecaying("cls.predictions.transform.dense.bias", [C])
+        normWeight = layout.addDecaying("cls.predictions.transform.LayerNorm.weight", [C])
+        normBias = layout.addDecaying("cls.predictions.transform.LayerNorm.bias", [C])
+        decoderBias = layout.addDecaying("cls.predictions.bias", [facts.vocabularySize])
+    }
+
+    // [M, C] each: the encoder's rows, the transform's output, its activation (and GELU's slope),
+    // the LayerNorm output; [M] each: LayerNorm's mean and 1/std, the losses, ones. [M, V] each:
+    // the vocabulary logits (overwritten by their gradient in backward) and probabilities.
+    // Backward scratch [M, C] ×2.
+    private var rows = ArenaRegion<Float>.empty, dense = ArenaRegion<Float>.empty, activated = ArenaRegion<Float>.empty
+    private var slope = ArenaRegion<Float>.empty, normed = ArenaRegion<Float>.empty
+    private var mean = ArenaRegion<Float>.empty, rstd = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty, ones = ArenaRegion<Float>.empty
+    private var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty
+    private var dA = ArenaRegion<Float>.empty, dB = ArenaRegion<Float>.empty
+    private var capacity = 0
+    private var arena = ActivationArena(ArenaLayout())
+    public var activationBytes: Int { arena.byteCount }
+
+    private func reserve(masked M: Int) {
+        guard M > capacity else { return }
+        capacity = M
+        let C = facts.hiddenSize, V = facts.vocabularySize
+        var m = ArenaLayout()
+        rows = m.floats(M * C); dense = m.floats(M * C); activated = m.floats(M * C); slope = m.floats(M * C)
+        normed = m.floats(M * C); mean = m.floats(M); rstd = m.floats(M); losses = m.floats(M); ones = m.floats(M)
+        logits = m.floats(M * V); probabilities = m.floats(M * V)
+        dA = m.floats(M * C); dB = m.floats(M * C)
+        arena = ActivationArena(m)
+        arena[ones].update(repeating: 1, count: M)
+    }
+
+    /// BertForMaskedLM's _init_weights: dense ~ N(0, range), LayerNorm 1 and 0, biases 0.
+    public func initialize(_ parameters: FlatBuffer<Float>, seed: UInt64, includePooler: Bool) {
+        var rng = SplitMix64(seed: combineKey(seed, 0xC1A55))
+        for i in 0..<transformWeight.count { parameters[transformWeight.offset + i] = Float(rng.nextNormal() * facts.initializerRange) }
+        for spec in [transformBias, normBias, decoderBias] { parameters.at(spec).update(repeating: 0, count: spec.count) }
+        parameters.at(normWeight).update(repeating: 1, count: normWeight.count)
+    }
+
+    /// The summed loss, the correct predictions and M.
+    public func forward(_ x: UnsafeMutablePointer<Float>, pass: HeadPass, objective: TrainingObjective?, parameters p: UnsafeMutablePointer<Float>) -> BatchStatistics {
+        let batch = pass.batch
+        let M = batch.maskedPositions.count, C = facts.hiddenSize, V = facts.vocabularySize
+        var stats = BatchStatistics(count: Double(M))
+        guard M > 0 else { return stats }
+        reserve(masked: M)
+        batch.maskedPositions.withUnsafeBufferPointer { positions in
+            gatherRowsForward(out: arena[rows], inp: x, rows: positions.baseAddress!, M: M, C: C)
+        }
+        linearForward(out: arena[dense], inp: arena[rows], weight: p + transformWeight.offset, bias: p + transformBias.offset, B: M, C: C, OC: C)
+        if facts.usesTanhGELU {
+            geluTanhForward(out: arena[activated], inp: arena[dense], N: M * C)
+        } else {
+            geluForward(out: arena[activated], slope: arena[slope], inp: arena[dense], N: M * C)
+        }
+        layerNormForward(out: arena[normed], mean: arena[mean], rstd: arena[rstd], inp: arena[activated],
+                         weight: p + normWeight.offset, bias: p + normBias.offset, eps: Float(facts.layerNormEps), N: M, C: C)
+        linearForward(out: arena[logits], inp: arena[normed], weight: p + facts.wordEmbeddings.offset, bias: p + decoderBias.offset, B: M, C: C, OC: V)
+        let losses = arena[losses], probabilities = arena[probabilities]
+        softmaxCrossEntropyForward(losses: losses, probs: probabilities, logits: arena[logits], targets: batch.maskedTargets, B: M, K: V)
+        for m in 0..<M {
+            stats.lossSum += Double(losses[m])
+            if argmax(probabilities + m * V, V) == Int(batch.maskedTargets[m]) { stats.correct += 1 }
+        }
+        return stats
+    }
+
+    /// d x is zero except at the masked rows.
+    public func backward(dx: UnsafeMutablePointer<Float>?, pass: HeadPass, objective: TrainingObjective, parameters p: UnsafeMutablePointer<Float>,
+                         gradients g: UnsafeMutablePointer<Float>, wordEmbeddingGradient: UnsafeMutablePointer<Float>?) -> Bool {
+        let batch = pass.batch
+        let M = batch.maskedPositions.count, C = facts.hiddenSize, V = facts.vocabularySize, N = batch.tokenIDs.count
+        if let dx { zeroFill(dx, N: N * C) }
+        guard M > 0 else { return dx != nil }
+        // The logits are spent: their region takes their gradient.
+        let dLogits = arena[logits]
+        zeroFill(dLogits, N: M * V)
+        softmaxCrossEntropyBackward(dlogits: dLogits, dlosses: arena[ones], probs: arena[probabilities], targets: batch.maskedTargets, B: M, K: V)
+        linearBackward(dinp: arena[dA], dweight: wordEmbeddingGradient, dbias: g + decoderBias.offset, dout: dLogits,
+                       inp: arena[normed], weight: p + facts.wordEmbeddings.offset, B: M, C: C, OC: V, overwritingInput: true)
+        layerNormBackward(dinp: arena[dB], dweight: g + normWeight.offset, dbias: g + normBias.offset, dout: arena[dA],
+                          inp: arena[activated], weight: p + normWeight.offset, mean: arena[mean], rstd: arena[rstd], N: M, C: C, overwritingInput: true)
+        if facts.usesTanhGELU {
+            geluTanhBackward(dinp: arena[dA], dout: arena[dB], inp: arena[dense], N: M * C, overwritingInput: true)
+        } else {
+            geluBackward(dinp: arena[dA], dout: arena[dB], slope: arena[slope], N: M * C, overwritingInput: true)
+        }
+        linearBackward(dinp: dx == nil ? nil : arena[dB], dweight: g + transformWeight.offset, dbias: g + transformBias.offset,
+                       dout: arena[dA], inp: arena[rows], weight: p + transformWeight.offset, B: M, C: C, OC: C, overwritingInput: true)
+        guard let dx else { return false }
+        batch.maskedPositions.withUnsafeBufferPointer { positions in
+            gatherRowsBackward(dinp: dx, dout: arena[dB], rows: positions.baseAddress!, M: M, C: C)
+        }
+        return true
+    }
+
+    public func lastLogits(count: Int) -> [[Float]] { [] }
+    public func lastMaskedLogits(count M: Int) -> [[Float]]? {
+        let V = facts.vocabularySize, logits = arena[logits]
+        return (0..<M).map { Array(UnsafeBufferPointer(start: logits + $0 * V, count: V)) }
+    }
+    public func lastPooled(count: Int) -> [[Float]] { [] }
+}

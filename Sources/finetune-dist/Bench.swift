@@ -88,6 +88,8 @@ struct BenchInvocation {
 /// `bench` in the root command's list (its abstract); `BenchInvocation.command` reads its command line.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: BenchInvocation.command.abstract)
+    /// Only for `--generate-completion-script`: the option names as words to complete.
+    @Argument(completion: .list(BenchInvocation.command.completionWords)) var options: [String] = []
 }
 
 /// `finetune-dist blas-rate` (hidden): the single-thread sgemm rate of the kernel set this process

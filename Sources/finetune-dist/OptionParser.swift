@@ -31,6 +31,13 @@ struct OptionCommand<Root> {
 
     func spec(named name: String) -> OptionSpec<Root>? { specs.first { $0.name == name } }
 
+    /// The words a shell completes after the command: every visible option (and `--no-` form).
+    var completionWords: [String] {
+        specs.filter { !$0.isHidden }.flatMap { spec -> [String] in
+            spec.form == .flag(invertible: true) ? ["--\(spec.name)", "--no-\(spec.name)"] : ["--\(spec.name)"]
+        } + ["--help"]
+    }
+
     /// The settings a command line stands for, in order (`arguments` without the command's name).
     func settings(_ arguments: [String]) throws -> [Setting] {
         var result: [Setting] = []

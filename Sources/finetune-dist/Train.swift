@@ -100,4 +100,6 @@ struct TrainInvocation {
 /// read by `TrainInvocation.command` (FinetuneDist.main sends `train ...` there).
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: TrainInvocation.command.abstract)
+    /// Only for `--generate-completion-script`: the option names as words to complete.
+    @Argument(completion: .list(TrainInvocation.command.completionWords)) var options: [String] = []
 }

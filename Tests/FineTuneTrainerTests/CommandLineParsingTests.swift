@@ -87,6 +87,10 @@ final class CommandLineParsingTests: XCTestCase {
             XCTAssertTrue(help.contains("  --\(spec.name)"), "--\(spec.name) is missing from --help")
         }
         XCTAssertFalse(help.contains("--debug-"), "the fault-injection switches stay out of --help")
+        // Shell completion offers every option too (ArgumentParser writes the script from the same list).
+        let bash = FinetuneDist.completionScript(for: .bash)
+        for spec in specs { XCTAssertTrue(bash.contains("--\(spec.name)"), "--\(spec.name) is missing from the bash completion") }
+        XCTAssertTrue(bash.contains("--no-tensorboard") && bash.contains("--per-rank-batch"))
         // training_config.json: one key per option, no other.
         let record = try JSONSerialization.jsonObject(with: JSONEncoder().encode(TrainingConfiguration.defaults)) as! [String: Any]
         XCTAssertEqual(Set(record.keys), Set(specs.map(\.key)))

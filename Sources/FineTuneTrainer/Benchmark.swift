@@ -51,9 +51,9 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
 
     /// The rules between options (each option's range is checked as it is read).
     public func checkCombinations() throws {
-        guard gradAccum <= perRankBatch else { throw OptionValueError(.outOfRange, "--grad-accum must be in 1...--per-rank-batch") }
+        guard gradAccum <= perRankBatch else { throw OptionValueError("--grad-accum must be in 1...--per-rank-batch") }
         guard modelPath != nil || Benchmark.shapes.contains(shape) else {
-            throw OptionValueError(.outOfRange, "--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
+            throw OptionValueError("--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
         }
     }
 }

@@ -50,7 +50,6 @@ public struct OptionSpec<Root>: @unchecked Sendable {
 
     /// The `--config` and training_config.json key.
     public var key: String { name.replacingOccurrences(of: "-", with: "_") }
-    public var isFlag: Bool { if case .flag = form { return true } else { return false } }
 
     /// The same option on a configuration that holds `Root` at `path` (a command that shares it).
     public func lifted<Outer>(_ path: WritableKeyPath<Outer, Root>) -> OptionSpec<Outer> {
@@ -80,10 +79,8 @@ public enum OptionForm: Equatable, Sendable {
 
 /// A value the option refuses: "--batch-size must be positive", or text that is not a value of its type.
 public struct OptionValueError: Error, CustomStringConvertible {
-    public enum Kind: Sendable { case unreadable, outOfRange }
-    public let kind: Kind
     public let description: String
-    public init(_ kind: Kind, _ description: String) { self.kind = kind; self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A type an option's value can have: read from and written as text.
@@ -170,10 +167,10 @@ extension OptionSpec {
     static func parse<V: OptionValue>(_ text: String, name: String, check: OptionCheck<V>?) throws -> V {
         guard let value = V(optionText: text) else {
             let choices = V.optionChoices
-            throw OptionValueError(.unreadable, "The value '\(text)' is invalid for '--\(name) <\(name)>'"
+            throw OptionValueError("The value '\(text)' is invalid for '--\(name) <\(name)>'"
                 + (choices.isEmpty ? "" : ": give one of " + choices.map { "'\($0)'" }.joined(separator: ", ")))
         }
-        if let problem = check?(value) { throw OptionValueError(.outOfRange, "--\(name) \(problem)") }
+        if let problem = check?(value) { throw OptionValueError("--\(name) \(problem)") }
         return value
     }
 }

@@ -80,7 +80,7 @@ extension TrainingStepOptions {
               help: "LoRA: the layers to adapt, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense, or all (the six). Default query,value (PEFT's for BERT).",
               mathematics: .when { $0.loraRank != nil },
               assign: { root, text in
-                  do { root.loraTargets = try LoRATarget.parse(text) } catch { throw OptionValueError(.outOfRange, "\(error)") }
+                  do { root.loraTargets = try LoRATarget.parse(text) } catch { throw OptionValueError("\(error)") }
               },
               recorded: { $0.loraRank == nil ? nil : Optional($0.loraTargets.map(\.rawValue)) },
               text: { $0.loraTargets.map(\.rawValue).joined(separator: ",") }),
@@ -187,7 +187,7 @@ extension TrainingConfiguration: TrainingStepOptions {
               help: "Classification: weight each example's loss by its label: 'balanced' (n / (K * n_label), from the training data) or one weight per label in the model's label order, e.g. 1,4,1.",
               mathematics: .whenSet,
               assign: { root, text in
-                  do { root.classWeights = try ClassWeights(parsing: text) } catch { throw OptionValueError(.outOfRange, "\(error)") }
+                  do { root.classWeights = try ClassWeights(parsing: text) } catch { throw OptionValueError("\(error)") }
               },
               recorded: { $0.classWeights?.description }, text: { $0.classWeights?.description }),
             // Evaluation and early stopping
@@ -257,7 +257,7 @@ extension TrainingConfiguration: TrainingStepOptions {
     /// The rules between options (each option's own range is checked as it is read). `given`:
     /// the names of the options the user set.
     public func checkCombinations(given: Set<String>) throws {
-        func refuse(_ message: String) throws { throw OptionValueError(.outOfRange, message) }
+        func refuse(_ message: String) throws { throw OptionValueError(message) }
         if taskChoice != .mlm && (mlmProbability != Self.defaults.mlmProbability || wholeWordMask) {
             try refuse("--mlm-probability and --whole-word-mask need --task mlm")
         }

@@ -12,7 +12,7 @@ struct OptionCommand<Root> {
     /// Every option at its default, for --help.
     let defaults: Root
 
-    /// A refused command line: the message, and where a value from a config file came from.
+    /// A refused command line (a value from a config file: its place leads the message).
     struct Refusal: Error, CustomStringConvertible {
         let message: String
         var description: String { message }

@@ -30,7 +30,7 @@ struct TrainInvocation {
                        recorded: { _ in Optional<String>.none }, text: { _ in nil })
         }
         func seconds(_ text: String, _ name: String) throws -> Double {
-            guard let value = Double(text), value >= 0 else { throw OptionValueError(.unreadable, "--\(name): seconds, not '\(text)'") }
+            guard let value = Double(text), value >= 0 else { throw OptionValueError("--\(name): seconds, not '\(text)'") }
             return value
         }
         return [

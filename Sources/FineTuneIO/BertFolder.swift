@@ -15,7 +15,7 @@ public struct BertDescription {
     public let head: Head
     /// Where each parameter is in the folder.
     public let names: BertTensorNames
-    public let tokenizer: WordPieceTokenizer
+    public let tokenizer: TextTokenizer
     /// Tokenizer files carried into checkpoints and exports (vocab.txt, tokenizer_config.json, ...).
     public let tokenizerFiles: [String: Data]
     public let maxLength: Int
@@ -61,7 +61,7 @@ public struct BertDescription {
         guard tokenizer.tokens.count <= config.vocabSize else {
             throw FineTuneError("\(source.name): the vocabulary has \(tokenizer.tokens.count) tokens, more than vocab_size \(config.vocabSize)")
         }
-        var maxLength = config.maxPositions
+        var maxLength = config.maxSequenceLength
         if let data = source.data("sentence_bert_config.json"),
            let n = (try? decodeJSON(SentenceBertConfig.self, from: data))?.maxSeqLength {
             maxLength = min(maxLength, n)
@@ -84,8 +84,9 @@ public struct BertDescription {
             if let n = own.maxLength { maxLength = n }
         } else {
             let tensorNames = Set(try source.safetensors(BertTensorNames.mainFile)?.names ?? [])
-            let prefix = tensorNames.contains("bert.embeddings.word_embeddings.weight") ? "bert." : ""
-            hasMaskedLMHead = tensorNames.contains("cls.predictions.transform.dense.weight")
+            let family = config.family
+            let prefix = tensorNames.contains(family.basePrefix + "embeddings.word_embeddings.weight") ? family.basePrefix : ""
+            hasMaskedLMHead = tensorNames.contains(family.maskedLMModules.dense + ".weight")
             var stPooling: Pooling? = nil
             var dense = false
             if let data = source.data("modules.json") {
@@ -107,7 +108,7 @@ public struct BertDescription {
                     if module.type.hasSuffix("Dense") && module.path == "2_Dense" { dense = true }
                 }
             }
-            if tensorNames.contains("classifier.weight") {
+            if tensorNames.contains(family.clsHeadModules.classifier + ".weight") {
                 head = .root
                 if requestedPooling == .mean {
                     throw FineTuneError("\(source.name): a sequence classifier with a trained [CLS] pooler and head; it needs --pooling cls")
@@ -184,15 +185,18 @@ public struct BertDescription {
         }
         var unused = Set(files.flatMap { file, contents in contents.names.map { TensorLocation(file: file, name: $0) } })
         var freshPooler = false, freshAdapters = false, freshHead = false
+        let family = config.family
         for spec in model.layout.tensors {
             let location = names.location(of: spec.name)
             let file = files[location.file]!
             guard let entry = file.entries[location.name] else {
                 // LoRA on a model without adapters (a checkpoint of a LoRA run has them).
                 if spec.name.contains(".lora_") { freshAdapters = true; continue }
+                // The dense layer of cls pooling: BERT's pooler (a base model may lack it), MPNet's
+                // classifier.dense (always part of the fresh head).
+                if spec.name.hasPrefix(family.clsHeadModules.dense + ".") && head == .none { freshPooler = true; continue }
                 // A base encoder gets a fresh head: a classifier, or the masked-LM head.
-                if (spec.name.hasPrefix("classifier.") || spec.name.hasPrefix("cls.")) && head == .none { freshHead = true; continue }
-                if spec.name.hasPrefix("pooler.") && head == .none { freshPooler = true; continue }
+                if (spec.name.hasPrefix("classifier.") || spec.name.hasPrefix(family.pretrainingHeadPrefix)) && head == .none { freshHead = true; continue }
                 throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
             }
             guard entry.shape == spec.shape else {
@@ -212,10 +216,17 @@ public struct BertDescription {
             // Pre-training heads (BertForMaskedLM's cls.predictions, BertForPreTraining's
             // cls.seq_relationship) when fine-tuning something else; a sentence-transformers Dense
             // head when adapting the encoder: dropped, as transformers drops them.
-            if let parameter, parameter.hasPrefix("cls."), model.layout.spec(parameter) == nil {
+            if let parameter, parameter.hasPrefix(family.pretrainingHeadPrefix), model.layout.spec(parameter) == nil {
+                unused.remove(location); continue
+            }
+            // MPNet's base pooler under cls pooling: MPNetForSequenceClassification has no pooler
+            // (its head has its own dense layer) and transformers drops it too.
+            if let parameter, parameter.hasPrefix("pooler."), family != .bert, model.pooling == .cls {
                 unused.remove(location); continue
             }
             if model.task == .maskedLanguageModel && location.file == BertTensorNames.denseFile { unused.remove(location); continue }
+            // MPNetForMaskedLM's decoder: its weight is the word embeddings and its bias lm_head.bias (tied).
+            if let parameter, parameter == "lm_head.decoder.weight" || parameter == "lm_head.decoder.bias" { unused.remove(location); continue }
             if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
                 bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
                 unused.remove(location)
@@ -268,7 +279,7 @@ enum BertFolder {
 
     static func internalFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
-        files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxPositions,
+        files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxSequenceLength,
                                          sentenceTransformers: bundle.bert!.fromSentenceTransformers)
         files.merge(try tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
@@ -282,11 +293,12 @@ enum BertFolder {
     /// folder (Transformer and Pooling) when the run started from one.
     static func exportFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
+        let family = model.config.family
         // The length the model was trained with, where transformers' tokenizer and eval/predict take their default.
-        files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxPositions)
+        files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxSequenceLength)
         if model.task == .maskedLanguageModel {
-            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertForMaskedLM")
-            files.merge(try tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.maskedLMArchitecture)
+            files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true)) { _, new in new }
             if bundle.bert!.fromSentenceTransformers {
                 files.merge(try sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
             }
@@ -294,10 +306,10 @@ enum BertFolder {
         }
         switch model.pooling {
         case .cls:
-            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertForSequenceClassification")
-            files.merge(try tensorFiles(bundle, names: .transformers(prefix: "bert."), merged: true)) { _, new in new }
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.sequenceClassificationArchitecture)
+            files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true)) { _, new in new }
         case .mean:
-            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: "BertModel")
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.baseArchitecture)
             files.merge(try tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
             files.merge(try sentenceTransformersFiles(bundle, model: model, dense: true)) { _, new in new }
         }
@@ -338,7 +350,7 @@ enum BertFolder {
                                                "include_prompt": .bool(true)])
         files["modules.json"] = try prettyJSON(modules)
         files["sentence_bert_config.json"] = try json([
-            "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxPositions)),
+            "max_seq_length": .integer(Int64(bundle.maxLength ?? model.config.maxSequenceLength)),
             "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
             "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
         ])
@@ -358,15 +370,15 @@ enum BertFolder {
     /// (the classifier stays in the merged folder's 2_Dense).
     /// PEFT matches a list of target_modules by name suffix, so "output.dense" would also take
     /// attention.output.dense; then a regular expression (which PEFT matches whole) names exactly the adapted layers.
-    static func peftTargetModules(_ targets: [LoRATarget]) -> JSONValue {
-        guard targets.contains(.output) else { return .array(targets.map { .string($0.rawValue) }) }
-        let paths = targets.map { $0.modulePath.replacingOccurrences(of: ".", with: "\\.") }
+    static func peftTargetModules(_ targets: [LoRATarget], family: EncoderFamily) -> JSONValue {
+        if family == .bert && !targets.contains(.output) { return .array(targets.map { .string($0.rawValue) }) }
+        let paths = targets.map { $0.modulePath(in: family).replacingOccurrences(of: ".", with: "\\.") }
         return .string(#".*encoder\.layer\.\d+\.("# + paths.joined(separator: "|") + ")")
     }
 
     static func peftAdapterFiles(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> [String: Data] {
         let cls = model.pooling == .cls
-        let prefix = "base_model.model." + (cls ? "bert." : "")
+        let prefix = "base_model.model." + (cls ? model.config.family.basePrefix : "")
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt"]
         for spec in model.layout.tensors {
@@ -376,7 +388,7 @@ enum BertFolder {
             } else if cls && spec.name.hasPrefix("classifier.") {
                 writer.add("base_model.model." + spec.name, shape: spec.shape, floats: values)
             } else if cls && spec.name.hasPrefix("pooler.") {
-                writer.add("base_model.model.bert." + spec.name, shape: spec.shape, floats: values)
+                writer.add(prefix + spec.name, shape: spec.shape, floats: values)
             }
         }
         return ["adapter_config.json": try peftAdapterConfig(bundle, model: model, lora: lora), "adapter_model.safetensors": try writer.serialized()]
@@ -389,8 +401,9 @@ enum BertFolder {
             "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),
             "base_model_name_or_path": .string(bundle.baseModelPath ?? ""), "r": .integer(Int64(lora.rank)),
             "lora_alpha": .double(lora.alpha), "lora_dropout": .double(lora.dropout),
-            "target_modules": peftTargetModules(lora.targets), "bias": .string("none"),
-            "modules_to_save": cls ? .array([.string("classifier"), .string("pooler")]) : .null,
+            "target_modules": peftTargetModules(lora.targets, family: model.config.family), "bias": .string("none"),
+            // MPNet's cls head is all under classifier (its dense layer included).
+            "modules_to_save": cls ? .array(model.config.family == .bert ? [.string("classifier"), .string("pooler")] : [.string("classifier")]) : .null,
             "fan_in_fan_out": .bool(false), "inference_mode": .bool(true), "init_lora_weights": .bool(true),
             "use_rslora": .bool(false), "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null,
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "revision": .null,

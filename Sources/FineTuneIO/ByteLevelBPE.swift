@@ -8,34 +8,29 @@ import Foundation
 /// UTF-8 bytes become the printable characters of GPT-2's byte map, and merges are applied by rank;
 /// RobertaProcessing frames the ids (`<s> A </s>`, `<s> A </s></s> B </s>`). A component of the
 /// file that this reader does not implement is an error naming it (not a silently different split).
-public struct ByteLevelBPETokenizer: Sendable {
+public final class ByteLevelBPETokenizer: TextTokenizer {
     /// Token strings by id (the byte-mapped form).
     public let tokens: [String]
     let ids: [String: Int32]
     /// Merge ranks: "left right" -> rank (lower merges first).
     let ranks: [String: Int]
-    let addedTokens: [AddedToken]
+    let addedTokens: AddedTokens
+    let framing: FramingTemplate
     /// RobertaProcessing's ids.
     public let clsID: Int32, sepID: Int32
     public let source: String
-
-    struct AddedToken: Sendable {
-        let content: [Unicode.Scalar]
-        let id: Int32
-        let lstrip: Bool, rstrip: Bool, singleWord: Bool
-    }
+    public let maskToken: String?
+    public let specialIDs: [Int32]
+    public var summary: String { "byte-level BPE, \(tokens.count) tokens, \(ranks.count) merges" }
 
     /// The tokenizer of a tokenizer.json's bytes; `source` names the file in errors.
     public init(json data: Data, source: String) throws {
         self.source = source
-        let file: TokenizerFile
-        do { file = try decodeJSON(TokenizerFile.self, from: data) } catch {
-            throw FineTuneError("\(source): \(userMessage(for: error))")
-        }
+        let file = try TokenizerFile.read(data, source: source)
         func unsupported(_ what: String) -> FineTuneError {
             FineTuneError("\(source): \(what) is not supported (byte-level BPE reads a BPE model, no normalizer, the ByteLevel pre-tokenizer and RobertaProcessing)")
         }
-        guard file.model.type == "BPE" else { throw unsupported("model type \"\(file.model.type ?? "none")\"") }
+        guard let model = file.model, model.type == "BPE" else { throw unsupported("model type \"\(file.model?.type ?? "none")\"") }
         if let n = file.normalizer, n != .null { throw unsupported("the normalizer \(n.object?["type"]?.string ?? "\(n)")") }
         guard let pre = file.preTokenizer?.object, pre["type"]?.string == "ByteLevel" else {
             throw unsupported("the pre-tokenizer \(file.preTokenizer?.object?["type"]?.string ?? "none")")
@@ -43,23 +38,19 @@ public struct ByteLevelBPETokenizer: Sendable {
         if case .bool(true) = pre["add_prefix_space"] ?? .null { throw unsupported("ByteLevel's add_prefix_space true") }
         if case .bool(false) = pre["use_regex"] ?? .null { throw unsupported("ByteLevel's use_regex false") }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let v = file.model.extra[key], v != .null { throw unsupported("the BPE model's \(key)") }
+            if let v = model.fields[key], v != .null { throw unsupported("the BPE model's \(key)") }
         }
-        if case .bool(true) = file.model.extra["byte_fallback"] ?? .null { throw unsupported("the BPE model's byte_fallback") }
-        if case .bool(true) = file.model.extra["ignore_merges"] ?? .null { throw unsupported("the BPE model's ignore_merges") }
-        guard let processor = file.postProcessor?.object, processor["type"]?.string == "RobertaProcessing",
-              let cls = processor["cls"]?.array?.last?.number, let sep = processor["sep"]?.array?.last?.number else {
+        if case .bool(true) = model.fields["byte_fallback"] ?? .null { throw unsupported("the BPE model's byte_fallback") }
+        if case .bool(true) = model.fields["ignore_merges"] ?? .null { throw unsupported("the BPE model's ignore_merges") }
+        guard file.postProcessor?.object?["type"]?.string == "RobertaProcessing", let framing = try FramingTemplate.read(file.postProcessor, source: source),
+              let ends = framing.singleEnds else {
             throw unsupported("the post-processor \(file.postProcessor?.object?["type"]?.string ?? "none")")
         }
-        var list = [String?](repeating: nil, count: file.model.vocab.count)
-        for (token, id) in file.model.vocab {
-            guard id >= 0, id < list.count, list[id] == nil else { throw FineTuneError("\(source): vocabulary ids are not 0..<\(list.count)") }
-            list[id] = token
-        }
-        tokens = list.map { $0! }
+        self.framing = framing
+        tokens = try model.vocabulary(source: source)
         ids = Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($0.element, Int32($0.offset)) })
         var ranks: [String: Int] = [:]
-        for (rank, merge) in file.model.merges.enumerated() {
+        for (rank, merge) in (model.fields["merges"]?.array ?? []).enumerated() {
             // "left right" (older files) or ["left", "right"] (tokenizers 0.20 and later).
             let pair: [String]
             switch merge {
@@ -71,17 +62,22 @@ public struct ByteLevelBPETokenizer: Sendable {
             if ranks[pair[0] + " " + pair[1]] == nil { ranks[pair[0] + " " + pair[1]] = rank }
         }
         self.ranks = ranks
-        addedTokens = file.addedTokens.map {
-            AddedToken(content: Array($0.content.unicodeScalars), id: Int32($0.id), lstrip: $0.lstrip ?? false, rstrip: $0.rstrip ?? false,
-                       singleWord: $0.singleWord ?? false)
-        }.sorted { $0.content.count > $1.content.count }  // the longest match first
-        clsID = Int32(cls); sepID = Int32(sep)
+        // No normalizer: every added token matches the raw text.
+        addedTokens = file.added
+        clsID = ends.first; sepID = ends.last
+        maskToken = file.addedTokens.first { $0.content == "<mask>" }?.content
+        specialIDs = file.addedTokens.filter { $0.special ?? false }.map { Int32($0.id) }
+        continuesWord = tokens.map { !$0.hasPrefix(Self.byteCharacters[32]) }
     }
+
+    public func id(of token: String) -> Int32? { ids[token] }
+    /// A token continues a word unless it starts with the byte-mapped space ("Ġ").
+    public let continuesWord: [Bool]
 
     /// The ids of `text` without the framing tokens.
     public func tokenize(_ text: String) -> [Int32] {
         var out: [Int32] = []
-        for segment in splitAddedTokens(Array(text.unicodeScalars)) {
+        for segment in addedTokens.split(Array(text.unicodeScalars)) {
             switch segment {
             case .added(let id): out.append(id)
             case .text(let scalars):
@@ -94,49 +90,8 @@ public struct ByteLevelBPETokenizer: Sendable {
     /// `<s> A </s>` or `<s> A </s></s> B </s>`, truncated longest-first to `maxLength` ids; type ids
     /// are all 0 (RoBERTa has one token type).
     public func encode(_ text: String, pair: String? = nil, maxLength: Int? = nil) -> (ids: [Int32], typeIDs: [Int32]) {
-        var (a, b) = (tokenize(text), pair.map(tokenize))
-        if let maxLength { (a, b) = truncateLongestFirst(a, b, budget: max(0, maxLength - (b == nil ? 2 : 4))) }
-        var ids = [clsID] + a + [sepID]
-        if let b { ids += [sepID] + b + [sepID] }
-        return (ids, [Int32](repeating: 0, count: ids.count))
+        framing.frame(tokenize(text), pair.map(tokenize), maxLength: maxLength)
     }
-
-    // MARK: Added tokens
-
-    enum Segment { case text([Unicode.Scalar]), added(Int32) }
-
-    /// The text cut at every added token (leftmost, longest first), lstrip/rstrip taking the
-    /// whitespace beside a match, as tokenizers' AddedVocabulary does on the raw text.
-    func splitAddedTokens(_ text: [Unicode.Scalar]) -> [Segment] {
-        guard !addedTokens.isEmpty else { return [.text(text)] }
-        var segments: [Segment] = [], segmentStart = 0, i = 0
-        while i < text.count {
-            guard let token = addedTokens.first(where: { matches($0, in: text, at: i) }) else { i += 1; continue }
-            var start = i, end = i + token.content.count
-            if token.lstrip { while start > segmentStart && isRustWhitespace(text[start - 1]) { start -= 1 } }
-            if token.rstrip { while end < text.count && isRustWhitespace(text[end]) { end += 1 } }
-            if start > segmentStart { segments.append(.text(Array(text[segmentStart..<start]))) }
-            segments.append(.added(token.id))
-            segmentStart = end
-            i = end
-        }
-        if segmentStart < text.count { segments.append(.text(Array(text[segmentStart...]))) }
-        return segments
-    }
-
-    private func matches(_ token: AddedToken, in text: [Unicode.Scalar], at i: Int) -> Bool {
-        guard i + token.content.count <= text.count, !token.content.isEmpty else { return false }
-        for k in 0..<token.content.count where text[i + k] != token.content[k] { return false }
-        if token.singleWord {
-            let isWordChar = { (s: Unicode.Scalar) in s.properties.isAlphabetic || s.properties.numericType != nil || s == "_" }
-            if i > 0 && isWordChar(text[i - 1]) { return false }
-            if i + token.content.count < text.count && isWordChar(text[i + token.content.count]) { return false }
-        }
-        return true
-    }
-
-    /// Rust's char::is_whitespace (Unicode White_Space).
-    private func isRustWhitespace(_ s: Unicode.Scalar) -> Bool { s.properties.isWhitespace }
 
     // MARK: The GPT-2 pre-tokenizer
 
@@ -219,60 +174,5 @@ public struct ByteLevelBPETokenizer: Sendable {
             symbols.remove(at: at + 1)
         }
         return symbols.compactMap { ids[$0] }
-    }
-}
-
-/// Truncates a text (and its pair) to `budget` tokens as Hugging Face's longest-first strategy:
-/// a pair keeps the shorter side whole when it fits in half, else both get half (the first the
-/// smaller half).
-func truncateLongestFirst(_ a: [Int32], _ b: [Int32]?, budget: Int) -> ([Int32], [Int32]?) {
-    guard let b else { return (Array(a.prefix(budget)), nil) }
-    guard a.count + b.count > budget else { return (a, b) }
-    var n1 = a.count, n2 = b.count
-    let swapped = n1 > n2
-    if swapped { swap(&n1, &n2) }
-    n2 = n1 > budget ? n1 : max(n1, budget - n1)
-    if n1 + n2 > budget { n1 = budget / 2; n2 = n1 + budget % 2 }
-    if swapped { swap(&n1, &n2) }
-    return (Array(a.prefix(n1)), Array(b.prefix(n2)))
-}
-
-/// The parts of tokenizer.json byte-level BPE reads.
-private struct TokenizerFile: Decodable {
-    struct Model: Decodable {
-        var type: String?
-        var vocab: [String: Int]
-        var merges: [JSONValue]
-        /// Every other field, to refuse the ones this reader does not implement.
-        var extra: [String: JSONValue]
-        init(from decoder: Decoder) throws {
-            extra = try decoder.singleValueContainer().decode([String: JSONValue].self)
-            let c = try decoder.container(keyedBy: NamedKey.self)
-            type = try c.decodeIfPresent(String.self, forKey: NamedKey("type"))
-            vocab = try c.decode([String: Int].self, forKey: NamedKey("vocab"))
-            merges = try c.decodeIfPresent([JSONValue].self, forKey: NamedKey("merges")) ?? []
-        }
-    }
-    struct Added: Decodable {
-        var id: Int
-        var content: String
-        var lstrip: Bool?, rstrip: Bool?, singleWord: Bool?
-        enum CodingKeys: String, CodingKey { case id, content, lstrip, rstrip, singleWord = "single_word" }
-    }
-    var model: Model
-    var normalizer: JSONValue?
-    var preTokenizer: JSONValue?
-    var postProcessor: JSONValue?
-    var addedTokens: [Added]
-    enum CodingKeys: String, CodingKey {
-        case model, normalizer, preTokenizer = "pre_tokenizer", postProcessor = "post_processor", addedTokens = "added_tokens"
-    }
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        model = try c.decode(Model.self, forKey: .model)
-        normalizer = try c.decodeIfPresent(JSONValue.self, forKey: .normalizer)
-        preTokenizer = try c.decodeIfPresent(JSONValue.self, forKey: .preTokenizer)
-        postProcessor = try c.decodeIfPresent(JSONValue.self, forKey: .postProcessor)
-        addedTokens = try c.decodeIfPresent([Added].self, forKey: .addedTokens) ?? []
     }
 }

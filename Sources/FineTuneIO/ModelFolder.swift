@@ -78,7 +78,7 @@ public final class ModelBundle {
         if case .bert(let b) = description.kind { return b }
         return nil
     }
-    public var tokenizer: WordPieceTokenizer? { bert?.tokenizer }
+    public var tokenizer: TextTokenizer? { bert?.tokenizer }
 
     /// A masked-language model masks its inputs as train, eval and bench ask (the special tokens
     /// from the tokenizer); returns false for any other model.
@@ -167,7 +167,7 @@ public struct ModelDescription {
 /// Loading model folders.
 public enum ModelFolder {
     /// The model types this program reads.
-    public static let supportedModelTypes = ["bert", "mlp"]
+    public static let supportedModelTypes = EncoderFamily.allCases.map(\.rawValue) + ["mlp"]
 
     private struct ModelType: Decodable {
         var modelType: String?
@@ -189,7 +189,11 @@ public enum ModelFolder {
             // A PEFT adapter folder: its base, described, with the adapter on top.
             if source.data("config.json") == nil, let adapter = try PeftAdapter.read(folder.folder) {
                 var description = try describe(FolderSource(adapter.basePath), pooling: pooling ?? adapter.pooling)
-                guard case .bert = description.kind else { throw FineTuneError("\(folder.folder): a LoRA adapter needs a BERT base; \(adapter.basePath) is not one") }
+                guard case .bert(let base) = description.kind else {
+                    throw FineTuneError("\(folder.folder): a LoRA adapter needs a text encoder base; \(adapter.basePath) is not one")
+                }
+                // Read again with the base's family: its module names decide which layers the targets are.
+                let adapter = try PeftAdapter.read(folder.folder, family: base.config.family)!
                 if description.task == nil, let outputs = adapter.classifierOutputs {
                     // A base without a head names no labels: those of the merged folder the adapter was
                     // exported in (best/adapter, final/adapter), else transformers' LABEL_i.
@@ -208,14 +212,14 @@ public enum ModelFolder {
         case "mlp"?:
             let config = try MLPConfig.decode(data, path: path)
             return ModelDescription(source: source, kind: .mlp(config), task: config.task)
-        case "bert"?:
+        case let type? where EncoderFamily(rawValue: type) != nil:
             let (description, task) = try BertDescription.describe(source, config: BertConfig.decode(data, path: path), path: path,
                                                                    requestedPooling: pooling)
             return ModelDescription(source: source, kind: .bert(description), task: task)
         case nil:
             throw FineTuneError("\(path): missing \"model_type\"")
         case let other?:
-            throw FineTuneError("\(path): model_type \"\(other)\" is not supported; supported: \(supportedModelTypes.joined(separator: ", ")) (BERT-family checkpoints such as BERT and MiniLM use \"bert\")")
+            throw FineTuneError("\(path): model_type \"\(other)\" is not supported; supported: \(supportedModelTypes.joined(separator: ", ")) (BERT-architecture checkpoints such as BERT and MiniLM use \"bert\")")
         }
     }
 

@@ -41,11 +41,15 @@ public struct PeftAdapter {
         }
     }
 
-    /// Reads `folder`; nil when it holds no adapter_config.json.
-    public static func read(_ folder: String) throws -> PeftAdapter? {
+    /// The base model's family: its encoder's prefix in the adapter's tensor names.
+    public let family: EncoderFamily
+
+    /// Reads `folder`; nil when it holds no adapter_config.json. `family`: the base's, when known
+    /// (target module names are matched in its names; unknown: in every family's).
+    public static func read(_ folder: String, family: EncoderFamily? = nil) throws -> PeftAdapter? {
         let configPath = "\(folder)/adapter_config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else { return nil }
-        let (base, lora, taskType) = try parseConfig(data, path: configPath)
+        let (base, lora, taskType) = try parseConfig(data, path: configPath, family: family)
         // A local path, as PEFT takes it (from the working directory), else beside the adapter.
         let basePath = FileManager.default.fileExists(atPath: base) || base.hasPrefix("/") ? base : "\(folder)/\(base)"
         guard FileManager.default.fileExists(atPath: basePath) else {
@@ -53,11 +57,14 @@ public struct PeftAdapter {
         }
         let weightsPath = "\(folder)/adapter_model.safetensors"
         guard let weights = FileManager.default.contents(atPath: weightsPath) else { throw FineTuneError("\(weightsPath): missing") }
-        return PeftAdapter(path: folder, basePath: basePath, lora: lora, taskType: taskType, file: try SafetensorsFile(data: weights, path: weightsPath))
+        return PeftAdapter(path: folder, basePath: basePath, lora: lora, taskType: taskType, file: try SafetensorsFile(data: weights, path: weightsPath),
+                           family: family ?? .bert)
     }
 
     /// The base model, the LoRA settings and the task type of an adapter_config.json.
-    public static func parseConfig(_ data: Data, path configPath: String) throws -> (basePath: String, lora: LoRASettings, taskType: String?) {
+    public static func parseConfig(_ data: Data, path configPath: String, family: EncoderFamily? = nil) throws -> (basePath: String, lora: LoRASettings, taskType: String?) {
+        let families = family.map { [$0] } ?? EncoderFamily.allCases
+        let paths = { (target: LoRATarget) in families.map { target.modulePath(in: $0) } }
         let (config, _) = try decodeConfig(Config.self, from: data, path: configPath)
         guard config.peftType == "LORA" else { throw FineTuneError("\(configPath): peft_type \(config.peftType ?? "missing"); only LORA adapters are read") }
         guard let base = config.basePath, !base.isEmpty else { throw FineTuneError("\(configPath): no base_model_name_or_path: which model does the adapter go on?") }
@@ -66,13 +73,17 @@ public struct PeftAdapter {
         case .names(let names)?:
             // Suffix matching: "output.dense" also takes attention.output.dense.
             targets = try Array(Set(names.flatMap { name -> [LoRATarget] in
-                let matched = LoRATarget.allCases.filter { ($0.modulePath == name) || $0.modulePath.hasSuffix("." + name) }
-                guard !matched.isEmpty else { throw FineTuneError("\(configPath): target module \"\(name)\" is not a BERT layer's linear layer") }
+                let matched = LoRATarget.allCases.filter { paths($0).contains { $0 == name || $0.hasSuffix("." + name) } }
+                guard !matched.isEmpty else { throw FineTuneError("\(configPath): target module \"\(name)\" is not an encoder layer's linear layer") }
                 return matched
             })).sorted()
         case .pattern(let pattern)?:
-            targets = LoRATarget.allCases.filter { pattern.contains($0.modulePath.replacingOccurrences(of: ".", with: "\\.") + "|")
-                || pattern.contains($0.modulePath.replacingOccurrences(of: ".", with: "\\.") + ")") }
+            targets = LoRATarget.allCases.filter {
+                paths($0).contains { path in
+                    let escaped = path.replacingOccurrences(of: ".", with: "\\.")
+                    return pattern.contains(escaped + "|") || pattern.contains(escaped + ")")
+                }
+            }
             guard !targets.isEmpty else { throw FineTuneError("\(configPath): target_modules pattern \"\(pattern)\" names no layer this program knows") }
         case nil:
             throw FineTuneError("\(configPath): no target_modules")
@@ -81,11 +92,11 @@ public struct PeftAdapter {
         return (base, LoRASettings(rank: config.r, alpha: config.alpha, dropout: config.dropout ?? 0, targets: targets), config.taskType)
     }
 
-    /// The adapter's tensor for a parameter of our layout: "base_model.model.[bert.]" + its name
+    /// The adapter's tensor for a parameter of our layout: "base_model.model.[bert.|mpnet.]" + its name
     /// (the head: classifier.* directly under base_model.model).
     func entryName(for parameter: String) -> String? {
         let candidates = parameter.hasPrefix("classifier.") ? ["base_model.model." + parameter]
-            : ["base_model.model.bert." + parameter, "base_model.model." + parameter]
+            : ["base_model.model." + family.basePrefix + parameter, "base_model.model." + parameter]
         return candidates.first { file.entries[$0] != nil }
     }
 

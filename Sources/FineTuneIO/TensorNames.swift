@@ -8,14 +8,15 @@ public struct TensorLocation: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(file): \(name)" }
 }
 
-/// The one map between a BERT classifier's parameter names (BertParameters: `embeddings.*`,
-/// `encoder.layer.{l}.*`, `pooler.dense.*`, `classifier.*`, and the masked-LM head's `cls.*`) and
+/// The one map between an encoder's parameter names (BertParameters: `embeddings.*`,
+/// `encoder.*`, `pooler.dense.*`, `classifier.*`, and the masked-LM head's `cls.*` / `lm_head.*`) and
 /// the tensors of the folder layouts Hugging Face tools read and write. Loading and every export go
 /// through it. Heads sit at the top level in every layout (`classifier.*` of
 /// BertForSequenceClassification, `cls.predictions.*` of BertForMaskedLM).
 public enum BertTensorNames: Equatable, Sendable {
     /// model.safetensors with the encoder and pooler under `prefix` ("" for BertModel and this
-    /// program's own folders, "bert." for BertForSequenceClassification) and the head at `classifier.*`.
+    /// program's own folders, "bert." for BertForSequenceClassification, "mpnet." for MPNet's) and
+    /// the head at `classifier.*`.
     case transformers(prefix: String)
     /// sentence-transformers: the encoder in model.safetensors, the head as the Dense module
     /// (2_Dense/model.safetensors, `linear.weight` / `linear.bias`).
@@ -24,7 +25,9 @@ public enum BertTensorNames: Equatable, Sendable {
     public static let mainFile = "model.safetensors"
     public static let denseFile = "2_Dense/model.safetensors"
 
-    static func isTopLevel(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("cls.") }
+    /// Heads outside the encoder in every family's ...ForSequenceClassification / ...ForMaskedLM
+    /// (BERT's `cls.predictions`, MPNet's `lm_head`; no family has another's).
+    static func isTopLevel(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("cls.") || name.hasPrefix("lm_head.") }
 
     public func location(of parameter: String) -> TensorLocation {
         let isHead = parameter.hasPrefix("classifier.")

@@ -158,7 +158,7 @@ public struct TextDataset: ExampleSet {
     }
 
     /// Tokenises `records`. With `requireLabels` false (predict), labels are not read.
-    public init(records: [TextRecord], path: String, tokenizer: WordPieceTokenizer, maxLength: Int, task: TaskKind,
+    public init(records: [TextRecord], path: String, tokenizer: TextTokenizer, maxLength: Int, task: TaskKind,
                 requireLabels: Bool = true) throws {
         self.path = path
         let labelIndex = Dictionary(uniqueKeysWithValues: (task.labels ?? []).enumerated().map { ($0.element, Int32($0.offset)) })
@@ -233,7 +233,7 @@ extension TextDataset {
     /// with a `text` field. A text longer than `maxLength` tokens is split into windows of
     /// `maxLength - 2` tokens, each with [CLS] and [SEP], rather than cut off: every token is seen.
     /// Labels, if the file has them, are not read; the notice says so once.
-    public static func corpus(path: String, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> (TextDataset, notices: [String]) {
+    public static func corpus(path: String, tokenizer: TextTokenizer, maxLength: Int) throws -> (TextDataset, notices: [String]) {
         var notices: [String] = []
         let records = try readRecordsOrLines(path: path)
         if records.contains(where: { $0.label != nil }) {
@@ -263,12 +263,13 @@ extension TextDataset {
 
 extension TextDataset {
     /// Inputs of fill-mask prediction: JSON Lines / CSV with `text` (and `text_pair`), or plain text
-    /// (one input per line, blank lines skipped), each with at least one [MASK] written in it, cut to
-    /// `maxLength` tokens as a classifier's inputs are. An input without a [MASK], or whose every
-    /// [MASK] (or any) falls beyond `maxLength`, is an error naming its line.
-    public static func fillMaskInputs(path: String, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> TextDataset {
-        guard let mask = tokenizer.id(of: "[MASK]") else {
-            throw FineTuneError("the vocabulary has no [MASK] token, which fill-mask prediction needs")
+    /// (one input per line, blank lines skipped), each with at least one mask token ([MASK] for
+    /// BERT, <mask> for MPNet and RoBERTa) written in it, cut to `maxLength` tokens as a
+    /// classifier's inputs are. An input without one, or whose every mask (or any) falls beyond
+    /// `maxLength`, is an error naming its line.
+    public static func fillMaskInputs(path: String, tokenizer: TextTokenizer, maxLength: Int) throws -> TextDataset {
+        guard let maskToken = tokenizer.maskToken, let mask = tokenizer.id(of: maskToken) else {
+            throw FineTuneError("the vocabulary has no mask token, which fill-mask prediction needs")
         }
         let records = try readRecordsOrLines(path: path)
         if records.isEmpty { throw FineTuneError("\(path): no inputs") }
@@ -278,10 +279,10 @@ extension TextDataset {
             let written = (tokenizer.tokenize(record.text) + (record.pair.map(tokenizer.tokenize) ?? [])).filter { $0 == mask }.count
             let kept = set.tokenIDs[set.starts[i]..<set.starts[i + 1]].filter { $0 == mask }.count
             if written == 0 {
-                throw FineTuneError("\(path):\(record.line): no [MASK] in the text; fill-mask predicts the tokens written as [MASK]")
+                throw FineTuneError("\(path):\(record.line): no \(maskToken) in the text; fill-mask predicts the tokens written as \(maskToken)")
             }
             if kept < written {
-                throw FineTuneError("\(path):\(record.line): \(written - kept) of its \(written) [MASK] tokens fall beyond --max-length \(maxLength) tokens; shorten the text or raise --max-length")
+                throw FineTuneError("\(path):\(record.line): \(written - kept) of its \(written) \(maskToken) tokens fall beyond --max-length \(maxLength) tokens; shorten the text or raise --max-length")
             }
         }
         return set

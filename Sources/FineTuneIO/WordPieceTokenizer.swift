@@ -3,115 +3,162 @@ import FineTuneKernels
 import FineTuneModels
 import Foundation
 
-/// BERT's WordPiece tokenizer, as Hugging Face's BertTokenizerFast (the `tokenizers` library's
-/// BertNormalizer + BertPreTokenizer + WordPiece + the [CLS] A [SEP] B [SEP] template):
+/// WordPiece as Hugging Face `tokenizers` runs it for BERT and MPNet (BertNormalizer +
+/// BertPreTokenizer + WordPiece + the post-processor's framing):
 ///
 /// 1. clean-up: drop NUL, U+FFFD and control/format/unassigned/private-use characters (tab, newline
 ///    and carriage return count as whitespace); every whitespace character becomes a space;
 /// 2. a space on each side of every CJK ideograph;
-/// 3. uncased models: strip accents (NFD, drop non-spacing marks) and lower-case, character by character;
+/// 3. strip accents (NFD, drop non-spacing marks; by default when lower-casing) and lower-case,
+///    character by character;
 /// 4. split on whitespace, and every punctuation character (Unicode P*, or ASCII punctuation) alone;
-/// 5. each word: [UNK] if over 100 characters, else greedy longest-match pieces, continuations
-///    prefixed with "##"; a word that cannot be covered becomes [UNK].
+/// 5. each word: the unknown token if over 100 characters, else greedy longest-match pieces,
+///    continuations prefixed with "##"; a word that cannot be covered becomes the unknown token.
 /// Vocabulary look-ups compare exact Unicode scalar sequences (as Rust compares bytes), not
-/// Swift's canonically-equivalent strings. Before all that, the special tokens written in the text
-/// ([CLS], [SEP], [PAD], [UNK], [MASK], case-sensitive, as the tokenizer's added tokens match the raw
-/// text) are cut out as single tokens: a fill-mask input says "[MASK]".
-public final class WordPieceTokenizer {
+/// Swift's canonically-equivalent strings. Before all that, the added tokens written in the text
+/// are cut out as single tokens (AddedTokens: [MASK], or MPNet's <mask> with the spaces before it).
+/// Framing: BERT's [CLS] A [SEP] B [SEP] (types 0 then 1), MPNet's <s> A </s></s> B </s>, or the
+/// template tokenizer.json states. A folder with only vocab.txt is BERT's.
+public final class WordPieceTokenizer: TextTokenizer {
     public let lowercase: Bool
-    public let maxInputCharsPerWord = 100
+    public let stripAccents: Bool
+    public let maxInputCharsPerWord: Int
     private let vocabulary: [[UInt8]: Int32]
     public let tokens: [String]
-    public let clsID: Int32, sepID: Int32, padID: Int32, unkID: Int32
-    /// The special tokens the vocabulary has, as UTF-8 bytes with their ids (matched in raw text).
-    private let specialTokens: [(bytes: [UInt8], id: Int32)]
+    public let clsID: Int32, sepID: Int32, unkID: Int32
+    public let maskToken: String?
+    public let specialIDs: [Int32]
+    public let continuesWord: [Bool]
+    let framing: FramingTemplate
+    /// Added tokens matched in the raw text, and those matched after normalisation.
+    private let rawAdded: AddedTokens, normalizedAdded: AddedTokens
+    public var summary: String { "WordPiece, \(tokens.count) tokens, \(lowercase ? "lowercase" : "cased")" }
 
-    public init(tokens: [String], lowercase: Bool, source: String = "vocabulary") throws {
+    /// BERT's tokenizer of a vocabulary (vocab.txt): [CLS], [SEP] and [UNK] must be in it; the
+    /// added tokens are BERT's five specials.
+    public convenience init(tokens: [String], lowercase: Bool, source: String = "vocabulary") throws {
+        let index = Dictionary(tokens.enumerated().map { ($0.element, Int32($0.offset)) }, uniquingKeysWith: { a, _ in a })
+        func special(_ name: String) throws -> Int32 {
+            guard let id = index[name] else { throw FineTuneError("\(source): no \(name) token in the vocabulary") }
+            return id
+        }
+        let framing = FramingTemplate.bert(cls: try special("[CLS]"), sep: try special("[SEP]"))
+        try self.init(tokens: tokens, lowercase: lowercase, stripAccents: lowercase, unkToken: "[UNK]", framing: framing,
+                      added: WordPieceTokenizer.bertSpecials(index), source: source)
+    }
+
+    init(tokens: [String], lowercase: Bool, stripAccents: Bool, unkToken: String, continuation: String = "##", maxInputCharsPerWord: Int = 100,
+         framing: FramingTemplate, added: AddedTokens, source: String) throws {
         self.tokens = tokens
         self.lowercase = lowercase
+        self.stripAccents = stripAccents
+        self.maxInputCharsPerWord = maxInputCharsPerWord
         var vocabulary: [[UInt8]: Int32] = [:]
         for (i, t) in tokens.enumerated() where vocabulary[Array(t.utf8)] == nil { vocabulary[Array(t.utf8)] = Int32(i) }
         self.vocabulary = vocabulary
-        func special(_ name: String) throws -> Int32 {
-            guard let id = vocabulary[Array(name.utf8)] else { throw FineTuneError("\(source): no \(name) token in the vocabulary") }
-            return id
-        }
-        clsID = try special("[CLS]"); sepID = try special("[SEP]"); padID = try special("[PAD]"); unkID = try special("[UNK]")
-        specialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { name in
-            vocabulary[Array(name.utf8)].map { (Array(name.utf8), $0) }
-        }
+        guard let unk = vocabulary[Array(unkToken.utf8)] else { throw FineTuneError("\(source): the unknown token \(unkToken) is not in the vocabulary") }
+        unkID = unk
+        guard let ends = framing.singleEnds else { throw FineTuneError("\(source): the post-processor frames a text with no special tokens") }
+        clsID = ends.first; sepID = ends.last
+        self.framing = framing
+        rawAdded = added.pass(normalized: false)
+        normalizedAdded = added.pass(normalized: true)
+        let names = Set(added.tokens.map { String(String.UnicodeScalarView($0.content)) })
+        maskToken = ["[MASK]", "<mask>"].first { names.contains($0) && vocabulary[Array($0.utf8)] != nil }
+        specialIDs = Array(Set(added.tokens.map(\.id) + [clsID, sepID, unk])).sorted()
+        continuesWord = tokens.map { $0.hasPrefix(continuation) }
+        prefix = Array(continuation.utf8)
     }
+    private var prefix: [UInt8] = Array("##".utf8)
 
     /// The id of a token of the vocabulary, if it has it.
     public func id(of token: String) -> Int32? { vocabulary[Array(token.utf8)] }
-
-    /// What masked-language modelling needs of the vocabulary: [MASK], the special tokens never
-    /// masked, and which tokens continue a word (`##...`, for whole-word masking).
-    public func maskingSettings(probability: Double, wholeWord: Bool, vocabularySize: Int) throws -> MaskingSettings {
-        guard let mask = id(of: "[MASK]") else {
-            throw FineTuneError("the vocabulary has no [MASK] token, which masked-language modelling needs")
-        }
-        return MaskingSettings(probability: probability, wholeWord: wholeWord, maskID: mask, vocabularySize: vocabularySize,
-                               specialIDs: [clsID, sepID, padID, unkID, mask], continuation: tokens.map { $0.hasPrefix("##") })
-    }
 
     /// The files a tokenizer is read from (and carried into checkpoints and exports).
     public static let fileNames = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
     /// The tokenizer of a model folder's files (`fileNames`, as bytes; `source` names the folder in
-    /// errors): the vocabulary from vocab.txt (or tokenizer.json's WordPiece vocabulary), casing from
-    /// tokenizer.json's normalizer or tokenizer_config.json's do_lower_case (default: lower-case, as
-    /// bert-base-uncased).
-    public static func load(files: [String: Data], source: String) throws -> WordPieceTokenizer {
-        var lowercase: Bool? = nil
-        var tokens: [String]? = nil
-        var vocabularySource = "\(source)/vocab.txt"
+    /// errors): tokenizer.json when the folder has it (WordPiece or byte-level BPE, its components
+    /// as it states them), else BERT's WordPiece from vocab.txt, cased as tokenizer_config.json's
+    /// do_lower_case says (default: lower-case, as bert-base-uncased).
+    public static func load(files: [String: Data], source: String) throws -> TextTokenizer {
         if let data = files["tokenizer.json"] {
-            let json: TokenizerJSON
-            do { json = try decodeJSON(TokenizerJSON.self, from: data) } catch {
-                throw FineTuneError("\(source)/tokenizer.json: \(userMessage(for: error))")
-            }
-            lowercase = json.normalizer?.lowercase
-            // transformers tokenises with tokenizer.json when a folder has it: so does this tool, and
-            // a vocab.txt beside it must say the same (else the folder tokenises two ways).
-            if let model = json.model, files["vocab.txt"] == nil || model.type == "WordPiece" {
-                guard model.type == "WordPiece", let vocab = model.vocab else {
-                    throw FineTuneError("\(source)/tokenizer.json: not a WordPiece tokenizer (only BERT WordPiece is supported)")
-                }
-                var list = [String?](repeating: nil, count: vocab.count)
-                for (token, id) in vocab {
-                    guard id >= 0, id < list.count, list[id] == nil else {
-                        throw FineTuneError("\(source)/tokenizer.json: vocabulary ids are not 0..<\(vocab.count)")
-                    }
-                    list[id] = token
-                }
-                tokens = list.map { $0! }
-                vocabularySource = "\(source)/tokenizer.json"
+            let path = "\(source)/tokenizer.json"
+            let file = try TokenizerFile.read(data, source: path)
+            switch file.model?.type {
+            case "BPE"?: return try ByteLevelBPETokenizer(json: data, source: path)
+            case "WordPiece"?:
+                let tokenizer = try WordPieceTokenizer(file: file, source: path)
+                try requireSameVocabulary(tokenizer.tokens, vocabTxt: files["vocab.txt"], source: source)
+                return tokenizer
+            case let other:
+                throw FineTuneError("\(path): the tokenizer model \(other ?? "none") is not supported (WordPiece and byte-level BPE are)")
             }
         }
-        if lowercase == nil, let data = files["tokenizer_config.json"] {
+        var lowercase: Bool? = nil
+        if let data = files["tokenizer_config.json"] {
             do { lowercase = try decodeJSON(TokenizerConfigJSON.self, from: data).doLowerCase } catch {
                 throw FineTuneError("\(source)/tokenizer_config.json: \(userMessage(for: error))")
             }
         }
-        if let fromJSON = tokens, let data = files["vocab.txt"], let text = String(data: data, encoding: .utf8) {
-            let listed = vocabularyLines(text)
-            if listed != fromJSON {
-                let id = zip(listed, fromJSON).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(listed.count, fromJSON.count)
-                let say = { (list: [String]) in id < list.count ? "\"\(list[id])\"" : "nothing (it ends there)" }
-                throw FineTuneError("\(source): vocab.txt and tokenizer.json disagree (token id \(id): vocab.txt has \(say(listed)), " +
-                                    "tokenizer.json \(say(fromJSON)); \(listed.count) and \(fromJSON.count) tokens): transformers would tokenise " +
-                                    "with tokenizer.json; fix or remove the one that is wrong")
-            }
+        guard let data = files["vocab.txt"] else {
+            throw FineTuneError("\(source): no vocab.txt or tokenizer.json (a text model needs its vocabulary)")
         }
-        if tokens == nil {
-            guard let data = files["vocab.txt"] else {
-                throw FineTuneError("\(source): no vocab.txt or tokenizer.json (a text model needs its vocabulary)")
-            }
-            guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(source)/vocab.txt: not UTF-8 text") }
-            tokens = vocabularyLines(text)
+        guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(source)/vocab.txt: not UTF-8 text") }
+        return try WordPieceTokenizer(tokens: vocabularyLines(text), lowercase: lowercase ?? true, source: "\(source)/vocab.txt")
+    }
+
+    /// A WordPiece tokenizer.json: BertNormalizer, BertPreTokenizer, WordPiece, a post-processor.
+    convenience init(file: TokenizerFile, source: String) throws {
+        func unsupported(_ what: String) -> FineTuneError {
+            FineTuneError("\(source): \(what) is not supported (WordPiece reads BertNormalizer, BertPreTokenizer and a Bert, Roberta or Template post-processor)")
         }
-        return try WordPieceTokenizer(tokens: tokens!, lowercase: lowercase ?? true, source: vocabularySource)
+        let normalizer = file.normalizer?.object ?? [:]
+        guard file.normalizer == nil || file.normalizer == .null || normalizer["type"]?.string == "BertNormalizer" else {
+            throw unsupported("the normalizer \(normalizer["type"]?.string ?? "?")")
+        }
+        for key in ["clean_text", "handle_chinese_chars"] where normalizer[key] == .bool(false) { throw unsupported("BertNormalizer's \(key) false") }
+        guard file.preTokenizer == nil || file.preTokenizer == .null || file.preTokenizer?.object?["type"]?.string == "BertPreTokenizer" else {
+            throw unsupported("the pre-tokenizer \(file.preTokenizer?.object?["type"]?.string ?? "?")")
+        }
+        let model = file.model!
+        let tokens = try model.vocabulary(source: source)
+        func flag(_ key: String) -> Bool? { if case .bool(let b)? = normalizer[key] { return b }; return nil }
+        let lowercase = flag("lowercase") ?? true
+        // strip_accents null: as lower-casing.
+        let stripAccents = flag("strip_accents") ?? lowercase
+        let index = Dictionary(tokens.enumerated().map { ($0.element, Int32($0.offset)) }, uniquingKeysWith: { a, _ in a })
+        let framing: FramingTemplate
+        if let read = try FramingTemplate.read(file.postProcessor, source: source) {
+            framing = read
+        } else {
+            guard let cls = index["[CLS]"], let sep = index["[SEP]"] else { throw FineTuneError("\(source): no post-processor and no [CLS] and [SEP] tokens") }
+            framing = .bert(cls: cls, sep: sep)
+        }
+        try self.init(tokens: tokens, lowercase: lowercase, stripAccents: stripAccents, unkToken: model.fields["unk_token"]?.string ?? "[UNK]",
+                      continuation: model.fields["continuing_subword_prefix"]?.string ?? "##",
+                      maxInputCharsPerWord: Int(model.fields["max_input_chars_per_word"]?.number ?? 100),
+                      framing: framing, added: file.addedTokens.isEmpty ? Self.bertSpecials(index) : file.added, source: source)
+    }
+
+    /// BERT's five special tokens, those the vocabulary has (a folder that lists no added tokens).
+    static func bertSpecials(_ index: [String: Int32]) -> AddedTokens {
+        AddedTokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { name in
+            index[name].map { AddedTokens.Token(content: Array(name.unicodeScalars), id: $0, lstrip: false, rstrip: false, singleWord: false, normalized: false) }
+        })
+    }
+
+    /// transformers tokenises with tokenizer.json when a folder has it: so does this tool, and a
+    /// vocab.txt beside it must say the same (else the folder tokenises two ways).
+    static func requireSameVocabulary(_ fromJSON: [String], vocabTxt: Data?, source: String) throws {
+        guard let vocabTxt, let text = String(data: vocabTxt, encoding: .utf8) else { return }
+        let listed = vocabularyLines(text)
+        guard listed != fromJSON else { return }
+        let id = zip(listed, fromJSON).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(listed.count, fromJSON.count)
+        let say = { (list: [String]) in id < list.count ? "\"\(list[id])\"" : "nothing (it ends there)" }
+        throw FineTuneError("\(source): vocab.txt and tokenizer.json disagree (token id \(id): vocab.txt has \(say(listed)), " +
+                            "tokenizer.json \(say(fromJSON)); \(listed.count) and \(fromJSON.count) tokens): transformers would tokenise " +
+                            "with tokenizer.json; fix or remove the one that is wrong")
     }
 
     /// vocab.txt's tokens, one a line (a final newline and Windows line ends dropped).
@@ -122,7 +169,7 @@ public final class WordPieceTokenizer {
     }
 
     /// The tokenizer of a model folder on disk.
-    public static func load(folder: String) throws -> WordPieceTokenizer {
+    public static func load(folder: String) throws -> TextTokenizer {
         var files: [String: Data] = [:]
         for name in fileNames { files[name] = FileManager.default.contents(atPath: "\(folder)/\(name)") }
         return try load(files: files, source: folder)
@@ -174,17 +221,19 @@ public final class WordPieceTokenizer {
             if WordPieceTokenizer.isChineseCharacter(s) { out.append(" "); out.append(s); out.append(" "); continue }
             out.append(s)
         }
-        guard lowercase else { return out }
+        guard lowercase || stripAccents else { return out }
         // Strip accents: canonical decomposition, then drop non-spacing marks; then lower-case each scalar.
         var stripped: [Unicode.Scalar] = []
         stripped.reserveCapacity(out.count)
         for s in out {
             if s.isASCII {
-                stripped.append(s.value >= 65 && s.value <= 90 ? Unicode.Scalar(s.value + 32)! : s)
+                stripped.append(lowercase && s.value >= 65 && s.value <= 90 ? Unicode.Scalar(s.value + 32)! : s)
                 continue
             }
-            for d in String(s).decomposedStringWithCanonicalMapping.unicodeScalars where d.properties.generalCategory != .nonspacingMark {
-                stripped.append(contentsOf: d.properties.lowercaseMapping.unicodeScalars)
+            let parts = stripAccents ? String(s).decomposedStringWithCanonicalMapping.unicodeScalars.filter { $0.properties.generalCategory != .nonspacingMark }
+                                     : [s]
+            for d in parts {
+                if lowercase { stripped.append(contentsOf: d.properties.lowercaseMapping.unicodeScalars) } else { stripped.append(d) }
             }
         }
         return stripped
@@ -218,7 +267,7 @@ public final class WordPieceTokenizer {
             var end = word.endIndex
             var found: Int32? = nil
             while start < end {
-                var key: [UInt8] = start > word.startIndex ? Array("##".utf8) : []
+                var key: [UInt8] = start > word.startIndex ? prefix : []
                 for k in start..<end { key.append(contentsOf: utf8[k - word.startIndex]) }
                 if let id = vocabulary[key] { found = id; break }
                 end -= 1
@@ -230,61 +279,31 @@ public final class WordPieceTokenizer {
         ids.append(contentsOf: pieces)
     }
 
-    /// Token ids of a text, without the [CLS] and [SEP] around it.
+    /// Token ids of a text, without framing: added tokens cut out of the raw text, the rest
+    /// normalised, then cut at the added tokens that match normalised text, then split into words
+    /// and pieces.
     public func tokenize(_ text: String) -> [Int32] {
         var ids: [Int32] = []
-        func words(_ part: String) { for word in preTokenize(normalize(part)) { wordPieces(word, into: &ids) } }
-        let bytes = Array(text.utf8)
-        // Every special token begins with "[": text without one (nearly all) takes the plain path.
-        guard bytes.contains(UInt8(ascii: "[")) else { words(text); return ids }
-        var start = 0, i = 0
-        while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "["),
-               let special = specialTokens.first(where: { bytes[i...].starts(with: $0.bytes) }) {
-                // Cutting at ASCII "[" and "]" keeps both sides valid UTF-8.
-                if start < i { words(String(decoding: bytes[start..<i], as: UTF8.self)) }
-                ids.append(special.id)
-                i += special.bytes.count
-                start = i
-            } else {
-                i += 1
+        for segment in rawAdded.split(Array(text.unicodeScalars)) {
+            switch segment {
+            case .added(let id): ids.append(id)
+            case .text(let raw):
+                for part in normalizedAdded.split(normalize(String(String.UnicodeScalarView(raw)))) {
+                    switch part {
+                    case .added(let id): ids.append(id)
+                    case .text(let normalized): for word in preTokenize(normalized) { wordPieces(word, into: &ids) }
+                    }
+                }
             }
         }
-        if start < bytes.count { words(String(decoding: bytes[start...], as: UTF8.self)) }
         return ids
     }
 
-    /// [CLS] A [SEP] (B [SEP]) with token type ids 0 for the first part and 1 for the second,
-    /// truncated to `maxLength` tokens in all (longest-first for pairs, as `tokenizers` does).
+    /// The framed ids and token types of a text or a pair, truncated longest-first to `maxLength`
+    /// tokens in all (as `tokenizers` does).
     public func encode(_ text: String, pair: String? = nil, maxLength: Int? = nil) -> (ids: [Int32], typeIDs: [Int32]) {
-        var (a, b) = (tokenize(text), pair.map(tokenize))
-        if let maxLength { (a, b) = truncateLongestFirst(a, b, budget: max(0, maxLength - (b == nil ? 2 : 3))) }
-        var ids = [clsID] + a + [sepID]
-        var types = [Int32](repeating: 0, count: ids.count)
-        if let b {
-            ids += b + [sepID]
-            types += [Int32](repeating: 1, count: b.count + 1)
-        }
-        return (ids, types)
+        framing.frame(tokenize(text), pair.map(tokenize), maxLength: maxLength)
     }
-}
-
-/// The parts of tokenizer.json this tokenizer reads.
-private struct TokenizerJSON: Decodable {
-    struct Normalizer: Decodable { var lowercase: Bool? }
-    struct Model: Decodable {
-        var type: String?
-        var vocab: [String: Int]?
-        enum CodingKeys: String, CodingKey { case type, vocab }
-        init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            type = try c.decodeIfPresent(String.self, forKey: .type)
-            // Only a WordPiece model's vocabulary is a token -> id object (Unigram's is a list).
-            vocab = type == "WordPiece" ? try c.decodeIfPresent([String: Int].self, forKey: .vocab) : nil
-        }
-    }
-    var normalizer: Normalizer?
-    var model: Model?
 }
 
 private struct TokenizerConfigJSON: Decodable {

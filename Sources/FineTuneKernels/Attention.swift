@@ -28,8 +28,21 @@ public struct AttentionDropout {
     }
 }
 
+/// An additive bias on the attention scores that depends on the query and key positions only
+/// (MPNet's relative position bias): head h's score (i, j) of every sequence gets
+/// values[h·stride² + i·stride + j]; stride ≥ the longest sequence. Backward accumulates the
+/// scores' gradient into `gradient` in the same layout (summed over the sequences), when given.
+public struct AttentionBias<T: KernelScalar> {
+    public let values: UnsafePointer<T>
+    public let gradient: UnsafeMutablePointer<T>?
+    public let stride: Int
+    public init(values: UnsafePointer<T>, gradient: UnsafeMutablePointer<T>?, stride: Int) {
+        self.values = values; self.gradient = gradient; self.stride = stride
+    }
+}
+
 /// One sequence and head at a time, so each head's L_b² scores are used while they are in cache:
-/// out[N, C] (head h in channels [h·HS, (h+1)·HS)) = dropout(softmax(Q_h K_hᵀ / √HS)) V_h per sequence.
+/// out[N, C] (head h in channels [h·HS, (h+1)·HS)) = dropout(softmax(Q_h K_hᵀ / √HS + bias_h)) V_h per sequence.
 /// probs[Σ NH L_b²] receives the softmax at offsets[b] + h·L_b²; with `dropout`, probsDropped and
 /// mask receive the dropped-out probabilities and the mask (the one `dropoutForward` draws over the
 /// sequence's NH·L_b² scores); without, P·V uses probs and the two are not touched.
@@ -38,6 +51,7 @@ public struct AttentionDropout {
 public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, probs: UnsafeMutablePointer<T>,
                                               probsDropped: UnsafeMutablePointer<T>, mask: UnsafeMutablePointer<UInt8>,
                                               q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropout: AttentionDropout?,
+                                              bias: AttentionBias<T>? = nil,
                                               starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
     let HS = C / NH
@@ -51,6 +65,10 @@ public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, prob
             let P = probs + o
             let qh = q + s * C + h * HS, kh = k + s * C + h * HS, vh = v + s * C + h * HS
             T.gemm(transA: false, transB: true, m: L, n: L, k: HS, alpha: scale, a: qh, lda: C, b: kh, ldb: C, beta: 0, c: P, ldc: L)
+            if let bias {
+                let head = bias.values + h * bias.stride * bias.stride
+                for i in 0..<L { for j in 0..<L { P[i * L + j] += head[i * bias.stride + j] } }
+            }
             softmaxRows(P, rows: L, length: L)
             var used = UnsafePointer(P)
             if let dropout, let rowKey {
@@ -66,14 +84,15 @@ public func attentionForward<T: KernelScalar>(out: UnsafeMutablePointer<T>, prob
 
 /// Backward of `attentionForward`, one sequence and head at a time. dq, dk, dv [N, C] are WRITTEN,
 /// not added to (every element belongs to exactly one sequence and head): dV = P'ᵀ · dout (P' the
-/// probabilities after dropout), dQ = dS · K, dK = dSᵀ · Q. dscores[Σ NH L_b²] is scratch.
+/// probabilities after dropout), dQ = dS · K, dK = dSᵀ · Q. dscores[Σ NH L_b²] is scratch. With a
+/// `bias` that has a gradient buffer, the scores' gradient is added to it.
 @_specialize(where T == Float)
 @_specialize(where T == Double)
 public func attentionBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>, dk: UnsafeMutablePointer<T>, dv: UnsafeMutablePointer<T>,
                                                dscores: UnsafeMutablePointer<T>, dout: UnsafePointer<T>,
                                                probs: UnsafePointer<T>, probsDropped: UnsafePointer<T>, mask: UnsafePointer<UInt8>,
                                                q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, dropoutProbability: Double,
-                                               starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
+                                               bias: AttentionBias<T>? = nil, starts: UnsafePointer<Int>, offsets: UnsafePointer<Int>, B: Int, C: Int, NH: Int) {
     let started = KernelProfiler.start(); defer { KernelProfiler.stop(started, .attention) }
     let HS = C / NH
     let scale = 1 / T(HS).squareRoot()
@@ -91,9 +110,16 @@ public func attentionBackward<T: KernelScalar>(dq: UnsafeMutablePointer<T>, dk: 
             T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: (dropped ? probsDropped : probs) + o, lda: L,
                    b: dO, ldb: C, beta: 0, c: dv + at, ldc: C)
             if dropped { scaleByMask(dP, dP, mask + o, dropScale, L * L) }
-            softmaxRowsBackward(dP, probs: probs + o, rows: L, length: L, scale: scale)
-            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: k + at, ldb: C, beta: 0, c: dq + at, ldc: C)
-            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: 1, a: dP, lda: L, b: q + at, ldb: C, beta: 0, c: dk + at, ldc: C)
+            // The scale folds into the softmax backward, except when the bias needs the unscaled dS.
+            let biasGradient = bias?.gradient
+            softmaxRowsBackward(dP, probs: probs + o, rows: L, length: L, scale: biasGradient == nil ? scale : 1)
+            if let bias, let biasGradient {
+                let head = biasGradient + h * bias.stride * bias.stride
+                for i in 0..<L { for j in 0..<L { head[i * bias.stride + j] += dP[i * L + j] } }
+            }
+            let alpha = biasGradient == nil ? 1 : scale
+            T.gemm(transA: false, transB: false, m: L, n: HS, k: L, alpha: alpha, a: dP, lda: L, b: k + at, ldb: C, beta: 0, c: dq + at, ldc: C)
+            T.gemm(transA: true, transB: false, m: L, n: HS, k: L, alpha: alpha, a: dP, lda: L, b: q + at, ldb: C, beta: 0, c: dk + at, ldc: C)
         }
     }
 }

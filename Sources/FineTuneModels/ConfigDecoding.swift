@@ -16,6 +16,14 @@ extension KeyedDecodingContainer {
         return Int(n)
     }
 
+    func nonNegativeInteger(_ key: Key, default value: Int) throws -> Int {
+        guard let raw = try? decodeIfPresent(JSONValue.self, forKey: key), raw != .null else { return value }
+        guard let n = raw.number, n == n.rounded(), n >= 0, n < Double(Int32.max) else {
+            throw FineTuneError("\"\(key.stringValue)\" must be a non-negative integer")
+        }
+        return Int(n)
+    }
+
     func number(_ key: Key, default value: Double) throws -> Double {
         guard let raw = try? decodeIfPresent(JSONValue.self, forKey: key), raw != .null else { return value }
         guard let n = raw.number, n.isFinite else { throw FineTuneError("\"\(key.stringValue)\" must be a number") }

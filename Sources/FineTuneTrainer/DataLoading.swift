@@ -69,8 +69,8 @@ public enum DataLoading {
 
     static func resolvedMaxLength(_ requested: Int?, model: BertDescription) throws -> Int {
         if let requested {
-            guard requested >= 3 && requested <= model.config.maxPositions else {
-                throw FineTuneError("--max-length \(requested) must be in 3...\(model.config.maxPositions) ([CLS], at least one token of the text and [SEP]; " +
+            guard requested >= 3 && requested <= model.config.maxSequenceLength else {
+                throw FineTuneError("--max-length \(requested) must be in 3...\(model.config.maxSequenceLength) ([CLS], at least one token of the text and [SEP]; " +
                                     "the model's max_position_embeddings)")
             }
             return requested
@@ -106,8 +106,8 @@ public enum DataLoading {
     static func loadedMaxLength(_ requested: Int?, bundle: ModelBundle) throws -> Int {
         let bert = bundle.bert!
         let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
-        guard maxLength >= 3 && maxLength <= bert.config.maxPositions else {
-            throw FineTuneError("--max-length \(maxLength) must be in 3...\(bert.config.maxPositions) ([CLS], at least one token of the text and [SEP])")
+        guard maxLength >= 3 && maxLength <= bert.config.maxSequenceLength else {
+            throw FineTuneError("--max-length \(maxLength) must be in 3...\(bert.config.maxSequenceLength) ([CLS], at least one token of the text and [SEP])")
         }
         return maxLength
     }

@@ -46,11 +46,11 @@ public struct Inspection: Encodable {
                             "activation": "\(c.activation)", "dropout": String(c.dropout)]
         case .bert(let b):
             let c = b.config
-            architecture = ["model_type": "bert", "layers": String(c.layers), "hidden_size": String(c.hiddenSize), "heads": String(c.heads),
+            architecture = ["model_type": c.family.rawValue, "layers": String(c.layers), "hidden_size": String(c.hiddenSize), "heads": String(c.heads),
                             "intermediate_size": String(c.intermediateSize), "vocab_size": String(c.vocabSize),
                             "max_position_embeddings": String(c.maxPositions), "hidden_act": c.hiddenAct, "pooling": b.pooling.rawValue,
                             "max_length": String(b.maxLength)]
-            tokenizer = ["vocabulary": String(b.tokenizer.tokens.count), "lowercase": String(b.tokenizer.lowercase)]
+            tokenizer = ["vocabulary": String(b.tokenizer.tokens.count), "kind": b.tokenizer.summary]
         }
         // Parameters per group, counted from the tensors (the flat buffer pads each tensor to 16 floats).
         // A base model has no head yet (train creates it): only what the folder holds is counted.

@@ -188,7 +188,7 @@ struct Predict: ParsableCommand {
                 display?.update(done: dataset.count * (start - mine.lowerBound) / max(mine.count, 1), total: dataset.count)
                 let end = min(start + batchSize, mine.upperBound)
                 let batch = dataset.batch(Array(start..<end)[...])
-                if m.task == .maskedLanguageModel, let text = m as? TextModel, let tokenizer = bundle.tokenizer, let maskID = tokenizer.id(of: "[MASK]") {
+                if m.task == .maskedLanguageModel, let text = m as? TextModel, let tokenizer = bundle.tokenizer, let maskID = tokenizer.maskID {
                     for prediction in FillMask.predict(text, batch: batch, maskID: maskID, tokens: tokenizer.tokens, topK: topK) {
                         let line = Line(masks: prediction.candidates, maskLogits: withLogits ? prediction.logits.map { $0.map(finite) } : nil)
                         nonFinite += prediction.logits.filter { $0.contains { !$0.isFinite } }.count

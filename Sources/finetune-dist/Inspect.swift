@@ -25,7 +25,7 @@ struct Inspect: ParsableCommand {
             print("parameters: \(i.parameters)")
             for g in i.groups { print("  \(g.name): \(g.parameters)") }
             print("tensors: " + i.tensorsByDType.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
-            if let t = i.tokenizer { print("tokenizer: \(t["vocabulary"] ?? "?") tokens, lowercase \(t["lowercase"] ?? "?")") }
+            if let t = i.tokenizer { print("tokenizer: \(t["kind"] ?? "?")") }
             if let l = i.lora { print("LoRA: r \(l.rank), alpha \(l.alpha), dropout \(l.dropout), targets \(l.targets.map(\.rawValue).joined(separator: ","))") }
             if let step = i.checkpointStep {
                 print("checkpoint: step \(step), epoch \(i.checkpointEpoch ?? 0)")

@@ -38,7 +38,8 @@ final class TokenizerFilesTests: XCTestCase {
         let vocab = Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($0.element, $0.offset) })
         for lowercase in [true, false] {
             let json: [String: Any] = ["model": ["type": "WordPiece", "vocab": vocab], "normalizer": ["type": "BertNormalizer", "lowercase": lowercase]]
-            let tokenizer = try WordPieceTokenizer.load(files: ["tokenizer.json": try JSONSerialization.data(withJSONObject: json)], source: "t")
+            let tokenizer = try XCTUnwrap(WordPieceTokenizer.load(files: ["tokenizer.json": try JSONSerialization.data(withJSONObject: json)], source: "t")
+                                          as? WordPieceTokenizer)
             XCTAssertEqual(tokenizer.lowercase, lowercase)
             XCTAssertEqual(tokenizer.encode("Hellos!").ids, lowercase ? [2, 4, 6, 7, 3] : [2, 5, 6, 7, 3])
         }

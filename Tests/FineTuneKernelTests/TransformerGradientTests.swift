@@ -24,6 +24,50 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
         check("dwtt", x: &wtt, analytic: dwtt) { L(wte, wpe, $0) }
     }
 
+    /// MPNet and RoBERTa: positions from padding_idx + 1, no token types.
+    func testEmbeddingWithPositionOffsetWithoutTokenTypes() {
+        let C = 4, V = 7, P = 8, offset = 2
+        let ids: [Int32] = [1, 4, 4, 0, 6, 1, 2, 4], types = [Int32](repeating: 0, count: 8)
+        var wte = randomArray(V * C, seed: 1), wpe = randomArray(P * C, seed: 2)
+        let r = randomArray(N * C, seed: 4)
+        func L(_ wte: [Double], _ wpe: [Double]) -> Double {
+            var out = [Double](repeating: 0, count: N * C)
+            embeddingForward(out: &out, ids: ids, types: types, starts: starts, wte: wte, wpe: wpe, wtt: nil, positionOffset: offset, B: 2, C: C)
+            return zip(out, r).map(*).reduce(0, +)
+        }
+        var dwte = [Double](repeating: 0, count: V * C), dwpe = [Double](repeating: 0, count: P * C)
+        embeddingBackward(dwte: &dwte, dwpe: &dwpe, dwtt: nil, dout: r, ids: ids, types: types, starts: starts, positionOffset: offset, B: 2, C: C)
+        check("dwte", x: &wte, analytic: dwte) { L($0, wpe) }
+        check("dwpe", x: &wpe, analytic: dwpe) { L(wte, $0) }
+        // Rows below the offset (padding_idx and before) are never read.
+        XCTAssertEqual(Array(dwpe[0..<(offset * C)]), [Double](repeating: 0, count: offset * C))
+    }
+
+    /// MPNet's buckets against transformers' relative_position_bucket (num_buckets 32, max_distance
+    /// 128), values printed by transformers 5.25 / torch 2.15 for these distances (key − query).
+    func testRelativePositionBuckets() {
+        let relative = [-300, -129, -128, -127, -64, -33, -32, -31, -17, -16, -15, -9, -8, -7, -1, 0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 127, 128, 300]
+        let torch = [15, 15, 15, 15, 14, 12, 12, 11, 10, 10, 9, 8, 8, 7, 1, 0, 17, 23, 24, 24, 25, 26, 26, 27, 28, 28, 30, 31, 31, 31]
+        XCTAssertEqual(relative.map { relativePositionBucket($0, buckets: 32, maxDistance: 128) }, torch)
+    }
+
+    func testRelativePositionBias() {
+        let NH = 2, buckets = 32, L = 5, stride = 6
+        var table = randomArray(buckets * NH, seed: 40)
+        let r = randomArray(NH * stride * stride, seed: 41)
+        func forward(_ table: [Double]) -> [Double] {
+            var out = [Double](repeating: 0, count: NH * stride * stride)
+            relativePositionBiasForward(out: &out, table: table, L: L, stride: stride, NH: NH, buckets: buckets, maxDistance: 128)
+            return out
+        }
+        // Row i, column j of head h is the table entry of bucket(j − i).
+        let out = forward(table)
+        XCTAssertEqual(out[(1 * stride + 3) * stride + 1], table[relativePositionBucket(-2, buckets: buckets, maxDistance: 128) * NH + 1])
+        var dtable = [Double](repeating: 0, count: buckets * NH)
+        relativePositionBiasBackward(dtable: &dtable, dout: r, L: L, stride: stride, NH: NH, buckets: buckets, maxDistance: 128)
+        check("dtable", x: &table, analytic: dtable) { zip(forward($0), r).map(*).reduce(0, +) }
+    }
+
     func testLayerNorm() {
         let rows = 5, C = 6
         var x = randomArray(rows * C, seed: 5, scale: 2), w = randomArray(C, seed: 6), b = randomArray(C, seed: 7)
@@ -93,6 +137,40 @@ final class TransformerGradientTests: FiniteDifferenceTestCase {
                 XCTAssertEqual(whole, f.dropped)
             }
         }
+    }
+
+    /// The same with an additive score bias (MPNet's relative positions): d bias as well.
+    func testAttentionWithScoreBias() {
+        let C = 6, NH = 2, B = 2, stride = 5
+        let offsets = attentionOffsets(starts: starts, heads: NH)
+        let r = randomArray(N * C, seed: 9)
+        var q = randomArray(N * C, seed: 10), k = randomArray(N * C, seed: 11), v = randomArray(N * C, seed: 12)
+        var bias = randomArray(NH * stride * stride, seed: 13)
+        func forward(_ q: [Double], _ k: [Double], _ v: [Double], _ bias: [Double]) -> (out: [Double], probs: [Double]) {
+            var probs = [Double](repeating: 0, count: offsets.last!), dropped = probs, out = [Double](repeating: 0, count: N * C)
+            var mask = [UInt8](repeating: 0, count: probs.count)
+            bias.withUnsafeBufferPointer { b in
+                attentionForward(out: &out, probs: &probs, probsDropped: &dropped, mask: &mask, q: q, k: k, v: v, dropout: nil,
+                                 bias: AttentionBias(values: b.baseAddress!, gradient: nil, stride: stride),
+                                 starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            }
+            return (out, probs)
+        }
+        func L(_ q: [Double], _ k: [Double], _ v: [Double], _ bias: [Double]) -> Double { zip(forward(q, k, v, bias).out, r).map(*).reduce(0, +) }
+        let f = forward(q, k, v, bias)
+        var dq = [Double](repeating: .nan, count: N * C), dk = dq, dv = dq, scratch = [Double](repeating: 0, count: offsets.last!)
+        var dbias = [Double](repeating: 0, count: bias.count)
+        bias.withUnsafeBufferPointer { b in
+            dbias.withUnsafeMutableBufferPointer { db in
+                attentionBackward(dq: &dq, dk: &dk, dv: &dv, dscores: &scratch, dout: r, probs: f.probs, probsDropped: f.probs, mask: [UInt8](repeating: 0, count: 1),
+                                  q: q, k: k, v: v, dropoutProbability: 0, bias: AttentionBias(values: b.baseAddress!, gradient: db.baseAddress!, stride: stride),
+                                  starts: starts, offsets: offsets, B: B, C: C, NH: NH)
+            }
+        }
+        check("biased dq", x: &q, analytic: dq) { L($0, k, v, bias) }
+        check("biased dk", x: &k, analytic: dk) { L(q, $0, v, bias) }
+        check("biased dv", x: &v, analytic: dv) { L(q, k, $0, bias) }
+        check("dbias", x: &bias, analytic: dbias) { L(q, k, v, $0) }
     }
 
     func testAttentionOfOneSequenceIgnoresTheOthers() {

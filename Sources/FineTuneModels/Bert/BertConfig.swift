@@ -9,16 +9,24 @@ public enum Pooling: String, Sendable, CaseIterable, Codable {
     case cls
 }
 
-/// config.json of a BERT-family encoder (BertModel, BertForSequenceClassification, MiniLM, ...),
-/// with transformers' field names. Fields this program does not use stay in `raw` and are written back.
+/// config.json of a BERT-architecture encoder (BERT, MiniLM, MPNet: `EncoderFamily`), with
+/// transformers' field names. Fields this program does not use stay in `raw` and are written back.
 public struct BertConfig: Decodable, Sendable {
+    /// From model_type.
+    public var family: EncoderFamily
     public var vocabSize: Int
     public var hiddenSize: Int
     public var layers: Int
     public var heads: Int
     public var intermediateSize: Int
     public var maxPositions: Int
+    /// Rows of the token-type table (0: the family has none).
     public var typeVocabSize: Int
+    /// The position-embedding row of a sequence's first token: 0 for BERT, padding_idx + 1 for MPNet.
+    public var positionOffset: Int
+    /// MPNet's relative position bias: its buckets (relative_attention_num_buckets) and the
+    /// distance the last bucket starts at (128 in transformers, not configurable there); nil for BERT.
+    public var relativeAttention: (buckets: Int, maxDistance: Int)?
     public var layerNormEps: Double
     /// "gelu" (erf form) or "gelu_new" / "gelu_pytorch_tanh" (tanh form).
     public var hiddenAct: String
@@ -43,21 +51,38 @@ public struct BertConfig: Decodable, Sendable {
         case attentionDropout = "attention_probs_dropout_prob", classifierDropout = "classifier_dropout"
         case initializerRange = "initializer_range", positionEmbeddingType = "position_embedding_type"
         case labels = "id2label", problemType = "problem_type"
+        case modelType = "model_type", padTokenID = "pad_token_id", relativeBuckets = "relative_attention_num_buckets"
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        let modelType = try c.string(.modelType, default: "bert")
+        guard let family = EncoderFamily(rawValue: modelType) else {
+            throw FineTuneError("model_type \"\(modelType)\" is not an encoder family this program reads (\(EncoderFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        self.family = family
         vocabSize = try c.positiveInteger(.vocabSize)
         hiddenSize = try c.positiveInteger(.hiddenSize)
         layers = try c.positiveInteger(.layers)
         heads = try c.positiveInteger(.heads)
         intermediateSize = try c.positiveInteger(.intermediateSize)
         maxPositions = try c.positiveInteger(.maxPositions, default: 512)
-        typeVocabSize = try c.positiveInteger(.typeVocabSize, default: 2)
+        typeVocabSize = family.hasTokenTypes ? try c.positiveInteger(.typeVocabSize, default: 2) : 0
+        switch family {
+        case .bert:
+            positionOffset = 0
+            relativeAttention = nil
+        case .mpnet:
+            positionOffset = try c.nonNegativeInteger(.padTokenID, default: 1) + 1
+            relativeAttention = (try c.positiveInteger(.relativeBuckets, default: 32), 128)
+        }
+        guard positionOffset < maxPositions else {
+            throw FineTuneError("pad_token_id \(positionOffset - 1) leaves no position embeddings (max_position_embeddings \(maxPositions))")
+        }
         guard hiddenSize % heads == 0 else {
             throw FineTuneError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
         }
-        layerNormEps = try c.number(.layerNormEps, default: 1e-12)
+        layerNormEps = try c.number(.layerNormEps, default: family == .mpnet ? 1e-5 : 1e-12)
         hiddenAct = try c.string(.hiddenAct, default: "gelu")
         guard BertConfig.supportedActivations.contains(hiddenAct) else {
             throw FineTuneError("hidden_act \"\(hiddenAct)\" is not supported; supported: \(BertConfig.supportedActivations.joined(separator: ", "))")
@@ -81,6 +106,8 @@ public struct BertConfig: Decodable, Sendable {
     }
 
     public var headSize: Int { hiddenSize / heads }
+    /// The longest input the position embeddings allow.
+    public var maxSequenceLength: Int { maxPositions - positionOffset }
     public var usesTanhGELU: Bool { hiddenAct != "gelu" }
 
     /// The config as written back: every field of the original file, the head of `task` as

@@ -27,12 +27,13 @@ public final class BertEncoder: EncoderBody {
 
     public var facts: EncoderFacts {
         // Dropout sites: 0 embeddings; 1 + 3l attention probabilities, 2 + 3l attention output,
-        // 3 + 3l feed-forward output of layer l; 1 + 3L the head; LoRA's after it.
+        // 3 + 3l feed-forward output of layer l; 1 + 3L the head (and 2 + 3L MPNet's before its
+        // dense layer); LoRA's after them (`loraDropoutSite`).
         EncoderFacts(hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize, layerNormEps: config.layerNormEps,
                      initializerRange: config.initializerRange, usesTanhGELU: config.usesTanhGELU,
-                     wordEmbeddings: tensors.wordEmbeddings, headDropoutSite: 1 + 3 * config.layers)
+                     wordEmbeddings: tensors.wordEmbeddings, headDropoutSite: 1 + 3 * config.layers, family: config.family)
     }
-    public var maxPositions: Int { config.maxPositions }
+    public var maxPositions: Int { config.maxSequenceLength }
     public var transformerShape: (layers: Int, hidden: Int, intermediate: Int) { (config.layers, config.hiddenSize, config.intermediateSize) }
     public var defaultClassifierDropout: Double { config.classifierDropout }
     public var groupStarts: [(ParameterGroup.Kind, TensorSpec)] {
@@ -51,7 +52,8 @@ public final class BertEncoder: EncoderBody {
         switch tensor.offset {
         case tensors.wordEmbeddings.offset: return Set(batch.tokenIDs.map(Int.init)).sorted()
         case tensors.positionEmbeddings.offset:
-            return Array(0..<(zip(batch.sequenceStarts.dropFirst(), batch.sequenceStarts).map { $0 - $1 }.max() ?? 0))
+            let longest = zip(batch.sequenceStarts.dropFirst(), batch.sequenceStarts).map { $0 - $1 }.max() ?? 0
+            return Array(config.positionOffset..<(config.positionOffset + longest))
         default: return Array(0..<(tensor.shape.first ?? 0))
         }
     }
@@ -70,7 +72,7 @@ public final class BertEncoder: EncoderBody {
     public func mergedWeight(_ spec: TensorSpec, parameters: FlatBuffer<Float>) -> [Float]? {
         guard let lora else { return nil }
         for (l, layer) in tensors.adapters.enumerated() {
-            for (target, adapter) in layer where BertParameters.layerPrefix(l) + target.modulePath + ".weight" == spec.name {
+            for (target, adapter) in layer where BertParameters.layerPrefix(l) + target.modulePath(in: config.family) + ".weight" == spec.name {
                 var merged = Array(UnsafeBufferPointer(start: parameters.at(spec), count: spec.count))
                 let (outputs, rank, inputs) = (adapter.b.shape[0], lora.rank, adapter.a.shape[1])
                 merged.withUnsafeMutableBufferPointer {
@@ -88,7 +90,7 @@ public final class BertEncoder: EncoderBody {
     private var capacity = ActivationShape(tokens: 0, sequences: 0, scores: 0)
     private var arena = ActivationArena(ArenaLayout())
     private var acts = BertActivations()
-    public var activationBytes: Int { arena.byteCount }
+    public var activationBytes: Int { arena.byteCount + (relativeBias.count + relativeBiasGradient.count) * MemoryLayout<Float>.stride }
 
     /// Grows the arena (never shrinks it) so `shape` fits.
     private func reserve(_ shape: ActivationShape) {
@@ -103,6 +105,16 @@ public final class BertEncoder: EncoderBody {
     /// buffers (B + 1 offsets), and x_0 = the embeddings' output, x_l = h2 of layer l - 1: the input of each layer.
     private var attentionOffsets: [Int] = []
     private var layerInputs: [UnsafeMutablePointer<Float>] = []
+
+    /// MPNet: the relative position bias of the last forward pass [NH, L, L] (L its longest
+    /// sequence, the stride) and backward's gradient of it (summed over the layers).
+    private var relativeBias: [Float] = [], relativeBiasGradient: [Float] = [], relativeBiasStride = 0
+
+    /// The attention score bias (MPNet's relative positions), with a gradient buffer in backward.
+    private func scoreBias(gradient: UnsafeMutablePointer<Float>?) -> AttentionBias<Float>? {
+        guard tensors.relativeAttentionBias != nil else { return nil }
+        return relativeBias.withUnsafeBufferPointer { AttentionBias(values: $0.baseAddress!, gradient: gradient, stride: relativeBiasStride) }
+    }
 
     /// d x [N, C] of the output: the head writes it here before `backward`.
     public var outputGradient: UnsafeMutablePointer<Float> { arena[acts.gradA] }
@@ -122,10 +134,21 @@ public final class BertEncoder: EncoderBody {
         let dropHidden = training && hiddenDropout > 0, dropAttention = training && attentionDropout > 0
 
         embeddingForward(out: arena[a.embeddingSum], ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts,
-                         wte: p + t.wordEmbeddings.offset, wpe: p + t.positionEmbeddings.offset, wtt: p + t.tokenTypeEmbeddings.offset, B: B, C: C)
+                         wte: p + t.wordEmbeddings.offset, wpe: p + t.positionEmbeddings.offset, wtt: t.tokenTypeEmbeddings.map { p + $0.offset },
+                         positionOffset: config.positionOffset, B: B, C: C)
         layerNormForward(out: arena[a.embeddingNormed], mean: arena[a.embeddingMean], rstd: arena[a.embeddingRstd], inp: arena[a.embeddingSum],
                          weight: p + t.embeddingNormWeight.offset, bias: p + t.embeddingNormBias.offset, eps: eps, N: N, C: C)
         var x = arena[a.embeddingNormed]
+        if let table = t.relativeAttentionBias, let relative = config.relativeAttention {
+            // One [NH, L, L] bias for the longest sequence: every shorter one reads its top-left corner.
+            let L = zip(starts.dropFirst(), starts).map { $0 - $1 }.max() ?? 0
+            relativeBiasStride = L
+            if relativeBias.count < NH * L * L { relativeBias = [Float](repeating: 0, count: NH * L * L) }
+            relativeBias.withUnsafeMutableBufferPointer {
+                relativePositionBiasForward(out: $0.baseAddress!, table: p + table.offset, L: L, stride: L, NH: NH,
+                                            buckets: relative.buckets, maxDistance: relative.maxDistance)
+            }
+        }
         if dropHidden {
             dropoutForward(out: arena[a.embeddingDropped], mask: arena[a.embeddingMask], inp: x, probability: hiddenDropout, key: key(0),
                            exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
@@ -151,7 +174,9 @@ public final class BertEncoder: EncoderBody {
             guard let lora, let adapter = t.adapters[l][target], let regions = a.adapters[l][target] else { return }
             var x = inp
             if training && lora.dropout > 0 {
-                let site = 2 + 3 * config.layers + LoRATarget.allCases.count * l + LoRATarget.allCases.firstIndex(of: target)!
+                // BERT's sites as they were; MPNet's head takes one more before LoRA's.
+                let first = 2 + 3 * config.layers + (config.family == .bert ? 0 : 1)
+                let site = first + LoRATarget.allCases.count * l + LoRATarget.allCases.firstIndex(of: target)!
                 dropoutForward(out: arena[regions.dropped], mask: arena[regions.mask], inp: inp, probability: lora.dropout, key: key(site),
                                exampleIndices: batch.exampleIndices, segmentStarts: starts.map { $0 * inputs }, B: B)
                 x = arena[regions.dropped]
@@ -169,7 +194,8 @@ public final class BertEncoder: EncoderBody {
             batch.exampleIndices.withUnsafeBufferPointer { indices in
                 let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
                 attentionForward(out: arena[al.context], probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
-                                 q: arena[al.q], k: arena[al.k], v: arena[al.v], dropout: dropout, starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+                                 q: arena[al.q], k: arena[al.k], v: arena[al.v], dropout: dropout, bias: scoreBias(gradient: nil),
+                                 starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
             }
             linearForward(out: arena[al.attentionOutput], inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset,
                           bias: p + layer.attentionOutputBias.offset, B: N, C: C, OC: C)
@@ -250,6 +276,14 @@ public final class BertEncoder: EncoderBody {
         // when a tensor completes) also gives the exchange's collectives a chance to progress: MPI's
         // non-blocking reductions only move inside MPI calls.
         var final = headStart
+        // MPNet's relative bias sits below layer 0: it trains with the embeddings, its gradient
+        // summed over every layer's scores, then over the positions of each bucket.
+        let trainsRelativeBias = t.relativeAttentionBias.map { $0.offset >= trainableFrom } ?? false
+        if trainsRelativeBias {
+            let count = NH * relativeBiasStride * relativeBiasStride
+            if relativeBiasGradient.count < count { relativeBiasGradient = [Float](repeating: 0, count: count) }
+            relativeBiasGradient.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        }
         // With LoRA the adapters (laid out after the encoder) are final only when layer 0 is done.
         func finished(_ offset: Int) { if lora == nil { final = offset }; gradientsReady(final) }
         func progress() { gradientsReady(final) }
@@ -286,10 +320,13 @@ public final class BertEncoder: EncoderBody {
                            overwritingInput: true)
             adaptBackward(l, .attentionOutput, dout: dProjection, inp: arena[al.context], dinp: arena[a.dContext], inputs: C, outputs: C)
             finished(layer.attentionOutputWeight.offset)
-            attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
-                              probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
-                              dropoutProbability: dropAttention ? attentionDropout : 0, starts: starts, offsets: attentionOffsets,
-                              B: B, C: C, NH: NH)
+            relativeBiasGradient.withUnsafeMutableBufferPointer { biasGradient in
+                attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
+                                  probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
+                                  dropoutProbability: dropAttention ? attentionDropout : 0,
+                                  bias: scoreBias(gradient: trainsRelativeBias ? biasGradient.baseAddress! : nil),
+                                  starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+            }
             progress()
             // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA
             // (not needed below the lowest trainable layer).
@@ -302,14 +339,21 @@ public final class BertEncoder: EncoderBody {
             }
             finished(layer.queryWeight.offset)
         }
+        if trainsRelativeBias, let table = t.relativeAttentionBias, let relative = config.relativeAttention {
+            relativeBiasGradient.withUnsafeBufferPointer {
+                relativePositionBiasBackward(dtable: g + table.offset, dout: $0.baseAddress!, L: relativeBiasStride, stride: relativeBiasStride,
+                                             NH: NH, buckets: relative.buckets, maxDistance: relative.maxDistance)
+            }
+        }
         guard trainableFrom == 0 else { gradientsReady(0); return }
         // Embeddings: x_0 = dropout(LN(sum))
         let dEmbedding = throughDropout(arena[a.gradA], mask: a.embeddingMask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
         layerNormBackward(dinp: arena[a.gradB], dweight: g + t.embeddingNormWeight.offset, dbias: g + t.embeddingNormBias.offset, dout: dEmbedding,
                           inp: arena[a.embeddingSum], weight: p + t.embeddingNormWeight.offset, mean: arena[a.embeddingMean],
                           rstd: arena[a.embeddingRstd], N: N, C: C, overwritingInput: true)
-        embeddingBackward(dwte: g + t.wordEmbeddings.offset, dwpe: g + t.positionEmbeddings.offset, dwtt: g + t.tokenTypeEmbeddings.offset,
-                          dout: arena[a.gradB], ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts, B: B, C: C)
+        embeddingBackward(dwte: g + t.wordEmbeddings.offset, dwpe: g + t.positionEmbeddings.offset, dwtt: t.tokenTypeEmbeddings.map { g + $0.offset },
+                          dout: arena[a.gradB], ids: batch.tokenIDs, types: batch.tokenTypeIDs, starts: starts,
+                          positionOffset: config.positionOffset, B: B, C: C)
         gradientsReady(0)
     }
 }

@@ -1,10 +1,11 @@
 import FineTuneKernels
 
-/// The parameters of a BERT encoder body: named views into one flat buffer, with transformers'
-/// BertModel tensor names (`embeddings.word_embeddings.weight`,
-/// `encoder.layer.{l}.attention.self.query.weight`, ...), then LoRA's adapters. The task head's
-/// tensors follow in the same layout (TaskHeads.swift). Shapes: V vocabulary, P positions, TV
-/// token types, C hidden, F intermediate.
+/// The parameters of a BERT-architecture encoder body: named views into one flat buffer, with the
+/// family's transformers tensor names (BertModel: `embeddings.word_embeddings.weight`,
+/// `encoder.layer.{l}.attention.self.query.weight`, ...; MPNetModel: `encoder.layer.{l}.attention.attn.q.weight`,
+/// ..., `encoder.relative_attention_bias.weight`), then LoRA's adapters. The task head's tensors
+/// follow in the same layout (TaskHeads.swift). Shapes: V vocabulary, P positions, TV token types,
+/// C hidden, F intermediate, NH heads, RB relative-position buckets.
 public struct BertParameters: Sendable {
     public struct Layer: Sendable {
         /// [C, C], [C] each: the query, key and value projections.
@@ -25,10 +26,13 @@ public struct BertParameters: Sendable {
         public let outputNormWeight: TensorSpec, outputNormBias: TensorSpec
     }
 
-    /// [V, C], [P, C], [TV, C]
-    public let wordEmbeddings: TensorSpec, positionEmbeddings: TensorSpec, tokenTypeEmbeddings: TensorSpec
+    /// [V, C], [P, C], [TV, C] (nil: the family has no token types)
+    public let wordEmbeddings: TensorSpec, positionEmbeddings: TensorSpec, tokenTypeEmbeddings: TensorSpec?
     /// [C], [C]
     public let embeddingNormWeight: TensorSpec, embeddingNormBias: TensorSpec
+    /// [RB, NH]: MPNet's relative position bias, shared by every layer (in the embeddings' group:
+    /// it lies below layer 0, so freezing the embeddings freezes it).
+    public let relativeAttentionBias: TensorSpec?
     public let layers: [Layer]
     /// LoRA's A [r, in] and B [out, r] of one adapted linear layer.
     public struct Adapter: Sendable { public let a: TensorSpec, b: TensorSpec }
@@ -43,31 +47,30 @@ public struct BertParameters: Sendable {
         func add(_ name: String, _ shape: [Int]) -> TensorSpec { layout.addDecaying(name, shape) }
         wordEmbeddings = add("embeddings.word_embeddings.weight", [config.vocabSize, C])
         positionEmbeddings = add("embeddings.position_embeddings.weight", [config.maxPositions, C])
-        tokenTypeEmbeddings = add("embeddings.token_type_embeddings.weight", [config.typeVocabSize, C])
+        tokenTypeEmbeddings = config.family.hasTokenTypes ? add("embeddings.token_type_embeddings.weight", [config.typeVocabSize, C]) : nil
         embeddingNormWeight = add("embeddings.LayerNorm.weight", [C])
         embeddingNormBias = add("embeddings.LayerNorm.bias", [C])
+        relativeAttentionBias = config.relativeAttention.map { add("encoder.relative_attention_bias.weight", [$0.buckets, config.heads]) }
+        let m = config.family.layerModules
         layers = (0..<config.layers).map { l in
             let p = BertParameters.layerPrefix(l)
-            return Layer(queryWeight: add(p + "attention.self.query.weight", [C, C]), queryBias: add(p + "attention.self.query.bias", [C]),
-                         keyWeight: add(p + "attention.self.key.weight", [C, C]), keyBias: add(p + "attention.self.key.bias", [C]),
-                         valueWeight: add(p + "attention.self.value.weight", [C, C]), valueBias: add(p + "attention.self.value.bias", [C]),
-                         attentionOutputWeight: add(p + "attention.output.dense.weight", [C, C]),
-                         attentionOutputBias: add(p + "attention.output.dense.bias", [C]),
-                         attentionNormWeight: add(p + "attention.output.LayerNorm.weight", [C]),
-                         attentionNormBias: add(p + "attention.output.LayerNorm.bias", [C]),
-                         intermediateWeight: add(p + "intermediate.dense.weight", [F, C]),
-                         intermediateBias: add(p + "intermediate.dense.bias", [F]),
-                         outputWeight: add(p + "output.dense.weight", [C, F]),
-                         outputBias: add(p + "output.dense.bias", [C]),
-                         outputNormWeight: add(p + "output.LayerNorm.weight", [C]),
-                         outputNormBias: add(p + "output.LayerNorm.bias", [C]))
+            func linear(_ module: String, _ outputs: Int, _ inputs: Int) -> (TensorSpec, TensorSpec) {
+                (add(p + module + ".weight", [outputs, inputs]), add(p + module + ".bias", [outputs]))
+            }
+            func norm(_ module: String) -> (TensorSpec, TensorSpec) { (add(p + module + ".weight", [C]), add(p + module + ".bias", [C])) }
+            let q = linear(m.query, C, C), k = linear(m.key, C, C), v = linear(m.value, C, C), o = linear(m.attentionOutput, C, C)
+            let norm1 = norm(m.attentionNorm), up = linear(m.intermediate, F, C), down = linear(m.output, C, F), norm2 = norm(m.outputNorm)
+            return Layer(queryWeight: q.0, queryBias: q.1, keyWeight: k.0, keyBias: k.1, valueWeight: v.0, valueBias: v.1,
+                         attentionOutputWeight: o.0, attentionOutputBias: o.1, attentionNormWeight: norm1.0, attentionNormBias: norm1.1,
+                         intermediateWeight: up.0, intermediateBias: up.1, outputWeight: down.0, outputBias: down.1,
+                         outputNormWeight: norm2.0, outputNormBias: norm2.1)
         }
         adapters = (0..<config.layers).map { l in
             guard let lora else { return [:] }
             var adapters: [LoRATarget: Adapter] = [:]
             for target in lora.targets {
                 let (inputs, outputs) = target == .intermediate ? (C, F) : target == .output ? (F, C) : (C, C)
-                let p = BertParameters.layerPrefix(l) + target.modulePath
+                let p = BertParameters.layerPrefix(l) + target.modulePath(in: config.family)
                 adapters[target] = Adapter(a: add(p + ".lora_A.weight", [lora.rank, inputs]), b: add(p + ".lora_B.weight", [outputs, lora.rank]))
             }
             return adapters

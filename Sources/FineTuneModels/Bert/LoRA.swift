@@ -7,11 +7,16 @@ public enum LoRATarget: String, CaseIterable, Sendable, Codable, Comparable {
     case intermediate = "intermediate.dense"
     case output = "output.dense"
 
-    /// The module path inside a layer (`encoder.layer.{l}.` + this).
-    public var modulePath: String {
+    /// The module path inside a layer (`encoder.layer.{l}.` + this) in `family`'s names.
+    public func modulePath(in family: EncoderFamily) -> String {
+        let m = family.layerModules
         switch self {
-        case .query, .key, .value: return "attention.self.\(rawValue)"
-        default: return rawValue
+        case .query: return m.query
+        case .key: return m.key
+        case .value: return m.value
+        case .attentionOutput: return m.attentionOutput
+        case .intermediate: return m.intermediate
+        case .output: return m.output
         }
     }
     public static func < (a: LoRATarget, b: LoRATarget) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }

@@ -11,8 +11,11 @@ public struct EncoderFacts: Sendable {
     public var usesTanhGELU: Bool
     /// [V, C]: the word embeddings, which a masked-LM decoder shares (tied weights).
     public var wordEmbeddings: TensorSpec
-    /// The dropout site of the head's own dropout (the body's sites come first).
+    /// The dropout site of the head's own dropout (the body's sites come first); MPNet's head
+    /// also drops out before its dense layer, at the next site (LoRA's come after both).
     public var headDropoutSite: Int
+    /// Names the heads' tensors as the family's transformers classes do.
+    public var family: EncoderFamily
 }
 
 /// One pass of a head, as the model gives it: the batch, its token starts and dropout keys.
@@ -54,14 +57,17 @@ public protocol EncoderHead: AnyObject {
 
 extension ParameterLayout {
     /// Adds a tensor with transformers' weight-decay convention: none on biases and LayerNorm weights.
-    mutating func addDecaying(_ name: String, _ shape: [Int]) -> TensorSpec {
-        add(name, shape: shape, decays: !(name.hasSuffix("bias") || name.contains("LayerNorm")))
+    /// MPNet's masked-LM head names its norm `layer_norm`: callers say `decays: false` for it.
+    mutating func addDecaying(_ name: String, _ shape: [Int], decays: Bool = true) -> TensorSpec {
+        add(name, shape: shape, decays: decays && !(name.hasSuffix("bias") || name.contains("LayerNorm")))
     }
 }
 
-/// Sequence classification or regression (transformers' ...ForSequenceClassification with BERT's
-/// head): pooled = mean over the tokens, or dropout(tanh(Wp · x[CLS] + bp)) with cls pooling;
-/// logits [B, K] = Wc · pooled + bc. Tensors `pooler.dense.*` (cls pooling), `classifier.*`.
+/// Sequence classification or regression (transformers' ...ForSequenceClassification): pooled =
+/// mean over the tokens, or dropout(tanh(Wp · x[CLS] + bp)) with cls pooling; logits [B, K] =
+/// Wc · pooled + bc. Tensors: BERT `pooler.dense.*` (cls pooling), `classifier.*`; MPNet's head
+/// (cls pooling) `classifier.dense.*`, `classifier.out_proj.*`, with a dropout on x[CLS] before
+/// its dense layer too. Mean pooling has no dense layer and names its classifier `classifier.*`.
 public final class SequenceHead: EncoderHead {
     public let task: TaskKind
     public let pooling: Pooling
@@ -76,26 +82,33 @@ public final class SequenceHead: EncoderHead {
     public init(task: TaskKind, pooling: Pooling, facts: EncoderFacts, classifierDropout: Double, layout: inout ParameterLayout) {
         self.task = task; self.pooling = pooling; self.facts = facts; self.classifierDropout = classifierDropout
         let C = facts.hiddenSize
+        let modules = facts.family.clsHeadModules
+        let classifier = pooling == .cls ? modules.classifier : "classifier"
         if pooling == .cls {
-            poolerWeight = layout.addDecaying("pooler.dense.weight", [C, C]); poolerBias = layout.addDecaying("pooler.dense.bias", [C])
+            poolerWeight = layout.addDecaying(modules.dense + ".weight", [C, C]); poolerBias = layout.addDecaying(modules.dense + ".bias", [C])
         } else {
             poolerWeight = nil; poolerBias = nil
         }
-        classifierWeight = layout.addDecaying("classifier.weight", [task.outputCount, C])
-        classifierBias = layout.addDecaying("classifier.bias", [task.outputCount])
+        classifierWeight = layout.addDecaying(classifier + ".weight", [task.outputCount, C])
+        classifierBias = layout.addDecaying(classifier + ".bias", [task.outputCount])
     }
+
+    /// MPNet's head drops x[CLS] out before its dense layer.
+    var dropsFirstToken: Bool { pooling == .cls && facts.family.clsHeadModules.dropoutBeforeDense }
 
     // [B, C] each: [CLS] rows, pooler pre-activation, pooled, after the classifier's dropout (mask [B·C]);
     // [B, K], [B, K], [B], [B] (ones: d loss / d per-example loss); backward scratch [B, C] ×3, [B, K].
     private var first = ArenaRegion<Float>.empty, poolerPre = ArenaRegion<Float>.empty, pooled = ArenaRegion<Float>.empty
     private var pooledDropped = ArenaRegion<Float>.empty, headMask = ArenaRegion<UInt8>.empty
+    private var firstDropped = ArenaRegion<Float>.empty, firstMask = ArenaRegion<UInt8>.empty
     private var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty
     private var ones = ArenaRegion<Float>.empty
     private var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
     private var capacity = 0
     private var arena = ActivationArena(ArenaLayout())
-    /// The classifier's input in the last pass: pooled, or pooled after dropout.
-    private var headInput: UnsafeMutablePointer<Float>? = nil
+    /// The classifier's input in the last pass: pooled, or pooled after dropout; cls pooling: the
+    /// dense layer's input, x[CLS] or (MPNet) x[CLS] after dropout.
+    private var headInput: UnsafeMutablePointer<Float>? = nil, denseInput: UnsafeMutablePointer<Float>? = nil
     public var activationBytes: Int { arena.byteCount }
 
     private func reserve(sequences B: Int) {
@@ -105,6 +118,7 @@ public final class SequenceHead: EncoderHead {
         var m = ArenaLayout()
         first = m.floats(B * C); poolerPre = m.floats(B * C); pooled = m.floats(B * C)
         pooledDropped = m.floats(B * C); headMask = m.bytes(B * C)
+        firstDropped = m.floats(dropsFirstToken ? B * C : 0); firstMask = m.bytes(dropsFirstToken ? B * C : 0)
         logits = m.floats(B * K); probabilities = m.floats(B * K); losses = m.floats(B); ones = m.floats(B)
         dHeadA = m.floats(B * C); dHeadB = m.floats(B * C); dHeadC = m.floats(B * C); dLogits = m.floats(B * K)
         arena = ActivationArena(m)
@@ -130,7 +144,14 @@ public final class SequenceHead: EncoderHead {
             headInput = arena[pooled]
         case .cls:
             firstTokenForward(out: arena[first], inp: x, starts: starts, B: B, C: C)
-            linearForward(out: arena[poolerPre], inp: arena[first], weight: p + poolerWeight!.offset, bias: p + poolerBias!.offset, B: B, C: C, OC: C)
+            denseInput = arena[first]
+            if dropsFirstToken && pass.training && classifierDropout > 0 {
+                dropoutForward(out: arena[firstDropped], mask: arena[firstMask], inp: arena[first], probability: classifierDropout,
+                               key: pass.dropoutKey(facts.headDropoutSite + 1), exampleIndices: batch.exampleIndices,
+                               segmentStarts: (0...B).map { $0 * C }, B: B)
+                denseInput = arena[firstDropped]
+            }
+            linearForward(out: arena[poolerPre], inp: denseInput!, weight: p + poolerWeight!.offset, bias: p + poolerBias!.offset, B: B, C: C, OC: C)
             tanhForward(out: arena[pooled], inp: arena[poolerPre], N: B * C)
             headInput = arena[pooled]
             if pass.training && classifierDropout > 0 {
@@ -164,8 +185,11 @@ public final class SequenceHead: EncoderHead {
             }
             tanhBackward(dinp: arena[dHeadC], dout: dPooled, out: arena[pooled], N: B * C, overwritingInput: true)
             linearBackward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + poolerWeight!.offset, dbias: g + poolerBias!.offset,
-                           dout: arena[dHeadC], inp: arena[first], weight: p + poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
+                           dout: arena[dHeadC], inp: denseInput!, weight: p + poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
             guard let dx else { return false }
+            if denseInput != UnsafeMutablePointer(arena[first]) {
+                dropoutGradient(dinp: arena[dHeadA], dout: arena[dHeadA], mask: arena[firstMask], probability: classifierDropout, N: B * C)
+            }
             zeroFill(dx, N: N * C)
             firstTokenBackward(dinp: dx, dout: arena[dHeadA], starts: starts, B: B, C: C)
         }
@@ -183,7 +207,7 @@ public final class SequenceHead: EncoderHead {
     }
 }
 
-/// BertForMaskedLM's head (`cls.predictions.*`), at the M masked positions only:
+/// BertForMaskedLM's head (`cls.predictions.*`; MPNetForMaskedLM's `lm_head.*`), at the M masked positions only:
 /// logits [M, V] = LN(act(Wt · x[masked] + bt)) · wordᵀ + bv, the decoder tied to the word
 /// embeddings (not a tensor of its own); cross-entropy against the original tokens.
 public final class MaskedLMHead: EncoderHead {
@@ -200,11 +224,12 @@ public final class MaskedLMHead: EncoderHead {
     public init(facts: EncoderFacts, layout: inout ParameterLayout) {
         self.facts = facts
         let C = facts.hiddenSize
-        transformWeight = layout.addDecaying("cls.predictions.transform.dense.weight", [C, C])
-        transformBias = layout.addDecaying("cls.predictions.transform.dense.bias", [C])
-        normWeight = layout.addDecaying("cls.predictions.transform.LayerNorm.weight", [C])
-        normBias = layout.addDecaying("cls.predictions.transform.LayerNorm.bias", [C])
-        decoderBias = layout.addDecaying("cls.predictions.bias", [facts.vocabularySize])
+        let m = facts.family.maskedLMModules
+        transformWeight = layout.addDecaying(m.dense + ".weight", [C, C])
+        transformBias = layout.addDecaying(m.dense + ".bias", [C])
+        normWeight = layout.addDecaying(m.norm + ".weight", [C], decays: false)
+        normBias = layout.addDecaying(m.norm + ".bias", [C])
+        decoderBias = layout.addDecaying(m.bias, [facts.vocabularySize])
     }
 
     // [M, C] each: the encoder's rows, the transform's output, its activation (and GELU's slope),

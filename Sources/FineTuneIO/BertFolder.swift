@@ -21,6 +21,9 @@ public struct BertDescription {
     public let maxLength: Int
     /// The folder was (or the run started from) a sentence-transformers folder.
     public var fromSentenceTransformers = false
+    /// Its modules.json ends in a Normalize module (its folder may be absent: it has no
+    /// parameters): sentence embeddings are unit vectors, and encoder exports keep the module.
+    public var normalizesEmbeddings = false
     /// The folder holds BertForMaskedLM's head (`cls.predictions.*`: an adaptation's export,
     /// bert-base-uncased): eval and predict use it; train on labelled data replaces it.
     public var hasMaskedLMHead = false
@@ -36,11 +39,18 @@ public struct BertDescription {
         var maskedLM: Bool?
         /// The run started from a sentence-transformers folder (its exports stay loadable there).
         var sentenceTransformers: Bool?
+        /// ... with a Normalize module.
+        var normalize: Bool?
         enum CodingKeys: String, CodingKey {
             case pooling, hasHead = "has_head", maxLength = "max_length", maskedLM = "masked_lm", sentenceTransformers = "sentence_transformers"
+            case normalize
         }
     }
     static let ownBlockKey = "finetune_dist"
+    /// The small files carried into checkpoints and exports: the tokenizer's, and
+    /// sentence-transformers' settings (prompts, similarity function).
+    static let carriedFileNames = WordPieceTokenizer.fileNames + [sentenceTransformersConfigFile]
+    static let sentenceTransformersConfigFile = "config_sentence_transformers.json"
 
     /// sentence-transformers' modules.json entries and pooling config (the fields read here).
     struct SentenceModule: Codable { var idx: Int?; var name: String?; var path: String; var type: String }
@@ -56,7 +66,7 @@ public struct BertDescription {
     static func describe(_ source: ModelFileSource, config: BertConfig, path: String,
                          requestedPooling: Pooling?) throws -> (BertDescription, TaskKind?) {
         var tokenizerFiles: [String: Data] = [:]
-        for name in WordPieceTokenizer.fileNames { if let d = source.data(name) { tokenizerFiles[name] = d } }
+        for name in carriedFileNames { if let d = source.data(name) { tokenizerFiles[name] = d } }
         let tokenizer = try WordPieceTokenizer.load(files: tokenizerFiles, source: source.name)
         guard tokenizer.tokens.count <= config.vocabSize else {
             throw FineTuneError("\(source.name): the vocabulary has \(tokenizer.tokens.count) tokens, more than vocab_size \(config.vocabSize)")
@@ -70,6 +80,7 @@ public struct BertDescription {
         if let n = modelMaxLength(source.data("tokenizer_config.json")) { maxLength = min(maxLength, n) }
         let pooling: Pooling, head: Head, names: BertTensorNames
         var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
+        var normalize = false
         if let block = config.raw[ownBlockKey] {
             let own: OwnBlock
             do { own = try JSONValueDecoder().decode(OwnBlock.self, from: block) } catch {
@@ -80,6 +91,7 @@ public struct BertDescription {
             maskedLM = own.maskedLM ?? false
             hasMaskedLMHead = maskedLM
             fromSentenceTransformers = own.sentenceTransformers ?? false
+            normalize = own.normalize ?? false
             names = .transformers(prefix: "")
             if let n = own.maxLength { maxLength = n }
         } else {
@@ -106,6 +118,7 @@ public struct BertDescription {
                         else { throw FineTuneError("\(source.name)/\(module.path)/config.json: only mean or cls pooling is supported") }
                     }
                     if module.type.hasSuffix("Dense") && module.path == "2_Dense" { dense = true }
+                    if module.type.hasSuffix("Normalize") { normalize = true }
                 }
             }
             if tensorNames.contains(family.clsHeadModules.classifier + ".weight") {
@@ -144,6 +157,7 @@ public struct BertDescription {
         var description = BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
                                           tokenizerFiles: tokenizerFiles, maxLength: maxLength)
         description.fromSentenceTransformers = fromSentenceTransformers
+        description.normalizesEmbeddings = normalize
         description.hasMaskedLMHead = hasMaskedLMHead
         if tokenizer.tokens.count < config.vocabSize {
             // transformers accepts this too (BERT checkpoints pad vocab_size), but a vocabulary file cut
@@ -167,7 +181,7 @@ public struct BertDescription {
     func resolvedFiles(task: TaskKind?) throws -> [String: Data] {
         var files = tokenizerFiles
         files["config.json"] = try BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
-                                                    sentenceTransformers: fromSentenceTransformers)
+                                                    sentenceTransformers: fromSentenceTransformers, normalize: normalizesEmbeddings)
         return files
     }
 
@@ -241,10 +255,11 @@ public struct BertDescription {
 /// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
 /// sentence-transformers load.
 enum BertFolder {
-    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool) throws -> Data {
+    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
+                          normalize: Bool) throws -> Data {
         let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
                                              maskedLM: task == .maskedLanguageModel ? true : nil,
-                                             sentenceTransformers: sentenceTransformers ? true : nil)
+                                             sentenceTransformers: sentenceTransformers ? true : nil, normalize: normalize ? true : nil)
         return try prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try JSONValue(encoding: block)]))
     }
 
@@ -280,7 +295,7 @@ enum BertFolder {
     static func internalFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
         files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxSequenceLength,
-                                         sentenceTransformers: bundle.bert!.fromSentenceTransformers)
+                                         sentenceTransformers: bundle.bert!.fromSentenceTransformers, normalize: bundle.bert!.normalizesEmbeddings)
         files.merge(try tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
         if let lora = model.lora { files["adapter_config.json"] = try peftAdapterConfig(bundle, model: model, lora: lora) }
@@ -331,7 +346,9 @@ enum BertFolder {
     }
 
     /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):
-    /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity activation.
+    /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity
+    /// activation; without a head, the Normalize module when the run started from a folder with
+    /// one. The prompts, default prompt and similarity function of the folder the run started from are kept.
     static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertModel, dense: Bool) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let C = model.config.hiddenSize
@@ -345,6 +362,9 @@ enum BertFolder {
                                                  "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
                                                  "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
             modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
+        } else if bundle.bert!.normalizesEmbeddings {
+            // No parameters, so no files: sentence-transformers loads it without its folder.
+            modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))
         }
         files["1_Pooling/config.json"] = try json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
                                                "include_prompt": .bool(true)])
@@ -354,11 +374,15 @@ enum BertFolder {
             "modality_config": .object(["text": .object(["method": .string("forward"), "method_output_name": .string("last_hidden_state")])]),
             "module_output_name": .string("token_embeddings"), "transformer_task": .string("feature-extraction"),
         ])
-        files["config_sentence_transformers.json"] = try json([
+        var settings: [String: JSONValue] = [
             "__version__": .object(["sentence_transformers": .string("6.2.0")]), "model_type": .string("SentenceTransformer"),
             "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
             "similarity_fn_name": .string("cosine"),
-        ])
+        ]
+        if let data = bundle.bert!.tokenizerFiles[BertDescription.sentenceTransformersConfigFile], let source = (try? StrictJSON.parse(data))?.object {
+            for key in ["prompts", "default_prompt_name", "similarity_fn_name"] { if let value = source[key] { settings[key] = value } }
+        }
+        files[BertDescription.sentenceTransformersConfigFile] = try json(settings)
         return files
     }
 

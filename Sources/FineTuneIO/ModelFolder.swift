@@ -80,6 +80,19 @@ public final class ModelBundle {
     }
     public var tokenizer: TextTokenizer? { bert?.tokenizer }
 
+    /// Sentence embeddings [B][C] of a text model's batch as sentence-transformers computes them:
+    /// the pooled output, as unit vectors when the folder's modules.json has a Normalize module.
+    public func sentenceEmbeddings(_ batch: Batch) -> [[Float]] {
+        guard let model = bertModel else { return [] }
+        let pooled = model.pooledOutput(batch)
+        guard bert?.normalizesEmbeddings == true else { return pooled }
+        return pooled.map { v in
+            let norm = Float(v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
+            // sentence-transformers' F.normalize: divides by max(norm, 1e-12).
+            return v.map { $0 / max(norm, 1e-12) }
+        }
+    }
+
     /// A masked-language model masks its inputs as train, eval and bench ask (the special tokens
     /// from the tokenizer); returns false for any other model.
     @discardableResult

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Checks a `train --task mlm` export (best/ or final/) with the libraries users load it with:
-transformers' BertForMaskedLM must take every tensor as written (no missing key, nothing
-re-initialised: each parameter equal to the file's tensor), the decoder tied to the word
-embeddings; sentence-transformers must load the folder when the run started from one; and
+transformers' AutoModelForMaskedLM (BertForMaskedLM, MPNetForMaskedLM) must take every tensor as
+written (no missing key, nothing re-initialised: each parameter equal to the file's tensor), the
+decoder tied to the word embeddings; sentence-transformers must load the folder when the run started from one; and
 finetune-dist's own fill-mask (`predict --with-logits`) must give transformers' logits at every
-[MASK] (within 1e-4) and its top 5 tokens.
+mask (within 1e-4) and its top 5 tokens.
 
     python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch transformers sentence-transformers
     FINETUNE_DIST_BIN=.build/release/finetune-dist /tmp/torch/bin/python launch/check-mlm-export.py runs/adapt/best
@@ -19,10 +19,10 @@ import tempfile
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertForMaskedLM
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 folder = sys.argv[1]
-model, info = BertForMaskedLM.from_pretrained(folder, output_loading_info=True)
+model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
 model.eval()
 written = load_file(os.path.join(folder, "model.safetensors"))
 state = model.state_dict()
@@ -31,14 +31,14 @@ for name, tensor in written.items():
     if name in state:
         worst = max(worst, (state[name] - tensor).abs().max().item())
         compared += 1
-tied = model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
-print(f"{folder}: BertForMaskedLM loads {compared} tensors as written (largest difference {worst}); "
+tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+print(f"{folder}: {type(model).__name__} loads {compared} tensors as written (largest difference {worst}); "
       f"missing {info['missing_keys']}, unexpected {info['unexpected_keys']}; decoder tied to the word embeddings: {tied}")
 ok = worst == 0 and not info["missing_keys"] and tied
 tokenizer = AutoTokenizer.from_pretrained(folder)
-texts = ["a tool to [MASK] files over the network", "library for reading and writing [MASK] images",
+texts = [t.replace("[MASK]", tokenizer.mask_token) for t in ["a tool to [MASK] files over the network", "library for reading and writing [MASK] images",
          "python 3 [MASK] for parsing yaml", "[MASK] server for the x window system", "fonts for [MASK] and [MASK] scripts",
-         "documentation for the gnu c [MASK]", "transitional dummy [MASK]", "command line tool to [MASK] pdf files"]
+         "documentation for the gnu c [MASK]", "transitional dummy [MASK]", "command line tool to [MASK] pdf files"]]
 binary = os.environ.get("FINETUNE_DIST_BIN", os.path.join(os.path.dirname(__file__), "..", ".build", "release", "finetune-dist"))
 with tempfile.TemporaryDirectory() as scratch:
     with open(os.path.join(scratch, "in.jsonl"), "w") as f:

@@ -131,5 +131,8 @@ public struct PeftAdapter {
     }
 
     /// Outputs of the saved classifier (to build a head for a base folder that has none).
-    var classifierOutputs: Int? { file.entries["base_model.model.classifier.weight"]?.shape.first }
+    var classifierOutputs: Int? {
+        let classifier = family.clsHeadModules.classifier
+        return (file.entries["base_model.model.\(classifier).weight"] ?? file.entries["base_model.model.classifier.weight"])?.shape.first
+    }
 }

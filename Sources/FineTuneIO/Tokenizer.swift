@@ -35,7 +35,7 @@ extension TextTokenizer {
     /// What masked-language modelling needs of the vocabulary.
     public func maskingSettings(probability: Double, wholeWord: Bool, vocabularySize: Int) throws -> MaskingSettings {
         guard let maskToken, let mask = id(of: maskToken) else {
-            throw FineTuneError("the vocabulary has no mask token, which masked-language modelling needs")
+            throw FineTuneError("the vocabulary has no mask token ([MASK] or <mask>), which masked-language modelling needs")
         }
         return MaskingSettings(probability: probability, wholeWord: wholeWord, maskID: mask, vocabularySize: vocabularySize,
                                specialIDs: Set(specialIDs + [mask]), continuation: continuesWord)

@@ -9,7 +9,7 @@ import Foundation
 public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
     /// A model folder, or nil for `shape`.
     public var modelPath: String? = nil
-    /// A named shape with random weights: "minilm" (all-MiniLM-L6-v2's) or "tiny".
+    /// A named shape with random weights: "minilm" (all-MiniLM-L6-v2's), "bert-base", "mpnet-base" or "tiny".
     public var shape = "minilm"
     public var perRankBatch = 16
     public var sequenceLength = 64
@@ -36,9 +36,9 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
         let shared: Set<String> = ["grad-accum", "freeze", "freeze-layers", "train-only", "lora-rank", "lora-alpha", "lora-dropout",
                                    "lora-targets", "overlap", "bucket-mb", "shard-optimizer", "allreduce"]
         return [
-            S.value("model", \.modelPath, group: g, math: .no, help: "A BERT model folder (default: the named --shape with random weights)."),
+            S.value("model", \.modelPath, group: g, math: .no, help: "A text-encoder model folder (BERT, MPNet; default: the named --shape with random weights)."),
             S.value("shape", \.shape, group: g, math: .no,
-                    help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's) or tiny."),
+                    help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's), mpnet-base (all-mpnet-base-v2's) or tiny."),
             S.value("per-rank-batch", \.perRankBatch, group: g, math: .no, check: Checks.positive(), help: "Sequences per rank per step."),
             S.value("seq-len", \.sequenceLength, group: g, math: .no, check: { $0 >= 2 ? nil : "must be at least 2 ([CLS] and [SEP])" },
                     help: "Tokens per sequence."),
@@ -130,7 +130,7 @@ public enum Benchmark {
         return 3 * t * (2 * l * (4 * c * c + 2 * c * f) + 4 * l * t * c)
     }
 
-    public static let shapes = ["minilm", "bert-base", "tiny"]
+    public static let shapes = ["minilm", "bert-base", "mpnet-base", "tiny"]
 
     static func namedConfig(_ shape: String) throws -> BertConfig {
         let json: String
@@ -139,6 +139,8 @@ public enum Benchmark {
             json = #"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         case "bert-base":
             json = #"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu"}"#
+        case "mpnet-base":
+            json = #"{"model_type": "mpnet", "vocab_size": 30527, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514, "hidden_act": "gelu", "layer_norm_eps": 1e-5, "pad_token_id": 1, "relative_attention_num_buckets": 32}"#
         case "tiny":
             json = #"{"model_type": "bert", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 128, "type_vocab_size": 2, "hidden_act": "gelu"}"#
         default:
@@ -156,7 +158,7 @@ public enum Benchmark {
                 let description = try ModelFolder.describe(FolderSource(path))
                 let bundle = description.build(task: c.maskedLM ? task : description.task ?? task, lora: c.lora)
                 guard let model = bundle.model as? TextModel, let tokenizer = bundle.tokenizer else {
-                    throw FineTuneError("\(path): bench measures text models (BERT family)")
+                    throw FineTuneError("\(path): bench measures text models (BERT, MPNet)")
                 }
                 if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
                 if c.maskedLM { try bundle.enableMasking(probability: TrainingConfiguration.defaults.mlmProbability, wholeWord: false) }

@@ -68,13 +68,13 @@ final class TextModelTests: IntegrationTestCase {
     }
 
     func testUnsupportedModelsAndLabelsAreClearErrors() throws {
-        let roberta = "\(dir)/roberta"
-        try FileManager.default.createDirectory(atPath: roberta, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(roberta)/config.json", contents: Data(#"{"model_type": "roberta"}"#.utf8))
+        let xlnet = "\(dir)/xlnet"
+        try FileManager.default.createDirectory(atPath: xlnet, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: "\(xlnet)/config.json", contents: Data(#"{"model_type": "xlnet"}"#.utf8))
         writeText("\(dir)/train.jsonl", count: 20, seed: 5)
-        let r = try Harness.mpirun(2, ["train", "--model", roberta, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/o1"], timeout: 60)
+        let r = try Harness.mpirun(2, ["train", "--model", xlnet, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/o1"], timeout: 60)
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("model_type \"roberta\" is not supported; supported: bert, mlp"), r.output)
+        XCTAssertTrue(r.stderr.contains("\(xlnet)/config.json: model_type \"xlnet\" is not supported; supported: bert, mpnet"), r.output)
 
         FileManager.default.createFile(atPath: "\(dir)/bad.jsonl", contents: Data("""
         {"text": "fast model", "label": "pos"}

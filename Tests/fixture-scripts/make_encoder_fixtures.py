@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Golden values of a tiny random MPNet from PyTorch/transformers, for the MPNet golden tests.
+"""Golden values of a tiny random MPNet or RoBERTa from PyTorch/transformers, for their golden tests.
 
-Writes into OUT (Tests/Fixtures/tiny-mpnet):
-  base/        an MPNetModel folder (config.json, model.safetensors with its pooler, tokenizer.json,
-               vocab.txt) whose tokenizer.json is built as all-mpnet-base-v2's (BertNormalizer,
-               BertPreTokenizer, WordPiece, RobertaProcessing, <mask> with lstrip)
-  classifier/  an MPNetForSequenceClassification folder (3 labels) on the base's encoder
-  mlm/         an MPNetForMaskedLM folder on the base's encoder (lm_head.*, decoder tied)
+Writes into OUT (Tests/Fixtures/tiny-mpnet, Tests/Fixtures/tiny-roberta):
+  base/        an MPNetModel / RobertaModel folder (config.json, model.safetensors with its pooler,
+               tokenizer.json). MPNet's tokenizer.json is built as all-mpnet-base-v2's (BertNormalizer,
+               BertPreTokenizer, WordPiece, RobertaProcessing, <mask> with lstrip; vocab.txt too);
+               RoBERTa's is the byte-level BPE of Tests/Fixtures/bpe (trained on Debian descriptions)
+  classifier/  a ...ForSequenceClassification folder (3 labels) on the base's encoder
+  mlm/         a ...ForMaskedLM folder on the base's encoder (lm_head.*, decoder tied)
   inputs.json  4 sequences of lengths 5, 9, 3 and 34 (distances up to 33 reach the logarithmic
                buckets), two of them pairs framed <s> A </s></s> B </s>, labels; masked positions
                and targets for the masked-LM case
@@ -16,28 +17,40 @@ Writes into OUT (Tests/Fixtures/tiny-mpnet):
   buckets.json  transformers' relative_position_bucket for distances -600..600
 Dropout is off (eval mode); gradients still flow.
 
-usage: python make_mpnet_fixtures.py OUT   (needs torch, transformers, tokenizers)
+usage: python make_encoder_fixtures.py mpnet OUT     (needs torch, transformers, tokenizers)
+       python make_encoder_fixtures.py roberta OUT BPE_TOKENIZER_JSON
 """
 import json
 import os
+import shutil
 import sys
 
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, AddedToken
-from transformers import MPNetConfig, MPNetForMaskedLM, MPNetForSequenceClassification, MPNetModel
+from transformers import (MPNetConfig, MPNetForMaskedLM, MPNetForSequenceClassification, MPNetModel, RobertaConfig,
+                          RobertaForMaskedLM, RobertaForSequenceClassification, RobertaModel)
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
-out = sys.argv[1]
+family, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
 
-words = ["the", "a", "model", "data", "train", "fast", "slow", "cpu", "mpi", "rank", "sum", "grad", "##s", "##ing"]
-vocab = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"] + words + [f"w{i}" for i in range(119 - 5 - len(words))] + ["<mask>"]
-MASK = len(vocab) - 1
-config = MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=40, hidden_act="gelu", layer_norm_eps=1e-5,
-                     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, relative_attention_num_buckets=32,
-                     pad_token_id=1, bos_token_id=0, eos_token_id=2)
+shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=40,
+             hidden_act="gelu", layer_norm_eps=1e-5, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+             pad_token_id=1, bos_token_id=0, eos_token_id=2)
+if family == "mpnet":
+    words = ["the", "a", "model", "data", "train", "fast", "slow", "cpu", "mpi", "rank", "sum", "grad", "##s", "##ing"]
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"] + words + [f"w{i}" for i in range(119 - 5 - len(words))] + ["<mask>"]
+    MASK = len(vocab) - 1
+    Config, Base, Classifier, MaskedLM = MPNetConfig, MPNetModel, MPNetForSequenceClassification, MPNetForMaskedLM
+    config = MPNetConfig(vocab_size=len(vocab), relative_attention_num_buckets=32, **shape)
+else:
+    bpe = json.load(open(sys.argv[3], encoding="utf-8"))
+    vocab = sorted(bpe["model"]["vocab"], key=bpe["model"]["vocab"].get)
+    MASK = bpe["model"]["vocab"]["<mask>"]
+    Config, Base, Classifier, MaskedLM = RobertaConfig, RobertaModel, RobertaForSequenceClassification, RobertaForMaskedLM
+    config = RobertaConfig(vocab_size=len(vocab), type_vocab_size=1, **shape)
+encoder_of = lambda model: getattr(model, family)  # noqa: E731
 
 
 def perturb(model, prefixes=None):
@@ -63,37 +76,42 @@ def tokenizer_json():
 
 def save_folder(model, folder):
     model.save_pretrained(folder, safe_serialization=True)
-    tokenizer_json().save(os.path.join(folder, "tokenizer.json"))
-    with open(os.path.join(folder, "vocab.txt"), "w") as f:
-        f.write("\n".join(vocab) + "\n")
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"do_lower_case": True, "tokenizer_class": "MPNetTokenizer", "mask_token": "<mask>"}, f)
+    if family == "mpnet":
+        tokenizer_json().save(os.path.join(folder, "tokenizer.json"))
+        with open(os.path.join(folder, "vocab.txt"), "w") as f:
+            f.write("\n".join(vocab) + "\n")
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"do_lower_case": True, "tokenizer_class": "MPNetTokenizer", "mask_token": "<mask>"}, f)
+    else:
+        shutil.copy(sys.argv[3], os.path.join(folder, "tokenizer.json"))
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "RobertaTokenizer", "mask_token": "<mask>"}, f)
 
 
-base = MPNetModel(config)
+base = Base(config)
 perturb(base)
 base.eval()
 save_folder(base, os.path.join(out, "base"))
 
-labelled = MPNetConfig(**{**config.to_dict(), "id2label": {0: "neg", 1: "neu", 2: "pos"}, "label2id": {"neg": 0, "neu": 1, "pos": 2}})
-classifier = MPNetForSequenceClassification(labelled)
-classifier.mpnet.load_state_dict(base.state_dict(), strict=False)  # no pooler in the classifier
+labelled = Config(**{**config.to_dict(), "id2label": {0: "neg", 1: "neu", 2: "pos"}, "label2id": {"neg": 0, "neu": 1, "pos": 2}})
+classifier = Classifier(labelled)
+encoder_of(classifier).load_state_dict(base.state_dict(), strict=False)  # no pooler in the classifier
 perturb(classifier, ("classifier.",))
 classifier.eval()
 save_folder(classifier, os.path.join(out, "classifier"))
 
-mlm = MPNetForMaskedLM(config)
-mlm.mpnet.load_state_dict(base.state_dict(), strict=False)
+mlm = MaskedLM(config)
+encoder_of(mlm).load_state_dict(base.state_dict(), strict=False)
 perturb(mlm, ("lm_head.",))
 mlm.eval()
-assert mlm.lm_head.decoder.weight is mlm.mpnet.embeddings.word_embeddings.weight
+assert mlm.lm_head.decoder.weight is encoder_of(mlm).embeddings.word_embeddings.weight
 save_folder(mlm, os.path.join(out, "mlm"))
 
 # The batch: lengths 5, 9, 3, 34; sequences 1 and 3 are pairs (<s> A </s></s> B </s>).
 g = torch.Generator().manual_seed(1)
 sequences = []
 for length, pair_at in ((5, None), (9, 5), (3, None), (34, 20)):
-    ids = [0] + torch.randint(5, MASK, (length - 2,), generator=g).tolist() + [2]
+    ids = [0] + torch.randint(5, len(vocab) - (1 if family == "mpnet" else 0), (length - 2,), generator=g).tolist() + [2]
     if pair_at is not None:
         ids[pair_at - 2] = 2
         ids[pair_at - 1] = 2
@@ -113,7 +131,7 @@ with open(os.path.join(out, "inputs.json"), "w") as f:
 
 def padded(seqs):
     T = max(map(len, seqs))
-    return (torch.tensor([s + [1] * (T - len(s)) for s in seqs]),  # pad id 1, as MPNet's tokenizer
+    return (torch.tensor([s + [1] * (T - len(s)) for s in seqs]),  # pad id 1, as MPNet's and RoBERTa's tokenizers
             torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in seqs]))
 
 
@@ -147,8 +165,9 @@ masked_logits = torch.stack([all_logits[s, p] for s, p, _ in masked])
 loss = torch.nn.functional.cross_entropy(masked_logits, torch.tensor(targets), reduction="sum")
 golden(os.path.join(out, "golden_mlm.safetensors"), mlm.named_parameters(), masked_logits, loss, {})
 
-distances = list(range(-600, 601))
-buckets = MPNetEncoder.relative_position_bucket(torch.tensor(distances), num_buckets=32, max_distance=128).tolist()
-with open(os.path.join(out, "buckets.json"), "w") as f:
-    json.dump({"relative": distances, "bucket": buckets}, f)
+if family == "mpnet":
+    distances = list(range(-600, 601))
+    buckets = MPNetEncoder.relative_position_bucket(torch.tensor(distances), num_buckets=32, max_distance=128).tolist()
+    with open(os.path.join(out, "buckets.json"), "w") as f:
+        json.dump({"relative": distances, "bucket": buckets}, f)
 print("wrote", out)

@@ -28,7 +28,7 @@ public final class BertEncoder: EncoderBody {
     public var facts: EncoderFacts {
         // Dropout sites: 0 embeddings; 1 + 3l attention probabilities, 2 + 3l attention output,
         // 3 + 3l feed-forward output of layer l; 1 + 3L the head (and 2 + 3L MPNet's before its
-        // dense layer); LoRA's after them (`loraDropoutSite`).
+        // dense layer); LoRA's after them.
         EncoderFacts(hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize, layerNormEps: config.layerNormEps,
                      initializerRange: config.initializerRange, usesTanhGELU: config.usesTanhGELU,
                      wordEmbeddings: tensors.wordEmbeddings, headDropoutSite: 1 + 3 * config.layers, family: config.family)

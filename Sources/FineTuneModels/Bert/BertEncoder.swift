@@ -110,10 +110,11 @@ public final class BertEncoder: EncoderBody {
     /// sequence, the stride) and backward's gradient of it (summed over the layers).
     private var relativeBias: [Float] = [], relativeBiasGradient: [Float] = [], relativeBiasStride = 0
 
-    /// The attention score bias (MPNet's relative positions), with a gradient buffer in backward.
-    private func scoreBias(gradient: UnsafeMutablePointer<Float>?) -> AttentionBias<Float>? {
-        guard tensors.relativeAttentionBias != nil else { return nil }
-        return relativeBias.withUnsafeBufferPointer { AttentionBias(values: $0.baseAddress!, gradient: gradient, stride: relativeBiasStride) }
+    /// Runs `body` with the attention score bias (MPNet's relative positions; nil for BERT), with
+    /// a gradient buffer in backward: the pointers are valid inside `body` only.
+    private func withScoreBias<R>(gradient: UnsafeMutablePointer<Float>?, _ body: (AttentionBias<Float>?) -> R) -> R {
+        guard tensors.relativeAttentionBias != nil else { return body(nil) }
+        return relativeBias.withUnsafeBufferPointer { body(AttentionBias(values: $0.baseAddress!, gradient: gradient, stride: relativeBiasStride)) }
     }
 
     /// d x [N, C] of the output: the head writes it here before `backward`.
@@ -193,9 +194,11 @@ public final class BertEncoder: EncoderBody {
             }
             batch.exampleIndices.withUnsafeBufferPointer { indices in
                 let dropout = dropAttention ? AttentionDropout(probability: attentionDropout, key: key(1 + 3 * l), exampleIndices: indices.baseAddress!) : nil
-                attentionForward(out: arena[al.context], probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
-                                 q: arena[al.q], k: arena[al.k], v: arena[al.v], dropout: dropout, bias: scoreBias(gradient: nil),
-                                 starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+                withScoreBias(gradient: nil) { bias in
+                    attentionForward(out: arena[al.context], probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
+                                     q: arena[al.q], k: arena[al.k], v: arena[al.v], dropout: dropout, bias: bias,
+                                     starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+                }
             }
             linearForward(out: arena[al.attentionOutput], inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset,
                           bias: p + layer.attentionOutputBias.offset, B: N, C: C, OC: C)
@@ -321,11 +324,12 @@ public final class BertEncoder: EncoderBody {
             adaptBackward(l, .attentionOutput, dout: dProjection, inp: arena[al.context], dinp: arena[a.dContext], inputs: C, outputs: C)
             finished(layer.attentionOutputWeight.offset)
             relativeBiasGradient.withUnsafeMutableBufferPointer { biasGradient in
-                attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext], probs: arena[al.probs],
-                                  probsDropped: arena[al.probsDropped], mask: arena[al.probsMask], q: arena[al.q], k: arena[al.k], v: arena[al.v],
-                                  dropoutProbability: dropAttention ? attentionDropout : 0,
-                                  bias: scoreBias(gradient: trainsRelativeBias ? biasGradient.baseAddress! : nil),
-                                  starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+                withScoreBias(gradient: trainsRelativeBias ? biasGradient.baseAddress! : nil) { bias in
+                    attentionBackward(dq: arena[a.dq], dk: arena[a.dk], dv: arena[a.dv], dscores: arena[a.dScores], dout: arena[a.dContext],
+                                      probs: arena[al.probs], probsDropped: arena[al.probsDropped], mask: arena[al.probsMask],
+                                      q: arena[al.q], k: arena[al.k], v: arena[al.v], dropoutProbability: dropAttention ? attentionDropout : 0,
+                                      bias: bias, starts: starts, offsets: attentionOffsets, B: B, C: C, NH: NH)
+                }
             }
             progress()
             // d x = d res1 (residual) + the Q, K and V projections' input gradients, accumulated into gradA

@@ -1,6 +1,7 @@
 """Texts that break tokenizers: whitespace runs, contractions, accents and combining marks, scripts
 from Cyrillic to CJK, emoji sequences, control and invisible characters, 200-character words, code,
-and special tokens written in the text. Shared by the tokenizer fixture scripts."""
+and special tokens written in the text; and the cases a tokenizer fixture records for them.
+Shared by the tokenizer fixture scripts."""
 hostile = [
     "", " ", "  ", "\t\n", "\n\n\n", "a  b", "a   b   c", "trailing   ", "   leading", "tab\tand\nnewline\r\nand\rcr",
     "Hello, world!", "HELLO WORLD", "don't won't I'm you're we've they'll he'd it's", "DON'T 'S 'T 's't", "O'Reilly's",
@@ -21,3 +22,27 @@ hostile = [
     "Debian GNU/Linux 12 (bookworm) x86_64", "libopenblas0-pthread: Optimized BLAS (linear algebra) library",
     "version 1.2.3-4ubuntu5~bpo11+1", "GPL-2+ or LGPL-2.1+", "𝐁𝐨𝐥𝐝 math letters", "Ⓐ circled ⓑ", "ǅ digraph ǈ",
 ]
+
+
+def reference_cases(tok, texts, rng):
+    """What `tokenizers` gives for every text alone, every 7th truncated to 8 and 64 tokens, 120
+    random pairs (plain and truncated), and three fixed pairs."""
+    def case(text, pair=None, max_length=None):
+        if max_length:
+            tok.enable_truncation(max_length=max_length, strategy="longest_first")
+        else:
+            tok.no_truncation()
+        enc = tok.encode(text, pair)
+        c = {"text": text, "max_length": max_length, "input_ids": enc.ids}
+        if pair is not None:
+            c["text_pair"] = pair
+        return c
+
+    cases = [case(t) for t in texts]
+    cases += [case(t, max_length=ml) for t in texts[::7] for ml in (8, 64)]
+    for _ in range(120):
+        a, b = rng.choice(texts), rng.choice(texts)
+        cases += [case(a, b), case(a, b, max_length=rng.choice([12, 32, 128]))]
+    cases += [case("short", "a much longer second sentence " * 10, 24), case("a much longer first sentence " * 10, "short", 24),
+              case("<mask> one", "two <mask>")]
+    return cases

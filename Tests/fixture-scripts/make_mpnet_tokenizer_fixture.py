@@ -18,7 +18,7 @@ import tokenizers
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hostile_texts import hostile  # noqa: E402
+from hostile_texts import hostile, reference_cases  # noqa: E402
 
 model_dir, out, heldout_paths = sys.argv[1], sys.argv[2], sys.argv[3:]
 os.makedirs(out, exist_ok=True)
@@ -43,25 +43,7 @@ rng.shuffle(descriptions)
 texts = hostile + mpnet_specials + descriptions[:1000]
 
 
-def case(text, pair=None, max_length=None):
-    if max_length:
-        tok.enable_truncation(max_length=max_length, strategy="longest_first")
-    else:
-        tok.no_truncation()
-    enc = tok.encode(text, pair)
-    c = {"text": text, "max_length": max_length, "input_ids": enc.ids}
-    if pair is not None:
-        c["text_pair"] = pair
-    return c
-
-
-cases = [case(t) for t in texts]
-cases += [case(t, max_length=ml) for t in texts[::7] for ml in (8, 64)]
-for _ in range(120):
-    a, b = rng.choice(texts), rng.choice(texts)
-    cases += [case(a, b), case(a, b, max_length=rng.choice([12, 32, 128]))]
-cases += [case("short", "a much longer second sentence " * 10, 24), case("a much longer first sentence " * 10, "short", 24),
-          case("<mask> one", "two <mask>")]
+cases = reference_cases(tok, texts, rng)
 with open(os.path.join(out, "reference.json"), "w", encoding="utf-8") as f:
     json.dump({"tokenizers": tokenizers.__version__, "texts": len(texts), "cases": cases}, f, ensure_ascii=False, indent=0)
 print(f"{len(cases)} cases over {len(texts)} texts", file=sys.stderr)

@@ -38,19 +38,7 @@ final class MPNetGoldenTests: XCTestCase {
         let loss = try golden.floats("loss")[0]
         XCTAssertEqual(Float(stats.lossSum), loss, accuracy: 1e-6 * loss, "loss")
         model.backward { _ in }
-        var compared = 0
-        for spec in model.layout.tensors {
-            let name = "grad." + gradientName(spec.name)
-            guard golden.entries[name] != nil else { XCTFail("no reference gradient \(name)"); continue }
-            let ours = model.gradients.values(of: spec), reference = try golden.floats(name)
-            if spec.name.hasSuffix("attention.attn.k.bias") {
-                XCTAssertLessThan((ours + reference).map(abs).max()!, 1e-9, "\(name): an exact zero, so only rounding noise on both sides")
-            } else {
-                assertClose(ours, reference, absolute: 1.5e-5 * (reference.map(abs).max() ?? 0), relative: 4e-4, name)
-            }
-            compared += 1
-        }
-        XCTAssertEqual(compared, model.layout.tensors.count)
+        try assertGradientsMatch(model, golden: golden, gradientName: gradientName)
         XCTAssertNotNil(model.layout.spec("encoder.relative_attention_bias.weight"), "the relative bias is a parameter, and was compared")
     }
 

@@ -206,11 +206,11 @@ public struct BertDescription {
             guard let entry = file.entries[location.name] else {
                 // LoRA on a model without adapters (a checkpoint of a LoRA run has them).
                 if spec.name.contains(".lora_") { freshAdapters = true; continue }
-                // The dense layer of cls pooling: BERT's pooler (a base model may lack it), MPNet's
-                // classifier.dense (always part of the fresh head).
+                // The dense layer of cls pooling: BERT's pooler (a base model may lack it), MPNet's and
+                // RoBERTa's classifier.dense, DistilBERT's pre_classifier (always part of the fresh head).
                 if spec.name.hasPrefix(family.clsHeadModules.dense + ".") && head == .none { freshPooler = true; continue }
                 // A base encoder gets a fresh head: a classifier, or the masked-LM head.
-                if (spec.name.hasPrefix("classifier.") || spec.name.hasPrefix(family.pretrainingHeadPrefix)) && head == .none { freshHead = true; continue }
+                if BertTensorNames.isTopLevel(spec.name) && head == .none { freshHead = true; continue }
                 throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
             }
             guard entry.shape == spec.shape else {
@@ -228,19 +228,19 @@ public struct BertDescription {
             let parameter = names.parameter(at: location)
             if parameter == "embeddings.position_ids" { unused.remove(location); continue }
             // Pre-training heads (BertForMaskedLM's cls.predictions, BertForPreTraining's
-            // cls.seq_relationship) when fine-tuning something else; a sentence-transformers Dense
-            // head when adapting the encoder: dropped, as transformers drops them.
-            if let parameter, parameter.hasPrefix(family.pretrainingHeadPrefix), model.layout.spec(parameter) == nil {
+            // cls.seq_relationship) when fine-tuning something else, and a masked-LM decoder's weight
+            // (lm_head.decoder.*, vocab_projector.weight: tied to the word embeddings, never a
+            // tensor of its own); a sentence-transformers Dense head when adapting the encoder:
+            // dropped, as transformers drops them.
+            if let parameter, family.pretrainingHeadPrefixes.contains(where: parameter.hasPrefix), model.layout.spec(parameter) == nil {
                 unused.remove(location); continue
             }
-            // MPNet's base pooler under cls pooling: MPNetForSequenceClassification has no pooler
-            // (its head has its own dense layer) and transformers drops it too.
+            // MPNet's and RoBERTa's base pooler under cls pooling: their ...ForSequenceClassification
+            // has no pooler (the head has its own dense layer) and transformers drops it too.
             if let parameter, parameter.hasPrefix("pooler."), family != .bert, model.pooling == .cls {
                 unused.remove(location); continue
             }
             if model.task == .maskedLanguageModel && location.file == BertTensorNames.denseFile { unused.remove(location); continue }
-            // MPNetForMaskedLM's decoder: its weight is the word embeddings and its bias lm_head.bias (tied).
-            if let parameter, parameter == "lm_head.decoder.weight" || parameter == "lm_head.decoder.bias" { unused.remove(location); continue }
             if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
                 bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
                 unused.remove(location)
@@ -395,9 +395,10 @@ enum BertFolder {
     /// PEFT matches a list of target_modules by name suffix, so "output.dense" would also take
     /// attention.output.dense; then a regular expression (which PEFT matches whole) names exactly the adapted layers.
     static func peftTargetModules(_ targets: [LoRATarget], family: EncoderFamily) -> JSONValue {
-        if family == .bert && !targets.contains(.output) { return .array(targets.map { .string($0.rawValue) }) }
+        if (family == .bert || family == .roberta) && !targets.contains(.output) { return .array(targets.map { .string($0.rawValue) }) }
         let paths = targets.map { $0.modulePath(in: family).replacingOccurrences(of: ".", with: "\\.") }
-        return .string(#".*encoder\.layer\.\d+\.("# + paths.joined(separator: "|") + ")")
+        let layers = family.layerPrefix(0).replacingOccurrences(of: "0.", with: "").replacingOccurrences(of: ".", with: "\\.")
+        return .string(".*" + layers + #"\d+\.("# + paths.joined(separator: "|") + ")")
     }
 
     static func peftAdapterFiles(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> [String: Data] {
@@ -409,7 +410,7 @@ enum BertFolder {
             let values = UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count)
             if spec.name.contains(".lora_") {
                 writer.add(prefix + spec.name, shape: spec.shape, floats: values)
-            } else if cls && spec.name.hasPrefix("classifier.") {
+            } else if cls && BertTensorNames.isTopLevel(spec.name) {
                 writer.add("base_model.model." + spec.name, shape: spec.shape, floats: values)
             } else if cls && spec.name.hasPrefix("pooler.") {
                 writer.add(prefix + spec.name, shape: spec.shape, floats: values)
@@ -426,8 +427,7 @@ enum BertFolder {
             "base_model_name_or_path": .string(bundle.baseModelPath ?? ""), "r": .integer(Int64(lora.rank)),
             "lora_alpha": .double(lora.alpha), "lora_dropout": .double(lora.dropout),
             "target_modules": peftTargetModules(lora.targets, family: model.config.family), "bias": .string("none"),
-            // MPNet's cls head is all under classifier (its dense layer included).
-            "modules_to_save": cls ? .array(model.config.family == .bert ? [.string("classifier"), .string("pooler")] : [.string("classifier")]) : .null,
+            "modules_to_save": cls ? .array(model.config.family.clsHeadModulesToSave.map { .string($0) }) : .null,
             "fan_in_fan_out": .bool(false), "inference_mode": .bool(true), "init_lora_weights": .bool(true),
             "use_rslora": .bool(false), "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null,
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "revision": .null,

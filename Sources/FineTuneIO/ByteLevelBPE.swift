@@ -6,7 +6,8 @@ import Foundation
 /// the decoders after them): added tokens are cut out of the raw text first (`<mask>` with lstrip
 /// takes the spaces before it), the rest is split by the GPT-2 pre-tokenizer pattern, each piece's
 /// UTF-8 bytes become the printable characters of GPT-2's byte map, and merges are applied by rank;
-/// RobertaProcessing frames the ids (`<s> A </s>`, `<s> A </s></s> B </s>`). A component of the
+/// RobertaProcessing frames the ids (`<s> A </s>`, `<s> A </s></s> B </s>`); with add_prefix_space
+/// each stretch of text gets a leading space first. A component of the
 /// file that this reader does not implement is an error naming it (not a silently different split).
 public final class ByteLevelBPETokenizer: TextTokenizer {
     /// Token strings by id (the byte-mapped form).
@@ -21,7 +22,10 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
     public let source: String
     public let maskToken: String?
     public let specialIDs: [Int32]
-    public var summary: String { "byte-level BPE, \(tokens.count) tokens, \(ranks.count) merges" }
+    /// ByteLevel's add_prefix_space: every stretch of text between added tokens that does not start
+    /// with a space gets one, so a text's first word is split as it would be mid-sentence.
+    let addPrefixSpace: Bool
+    public var summary: String { "byte-level BPE, \(tokens.count) tokens, \(ranks.count) merges\(addPrefixSpace ? ", prefix space" : "")" }
 
     /// The tokenizer of a tokenizer.json's bytes; `source` names the file in errors.
     public init(json data: Data, source: String) throws {
@@ -35,7 +39,7 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
         guard let pre = file.preTokenizer?.object, pre["type"]?.string == "ByteLevel" else {
             throw unsupported("the pre-tokenizer \(file.preTokenizer?.object?["type"]?.string ?? "none")")
         }
-        if case .bool(true) = pre["add_prefix_space"] ?? .null { throw unsupported("ByteLevel's add_prefix_space true") }
+        if case .bool(true) = pre["add_prefix_space"] ?? .null { addPrefixSpace = true } else { addPrefixSpace = false }
         if case .bool(false) = pre["use_regex"] ?? .null { throw unsupported("ByteLevel's use_regex false") }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let v = model.fields[key], v != .null { throw unsupported("the BPE model's \(key)") }
@@ -80,7 +84,8 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
         for segment in addedTokens.split(Array(text.unicodeScalars)) {
             switch segment {
             case .added(let id): out.append(id)
-            case .text(let scalars):
+            case .text(var scalars):
+                if addPrefixSpace && scalars.first != nil && scalars.first != " " { scalars.insert(" ", at: 0) }
                 for piece in Self.preTokenize(scalars) { out += bpe(piece) }
             }
         }

@@ -26,8 +26,10 @@ public enum BertTensorNames: Equatable, Sendable {
     public static let denseFile = "2_Dense/model.safetensors"
 
     /// Heads outside the encoder in every family's ...ForSequenceClassification / ...ForMaskedLM
-    /// (BERT's `cls.predictions`, MPNet's `lm_head`; no family has another's).
-    static func isTopLevel(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("cls.") || name.hasPrefix("lm_head.") }
+    /// (BERT's `cls.predictions`, MPNet's and RoBERTa's `lm_head`, DistilBERT's `pre_classifier`
+    /// and `vocab_*`; no family's encoder has a tensor by those names).
+    static func isTopLevel(_ name: String) -> Bool { topLevelPrefixes.contains(where: name.hasPrefix) }
+    static let topLevelPrefixes = Set(EncoderFamily.allCases.flatMap(\.topLevelPrefixes)).sorted()
 
     public func location(of parameter: String) -> TensorLocation {
         let isHead = parameter.hasPrefix("classifier.")

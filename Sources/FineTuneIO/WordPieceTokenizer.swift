@@ -74,8 +74,9 @@ public final class WordPieceTokenizer: TextTokenizer {
     /// The id of a token of the vocabulary, if it has it.
     public func id(of token: String) -> Int32? { vocabulary[Array(token.utf8)] }
 
-    /// The files a tokenizer is read from (and carried into checkpoints and exports).
-    public static let fileNames = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    /// The files a tokenizer is read from, carried into checkpoints and exports (RoBERTa's vocab.json
+    /// and merges.txt too: transformers' slow tokenizer reads them).
+    public static let fileNames = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"]
 
     /// The tokenizer of a model folder's files (`fileNames`, as bytes; `source` names the folder in
     /// errors): tokenizer.json when the folder has it (WordPiece or byte-level BPE, its components
@@ -102,6 +103,10 @@ public final class WordPieceTokenizer: TextTokenizer {
             }
         }
         guard let data = files["vocab.txt"] else {
+            if files["merges.txt"] != nil {
+                throw FineTuneError("\(source): vocab.json and merges.txt but no tokenizer.json: byte-level BPE is read from tokenizer.json " +
+                                    "(transformers writes one: AutoTokenizer.from_pretrained(folder).save_pretrained(folder))")
+            }
             throw FineTuneError("\(source): no vocab.txt or tokenizer.json (a text model needs its vocabulary)")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw FineTuneError("\(source)/vocab.txt: not UTF-8 text") }

@@ -5,15 +5,30 @@ import Foundation
 import XCTest
 
 /// Byte-level BPE from a tokenizer.json against Hugging Face `tokenizers` on 1,084 texts (the
-/// held-out Debian descriptions and hostile ones), alone, as pairs and truncated
+/// held-out Debian descriptions and hostile ones), alone, as pairs and truncated, with and without
+/// add_prefix_space
 /// (Tests/fixture-scripts/make_bpe_fixture.py made the tokenizer and the reference ids).
 final class ByteLevelBPETests: XCTestCase {
     var folder: String { "\(fixturesDirectory)/bpe" }
 
     func testIdsEqualHuggingFaceTokenizers() throws {
-        let tokenizer = try ByteLevelBPETokenizer(json: Data(contentsOf: URL(fileURLWithPath: "\(folder)/tokenizer.json")),
-                                                  source: "\(folder)/tokenizer.json")
-        let reference = try decodeJSON(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(folder)/bpe_reference.json")))
+        try assertIdsEqualReference(tokenizer: "tokenizer.json", reference: "bpe_reference.json")
+    }
+
+    /// The same vocabulary and merges with ByteLevel's add_prefix_space: a space before every
+    /// stretch of text (the first word, and the text after `<mask>`).
+    func testPrefixSpaceIdsEqualHuggingFaceTokenizers() throws {
+        try assertIdsEqualReference(tokenizer: "tokenizer_prefix_space.json", reference: "bpe_prefix_space_reference.json")
+        let plain = try ByteLevelBPETokenizer(json: Data(contentsOf: URL(fileURLWithPath: "\(folder)/tokenizer.json")), source: "t")
+        let spaced = try ByteLevelBPETokenizer(json: Data(contentsOf: URL(fileURLWithPath: "\(folder)/tokenizer_prefix_space.json")), source: "t")
+        XCTAssertEqual(spaced.tokenize("package"), plain.tokenize(" package"))
+        XCTAssertNotEqual(spaced.tokenize("package"), plain.tokenize("package"))
+    }
+
+    func assertIdsEqualReference(tokenizer file: String, reference referenceFile: String) throws {
+        let tokenizer = try ByteLevelBPETokenizer(json: Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(file)")),
+                                                  source: "\(folder)/\(file)")
+        let reference = try decodeJSON(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(referenceFile)")))
         XCTAssertGreaterThanOrEqual(reference.texts, 1000)
         var mismatches: [String] = []
         for c in reference.cases {

@@ -167,7 +167,7 @@ final class LoRAModelTests: XCTestCase {
             }
             for (l, layer) in adapted.tensors.adapters.enumerated() {
                 for (target, adapter) in layer {
-                    let weight = BertParameters.layerPrefix(l) + target.modulePath(in: .bert) + ".weight"
+                    let weight = EncoderFamily.bert.layerPrefix(l) + target.modulePath(in: .bert) + ".weight"
                     let dW = grad(plain, weight)
                     let (outputs, inputs, r) = (adapter.b.shape[0], adapter.a.shape[1], lora.rank)
                     let A = Array(UnsafeBufferPointer(start: adapted.parameters.at(adapter.a), count: adapter.a.count))

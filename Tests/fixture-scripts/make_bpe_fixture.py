@@ -7,7 +7,8 @@ runs, special tokens written in the text), alone, as pairs, and truncated.
 
 usage: python make_bpe_fixture.py OUT_FOLDER TRAIN.jsonl HELDOUT.jsonl...      (needs `tokenizers` only)
        (launch/make-debian-dataset.sh's train.jsonl, then its valid.jsonl and test.jsonl)
-Writes OUT_FOLDER/tokenizer.json and OUT_FOLDER/bpe_reference.json.
+Writes OUT_FOLDER/tokenizer.json and OUT_FOLDER/bpe_reference.json, and the same with
+add_prefix_space: OUT_FOLDER/tokenizer_prefix_space.json and OUT_FOLDER/bpe_prefix_space_reference.json.
 """
 import json
 import os
@@ -50,3 +51,13 @@ cases = reference_cases(tok, texts, rng)
 with open(os.path.join(out, "bpe_reference.json"), "w", encoding="utf-8") as f:
     json.dump({"tokenizers": tokenizers.__version__, "texts": len(texts), "cases": cases}, f, ensure_ascii=False, indent=0)
 print(f"{len(cases)} cases over {len(texts)} texts", file=sys.stderr)
+
+# The same tokenizer with ByteLevel's add_prefix_space (as many RoBERTa-family tokenizer.json files
+# have it): every stretch of text between added tokens gets a leading space. Its own random state,
+# so the files above stay as they were.
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+tok.save(os.path.join(out, "tokenizer_prefix_space.json"))
+cases = reference_cases(tok, texts, random.Random(12))
+with open(os.path.join(out, "bpe_prefix_space_reference.json"), "w", encoding="utf-8") as f:
+    json.dump({"tokenizers": tokenizers.__version__, "texts": len(texts), "cases": cases}, f, ensure_ascii=False, indent=0)
+print(f"prefix space: {len(cases)} cases", file=sys.stderr)

@@ -9,8 +9,8 @@ public enum Pooling: String, Sendable, CaseIterable, Codable {
     case cls
 }
 
-/// config.json of a BERT-architecture encoder (BERT, MiniLM, MPNet: `EncoderFamily`), with
-/// transformers' field names. Fields this program does not use stay in `raw` and are written back.
+/// config.json of a BERT-architecture encoder (BERT, MiniLM, MPNet, RoBERTa, DistilBERT:
+/// `EncoderFamily`), with transformers' field names. Fields this program does not use stay in `raw` and are written back.
 public struct BertConfig: Decodable, Sendable {
     /// From model_type.
     public var family: EncoderFamily
@@ -22,17 +22,19 @@ public struct BertConfig: Decodable, Sendable {
     public var maxPositions: Int
     /// Rows of the token-type table (0: the family has none).
     public var typeVocabSize: Int
-    /// The position-embedding row of a sequence's first token: 0 for BERT, padding_idx + 1 for MPNet.
+    /// The position-embedding row of a sequence's first token: 0 for BERT and DistilBERT,
+    /// padding_idx + 1 for MPNet and RoBERTa.
     public var positionOffset: Int
     /// MPNet's relative position bias: its buckets (relative_attention_num_buckets) and the
     /// distance the last bucket starts at (128 in transformers, not configurable there); nil for BERT.
     public var relativeAttention: (buckets: Int, maxDistance: Int)?
     public var layerNormEps: Double
-    /// "gelu" (erf form) or "gelu_new" / "gelu_pytorch_tanh" (tanh form).
+    /// "gelu" (erf form) or "gelu_new" / "gelu_pytorch_tanh" (tanh form); DistilBERT's `activation`.
     public var hiddenAct: String
     public var hiddenDropout: Double
     public var attentionDropout: Double
-    /// Dropout before the classifier (transformers' `classifier_dropout`, else hidden_dropout_prob).
+    /// Dropout before the classifier (transformers' `classifier_dropout`, else hidden_dropout_prob;
+    /// DistilBERT's `seq_classif_dropout`).
     public var classifierDropout: Double
     /// Standard deviation of a fresh head's weights.
     public var initializerRange: Double
@@ -44,57 +46,58 @@ public struct BertConfig: Decodable, Sendable {
 
     public static let supportedActivations = ["gelu", "gelu_new", "gelu_pytorch_tanh"]
 
-    enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", hiddenSize = "hidden_size", layers = "num_hidden_layers", heads = "num_attention_heads"
-        case intermediateSize = "intermediate_size", maxPositions = "max_position_embeddings", typeVocabSize = "type_vocab_size"
-        case layerNormEps = "layer_norm_eps", hiddenAct = "hidden_act", hiddenDropout = "hidden_dropout_prob"
-        case attentionDropout = "attention_probs_dropout_prob", classifierDropout = "classifier_dropout"
-        case initializerRange = "initializer_range", positionEmbeddingType = "position_embedding_type"
-        case labels = "id2label", problemType = "problem_type"
-        case modelType = "model_type", padTokenID = "pad_token_id", relativeBuckets = "relative_attention_num_buckets"
+    /// A config field by name. DistilBERT names its fields differently (dim, n_layers, ...): `key`
+    /// picks the family's name.
+    struct Field: CodingKey {
+        let stringValue: String
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let modelType = try c.string(.modelType, default: "bert")
+        let c = try decoder.container(keyedBy: Field.self)
+        let modelType = try c.string(Field("model_type"), default: "bert")
         guard let family = EncoderFamily(rawValue: modelType) else {
             throw FineTuneError("model_type \"\(modelType)\" is not an encoder family this program reads (\(EncoderFamily.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         self.family = family
-        vocabSize = try c.positiveInteger(.vocabSize)
-        hiddenSize = try c.positiveInteger(.hiddenSize)
-        layers = try c.positiveInteger(.layers)
-        heads = try c.positiveInteger(.heads)
-        intermediateSize = try c.positiveInteger(.intermediateSize)
-        maxPositions = try c.positiveInteger(.maxPositions, default: 512)
-        typeVocabSize = family.hasTokenTypes ? try c.positiveInteger(.typeVocabSize, default: 2) : 0
-        switch family {
-        case .bert:
-            positionOffset = 0
-            relativeAttention = nil
-        case .mpnet:
-            positionOffset = try c.nonNegativeInteger(.padTokenID, default: 1) + 1
-            relativeAttention = (try c.positiveInteger(.relativeBuckets, default: 32), 128)
-        }
+        let distil = family == .distilbert
+        func key(_ name: String, distilbert: String) -> Field { Field(distil ? distilbert : name) }
+        vocabSize = try c.positiveInteger(Field("vocab_size"))
+        hiddenSize = try c.positiveInteger(key("hidden_size", distilbert: "dim"))
+        layers = try c.positiveInteger(key("num_hidden_layers", distilbert: "n_layers"))
+        heads = try c.positiveInteger(key("num_attention_heads", distilbert: "n_heads"))
+        intermediateSize = try c.positiveInteger(key("intermediate_size", distilbert: "hidden_dim"))
+        maxPositions = try c.positiveInteger(Field("max_position_embeddings"), default: 512)
+        typeVocabSize = family.hasTokenTypes ? try c.positiveInteger(Field("type_vocab_size"), default: family == .roberta ? 1 : 2) : 0
+        positionOffset = family.positionsAfterPadding ? try c.nonNegativeInteger(Field("pad_token_id"), default: 1) + 1 : 0
+        relativeAttention = family == .mpnet ? (try c.positiveInteger(Field("relative_attention_num_buckets"), default: 32), 128) : nil
         guard positionOffset < maxPositions else {
             throw FineTuneError("pad_token_id \(positionOffset - 1) leaves no position embeddings (max_position_embeddings \(maxPositions))")
         }
         guard hiddenSize % heads == 0 else {
-            throw FineTuneError("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
+            throw FineTuneError("\(key("hidden_size", distilbert: "dim").stringValue) \(hiddenSize) is not a multiple of \(key("num_attention_heads", distilbert: "n_heads").stringValue) \(heads)")
         }
-        layerNormEps = try c.number(.layerNormEps, default: family == .mpnet ? 1e-5 : 1e-12)
-        hiddenAct = try c.string(.hiddenAct, default: "gelu")
+        // DistilBERT's LayerNorms all use 1e-12 (its config has no field for it).
+        layerNormEps = distil ? 1e-12 : try c.number(Field("layer_norm_eps"), default: family == .mpnet ? 1e-5 : 1e-12)
+        let activationField = key("hidden_act", distilbert: "activation")
+        hiddenAct = try c.string(activationField, default: "gelu")
         guard BertConfig.supportedActivations.contains(hiddenAct) else {
-            throw FineTuneError("hidden_act \"\(hiddenAct)\" is not supported; supported: \(BertConfig.supportedActivations.joined(separator: ", "))")
+            throw FineTuneError("\(activationField.stringValue) \"\(hiddenAct)\" is not supported; supported: \(BertConfig.supportedActivations.joined(separator: ", "))")
         }
-        let positions = try c.string(.positionEmbeddingType, default: "absolute")
+        let positions = try c.string(Field("position_embedding_type"), default: "absolute")
         guard positions == "absolute" else { throw FineTuneError("position_embedding_type \"\(positions)\" is not supported (only absolute)") }
-        hiddenDropout = try c.probability(.hiddenDropout, default: 0.1)
-        attentionDropout = try c.probability(.attentionDropout, default: 0.1)
-        classifierDropout = try c.probability(.classifierDropout, default: hiddenDropout)
-        initializerRange = try c.number(.initializerRange, default: 0.02)
-        labels = try c.labels(.labels)
-        problemType = try? c.string(.problemType, default: "")
+        if distil, case .bool(true)? = try? c.decodeIfPresent(JSONValue.self, forKey: Field("sinusoidal_pos_embds")) {
+            throw FineTuneError("sinusoidal_pos_embds true is not supported (fixed sinusoidal positions; only learned ones)")
+        }
+        hiddenDropout = try c.probability(key("hidden_dropout_prob", distilbert: "dropout"), default: 0.1)
+        attentionDropout = try c.probability(key("attention_probs_dropout_prob", distilbert: "attention_dropout"), default: 0.1)
+        classifierDropout = try c.probability(key("classifier_dropout", distilbert: "seq_classif_dropout"), default: distil ? 0.2 : hiddenDropout)
+        initializerRange = try c.number(Field("initializer_range"), default: 0.02)
+        labels = try c.labels(Field("id2label"))
+        problemType = try? c.string(Field("problem_type"), default: "")
         if problemType == "" { problemType = nil }
     }
 

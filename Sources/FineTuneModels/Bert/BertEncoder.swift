@@ -3,6 +3,8 @@ import FineTuneKernels
 /// BERT's encoder body (post-LayerNorm, as transformers' BertModel without its pooler):
 ///   x = dropout(LN(word[id] + position[t] + type[tt]))
 ///   per layer: a = dropout(Wo · attention(x) + bo); h = LN(a + x); f = dropout(W2 · gelu(W1 · h + b1) + b2); x = LN(f + h)
+/// and the same for the other families (`EncoderFamily`: MPNet adds a relative position bias to
+/// the scores, DistilBERT has no dropout on a, RoBERTa and MPNet start positions after padding_idx),
 /// with LoRA adapters on its linear layers when asked. Its output x [N, C] goes to a task head
 /// (TaskHeads.swift); `EncoderModel` joins the two. Batches are packed (Attention.swift): no
 /// padding is computed. `backward` is `forward` read backwards.
@@ -26,9 +28,9 @@ public final class BertEncoder: EncoderBody {
     }
 
     public var facts: EncoderFacts {
-        // Dropout sites: 0 embeddings; 1 + 3l attention probabilities, 2 + 3l attention output,
-        // 3 + 3l feed-forward output of layer l; 1 + 3L the head (and 2 + 3L MPNet's before its
-        // dense layer); LoRA's after them.
+        // Dropout sites: 0 embeddings; 1 + 3l attention probabilities, 2 + 3l attention output
+        // (unused by DistilBERT), 3 + 3l feed-forward output of layer l; 1 + 3L the head (and
+        // 2 + 3L MPNet's and RoBERTa's before their dense layer); LoRA's after them.
         EncoderFacts(hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize, layerNormEps: config.layerNormEps,
                      initializerRange: config.initializerRange, usesTanhGELU: config.usesTanhGELU,
                      wordEmbeddings: tensors.wordEmbeddings, headDropoutSite: 1 + 3 * config.layers, family: config.family)
@@ -72,7 +74,7 @@ public final class BertEncoder: EncoderBody {
     public func mergedWeight(_ spec: TensorSpec, parameters: FlatBuffer<Float>) -> [Float]? {
         guard let lora else { return nil }
         for (l, layer) in tensors.adapters.enumerated() {
-            for (target, adapter) in layer where BertParameters.layerPrefix(l) + target.modulePath(in: config.family) + ".weight" == spec.name {
+            for (target, adapter) in layer where config.family.layerPrefix(l) + target.modulePath(in: config.family) + ".weight" == spec.name {
                 var merged = Array(UnsafeBufferPointer(start: parameters.at(spec), count: spec.count))
                 let (outputs, rank, inputs) = (adapter.b.shape[0], lora.rank, adapter.a.shape[1])
                 merged.withUnsafeMutableBufferPointer {
@@ -159,9 +161,9 @@ public final class BertEncoder: EncoderBody {
         // A sublayer's output as BERT ends it: out = LayerNorm(dropout(y) + residual), keeping what backward needs.
         func addAndNorm(_ y: ArenaRegion<Float>, dropped: ArenaRegion<Float>, mask: ArenaRegion<UInt8>, site: Int, residual: UnsafeMutablePointer<Float>,
                         sum: ArenaRegion<Float>, out: ArenaRegion<Float>, mean: ArenaRegion<Float>, rstd: ArenaRegion<Float>,
-                        weight: TensorSpec, bias: TensorSpec) {
+                        weight: TensorSpec, bias: TensorSpec, dropsOut: Bool = true) {
             var kept = arena[y]
-            if dropHidden {
+            if dropHidden && dropsOut {
                 dropoutForward(out: arena[dropped], mask: arena[mask], inp: kept, probability: hiddenDropout, key: key(site),
                                exampleIndices: batch.exampleIndices, segmentStarts: tokenSegments, B: B)
                 kept = arena[dropped]
@@ -175,8 +177,8 @@ public final class BertEncoder: EncoderBody {
             guard let lora, let adapter = t.adapters[l][target], let regions = a.adapters[l][target] else { return }
             var x = inp
             if training && lora.dropout > 0 {
-                // BERT's sites as they were; MPNet's head takes one more before LoRA's.
-                let first = 2 + 3 * config.layers + (config.family == .bert ? 0 : 1)
+                // BERT's sites as they were; MPNet's and RoBERTa's heads take one more before LoRA's.
+                let first = 2 + 3 * config.layers + (config.family.clsHeadModules.dropoutBeforeDense ? 1 : 0)
                 let site = first + LoRATarget.allCases.count * l + LoRATarget.allCases.firstIndex(of: target)!
                 dropoutForward(out: arena[regions.dropped], mask: arena[regions.mask], inp: inp, probability: lora.dropout, key: key(site),
                                exampleIndices: batch.exampleIndices, segmentStarts: starts.map { $0 * inputs }, B: B)
@@ -205,7 +207,7 @@ public final class BertEncoder: EncoderBody {
             adapt(l, .attentionOutput, out: arena[al.attentionOutput], inp: arena[al.context], inputs: C, outputs: C)
             addAndNorm(al.attentionOutput, dropped: al.attentionDropped, mask: al.attentionMask, site: 2 + 3 * l, residual: x,
                        sum: al.residual1, out: al.hidden1, mean: al.norm1Mean, rstd: al.norm1Rstd,
-                       weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
+                       weight: layer.attentionNormWeight, bias: layer.attentionNormBias, dropsOut: config.family.dropsAttentionOutput)
             linearForward(out: arena[al.intermediate], inp: arena[al.hidden1], weight: p + layer.intermediateWeight.offset,
                           bias: p + layer.intermediateBias.offset, B: N, C: C, OC: F)
             adapt(l, .intermediate, out: arena[al.intermediate], inp: arena[al.hidden1], inputs: C, outputs: F)
@@ -248,10 +250,11 @@ public final class BertEncoder: EncoderBody {
         // Backward of the forward pass's addAndNorm: d(sum) into `dsum` (also the residual's gradient),
         // LayerNorm's parameter gradients, and d(y) behind the dropout, returned.
         func addAndNormBackward(dout: UnsafeMutablePointer<Float>, dsum: UnsafeMutablePointer<Float>, sum: ArenaRegion<Float>, mask: ArenaRegion<UInt8>,
-                                mean: ArenaRegion<Float>, rstd: ArenaRegion<Float>, weight: TensorSpec, bias: TensorSpec) -> UnsafeMutablePointer<Float> {
+                                mean: ArenaRegion<Float>, rstd: ArenaRegion<Float>, weight: TensorSpec, bias: TensorSpec,
+                                dropsOut: Bool = true) -> UnsafeMutablePointer<Float> {
             layerNormBackward(dinp: dsum, dweight: g + weight.offset, dbias: g + bias.offset, dout: dout, inp: arena[sum], weight: p + weight.offset,
                               mean: arena[mean], rstd: arena[rstd], N: N, C: C, overwritingInput: true)
-            return throughDropout(dsum, mask: mask, probability: hiddenDropout, count: N * C, scratch: a.gradC)
+            return throughDropout(dsum, mask: mask, probability: dropsOut ? hiddenDropout : 0, count: N * C, scratch: a.gradC)
         }
 
         // Frozen groups are a prefix: backward ends at the lowest trainable one. With LoRA every
@@ -317,7 +320,8 @@ public final class BertEncoder: EncoderBody {
             // h1 = LN1(attn' + x)
             let dRes1 = arena[a.gradA]
             let dProjection = addAndNormBackward(dout: dH1, dsum: dRes1, sum: al.residual1, mask: al.attentionMask, mean: al.norm1Mean,
-                                                 rstd: al.norm1Rstd, weight: layer.attentionNormWeight, bias: layer.attentionNormBias)
+                                                 rstd: al.norm1Rstd, weight: layer.attentionNormWeight, bias: layer.attentionNormBias,
+                                                 dropsOut: config.family.dropsAttentionOutput)
             linearBackward(dinp: arena[a.dContext], dweight: weightGradient(layer.attentionOutputWeight), dbias: weightGradient(layer.attentionOutputBias),
                            dout: dProjection, inp: arena[al.context], weight: p + layer.attentionOutputWeight.offset, B: N, C: C, OC: C,
                            overwritingInput: true)

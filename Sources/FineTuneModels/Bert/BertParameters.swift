@@ -3,7 +3,8 @@ import FineTuneKernels
 /// The parameters of a BERT-architecture encoder body: named views into one flat buffer, with the
 /// family's transformers tensor names (BertModel: `embeddings.word_embeddings.weight`,
 /// `encoder.layer.{l}.attention.self.query.weight`, ...; MPNetModel: `encoder.layer.{l}.attention.attn.q.weight`,
-/// ..., `encoder.relative_attention_bias.weight`), then LoRA's adapters. The task head's tensors
+/// ..., `encoder.relative_attention_bias.weight`; DistilBertModel: `transformer.layer.{l}.attention.q_lin.weight`,
+/// ...), then LoRA's adapters. The task head's tensors
 /// follow in the same layout (TaskHeads.swift). Shapes: V vocabulary, P positions, TV token types,
 /// C hidden, F intermediate, NH heads, RB relative-position buckets.
 public struct BertParameters: Sendable {
@@ -39,7 +40,6 @@ public struct BertParameters: Sendable {
     /// Per layer, the adapters of its target layers (empty without LoRA). Laid out after the
     /// encoder, so the trainable adapters and the head are one suffix of the buffer.
     public let adapters: [[LoRATarget: Adapter]]
-    public static func layerPrefix(_ l: Int) -> String { "encoder.layer.\(l)." }
 
     /// Adds the body's tensors to `layout` (empty: the body comes first).
     public init(config: BertConfig, lora: LoRASettings? = nil, layout: inout ParameterLayout) {
@@ -53,7 +53,7 @@ public struct BertParameters: Sendable {
         relativeAttentionBias = config.relativeAttention.map { add("encoder.relative_attention_bias.weight", [$0.buckets, config.heads]) }
         let m = config.family.layerModules
         layers = (0..<config.layers).map { l in
-            let p = BertParameters.layerPrefix(l)
+            let p = config.family.layerPrefix(l)
             func linear(_ module: String, _ outputs: Int, _ inputs: Int) -> (TensorSpec, TensorSpec) {
                 (add(p + module + ".weight", [outputs, inputs]), add(p + module + ".bias", [outputs]))
             }
@@ -70,7 +70,7 @@ public struct BertParameters: Sendable {
             var adapters: [LoRATarget: Adapter] = [:]
             for target in lora.targets {
                 let (inputs, outputs) = target == .intermediate ? (C, F) : target == .output ? (F, C) : (C, C)
-                let p = BertParameters.layerPrefix(l) + target.modulePath(in: config.family)
+                let p = config.family.layerPrefix(l) + target.modulePath(in: config.family)
                 adapters[target] = Adapter(a: add(p + ".lora_A.weight", [lora.rank, inputs]), b: add(p + ".lora_B.weight", [outputs, lora.rank]))
             }
             return adapters

@@ -7,7 +7,7 @@ public enum LoRATarget: String, CaseIterable, Sendable, Codable, Comparable {
     case intermediate = "intermediate.dense"
     case output = "output.dense"
 
-    /// The module path inside a layer (`encoder.layer.{l}.` + this) in `family`'s names.
+    /// The module path inside a layer (`family.layerPrefix(l)` + this) in `family`'s names.
     public func modulePath(in family: EncoderFamily) -> String {
         let m = family.layerModules
         switch self {

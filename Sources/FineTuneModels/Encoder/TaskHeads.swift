@@ -11,8 +11,8 @@ public struct EncoderFacts: Sendable {
     public var usesTanhGELU: Bool
     /// [V, C]: the word embeddings, which a masked-LM decoder shares (tied weights).
     public var wordEmbeddings: TensorSpec
-    /// The dropout site of the head's own dropout (the body's sites come first); MPNet's head
-    /// also drops out before its dense layer, at the next site (LoRA's come after both).
+    /// The dropout site of the head's own dropout (the body's sites come first); MPNet's and
+    /// RoBERTa's heads also drop out before their dense layer, at the next site (LoRA's come after both).
     public var headDropoutSite: Int
     /// Names the heads' tensors as the family's transformers classes do.
     public var family: EncoderFamily
@@ -56,18 +56,19 @@ public protocol EncoderHead: AnyObject {
 }
 
 extension ParameterLayout {
-    /// Adds a tensor with transformers' weight-decay convention: none on biases and LayerNorm weights.
-    /// MPNet's masked-LM head names its norm `layer_norm`: callers say `decays: false` for it.
-    mutating func addDecaying(_ name: String, _ shape: [Int], decays: Bool = true) -> TensorSpec {
-        add(name, shape: shape, decays: decays && !(name.hasSuffix("bias") || name.contains("LayerNorm")))
+    /// Adds a tensor with transformers' weight-decay convention: none on biases and LayerNorm weights
+    /// (`LayerNorm`, or `layer_norm` as in MPNet's and RoBERTa's `lm_head.layer_norm` and DistilBERT's norms).
+    mutating func addDecaying(_ name: String, _ shape: [Int]) -> TensorSpec {
+        add(name, shape: shape, decays: !(name.hasSuffix("bias") || name.contains("LayerNorm") || name.contains("layer_norm")))
     }
 }
 
 /// Sequence classification or regression (transformers' ...ForSequenceClassification): pooled =
 /// mean over the tokens, or dropout(tanh(Wp · x[CLS] + bp)) with cls pooling; logits [B, K] =
-/// Wc · pooled + bc. Tensors: BERT `pooler.dense.*` (cls pooling), `classifier.*`; MPNet's head
-/// (cls pooling) `classifier.dense.*`, `classifier.out_proj.*`, with a dropout on x[CLS] before
-/// its dense layer too. Mean pooling has no dense layer and names its classifier `classifier.*`.
+/// Wc · pooled + bc. Tensors: BERT `pooler.dense.*` (cls pooling), `classifier.*`; MPNet's and
+/// RoBERTa's head (cls pooling) `classifier.dense.*`, `classifier.out_proj.*`, with a dropout on
+/// x[CLS] before its dense layer too; DistilBERT's `pre_classifier.*` with ReLU for tanh, then
+/// `classifier.*`. Mean pooling has no dense layer and names its classifier `classifier.*`.
 public final class SequenceHead: EncoderHead {
     public let task: TaskKind
     public let pooling: Pooling
@@ -93,7 +94,7 @@ public final class SequenceHead: EncoderHead {
         classifierBias = layout.addDecaying(classifier + ".bias", [task.outputCount])
     }
 
-    /// MPNet's head drops x[CLS] out before its dense layer.
+    /// MPNet's and RoBERTa's heads drop x[CLS] out before their dense layer.
     var dropsFirstToken: Bool { pooling == .cls && facts.family.clsHeadModules.dropoutBeforeDense }
 
     // [B, C] each: [CLS] rows, pooler pre-activation, pooled, after the classifier's dropout (mask [B·C]);
@@ -152,7 +153,10 @@ public final class SequenceHead: EncoderHead {
                 denseInput = arena[firstDropped]
             }
             linearForward(out: arena[poolerPre], inp: denseInput!, weight: p + poolerWeight!.offset, bias: p + poolerBias!.offset, B: B, C: C, OC: C)
-            tanhForward(out: arena[pooled], inp: arena[poolerPre], N: B * C)
+            switch facts.family.clsHeadModules.activation {
+            case .tanh: tanhForward(out: arena[pooled], inp: arena[poolerPre], N: B * C)
+            case .relu: reluForward(out: arena[pooled], inp: arena[poolerPre], N: B * C)
+            }
             headInput = arena[pooled]
             if pass.training && classifierDropout > 0 {
                 dropoutForward(out: arena[pooledDropped], mask: arena[headMask], inp: arena[pooled], probability: classifierDropout,
@@ -183,7 +187,12 @@ public final class SequenceHead: EncoderHead {
                 dropoutGradient(dinp: arena[dHeadB], dout: dPooled, mask: arena[headMask], probability: classifierDropout, N: B * C)
                 dPooled = arena[dHeadB]
             }
-            tanhBackward(dinp: arena[dHeadC], dout: dPooled, out: arena[pooled], N: B * C, overwritingInput: true)
+            switch facts.family.clsHeadModules.activation {
+            case .tanh: tanhBackward(dinp: arena[dHeadC], dout: dPooled, out: arena[pooled], N: B * C, overwritingInput: true)
+            case .relu:
+                zeroFill(arena[dHeadC], N: B * C)
+                reluBackward(dinp: arena[dHeadC], dout: dPooled, inp: arena[poolerPre], N: B * C)
+            }
             linearBackward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + poolerWeight!.offset, dbias: g + poolerBias!.offset,
                            dout: arena[dHeadC], inp: denseInput!, weight: p + poolerWeight!.offset, B: B, C: C, OC: C, overwritingInput: true)
             guard let dx else { return false }
@@ -207,7 +216,8 @@ public final class SequenceHead: EncoderHead {
     }
 }
 
-/// BertForMaskedLM's head (`cls.predictions.*`; MPNetForMaskedLM's `lm_head.*`), at the M masked positions only:
+/// BertForMaskedLM's head (`cls.predictions.*`; MPNet's and RoBERTa's `lm_head.*`; DistilBERT's
+/// `vocab_transform`, `vocab_layer_norm`, `vocab_projector.bias`), at the M masked positions only:
 /// logits [M, V] = LN(act(Wt · x[masked] + bt)) · wordᵀ + bv, the decoder tied to the word
 /// embeddings (not a tensor of its own); cross-entropy against the original tokens.
 public final class MaskedLMHead: EncoderHead {
@@ -227,7 +237,7 @@ public final class MaskedLMHead: EncoderHead {
         let m = facts.family.maskedLMModules
         transformWeight = layout.addDecaying(m.dense + ".weight", [C, C])
         transformBias = layout.addDecaying(m.dense + ".bias", [C])
-        normWeight = layout.addDecaying(m.norm + ".weight", [C], decays: false)
+        normWeight = layout.addDecaying(m.norm + ".weight", [C])
         normBias = layout.addDecaying(m.norm + ".bias", [C])
         decoderBias = layout.addDecaying(m.bias, [facts.vocabularySize])
     }

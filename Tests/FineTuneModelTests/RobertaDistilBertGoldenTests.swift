@@ -1,0 +1,61 @@
+import FineTuneIO
+import FineTuneKernels
+import FineTuneModels
+import Foundation
+import XCTest
+
+/// RoBERTa against transformers' RobertaModel / ...ForSequenceClassification / ...ForMaskedLM on a
+/// tiny random model with the byte-level BPE vocabulary of Tests/Fixtures/bpe (2,000 tokens):
+/// positions from padding_idx + 1, one token type, the classification head's two dropouts and
+/// dense layer, lm_head.* (`EncoderGoldenFixture`).
+final class RobertaGoldenTests: XCTestCase {
+    let fixture = EncoderGoldenFixture(family: .roberta)
+
+    func testSequenceClassifierMatchesTransformers() throws {
+        let model = try fixture.checkSequenceClassifier()
+        XCTAssertEqual(model.config.positionOffset, 2)
+        XCTAssertEqual(model.config.typeVocabSize, 1)
+        XCTAssertEqual(model.layout.tensors.suffix(4).map(\.name), ["classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"])
+    }
+
+    func testMeanPoolingMatchesTransformers() throws {
+        try fixture.checkMeanPooling(passthrough: ["pooler.dense.bias", "pooler.dense.weight"])
+    }
+
+    func testMaskedLMMatchesTransformers() throws {
+        try fixture.checkMaskedLM(headTensors: ["lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias", "lm_head.bias"])
+    }
+
+    func testPackingEqualsOneSequenceAtATime() throws {
+        try fixture.checkPackingEqualsOneSequenceAtATime()
+    }
+}
+
+/// DistilBERT against transformers' DistilBertModel / ...ForSequenceClassification / ...ForMaskedLM
+/// on a tiny random model (`EncoderGoldenFixture`): its config names (dim, n_layers, ...),
+/// `transformer.layer.{l}` modules, no token types, no pooler, pre_classifier + ReLU, vocab_*.
+final class DistilBertGoldenTests: XCTestCase {
+    let fixture = EncoderGoldenFixture(family: .distilbert)
+
+    func testSequenceClassifierMatchesTransformers() throws {
+        let model = try fixture.checkSequenceClassifier()
+        XCTAssertEqual(model.config.positionOffset, 0)
+        XCTAssertEqual(model.config.hiddenSize, 32)
+        XCTAssertEqual(model.config.classifierDropout, 0.2, "seq_classif_dropout")
+        XCTAssertNil(model.layout.spec("embeddings.token_type_embeddings.weight"))
+        XCTAssertEqual(model.layout.tensors.suffix(4).map(\.name), ["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"])
+        XCTAssertFalse(model.layout.spec("transformer.layer.1.sa_layer_norm.weight")!.decays, "LayerNorm weights take no weight decay, whatever their name")
+    }
+
+    func testMeanPoolingMatchesTransformers() throws {
+        try fixture.checkMeanPooling(passthrough: [])
+    }
+
+    func testMaskedLMMatchesTransformers() throws {
+        try fixture.checkMaskedLM(headTensors: ["vocab_transform.weight", "vocab_transform.bias", "vocab_layer_norm.weight", "vocab_layer_norm.bias", "vocab_projector.bias"])
+    }
+
+    func testPackingEqualsOneSequenceAtATime() throws {
+        try fixture.checkPackingEqualsOneSequenceAtATime()
+    }
+}

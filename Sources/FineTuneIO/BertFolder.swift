@@ -71,6 +71,10 @@ public struct BertDescription {
         guard tokenizer.tokens.count <= config.vocabSize else {
             throw FineTuneError("\(source.name): the vocabulary has \(tokenizer.tokens.count) tokens, more than vocab_size \(config.vocabSize)")
         }
+        // A post-processor that gives a pair's second text type 1 does not fit RoBERTa's one-row table.
+        if config.family.hasTokenTypes, let highest = tokenizer.encode("a", pair: "b", maxLength: nil).typeIDs.max(), highest >= config.typeVocabSize {
+            throw FineTuneError("\(source.name)/tokenizer.json: its post-processor gives token type \(highest), but type_vocab_size is \(config.typeVocabSize)")
+        }
         var maxLength = config.maxSequenceLength
         if let data = source.data("sentence_bert_config.json"),
            let n = (try? decodeJSON(SentenceBertConfig.self, from: data))?.maxSeqLength {

@@ -156,7 +156,7 @@ enum BadInputFixtures {
             h["embeddings.LayerNorm.weight"] = e
         }
         try editConfig("m-hidden") { $0["hidden_size"] = 64 }
-        try editConfig("m-roberta") { $0["model_type"] = "roberta" }
+        try editConfig("m-xlmr") { $0["model_type"] = "xlm-roberta" }
         try editConfig("m-notype") { $0["model_type"] = nil }
         try editConfig("m-heads") { $0["num_attention_heads"] = 5 }
         try editConfig("m-swish") { $0["hidden_act"] = "swish" }

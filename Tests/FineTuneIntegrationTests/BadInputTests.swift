@@ -143,7 +143,7 @@ final class BadInputTests: XCTestCase {
             Case(name: "duplicate tensor in header", arguments: model("m-duptensor"), words: ["model.safetensors", "duplicate key"]),
             Case(name: "overlapping tensors", arguments: model("m-overlap"), words: ["model.safetensors", "overlaps"]),
             Case(name: "config hidden size", arguments: model("m-hidden"), words: ["word_embeddings.weight", "the model needs [120, 64]"]),
-            Case(name: "model type roberta", arguments: model("m-roberta"), words: ["config.json", "model_type \"roberta\" is not supported"]),
+            Case(name: "model type xlm-roberta", arguments: model("m-xlmr"), words: ["config.json", "model_type \"xlm-roberta\" is not supported"]),
             Case(name: "no model type", arguments: model("m-notype"), words: ["config.json", "missing \"model_type\""]),
             Case(name: "heads do not divide", arguments: model("m-heads"), words: ["config.json", "not a multiple of num_attention_heads 5"]),
             Case(name: "activation swish", arguments: model("m-swish"), words: ["config.json", "hidden_act \"swish\" is not supported"]),

@@ -29,6 +29,19 @@ final class RobertaGoldenTests: XCTestCase {
     func testPackingEqualsOneSequenceAtATime() throws {
         try fixture.checkPackingEqualsOneSequenceAtATime()
     }
+
+    /// RoBERTa's token-type table has one row: a tokenizer that gives a pair's second text type 1
+    /// (BERT's BertProcessing) is refused when the folder is read, not an out-of-range row later.
+    func testATokenizerWithASecondTokenTypeIsRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("roberta-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.copyItem(atPath: "\(fixture.dir)/base", toPath: folder)
+        try FileManager.default.removeItem(atPath: "\(folder)/tokenizer.json")
+        try FileManager.default.copyItem(atPath: "\(fixturesDirectory)/tiny-distilbert/base/tokenizer.json", toPath: "\(folder)/tokenizer.json")
+        XCTAssertThrowsError(try ModelFolder.describe(FolderSource(folder))) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer.json: its post-processor gives token type 1, but type_vocab_size is 1"), "\(error)")
+        }
+    }
 }
 
 /// DistilBERT against transformers' DistilBertModel / ...ForSequenceClassification / ...ForMaskedLM

@@ -276,7 +276,8 @@ enum BertFolder {
 
     /// The safetensors files of `bundle`'s parameters (and passthrough tensors) in layout `names`.
     /// `merged`: LoRA's adapters folded into their base weights (W + scale·B·A), not written themselves.
-    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false) throws -> [String: Data] {
+    /// `passthrough`: with the tensors carried through unchanged (a base model's pooler).
+    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false, passthrough: Bool = true) throws -> [String: Data] {
         guard let model = bundle.bertModel else { preconditionFailure("BERT tensor files of a BERT model") }
         var writers: [String: SafetensorsWriter] = [:]
         func add(_ parameter: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) {
@@ -292,7 +293,7 @@ enum BertFolder {
                 add(spec.name, shape: spec.shape, UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
             }
         }
-        for t in bundle.passthrough { t.values.withUnsafeBufferPointer { add(t.name, shape: t.shape, $0) } }
+        for t in bundle.passthrough where passthrough { t.values.withUnsafeBufferPointer { add(t.name, shape: t.shape, $0) } }
         return try writers.mapValues { try $0.serialized() }
     }
 
@@ -317,7 +318,11 @@ enum BertFolder {
         files["tokenizer_config.json"] = tokenizerConfig(files["tokenizer_config.json"], maxLength: bundle.maxLength ?? model.config.maxSequenceLength)
         if model.task == .maskedLanguageModel {
             files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.maskedLMArchitecture)
-            files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true)) { _, new in new }
+            // ...ForMaskedLM has no pooler. BERT's is kept (BertForSequenceClassification, the next
+            // fine-tune, starts from it); MPNet's and RoBERTa's classifiers never use theirs, so it
+            // is left out, as transformers' save_pretrained leaves it.
+            files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true,
+                                        passthrough: family.clsHeadModules.dense == "pooler.dense")) { _, new in new }
             if bundle.bert!.fromSentenceTransformers {
                 files.merge(try sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
             }

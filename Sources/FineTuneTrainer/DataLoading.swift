@@ -70,8 +70,8 @@ public enum DataLoading {
     static func resolvedMaxLength(_ requested: Int?, model: BertDescription) throws -> Int {
         if let requested {
             guard requested >= 3 && requested <= model.config.maxSequenceLength else {
-                throw FineTuneError("--max-length \(requested) must be in 3...\(model.config.maxSequenceLength) ([CLS], at least one token of the text and [SEP]; " +
-                                    "the model's max_position_embeddings)")
+                throw FineTuneError("--max-length \(requested) must be in 3...\(model.config.maxSequenceLength) (the two framing tokens, [CLS] and [SEP] or <s> and </s>, and at least one token of the text; " +
+                                    "the positions the model has: max_position_embeddings, less padding_idx + 1 for RoBERTa and MPNet)")
             }
             return requested
         }
@@ -107,7 +107,7 @@ public enum DataLoading {
         let bert = bundle.bert!
         let maxLength = requested ?? bundle.maxLength ?? bert.maxLength
         guard maxLength >= 3 && maxLength <= bert.config.maxSequenceLength else {
-            throw FineTuneError("--max-length \(maxLength) must be in 3...\(bert.config.maxSequenceLength) ([CLS], at least one token of the text and [SEP])")
+            throw FineTuneError("--max-length \(maxLength) must be in 3...\(bert.config.maxSequenceLength) (the two framing tokens, [CLS] and [SEP] or <s> and </s>, and at least one token of the text)")
         }
         return maxLength
     }

@@ -153,6 +153,7 @@ extension IntegrationTestCase {
         let names = Set(finals[1]!.keys)
         XCTAssertTrue(names.isSuperset(of: f.maskedLMTensors), names.sorted().joined(separator: " "), file: file, line: line)
         XCTAssertFalse(names.contains(f.tiedDecoder), "tied to the word embeddings, as transformers saves it", file: file, line: line)
+        XCTAssertFalse(names.contains { $0.contains(".pooler.") }, "...ForMaskedLM has no pooler (nor do these families' classifiers use one)", file: file, line: line)
         let config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/mlm1/final/config.json")!) as! [String: Any]
         XCTAssertEqual(config["architectures"] as? [String], [f.family.maskedLMArchitecture], file: file, line: line)
         FileManager.default.createFile(atPath: "\(dir)/masked.txt", contents: Data("the \(f.mask) model\nfast   \(f.mask) cpu \(f.mask)\n".utf8))

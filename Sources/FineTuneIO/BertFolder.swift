@@ -5,7 +5,8 @@ import Foundation
 
 /// How a BERT-family folder is laid out. Three kinds are read:
 /// - a base encoder (BertModel: `embeddings.*`, `encoder.*`, maybe `pooler.*`), possibly a
-///   sentence-transformers folder (modules.json, 1_Pooling/, and a 2_Dense/ head when exported by us);
+///   sentence-transformers folder (modules.json, 1_Pooling/, maybe a Dense module of the model's
+///   own, and a Dense head when exported by us);
 /// - BertForSequenceClassification (`bert.`-prefixed encoder and pooler, `classifier.*`, id2label);
 /// - this program's own layout (checkpoints): config.json with a "finetune_dist" block.
 public struct BertDescription {
@@ -29,6 +30,8 @@ public struct BertDescription {
     public var hasMaskedLMHead = false
     /// What the user should know about the folder, though it loads (rank 0 prints these).
     public var notices: [String] = []
+    /// A sentence-transformers Dense module of the model's own between pooling and the classifier.
+    public var projection: EmbeddingProjection? = nil
 
     /// This program's block in its own config.json.
     struct OwnBlock: Codable {
@@ -41,9 +44,11 @@ public struct BertDescription {
         var sentenceTransformers: Bool?
         /// ... with a Normalize module.
         var normalize: Bool?
+        /// ... with a Dense module of its own after the pooling (its tensors are `projection.*`).
+        var projection: EmbeddingProjection?
         enum CodingKeys: String, CodingKey {
             case pooling, hasHead = "has_head", maxLength = "max_length", maskedLM = "masked_lm", sentenceTransformers = "sentence_transformers"
-            case normalize
+            case normalize, projection
         }
     }
     static let ownBlockKey = "finetune_dist"
@@ -57,6 +62,12 @@ public struct BertDescription {
     struct PoolingConfig: Decodable {
         var poolingMode: String?, meanTokens: Bool?, clsToken: Bool?
         enum CodingKeys: String, CodingKey { case poolingMode = "pooling_mode", meanTokens = "pooling_mode_mean_tokens", clsToken = "pooling_mode_cls_token" }
+    }
+    struct DenseConfig: Decodable {
+        var inFeatures: Int, outFeatures: Int, bias: Bool?, activationFunction: String?
+        enum CodingKeys: String, CodingKey {
+            case inFeatures = "in_features", outFeatures = "out_features", bias, activationFunction = "activation_function"
+        }
     }
     struct SentenceBertConfig: Decodable {
         var maxSeqLength: Int?
@@ -85,6 +96,7 @@ public struct BertDescription {
         let pooling: Pooling, head: Head, names: BertTensorNames
         var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         var normalize = false
+        var projection: EmbeddingProjection? = nil
         if let block = config.raw[ownBlockKey] {
             let own: OwnBlock
             do { own = try JSONValueDecoder().decode(OwnBlock.self, from: block) } catch {
@@ -96,6 +108,7 @@ public struct BertDescription {
             hasMaskedLMHead = maskedLM
             fromSentenceTransformers = own.sentenceTransformers ?? false
             normalize = own.normalize ?? false
+            projection = own.projection
             names = .transformers(prefix: "")
             if let n = own.maxLength { maxLength = n }
         } else {
@@ -104,13 +117,19 @@ public struct BertDescription {
             let prefix = tensorNames.contains(family.basePrefix + "embeddings.word_embeddings.weight") ? family.basePrefix : ""
             hasMaskedLMHead = tensorNames.contains(family.maskedLMModules.dense + ".weight")
             var stPooling: Pooling? = nil
-            var dense = false
+            var denseModules: [(path: String, config: DenseConfig)] = []
+            var moduleCount = 0
             if let data = source.data("modules.json") {
                 let modules: [SentenceModule]
                 do { modules = try decodeJSON([SentenceModule].self, from: data) } catch {
                     throw FineTuneError("\(source.name)/modules.json: \(userMessage(for: error))")
                 }
                 for module in modules {
+                    // Another module would change the embeddings: refused rather than skipped.
+                    let kind = module.type.split(separator: ".").last.map(String.init) ?? module.type
+                    guard ["Transformer", "Pooling", "Dense", "Normalize"].contains(kind) else {
+                        throw FineTuneError("\(source.name)/modules.json: the module \(module.type) is not supported (Transformer, Pooling, Dense and Normalize are)")
+                    }
                     if module.type.hasSuffix("Pooling"), let d = source.data("\(module.path)/config.json") {
                         let p: PoolingConfig
                         do { p = try decodeJSON(PoolingConfig.self, from: d) } catch {
@@ -121,9 +140,44 @@ public struct BertDescription {
                         else if p.poolingMode == "cls" || p.clsToken == true { stPooling = .cls }
                         else { throw FineTuneError("\(source.name)/\(module.path)/config.json: only mean or cls pooling is supported") }
                     }
-                    if module.type.hasSuffix("Dense") && module.path == "2_Dense" { dense = true }
+                    if module.type.hasSuffix("Dense") {
+                        let place = "\(source.name)/\(module.path)/config.json"
+                        guard let d = source.data("\(module.path)/config.json") else { throw FineTuneError("\(place): missing (modules.json lists a Dense module)") }
+                        do { denseModules.append((module.path, try decodeJSON(DenseConfig.self, from: d))) } catch {
+                            throw FineTuneError("\(place): \(userMessage(for: error))")
+                        }
+                    }
                     if module.type.hasSuffix("Normalize") { normalize = true }
+                    moduleCount += 1
                 }
+            }
+            // The last Dense module is a classifier this program wrote when it has the config's
+            // labels as outputs and no activation; any other is the model's own projection.
+            var headFolder: String? = nil
+            if let last = denseModules.last, last.config.activationFunction?.hasSuffix(".Identity") ?? false,
+               last.config.outFeatures == (config.problemType == "regression" ? 1 : config.labels?.count ?? -1) {
+                headFolder = last.path
+                denseModules.removeLast()
+            }
+            var projectionFolder: String? = nil
+            if let own = denseModules.first {
+                let place = "\(source.name)/\(own.path)/config.json"
+                guard denseModules.count == 1 else {
+                    throw FineTuneError("\(source.name)/modules.json: \(denseModules.count) Dense modules (\(denseModules.map(\.path).joined(separator: ", "))); one after the pooling is read")
+                }
+                guard own.config.inFeatures == config.hiddenSize else {
+                    throw FineTuneError("\(place): in_features \(own.config.inFeatures), but the encoder's hidden size is \(config.hiddenSize)")
+                }
+                let activations: [String: EmbeddingProjection.Activation] = ["Identity": .identity, "Tanh": .tanh, "ReLU": .relu]
+                let name = own.config.activationFunction?.split(separator: ".").last.map(String.init) ?? "Identity"
+                guard let activation = activations[name] else {
+                    throw FineTuneError("\(place): activation_function \(own.config.activationFunction ?? "") is not supported (Identity, Tanh and ReLU are)")
+                }
+                guard (stPooling ?? .mean) == .mean && requestedPooling != .cls else {
+                    throw FineTuneError("\(place): a Dense module is read after mean pooling only")
+                }
+                projection = EmbeddingProjection(outputs: own.config.outFeatures, bias: own.config.bias ?? true, activation: activation)
+                projectionFolder = own.path
             }
             if tensorNames.contains(family.clsHeadModules.classifier + ".weight") {
                 head = .root
@@ -132,13 +186,17 @@ public struct BertDescription {
                 }
                 pooling = .cls
                 names = .transformers(prefix: prefix)
-            } else if dense {
+            } else if let headFolder {
                 head = .dense
                 pooling = stPooling ?? .mean
                 if let requestedPooling, requestedPooling != pooling {
                     throw FineTuneError("\(source.name): a sentence-transformers model with a trained head on \(pooling.rawValue) pooling; it needs --pooling \(pooling.rawValue)")
                 }
-                names = .sentenceTransformers
+                names = .sentenceTransformers(projection: projectionFolder, head: headFolder)
+            } else if let projectionFolder {
+                head = .none
+                pooling = .mean
+                names = .sentenceTransformers(projection: projectionFolder, head: "\(moduleCount)_Dense")
             } else {
                 head = .none
                 pooling = requestedPooling ?? stPooling ?? .mean
@@ -163,6 +221,7 @@ public struct BertDescription {
         description.fromSentenceTransformers = fromSentenceTransformers
         description.normalizesEmbeddings = normalize
         description.hasMaskedLMHead = hasMaskedLMHead
+        description.projection = projection
         if tokenizer.tokens.count < config.vocabSize {
             // transformers accepts this too (BERT checkpoints pad vocab_size), but a vocabulary file cut
             // short (a failed copy) also looks like this.
@@ -185,7 +244,7 @@ public struct BertDescription {
     func resolvedFiles(task: TaskKind?) throws -> [String: Data] {
         var files = tokenizerFiles
         files["config.json"] = try BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
-                                                    sentenceTransformers: fromSentenceTransformers, normalize: normalizesEmbeddings)
+                                                    sentenceTransformers: fromSentenceTransformers, normalize: normalizesEmbeddings, projection: projection)
         return files
     }
 
@@ -194,20 +253,29 @@ public struct BertDescription {
         guard let main = try source.safetensors(BertTensorNames.mainFile) else {
             throw FineTuneError("\(source.name)/\(BertTensorNames.mainFile): missing")
         }
+        if projection != nil && model.task == .maskedLanguageModel {
+            throw FineTuneError("\(source.name): masked-language modelling of a sentence-transformers model with a Dense module is not supported " +
+                                "(its export would lose the module); adapt the encoder alone, or train --task classification/regression")
+        }
         var files = [BertTensorNames.mainFile: main]
-        if head == .dense {
-            guard let dense = try source.safetensors(BertTensorNames.denseFile) else {
-                throw FineTuneError("\(source.name)/\(BertTensorNames.denseFile): missing (modules.json lists a Dense head)")
+        var moduleFiles: [String] = []
+        if case .sentenceTransformers(let projectionFolder, let headFolder) = names {
+            moduleFiles = (projectionFolder.map { [$0] } ?? []) + (head == .dense ? [headFolder] : [])
+        }
+        for folder in moduleFiles {
+            let path = BertTensorNames.moduleFile(folder)
+            guard let dense = try source.safetensors(path) else {
+                throw FineTuneError("\(source.name)/\(path): missing (modules.json lists a Dense module there)")
             }
-            files[BertTensorNames.denseFile] = dense
+            files[path] = dense
         }
         var unused = Set(files.flatMap { file, contents in contents.names.map { TensorLocation(file: file, name: $0) } })
         var freshPooler = false, freshAdapters = false, freshHead = false
         let family = config.family
         for spec in model.layout.tensors {
             let location = names.location(of: spec.name)
-            let file = files[location.file]!
-            guard let entry = file.entries[location.name] else {
+            let file = files[location.file]
+            guard let file, let entry = file.entries[location.name] else {
                 // LoRA on a model without adapters (a checkpoint of a LoRA run has them).
                 if spec.name.contains(".lora_") { freshAdapters = true; continue }
                 // The dense layer of cls pooling: BERT's pooler (a base model may lack it), MPNet's and
@@ -215,7 +283,7 @@ public struct BertDescription {
                 if spec.name.hasPrefix(family.clsHeadModules.dense + ".") && head == .none { freshPooler = true; continue }
                 // A base encoder gets a fresh head: a classifier, or the masked-LM head.
                 if BertTensorNames.isTopLevel(spec.name) && head == .none { freshHead = true; continue }
-                throw FineTuneError("\(file.path): missing tensor \(location.name) (shape \(spec.shape))")
+                throw FineTuneError("\(file?.path ?? "\(source.name)/\(location.file)"): missing tensor \(location.name) (shape \(spec.shape))")
             }
             guard entry.shape == spec.shape else {
                 throw FineTuneError("\(file.path): tensor \(location.name) has shape \(entry.shape), the model needs \(spec.shape)")
@@ -244,7 +312,7 @@ public struct BertDescription {
             if let parameter, parameter.hasPrefix("pooler."), family != .bert, model.pooling == .cls {
                 unused.remove(location); continue
             }
-            if model.task == .maskedLanguageModel && location.file == BertTensorNames.denseFile { unused.remove(location); continue }
+            if model.task == .maskedLanguageModel && location.file == names.headFile { unused.remove(location); continue }
             if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
                 bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
                 unused.remove(location)
@@ -260,10 +328,11 @@ public struct BertDescription {
 /// sentence-transformers load.
 enum BertFolder {
     static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
-                          normalize: Bool) throws -> Data {
+                          normalize: Bool, projection: EmbeddingProjection?) throws -> Data {
         let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
                                              maskedLM: task == .maskedLanguageModel ? true : nil,
-                                             sentenceTransformers: sentenceTransformers ? true : nil, normalize: normalize ? true : nil)
+                                             sentenceTransformers: sentenceTransformers ? true : nil, normalize: normalize ? true : nil,
+                                             projection: projection)
         return try prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try JSONValue(encoding: block)]))
     }
 
@@ -300,7 +369,8 @@ enum BertFolder {
     static func internalFiles(_ bundle: ModelBundle, model: BertModel) throws -> [String: Data] {
         var files = bundle.bert!.tokenizerFiles
         files["config.json"] = try ownConfig(model.config, pooling: model.pooling, task: model.task, maxLength: bundle.maxLength ?? model.config.maxSequenceLength,
-                                         sentenceTransformers: bundle.bert!.fromSentenceTransformers, normalize: bundle.bert!.normalizesEmbeddings)
+                                         sentenceTransformers: bundle.bert!.fromSentenceTransformers, normalize: bundle.bert!.normalizesEmbeddings,
+                                         projection: bundle.bert!.projection)
         files.merge(try tensorFiles(bundle, names: .transformers(prefix: ""))) { _, new in new }
         // A LoRA model's checkpoint says which adapters its tensors are (read back on resume).
         if let lora = model.lora { files["adapter_config.json"] = try peftAdapterConfig(bundle, model: model, lora: lora) }
@@ -334,7 +404,9 @@ enum BertFolder {
             files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true)) { _, new in new }
         case .mean:
             files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.baseArchitecture)
-            files.merge(try tensorFiles(bundle, names: .sentenceTransformers, merged: true)) { _, new in new }
+            let projection = bundle.bert!.projection
+            files.merge(try tensorFiles(bundle, names: .sentenceTransformers(projection: projection == nil ? nil : "2_Dense", head: projection == nil ? "2_Dense" : "3_Dense"),
+                                        merged: true)) { _, new in new }
             files.merge(try sentenceTransformersFiles(bundle, model: model, dense: true)) { _, new in new }
         }
         if let lora = model.lora {
@@ -366,11 +438,23 @@ enum BertFolder {
             BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
             BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
         ]
+        func addDense(inputs: Int, outputs: Int, bias: Bool, activation: String) throws {
+            let index = modules.count
+            files["\(index)_Dense/config.json"] = try json(["in_features": .integer(Int64(inputs)), "out_features": .integer(Int64(outputs)),
+                                                         "bias": .bool(bias), "activation_function": .string(activation),
+                                                         "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
+            modules.append(BertDescription.SentenceModule(idx: index, name: "\(index)", path: "\(index)_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
+        }
         if dense {
-            files["2_Dense/config.json"] = try json(["in_features": .integer(Int64(C)), "out_features": .integer(Int64(model.task.outputCount)),
-                                                 "bias": .bool(true), "activation_function": .string("torch.nn.modules.linear.Identity"),
-                                                 "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
-            modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
+            // The model's own Dense module as it was read (trained along), then the classifier.
+            var width = C
+            if let projection = bundle.bert!.projection {
+                let activations: [EmbeddingProjection.Activation: String] = [.identity: "torch.nn.modules.linear.Identity",
+                                                                             .tanh: "torch.nn.modules.activation.Tanh", .relu: "torch.nn.modules.activation.ReLU"]
+                try addDense(inputs: C, outputs: projection.outputs, bias: projection.bias, activation: activations[projection.activation]!)
+                width = projection.outputs
+            }
+            try addDense(inputs: width, outputs: model.task.outputCount, bias: true, activation: "torch.nn.modules.linear.Identity")
         } else if bundle.bert!.normalizesEmbeddings {
             // No parameters, so no files: sentence-transformers loads it without its folder.
             modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))

@@ -153,7 +153,7 @@ public struct ModelDescription {
             config.task = task
             return ModelBundle(.mlp(MLP(config: config)), description: self, maxLength: nil)
         case .bert(let b):
-            return ModelBundle(.bert(BertModel(config: b.config, pooling: b.pooling, task: task, lora: lora)), description: self, maxLength: b.maxLength)
+            return ModelBundle(.bert(BertModel(config: b.config, pooling: b.pooling, task: task, lora: lora, projection: b.projection)), description: self, maxLength: b.maxLength)
         }
     }
 

@@ -18,27 +18,37 @@ public enum BertTensorNames: Equatable, Sendable {
     /// program's own folders, "bert." for BertForSequenceClassification, "mpnet." for MPNet's) and
     /// the head at `classifier.*`.
     case transformers(prefix: String)
-    /// sentence-transformers: the encoder in model.safetensors, the head as the Dense module
-    /// (2_Dense/model.safetensors, `linear.weight` / `linear.bias`).
-    case sentenceTransformers
+    /// sentence-transformers: the encoder in model.safetensors, the classifier as a Dense module
+    /// (`head`/model.safetensors, `linear.weight` / `linear.bias`), and the model's own Dense module
+    /// between pooling and classifier, if it has one (`projection`, the head's `projection.*`).
+    case sentenceTransformers(projection: String? = nil, head: String = "2_Dense")
 
     public static let mainFile = "model.safetensors"
-    public static let denseFile = "2_Dense/model.safetensors"
 
     /// Heads outside the encoder in every family's ...ForSequenceClassification / ...ForMaskedLM
     /// (BERT's `cls.predictions`, MPNet's and RoBERTa's `lm_head`, DistilBERT's `pre_classifier`
-    /// and `vocab_*`; no family's encoder has a tensor by those names).
+    /// and `vocab_*`; no family's encoder has a tensor by those names), and a sentence-transformers
+    /// Dense module's `projection.*`.
     static func isTopLevel(_ name: String) -> Bool { topLevelPrefixes.contains(where: name.hasPrefix) }
-    static let topLevelPrefixes = Set(EncoderFamily.allCases.flatMap(\.topLevelPrefixes)).sorted()
+    static let topLevelPrefixes = Set(EncoderFamily.allCases.flatMap(\.topLevelPrefixes) + ["projection."]).sorted()
+
+    /// The safetensors file of a sentence-transformers module folder.
+    static func moduleFile(_ folder: String) -> String { folder + "/" + mainFile }
+    /// The file of the classifier's Dense module (sentence-transformers layout).
+    public var headFile: String? {
+        if case .sentenceTransformers(_, let head) = self { return Self.moduleFile(head) }
+        return nil
+    }
 
     public func location(of parameter: String) -> TensorLocation {
-        let isHead = parameter.hasPrefix("classifier.")
         switch self {
         case .transformers(let prefix):
             return TensorLocation(file: Self.mainFile, name: Self.isTopLevel(parameter) ? parameter : prefix + parameter)
-        case .sentenceTransformers:
-            return isHead ? TensorLocation(file: Self.denseFile, name: "linear." + parameter.dropFirst("classifier.".count))
-                          : TensorLocation(file: Self.mainFile, name: parameter)
+        case .sentenceTransformers(let projection, let head):
+            for (module, folder) in [("classifier.", head), ("projection.", projection)] where parameter.hasPrefix(module) {
+                return TensorLocation(file: Self.moduleFile(folder ?? "projection"), name: "linear." + parameter.dropFirst(module.count))
+            }
+            return TensorLocation(file: Self.mainFile, name: parameter)
         }
     }
 
@@ -51,11 +61,11 @@ public enum BertTensorNames: Equatable, Sendable {
             guard location.name.hasPrefix(prefix) else { return nil }
             let name = String(location.name.dropFirst(prefix.count))
             return Self.isTopLevel(name) ? nil : name
-        case .sentenceTransformers:
-            if location.file == Self.denseFile {
-                return location.name.hasPrefix("linear.") ? "classifier." + location.name.dropFirst("linear.".count) : nil
+        case .sentenceTransformers(let projection, let head):
+            for (module, folder) in [("classifier.", head), ("projection.", projection)] where location.file == folder.map(Self.moduleFile) {
+                return location.name.hasPrefix("linear.") ? module + location.name.dropFirst("linear.".count) : nil
             }
-            guard location.file == Self.mainFile, !location.name.hasPrefix("classifier.") else { return nil }
+            guard location.file == Self.mainFile, !Self.isTopLevel(location.name) else { return nil }
             return location.name
         }
     }

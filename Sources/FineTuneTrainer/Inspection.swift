@@ -51,6 +51,7 @@ public struct Inspection: Encodable {
                             "max_position_embeddings": String(c.maxPositions), "hidden_act": c.hiddenAct, "pooling": b.pooling.rawValue,
                             "max_length": String(b.maxLength)]
             tokenizer = ["vocabulary": String(b.tokenizer.tokens.count), "kind": b.tokenizer.summary]
+            if let p = b.projection { architecture["dense_module"] = "\(c.hiddenSize) -> \(p.outputs), \(p.activation.rawValue)\(p.bias ? "" : ", no bias")" }
         }
         // Parameters per group, counted from the tensors (the flat buffer pads each tensor to 16 floats).
         // A base model has no head yet (train creates it): only what the folder holds is counted.
@@ -59,7 +60,7 @@ public struct Inspection: Encodable {
         }
         var dtypes: [String: Int] = [:]
         let files = description.adapter.map { ["\($0.path)/adapter_model.safetensors"] }
-            ?? ["model.safetensors", "2_Dense/model.safetensors"].map { "\(path)/\($0)" }
+            ?? ["model.safetensors", "2_Dense/model.safetensors", "3_Dense/model.safetensors"].map { "\(path)/\($0)" }
         for file in files where FileManager.default.fileExists(atPath: file) {
             let data = try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped)
             for entry in try SafetensorsFile(data: data, path: file).entries.values { dtypes[entry.dtype.rawValue, default: 0] += 1 }

@@ -13,7 +13,7 @@ final class TensorNamesTests: XCTestCase {
 
     func testEveryParameterHasOneLocationAndMapsBack() throws {
         for (layout, pooling) in [(BertTensorNames.transformers(prefix: ""), Pooling.cls), (.transformers(prefix: "bert."), .cls),
-                                  (.sentenceTransformers, .mean)] {
+                                  (.sentenceTransformers(), .mean)] {
             let names = try parameters(pooling: pooling)
             let locations = names.map(layout.location(of:))
             XCTAssertEqual(Set(locations).count, names.count, "\(layout): no two parameters share a tensor")
@@ -27,8 +27,16 @@ final class TensorNamesTests: XCTestCase {
                        TensorLocation(file: "model.safetensors", name: "bert.encoder.layer.1.attention.self.query.weight"))
         XCTAssertEqual(seq.location(of: "classifier.weight"), TensorLocation(file: "model.safetensors", name: "classifier.weight"),
                        "the head is outside the bert. prefix")
-        let st = BertTensorNames.sentenceTransformers
+        let st = BertTensorNames.sentenceTransformers()
         XCTAssertEqual(st.location(of: "classifier.bias"), TensorLocation(file: "2_Dense/model.safetensors", name: "linear.bias"))
+        // A model with a Dense module of its own: that module is 2_Dense, the classifier 3_Dense.
+        let projected = BertTensorNames.sentenceTransformers(projection: "2_Dense", head: "3_Dense")
+        XCTAssertEqual(projected.location(of: "projection.weight"), TensorLocation(file: "2_Dense/model.safetensors", name: "linear.weight"))
+        XCTAssertEqual(projected.location(of: "classifier.weight"), TensorLocation(file: "3_Dense/model.safetensors", name: "linear.weight"))
+        XCTAssertEqual(projected.parameter(at: TensorLocation(file: "2_Dense/model.safetensors", name: "linear.bias")), "projection.bias")
+        XCTAssertEqual(projected.parameter(at: TensorLocation(file: "3_Dense/model.safetensors", name: "linear.bias")), "classifier.bias")
+        XCTAssertEqual(BertTensorNames.transformers(prefix: "").location(of: "projection.weight"), TensorLocation(file: "model.safetensors", name: "projection.weight"),
+                       "checkpoints keep it at the top level")
         XCTAssertEqual(st.location(of: "embeddings.word_embeddings.weight"), TensorLocation(file: "model.safetensors", name: "embeddings.word_embeddings.weight"))
         // What is not a parameter of the layout: another layout's names, another file.
         XCTAssertNil(seq.parameter(at: TensorLocation(file: "model.safetensors", name: "encoder.layer.0.output.dense.weight")))

@@ -167,3 +167,42 @@ extension IntegrationTestCase {
         XCTAssertTrue(none.output.contains("no \(f.mask) in the text"), none.output, file: file, line: line)
     }
 }
+
+/// A sentence-transformers model with a Dense module of its own (Tests/Fixtures/st-dense: mean
+/// Pooling, Dense 32 -> 16 Tanh, Normalize): the classifier trains on the Dense output, the Dense
+/// layer trains along, 1 and 2 ranks agree, a resume is bitwise, and the export lists Transformer,
+/// Pooling, the Dense module as it was read and the classifier as a second Dense module.
+final class SentenceDenseTrainingTests: IntegrationTestCase {
+    func testClassifierOnADenseModuleTrainsResumesAndExports() throws {
+        let folder = "\(repositoryRoot)/Tests/Fixtures/st-dense/model"
+        writeText("\(dir)/train.jsonl", count: 96, seed: 4)
+        let common = ["--model", folder, "--train", "\(dir)/train.jsonl", "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
+                      "--save-every", "3", "--progress", "none"]
+        var finals: [Int: [String: [Float]]] = [:]
+        for ranks in [1, 2] {
+            let r = try Harness.mpirun(ranks, ["train", "--output", "\(dir)/run\(ranks)"] + common)
+            XCTAssertEqual(r.status, 0, r.output)
+            finals[ranks] = try Harness.weightsWithModules("\(dir)/run\(ranks)/final")
+        }
+        assertCloseByTensor(finals[2]!, finals[1]!, relative: 1e-5)
+        XCTAssertEqual(try Harness.mpirun(2, ["train", "--output", "\(dir)/resumed", "--stop-after-steps", "5"] + common).status, 0)
+        let resumed = try Harness.mpirun(2, ["train", "--output", "\(dir)/resumed", "--resume"] + common)
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertEqual(try Harness.weightsWithModules("\(dir)/resumed/final"), finals[2]!, "the resumed run is the uninterrupted one, bitwise")
+
+        let initial = try SafetensorsFile(path: "\(folder)/2_Dense/model.safetensors").floats("linear.weight")
+        XCTAssertNotEqual(finals[1]!["2_Dense/linear.weight"], initial, "the Dense module trains along")
+        XCTAssertEqual(finals[1]!["3_Dense/linear.weight"]?.count, 3 * 16, "the classifier reads the Dense output")
+        let modules = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/run1/final/modules.json")!) as! [[String: Any]]
+        XCTAssertEqual(modules.map { $0["path"] as? String }, ["", "1_Pooling", "2_Dense", "3_Dense"])
+        let dense = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: "\(dir)/run1/final/2_Dense/config.json")!) as! [String: Any]
+        XCTAssertEqual(dense["activation_function"] as? String, "torch.nn.modules.activation.Tanh")
+        XCTAssertEqual(dense["out_features"] as? Int, 16)
+        // The export read back: the same evaluation as the run's own final model.
+        let exported = try Harness.finetune(["eval", "--model", "\(dir)/run1/final", "--data", "\(dir)/train.jsonl", "--json", "--progress", "none"])
+        XCTAssertEqual(exported.status, 0, exported.output)
+        let mlm = try Harness.finetune(["train", "--task", "mlm", "--model", folder, "--train", "\(dir)/train.jsonl", "--output", "\(dir)/mlm", "--max-steps", "1"])
+        XCTAssertNotEqual(mlm.status, 0)
+        XCTAssertTrue(mlm.output.contains("masked-language modelling of a sentence-transformers model with a Dense module is not supported"), mlm.output)
+    }
+}

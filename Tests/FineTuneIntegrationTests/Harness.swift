@@ -165,6 +165,16 @@ enum Harness {
         return out
     }
 
+    /// `weights` plus the tensors of sentence-transformers module folders ("2_Dense/linear.weight", ...).
+    static func weightsWithModules(_ folder: String) throws -> [String: [Float]] {
+        var out = try weights(folder)
+        for module in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where FileManager.default.fileExists(atPath: "\(folder)/\(module)/model.safetensors") {
+            let f = try SafetensorsFile(path: "\(folder)/\(module)/model.safetensors")
+            for name in f.names { out["\(module)/\(name)"] = try f.floats(name) }
+        }
+        return out
+    }
+
     static func metrics(_ runFolder: String) -> [[String: Any]] {
         let text = String(decoding: FileManager.default.contents(atPath: "\(runFolder)/metrics.jsonl") ?? Data(), as: UTF8.self)
         return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }

@@ -51,13 +51,14 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
     public static var evaluationMaskSeed: UInt64 { 0x5EED_E7A1 }
 
     /// `makeBody` adds the body's tensors to the empty layout; the head's follow.
-    public init(task: TaskKind, pooling: Pooling, makeBody: (inout ParameterLayout) -> Body) {
+    public init(task: TaskKind, pooling: Pooling, projection: EmbeddingProjection? = nil, makeBody: (inout ParameterLayout) -> Body) {
         var layout = ParameterLayout()
         body = makeBody(&layout)
         if task == .maskedLanguageModel {
             head = MaskedLMHead(facts: body.facts, layout: &layout)
         } else {
-            head = SequenceHead(task: task, pooling: pooling, facts: body.facts, classifierDropout: body.defaultClassifierDropout, layout: &layout)
+            head = SequenceHead(task: task, pooling: pooling, facts: body.facts, classifierDropout: body.defaultClassifierDropout,
+                                projection: projection, layout: &layout)
         }
         self.pooling = pooling
         self.layout = layout
@@ -144,7 +145,8 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
         return (logits, batch)
     }
 
-    /// The pooled sentence representation [B][C] of a batch (before the classifier's dropout).
+    /// The pooled sentence representation [B][C] of a batch (before the classifier's dropout; after
+    /// a sentence-transformers Dense module, [B][D]).
     public func pooledOutput(_ batch: Batch) -> [[Float]] {
         guard batch.count > 0 else { return [] }
         _ = forward(batch, mode: .evaluation)
@@ -156,8 +158,11 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
 public typealias BertModel = EncoderModel<BertEncoder>
 
 extension EncoderModel where Body == BertEncoder {
-    public convenience init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil) {
-        self.init(task: task, pooling: pooling) { BertEncoder(config: config, lora: lora, layout: &$0) }
+    /// `projection`: a sentence-transformers Dense module after the mean pooling (sequence tasks).
+    public convenience init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil, projection: EmbeddingProjection? = nil) {
+        self.init(task: task, pooling: pooling, projection: task == .maskedLanguageModel ? nil : projection) {
+            BertEncoder(config: config, lora: lora, layout: &$0)
+        }
     }
     public var config: BertConfig { body.config }
     public var tensors: BertParameters { body.tensors }

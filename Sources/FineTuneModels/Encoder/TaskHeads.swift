@@ -63,12 +63,25 @@ extension ParameterLayout {
     }
 }
 
+/// A sentence-transformers Dense module between the mean pooling and the classifier (as a model's
+/// modules.json lists it): embedding [B, D] = act(W · pooled + b), W [D, C]. Its tensors are the
+/// head's `projection.weight` / `projection.bias`.
+public struct EmbeddingProjection: Sendable, Equatable, Codable {
+    public enum Activation: String, Sendable, Codable, CaseIterable { case identity, tanh, relu }
+    /// D: the embedding's width.
+    public var outputs: Int
+    public var bias: Bool
+    public var activation: Activation
+    public init(outputs: Int, bias: Bool, activation: Activation) { self.outputs = outputs; self.bias = bias; self.activation = activation }
+}
+
 /// Sequence classification or regression (transformers' ...ForSequenceClassification): pooled =
 /// mean over the tokens, or dropout(tanh(Wp · x[CLS] + bp)) with cls pooling; logits [B, K] =
 /// Wc · pooled + bc. Tensors: BERT `pooler.dense.*` (cls pooling), `classifier.*`; MPNet's and
 /// RoBERTa's head (cls pooling) `classifier.dense.*`, `classifier.out_proj.*`, with a dropout on
 /// x[CLS] before its dense layer too; DistilBERT's `pre_classifier.*` with ReLU for tanh, then
-/// `classifier.*`. Mean pooling has no dense layer and names its classifier `classifier.*`.
+/// `classifier.*`. Mean pooling has no dense layer and names its classifier `classifier.*`; a
+/// sentence-transformers Dense module (`EmbeddingProjection`) may sit between it and the classifier.
 public final class SequenceHead: EncoderHead {
     public let task: TaskKind
     public let pooling: Pooling
@@ -76,12 +89,19 @@ public final class SequenceHead: EncoderHead {
     /// [C, C], [C] (cls pooling only), then [K, C], [K].
     public let poolerWeight: TensorSpec?, poolerBias: TensorSpec?
     public let classifierWeight: TensorSpec, classifierBias: TensorSpec
-    public var firstTensor: TensorSpec { poolerWeight ?? classifierWeight }
+    /// [D, C], [D] (no bias when the module has none): the projection, mean pooling only.
+    public let projection: EmbeddingProjection?
+    public let projectionWeight: TensorSpec?, projectionBias: TensorSpec?
+    public var firstTensor: TensorSpec { poolerWeight ?? projectionWeight ?? classifierWeight }
+    /// The classifier's input width: C, or the projection's D.
+    var embeddingSize: Int { projection?.outputs ?? facts.hiddenSize }
     public var classifierDropout: Double
     public var touchesEveryWordEmbedding: Bool { false }
 
-    public init(task: TaskKind, pooling: Pooling, facts: EncoderFacts, classifierDropout: Double, layout: inout ParameterLayout) {
-        self.task = task; self.pooling = pooling; self.facts = facts; self.classifierDropout = classifierDropout
+    public init(task: TaskKind, pooling: Pooling, facts: EncoderFacts, classifierDropout: Double, projection: EmbeddingProjection? = nil,
+                layout: inout ParameterLayout) {
+        precondition(projection == nil || pooling == .mean, "a sentence-transformers Dense module follows mean pooling")
+        self.task = task; self.pooling = pooling; self.facts = facts; self.classifierDropout = classifierDropout; self.projection = projection
         let C = facts.hiddenSize
         let modules = facts.family.clsHeadModules
         let classifier = pooling == .cls ? modules.classifier : "classifier"
@@ -90,7 +110,9 @@ public final class SequenceHead: EncoderHead {
         } else {
             poolerWeight = nil; poolerBias = nil
         }
-        classifierWeight = layout.addDecaying(classifier + ".weight", [task.outputCount, C])
+        projectionWeight = projection.map { layout.addDecaying("projection.weight", [$0.outputs, C]) }
+        projectionBias = projection.flatMap { $0.bias ? layout.addDecaying("projection.bias", [$0.outputs]) : nil }
+        classifierWeight = layout.addDecaying(classifier + ".weight", [task.outputCount, projection?.outputs ?? C])
         classifierBias = layout.addDecaying(classifier + ".bias", [task.outputCount])
     }
 
@@ -104,6 +126,8 @@ public final class SequenceHead: EncoderHead {
     private var firstDropped = ArenaRegion<Float>.empty, firstMask = ArenaRegion<UInt8>.empty
     private var logits = ArenaRegion<Float>.empty, probabilities = ArenaRegion<Float>.empty, losses = ArenaRegion<Float>.empty
     private var ones = ArenaRegion<Float>.empty
+    /// [B, D] each: the projection's output before and after its activation (the embedding).
+    private var projectedPre = ArenaRegion<Float>.empty, projected = ArenaRegion<Float>.empty
     private var dHeadA = ArenaRegion<Float>.empty, dHeadB = ArenaRegion<Float>.empty, dHeadC = ArenaRegion<Float>.empty, dLogits = ArenaRegion<Float>.empty
     private var capacity = 0
     private var arena = ActivationArena(ArenaLayout())
@@ -121,7 +145,10 @@ public final class SequenceHead: EncoderHead {
         pooledDropped = m.floats(B * C); headMask = m.bytes(B * C)
         firstDropped = m.floats(dropsFirstToken ? B * C : 0); firstMask = m.bytes(dropsFirstToken ? B * C : 0)
         logits = m.floats(B * K); probabilities = m.floats(B * K); losses = m.floats(B); ones = m.floats(B)
-        dHeadA = m.floats(B * C); dHeadB = m.floats(B * C); dHeadC = m.floats(B * C); dLogits = m.floats(B * K)
+        let D = projection?.outputs ?? 0
+        projectedPre = m.floats(B * D); projected = m.floats(B * D)
+        let width = max(C, D)
+        dHeadA = m.floats(B * width); dHeadB = m.floats(B * width); dHeadC = m.floats(B * width); dLogits = m.floats(B * K)
         arena = ActivationArena(m)
         arena[ones].update(repeating: 1, count: B)
     }
@@ -143,6 +170,17 @@ public final class SequenceHead: EncoderHead {
         case .mean:
             meanPoolForward(out: arena[pooled], inp: x, starts: starts, B: B, C: C)
             headInput = arena[pooled]
+            if let projection, let w = projectionWeight {
+                let D = projection.outputs
+                linearForward(out: arena[projectedPre], inp: arena[pooled], weight: p + w.offset, bias: projectionBias.map { p + $0.offset },
+                              B: B, C: C, OC: D)
+                switch projection.activation {
+                case .identity: arena[projected].update(from: arena[projectedPre], count: B * D)
+                case .tanh: tanhForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
+                case .relu: reluForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
+                }
+                headInput = arena[projected]
+            }
         case .cls:
             firstTokenForward(out: arena[first], inp: x, starts: starts, B: B, C: C)
             denseInput = arena[first]
@@ -165,7 +203,7 @@ public final class SequenceHead: EncoderHead {
                 headInput = arena[pooledDropped]
             }
         }
-        linearForward(out: arena[logits], inp: headInput!, weight: p + classifierWeight.offset, bias: p + classifierBias.offset, B: B, C: C, OC: K)
+        linearForward(out: arena[logits], inp: headInput!, weight: p + classifierWeight.offset, bias: p + classifierBias.offset, B: B, C: embeddingSize, OC: K)
         return lossStatistics(task: task, objective: objective, logits: arena[logits], probabilities: arena[probabilities], losses: arena[losses], batch: batch)
     }
 
@@ -176,9 +214,22 @@ public final class SequenceHead: EncoderHead {
         zeroFill(arena[dLogits], N: B * K)
         lossBackward(task: task, objective: objective, dlogits: arena[dLogits], ones: arena[ones], logits: arena[logits], probabilities: arena[probabilities], batch: batch)
         linearBackward(dinp: arena[dHeadA], dweight: g + classifierWeight.offset, dbias: g + classifierBias.offset, dout: arena[dLogits],
-                       inp: headInput!, weight: p + classifierWeight.offset, B: B, C: C, OC: K, overwritingInput: true)
+                       inp: headInput!, weight: p + classifierWeight.offset, B: B, C: embeddingSize, OC: K, overwritingInput: true)
         switch pooling {
         case .mean:
+            if let projection, let w = projectionWeight {
+                // d embedding (dHeadA) -> d pre-activation (dHeadB) -> the projection's gradients and d pooled (dHeadA).
+                let D = projection.outputs
+                switch projection.activation {
+                case .identity: arena[dHeadB].update(from: arena[dHeadA], count: B * D)
+                case .tanh: tanhBackward(dinp: arena[dHeadB], dout: arena[dHeadA], out: arena[projected], N: B * D, overwritingInput: true)
+                case .relu:
+                    zeroFill(arena[dHeadB], N: B * D)
+                    reluBackward(dinp: arena[dHeadB], dout: arena[dHeadA], inp: arena[projectedPre], N: B * D)
+                }
+                linearBackward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + w.offset, dbias: projectionBias.map { g + $0.offset }, dout: arena[dHeadB],
+                               inp: arena[pooled], weight: p + w.offset, B: B, C: C, OC: D, overwritingInput: true)
+            }
             guard let dx else { return false }
             meanPoolBackward(dinp: dx, dout: arena[dHeadA], starts: starts, B: B, C: C, overwritingInput: true)
         case .cls:
@@ -210,9 +261,10 @@ public final class SequenceHead: EncoderHead {
         return (0..<B).map { Array(UnsafeBufferPointer(start: logits + $0 * K, count: K)) }
     }
     public func lastMaskedLogits(count: Int) -> [[Float]]? { nil }
+    /// The pooled representation, or the projection's output when there is one (the sentence embedding).
     public func lastPooled(count B: Int) -> [[Float]] {
-        let C = facts.hiddenSize, pooled = arena[pooled]
-        return (0..<B).map { Array(UnsafeBufferPointer(start: pooled + $0 * C, count: C)) }
+        let width = embeddingSize, pooled = projection == nil ? arena[pooled] : arena[projected]
+        return (0..<B).map { Array(UnsafeBufferPointer(start: pooled + $0 * width, count: width)) }
     }
 }
 

@@ -74,7 +74,7 @@ public final class ModelBundle {
         return nil
     }
 
-    public var bert: BertDescription? {
+    public var bert: EncoderDescription? {
         if case .bert(let b) = description.kind { return b }
         return nil
     }
@@ -108,7 +108,7 @@ public final class ModelBundle {
 public struct ModelDescription {
     public enum Kind {
         case mlp(MLPConfig)
-        case bert(BertDescription)
+        case bert(EncoderDescription)
     }
     public let source: ModelFileSource
     public let kind: Kind
@@ -226,7 +226,7 @@ public enum ModelFolder {
             let config = try MLPConfig.decode(data, path: path)
             return ModelDescription(source: source, kind: .mlp(config), task: config.task)
         case let type? where EncoderFamily(rawValue: type) != nil:
-            let (description, task) = try BertDescription.describe(source, config: BertConfig.decode(data, path: path), path: path,
+            let (description, task) = try EncoderDescription.describe(source, config: EncoderConfig.decode(data, path: path), path: path,
                                                                    requestedPooling: pooling)
             return ModelDescription(source: source, kind: .bert(description), task: task)
         case nil:

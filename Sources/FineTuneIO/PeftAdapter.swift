@@ -95,7 +95,7 @@ public struct PeftAdapter {
     /// The adapter's tensor for a parameter of our layout: "base_model.model.[bert.|mpnet.|...]" + its
     /// name (the head: classifier.*, pre_classifier.* directly under base_model.model).
     func entryName(for parameter: String) -> String? {
-        let candidates = BertTensorNames.isTopLevel(parameter) ? ["base_model.model." + parameter]
+        let candidates = EncoderTensorNames.isTopLevel(parameter) ? ["base_model.model." + parameter]
             : ["base_model.model." + family.basePrefix + parameter, "base_model.model." + parameter]
         return candidates.first { file.entries[$0] != nil }
     }
@@ -103,7 +103,7 @@ public struct PeftAdapter {
     /// Reads the adapters, and the head when the adapter saved one, into `model`.
     func load(into model: BertModel) throws {
         for spec in model.layout.tensors {
-            let isAdapter = spec.name.contains(".lora_"), isHead = BertTensorNames.isTopLevel(spec.name) || spec.name.hasPrefix("pooler.")
+            let isAdapter = spec.name.contains(".lora_"), isHead = EncoderTensorNames.isTopLevel(spec.name) || spec.name.hasPrefix("pooler.")
             guard isAdapter || isHead else { continue }
             guard let name = entryName(for: spec.name) else {
                 if isAdapter { throw FineTuneError("\(file.path): missing the adapter tensor of \(spec.name)") }

@@ -8,12 +8,12 @@ public struct TensorLocation: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(file): \(name)" }
 }
 
-/// The one map between an encoder's parameter names (BertParameters: `embeddings.*`,
+/// The one map between an encoder's parameter names (EncoderParameters: `embeddings.*`,
 /// `encoder.*`, `pooler.dense.*`, `classifier.*`, and the masked-LM head's `cls.*` / `lm_head.*`) and
 /// the tensors of the folder layouts Hugging Face tools read and write. Loading and every export go
 /// through it. Heads sit at the top level in every layout (`classifier.*` of
 /// BertForSequenceClassification, `cls.predictions.*` of BertForMaskedLM).
-public enum BertTensorNames: Equatable, Sendable {
+public enum EncoderTensorNames: Equatable, Sendable {
     /// model.safetensors with the encoder and pooler under `prefix` ("" for BertModel and this
     /// program's own folders, "bert." for BertForSequenceClassification, "mpnet." for MPNet's) and
     /// the head at `classifier.*`.

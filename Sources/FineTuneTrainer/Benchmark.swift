@@ -132,7 +132,7 @@ public enum Benchmark {
 
     public static let shapes = ["minilm", "bert-base", "mpnet-base", "tiny"]
 
-    static func namedConfig(_ shape: String) throws -> BertConfig {
+    static func namedConfig(_ shape: String) throws -> EncoderConfig {
         let json: String
         switch shape {
         case "minilm":
@@ -146,7 +146,7 @@ public enum Benchmark {
         default:
             throw FineTuneError("unknown shape \"\(shape)\"; known: \(shapes.joined(separator: ", ")) (or give --model DIR)")
         }
-        return try BertConfig.decode(Data(json.utf8), path: shape)
+        return try EncoderConfig.decode(Data(json.utf8), path: shape)
     }
 
     public static func run(_ c: BenchmarkConfiguration, comm: Communicator) throws -> BenchmarkResult {

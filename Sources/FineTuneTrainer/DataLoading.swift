@@ -67,7 +67,7 @@ public enum DataLoading {
         }
     }
 
-    static func resolvedMaxLength(_ requested: Int?, model: BertDescription) throws -> Int {
+    static func resolvedMaxLength(_ requested: Int?, model: EncoderDescription) throws -> Int {
         if let requested {
             guard requested >= 3 && requested <= model.config.maxSequenceLength else {
                 throw FineTuneError("--max-length \(requested) must be in 3...\(model.config.maxSequenceLength) (the two framing tokens, [CLS] and [SEP] or <s> and </s>, and at least one token of the text; " +

@@ -9,7 +9,7 @@ import XCTest
 final class ControlsTests: XCTestCase {
     /// BERT with 3 layers: groups embeddings, layer 0, 1, 2, head.
     func testFreezeSettingsResolveToTheRightGroup() throws {
-        let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
+        let config = try EncoderConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
         let model = BertModel(config: config, pooling: .cls, task: .classification(labels: ["a", "b"]))
         let groups = model.parameterGroups
         XCTAssertEqual(groups.map(\.kind), [.embeddings, .layer(0), .layer(1), .layer(2), .head])
@@ -42,7 +42,7 @@ final class ControlsTests: XCTestCase {
 
     /// A frozen prefix: backward writes no gradient below it (the buffer stays as it was).
     func testBackwardWritesNoGradientToFrozenParameters() throws {
-        let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
+        let config = try EncoderConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}"#.utf8), path: "t")
         for pooling in [Pooling.mean, .cls] {
             let model = BertModel(config: config, pooling: pooling, task: .classification(labels: ["a", "b"]))
             var rng = SplitMix64(seed: 3)
@@ -140,7 +140,7 @@ final class ControlsTests: XCTestCase {
 /// and OpenBLAS's Prescott kernels round differently again; a wrong formula is off by O(1).)
 final class LoRAModelTests: XCTestCase {
     func testAdaptersMatchTheMergedModelAndItsGradients() throws {
-        let config = try BertConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16, "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0}"#.utf8), path: "t")
+        let config = try EncoderConfig.decode(Data(#"{"model_type": "bert", "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16, "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0}"#.utf8), path: "t")
         let lora = LoRASettings(rank: 3, alpha: 6, dropout: 0, targets: LoRATarget.allCases)
         let task = TaskKind.classification(labels: ["a", "b", "c"])
         for pooling in [Pooling.mean, .cls] {

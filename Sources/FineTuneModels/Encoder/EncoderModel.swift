@@ -154,16 +154,16 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
     }
 }
 
-/// A BERT encoder with a task head.
-public typealias BertModel = EncoderModel<BertEncoder>
+/// A BERT-architecture encoder (any `EncoderFamily`: BERT, MPNet, RoBERTa, DistilBERT) with a task head.
+public typealias BertModel = EncoderModel<TransformerEncoder>
 
-extension EncoderModel where Body == BertEncoder {
+extension EncoderModel where Body == TransformerEncoder {
     /// `projection`: a sentence-transformers Dense module after the mean pooling (sequence tasks).
-    public convenience init(config: BertConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil, projection: EmbeddingProjection? = nil) {
+    public convenience init(config: EncoderConfig, pooling: Pooling, task: TaskKind, lora: LoRASettings? = nil, projection: EmbeddingProjection? = nil) {
         self.init(task: task, pooling: pooling, projection: task == .maskedLanguageModel ? nil : projection) {
-            BertEncoder(config: config, lora: lora, layout: &$0)
+            TransformerEncoder(config: config, lora: lora, layout: &$0)
         }
     }
-    public var config: BertConfig { body.config }
-    public var tensors: BertParameters { body.tensors }
+    public var config: EncoderConfig { body.config }
+    public var tensors: EncoderParameters { body.tensors }
 }

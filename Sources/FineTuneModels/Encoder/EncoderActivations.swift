@@ -20,7 +20,7 @@ public struct ActivationShape: Equatable, Sendable {
 /// Every activation a BERT encoder body's forward pass keeps for backward, and backward's scratch:
 /// regions of one arena (shapes: N tokens, B sequences, A scores, C hidden, F intermediate). The
 /// task head keeps its own (TaskHeads.swift).
-struct BertActivations {
+struct EncoderActivations {
     struct Layer {
         /// [N, C] each: every token's query, key and value.
         var q: ArenaRegion<Float>, k: ArenaRegion<Float>, v: ArenaRegion<Float>
@@ -53,9 +53,9 @@ struct BertActivations {
     var dIntermediate = ArenaRegion<Float>.empty, dActivated = ArenaRegion<Float>.empty, dScores = ArenaRegion<Float>.empty
 
     /// The one function that sizes the arena.
-    static func layout(config: BertConfig, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, BertActivations) {
+    static func layout(config: EncoderConfig, shape: ActivationShape, lora: LoRASettings? = nil) -> (ArenaLayout, EncoderActivations) {
         let N = shape.tokens, A = shape.scores, C = config.hiddenSize, F = config.intermediateSize
-        var m = ArenaLayout(), a = BertActivations()
+        var m = ArenaLayout(), a = EncoderActivations()
         for _ in 0..<config.layers {
             a.layers.append(Layer(q: m.floats(N * C), k: m.floats(N * C), v: m.floats(N * C), probs: m.floats(A), probsDropped: m.floats(A), probsMask: m.bytes(A),
                                   context: m.floats(N * C), attentionOutput: m.floats(N * C), attentionDropped: m.floats(N * C),

@@ -7,7 +7,7 @@ import FineTuneKernels
 /// ...), then LoRA's adapters. The task head's tensors
 /// follow in the same layout (TaskHeads.swift). Shapes: V vocabulary, P positions, TV token types,
 /// C hidden, F intermediate, NH heads, RB relative-position buckets.
-public struct BertParameters: Sendable {
+public struct EncoderParameters: Sendable {
     public struct Layer: Sendable {
         /// [C, C], [C] each: the query, key and value projections.
         public let queryWeight: TensorSpec, queryBias: TensorSpec
@@ -42,7 +42,7 @@ public struct BertParameters: Sendable {
     public let adapters: [[LoRATarget: Adapter]]
 
     /// Adds the body's tensors to `layout` (empty: the body comes first).
-    public init(config: BertConfig, lora: LoRASettings? = nil, layout: inout ParameterLayout) {
+    public init(config: EncoderConfig, lora: LoRASettings? = nil, layout: inout ParameterLayout) {
         let C = config.hiddenSize, F = config.intermediateSize
         func add(_ name: String, _ shape: [Int]) -> TensorSpec { layout.addDecaying(name, shape) }
         wordEmbeddings = add("embeddings.word_embeddings.weight", [config.vocabSize, C])

@@ -11,7 +11,7 @@ public enum Pooling: String, Sendable, CaseIterable, Codable {
 
 /// config.json of a BERT-architecture encoder (BERT, MiniLM, MPNet, RoBERTa, DistilBERT:
 /// `EncoderFamily`), with transformers' field names. Fields this program does not use stay in `raw` and are written back.
-public struct BertConfig: Decodable, Sendable {
+public struct EncoderConfig: Decodable, Sendable {
     /// From model_type.
     public var family: EncoderFamily
     public var vocabSize: Int
@@ -84,8 +84,8 @@ public struct BertConfig: Decodable, Sendable {
         layerNormEps = distil ? 1e-12 : try c.number(Field("layer_norm_eps"), default: family == .mpnet ? 1e-5 : 1e-12)
         let activationField = key("hidden_act", distilbert: "activation")
         hiddenAct = try c.string(activationField, default: "gelu")
-        guard BertConfig.supportedActivations.contains(hiddenAct) else {
-            throw FineTuneError("\(activationField.stringValue) \"\(hiddenAct)\" is not supported; supported: \(BertConfig.supportedActivations.joined(separator: ", "))")
+        guard EncoderConfig.supportedActivations.contains(hiddenAct) else {
+            throw FineTuneError("\(activationField.stringValue) \"\(hiddenAct)\" is not supported; supported: \(EncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         let positions = try c.string(Field("position_embedding_type"), default: "absolute")
         guard positions == "absolute" else { throw FineTuneError("position_embedding_type \"\(positions)\" is not supported (only absolute)") }
@@ -102,8 +102,8 @@ public struct BertConfig: Decodable, Sendable {
     }
 
     /// Reads config.json; errors name `path` and the field.
-    public static func decode(_ data: Data, path: String) throws -> BertConfig {
-        var (config, raw) = try decodeConfig(BertConfig.self, from: data, path: path)
+    public static func decode(_ data: Data, path: String) throws -> EncoderConfig {
+        var (config, raw) = try decodeConfig(EncoderConfig.self, from: data, path: path)
         config.raw = raw
         return config
     }

@@ -9,13 +9,13 @@ import Foundation
 ///   own, and a Dense head when exported by us);
 /// - BertForSequenceClassification (`bert.`-prefixed encoder and pooler, `classifier.*`, id2label);
 /// - this program's own layout (checkpoints): config.json with a "finetune_dist" block.
-public struct BertDescription {
+public struct EncoderDescription {
     public enum Head { case none, root, dense }
-    public let config: BertConfig
+    public let config: EncoderConfig
     public let pooling: Pooling
     public let head: Head
     /// Where each parameter is in the folder.
-    public let names: BertTensorNames
+    public let names: EncoderTensorNames
     public let tokenizer: TextTokenizer
     /// Tokenizer files carried into checkpoints and exports (vocab.txt, tokenizer_config.json, ...).
     public let tokenizerFiles: [String: Data]
@@ -74,8 +74,8 @@ public struct BertDescription {
         enum CodingKeys: String, CodingKey { case maxSeqLength = "max_seq_length" }
     }
 
-    static func describe(_ source: ModelFileSource, config: BertConfig, path: String,
-                         requestedPooling: Pooling?) throws -> (BertDescription, TaskKind?) {
+    static func describe(_ source: ModelFileSource, config: EncoderConfig, path: String,
+                         requestedPooling: Pooling?) throws -> (EncoderDescription, TaskKind?) {
         var tokenizerFiles: [String: Data] = [:]
         for name in carriedFileNames { if let d = source.data(name) { tokenizerFiles[name] = d } }
         let tokenizer = try WordPieceTokenizer.load(files: tokenizerFiles, source: source.name)
@@ -93,7 +93,7 @@ public struct BertDescription {
         }
         // The length a tokenizer truncates to by default (this program's exports write the trained one).
         if let n = modelMaxLength(source.data("tokenizer_config.json")) { maxLength = min(maxLength, n) }
-        let pooling: Pooling, head: Head, names: BertTensorNames
+        let pooling: Pooling, head: Head, names: EncoderTensorNames
         var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         var normalize = false
         var projection: EmbeddingProjection? = nil
@@ -112,7 +112,7 @@ public struct BertDescription {
             names = .transformers(prefix: "")
             if let n = own.maxLength { maxLength = n }
         } else {
-            let tensorNames = Set(try source.safetensors(BertTensorNames.mainFile)?.names ?? [])
+            let tensorNames = Set(try source.safetensors(EncoderTensorNames.mainFile)?.names ?? [])
             let family = config.family
             let prefix = tensorNames.contains(family.basePrefix + "embeddings.word_embeddings.weight") ? family.basePrefix : ""
             hasMaskedLMHead = tensorNames.contains(family.maskedLMModules.dense + ".weight")
@@ -216,7 +216,7 @@ public struct BertDescription {
                 task = .classification(labels: labels)
             }
         }
-        var description = BertDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
+        var description = EncoderDescription(config: config, pooling: pooling, head: head, names: names, tokenizer: tokenizer,
                                           tokenizerFiles: tokenizerFiles, maxLength: maxLength)
         description.fromSentenceTransformers = fromSentenceTransformers
         description.normalizesEmbeddings = normalize
@@ -243,27 +243,27 @@ public struct BertDescription {
     /// config.json in this program's layout plus the tokenizer files.
     func resolvedFiles(task: TaskKind?) throws -> [String: Data] {
         var files = tokenizerFiles
-        files["config.json"] = try BertFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
+        files["config.json"] = try EncoderFolder.ownConfig(config, pooling: pooling, task: task, maxLength: maxLength,
                                                     sentenceTransformers: fromSentenceTransformers, normalize: normalizesEmbeddings, projection: projection)
         return files
     }
 
     func loadWeights(into bundle: ModelBundle, from source: ModelFileSource, seed: UInt64) throws {
         guard let model = bundle.bertModel else { preconditionFailure("a BERT description builds a BERT model") }
-        guard let main = try source.safetensors(BertTensorNames.mainFile) else {
-            throw FineTuneError("\(source.name)/\(BertTensorNames.mainFile): missing")
+        guard let main = try source.safetensors(EncoderTensorNames.mainFile) else {
+            throw FineTuneError("\(source.name)/\(EncoderTensorNames.mainFile): missing")
         }
         if projection != nil && model.task == .maskedLanguageModel {
             throw FineTuneError("\(source.name): masked-language modelling of a sentence-transformers model with a Dense module is not supported " +
                                 "(its export would lose the module); adapt the encoder alone, or train --task classification/regression")
         }
-        var files = [BertTensorNames.mainFile: main]
+        var files = [EncoderTensorNames.mainFile: main]
         var moduleFiles: [String] = []
         if case .sentenceTransformers(let projectionFolder, let headFolder) = names {
             moduleFiles = (projectionFolder.map { [$0] } ?? []) + (head == .dense ? [headFolder] : [])
         }
         for folder in moduleFiles {
-            let path = BertTensorNames.moduleFile(folder)
+            let path = EncoderTensorNames.moduleFile(folder)
             guard let dense = try source.safetensors(path) else {
                 throw FineTuneError("\(source.name)/\(path): missing (modules.json lists a Dense module there)")
             }
@@ -282,7 +282,7 @@ public struct BertDescription {
                 // RoBERTa's classifier.dense, DistilBERT's pre_classifier (always part of the fresh head).
                 if spec.name.hasPrefix(family.clsHeadModules.dense + ".") && head == .none { freshPooler = true; continue }
                 // A base encoder gets a fresh head: a classifier, or the masked-LM head.
-                if BertTensorNames.isTopLevel(spec.name) && head == .none { freshHead = true; continue }
+                if EncoderTensorNames.isTopLevel(spec.name) && head == .none { freshHead = true; continue }
                 throw FineTuneError("\(file?.path ?? "\(source.name)/\(location.file)"): missing tensor \(location.name) (shape \(spec.shape))")
             }
             guard entry.shape == spec.shape else {
@@ -326,27 +326,27 @@ public struct BertDescription {
 
 /// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
 /// sentence-transformers load.
-enum BertFolder {
-    static func ownConfig(_ config: BertConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
+enum EncoderFolder {
+    static func ownConfig(_ config: EncoderConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
                           normalize: Bool, projection: EmbeddingProjection?) throws -> Data {
-        let block = BertDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
+        let block = EncoderDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
                                              maskedLM: task == .maskedLanguageModel ? true : nil,
                                              sentenceTransformers: sentenceTransformers ? true : nil, normalize: normalize ? true : nil,
                                              projection: projection)
-        return try prettyJSON(config.object(task: task, extra: [BertDescription.ownBlockKey: try JSONValue(encoding: block)]))
+        return try prettyJSON(config.object(task: task, extra: [EncoderDescription.ownBlockKey: try JSONValue(encoding: block)]))
     }
 
     /// The config others read: ours without this program's block.
-    static func exportConfig(_ config: BertConfig, task: TaskKind, architecture: String) throws -> Data {
+    static func exportConfig(_ config: EncoderConfig, task: TaskKind, architecture: String) throws -> Data {
         var o = config.object(task: task, extra: ["architectures": .array([.string(architecture)])])
-        o.removeValue(forKey: BertDescription.ownBlockKey)
+        o.removeValue(forKey: EncoderDescription.ownBlockKey)
         return try prettyJSON(o)
     }
 
     /// The safetensors files of `bundle`'s parameters (and passthrough tensors) in layout `names`.
     /// `merged`: LoRA's adapters folded into their base weights (W + scale·B·A), not written themselves.
     /// `passthrough`: with the tensors carried through unchanged (a base model's pooler).
-    static func tensorFiles(_ bundle: ModelBundle, names: BertTensorNames, merged: Bool = false, passthrough: Bool = true) throws -> [String: Data] {
+    static func tensorFiles(_ bundle: ModelBundle, names: EncoderTensorNames, merged: Bool = false, passthrough: Bool = true) throws -> [String: Data] {
         guard let model = bundle.bertModel else { preconditionFailure("BERT tensor files of a BERT model") }
         var writers: [String: SafetensorsWriter] = [:]
         func add(_ parameter: String, shape: [Int], _ values: UnsafeBufferPointer<Float>) {
@@ -435,15 +435,15 @@ enum BertFolder {
         let C = model.config.hiddenSize
         let json: ([String: JSONValue]) throws -> Data = { try prettyJSON($0) }
         var modules = [
-            BertDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
-            BertDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
+            EncoderDescription.SentenceModule(idx: 0, name: "0", path: "", type: "sentence_transformers.base.modules.transformer.Transformer"),
+            EncoderDescription.SentenceModule(idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
         ]
         func addDense(inputs: Int, outputs: Int, bias: Bool, activation: String) throws {
             let index = modules.count
             files["\(index)_Dense/config.json"] = try json(["in_features": .integer(Int64(inputs)), "out_features": .integer(Int64(outputs)),
                                                          "bias": .bool(bias), "activation_function": .string(activation),
                                                          "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
-            modules.append(BertDescription.SentenceModule(idx: index, name: "\(index)", path: "\(index)_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
+            modules.append(EncoderDescription.SentenceModule(idx: index, name: "\(index)", path: "\(index)_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
         }
         if dense {
             // The model's own Dense module as it was read (trained along), then the classifier.
@@ -457,7 +457,7 @@ enum BertFolder {
             try addDense(inputs: width, outputs: model.task.outputCount, bias: true, activation: "torch.nn.modules.linear.Identity")
         } else if bundle.bert!.normalizesEmbeddings {
             // No parameters, so no files: sentence-transformers loads it without its folder.
-            modules.append(BertDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))
+            modules.append(EncoderDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))
         }
         files["1_Pooling/config.json"] = try json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
                                                "include_prompt": .bool(true)])
@@ -472,10 +472,10 @@ enum BertFolder {
             "prompts": .object(["document": .string(""), "query": .string("")]), "default_prompt_name": .null,
             "similarity_fn_name": .string("cosine"),
         ]
-        if let data = bundle.bert!.tokenizerFiles[BertDescription.sentenceTransformersConfigFile], let source = (try? StrictJSON.parse(data))?.object {
+        if let data = bundle.bert!.tokenizerFiles[EncoderDescription.sentenceTransformersConfigFile], let source = (try? StrictJSON.parse(data))?.object {
             for key in ["prompts", "default_prompt_name", "similarity_fn_name"] { if let value = source[key] { settings[key] = value } }
         }
-        files[BertDescription.sentenceTransformersConfigFile] = try json(settings)
+        files[EncoderDescription.sentenceTransformersConfigFile] = try json(settings)
         return files
     }
 
@@ -503,7 +503,7 @@ enum BertFolder {
             let values = UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count)
             if spec.name.contains(".lora_") {
                 writer.add(prefix + spec.name, shape: spec.shape, floats: values)
-            } else if cls && BertTensorNames.isTopLevel(spec.name) {
+            } else if cls && EncoderTensorNames.isTopLevel(spec.name) {
                 writer.add("base_model.model." + spec.name, shape: spec.shape, floats: values)
             } else if cls && spec.name.hasPrefix("pooler.") {
                 writer.add(prefix + spec.name, shape: spec.shape, floats: values)
@@ -534,7 +534,7 @@ public enum ModelFiles {
     /// The files in this program's own format (a loadable model folder): what checkpoints hold.
     public static func internalFiles(_ bundle: ModelBundle) throws -> [String: Data] {
         switch bundle.built {
-        case .bert(let bert): return try BertFolder.internalFiles(bundle, model: bert)
+        case .bert(let bert): return try EncoderFolder.internalFiles(bundle, model: bert)
         case .mlp(let mlp): return try files(of: mlp)
         }
     }
@@ -542,7 +542,7 @@ public enum ModelFiles {
     /// The files as others load them (transformers / sentence-transformers for BERT): best/ and final/.
     public static func exportFiles(_ bundle: ModelBundle) throws -> [String: Data] {
         switch bundle.built {
-        case .bert(let bert): return try BertFolder.exportFiles(bundle, model: bert)
+        case .bert(let bert): return try EncoderFolder.exportFiles(bundle, model: bert)
         case .mlp(let mlp): return try files(of: mlp)
         }
     }

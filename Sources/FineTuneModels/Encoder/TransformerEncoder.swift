@@ -9,9 +9,9 @@ import FineTuneKernels
 /// (TaskHeads.swift); `EncoderModel` joins the two. Batches are packed (Attention.swift): no
 /// padding is computed. `backward` is `forward` read backwards.
 /// Shapes: N tokens of the batch, B sequences, C hidden, F intermediate, A attention scores.
-public final class BertEncoder: EncoderBody {
-    public let config: BertConfig
-    public let tensors: BertParameters
+public final class TransformerEncoder: EncoderBody {
+    public let config: EncoderConfig
+    public let tensors: EncoderParameters
     /// LoRA on the encoder (nil: none): adapters after the encoder in the layout, base weights frozen.
     public let lora: LoRASettings?
     /// Dropout probabilities in training (zero turns dropout off, as the golden tests need).
@@ -19,12 +19,12 @@ public final class BertEncoder: EncoderBody {
     public var attentionDropout: Double
 
     /// Adds the body's tensors to `layout` (which must be empty: the body comes first).
-    public init(config: BertConfig, lora: LoRASettings?, layout: inout ParameterLayout) {
+    public init(config: EncoderConfig, lora: LoRASettings?, layout: inout ParameterLayout) {
         self.config = config
         self.lora = lora
         hiddenDropout = config.hiddenDropout
         attentionDropout = config.attentionDropout
-        tensors = BertParameters(config: config, lora: lora, layout: &layout)
+        tensors = EncoderParameters(config: config, lora: lora, layout: &layout)
     }
 
     public var facts: EncoderFacts {
@@ -91,14 +91,14 @@ public final class BertEncoder: EncoderBody {
 
     private var capacity = ActivationShape(tokens: 0, sequences: 0, scores: 0)
     private var arena = ActivationArena(ArenaLayout())
-    private var acts = BertActivations()
+    private var acts = EncoderActivations()
     public var activationBytes: Int { arena.byteCount + (relativeBias.count + relativeBiasGradient.count) * MemoryLayout<Float>.stride }
 
     /// Grows the arena (never shrinks it) so `shape` fits.
     private func reserve(_ shape: ActivationShape) {
         guard !shape.fits(in: capacity) else { return }
         capacity = capacity.union(shape)
-        let (layout, regions) = BertActivations.layout(config: config, shape: capacity, lora: lora)
+        let (layout, regions) = EncoderActivations.layout(config: config, shape: capacity, lora: lora)
         arena = ActivationArena(layout)
         acts = regions
     }

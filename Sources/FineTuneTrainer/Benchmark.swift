@@ -36,7 +36,7 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
         let shared: Set<String> = ["grad-accum", "freeze", "freeze-layers", "train-only", "lora-rank", "lora-alpha", "lora-dropout",
                                    "lora-targets", "overlap", "bucket-mb", "shard-optimizer", "allreduce"]
         return [
-            S.value("model", \.modelPath, group: g, math: .no, help: "A text-encoder model folder (BERT, MPNet; default: the named --shape with random weights)."),
+            S.value("model", \.modelPath, group: g, math: .no, help: "A text-encoder model folder (BERT, MPNet, RoBERTa, DistilBERT; default: the named --shape with random weights)."),
             S.value("shape", \.shape, group: g, math: .no,
                     help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's), mpnet-base (all-mpnet-base-v2's) or tiny."),
             S.value("per-rank-batch", \.perRankBatch, group: g, math: .no, check: Checks.positive(), help: "Sequences per rank per step."),

@@ -13,7 +13,8 @@ struct FinetuneDist: ParsableCommand {
         Every MPI rank holds a full model replica and computes its slice of each \
         global batch; the gradients are summed across ranks every step. Rank 0 \
         evaluates, decides early stopping and writes checkpoints and models.
-        Models are Hugging Face folders (BERT-family encoders, or MLPs made by \
+        Models are Hugging Face folders (BERT, MiniLM, MPNet, RoBERTa and DistilBERT \
+        encoders, sentence-transformers folders on them, or MLPs made by \
         `init`). Start training under mpirun, e.g.:
 
           mpirun -n 8 finetune-dist train --model models/all-MiniLM-L6-v2

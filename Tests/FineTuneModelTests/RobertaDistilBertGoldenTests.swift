@@ -30,6 +30,17 @@ final class RobertaGoldenTests: XCTestCase {
         try fixture.checkPackingEqualsOneSequenceAtATime()
     }
 
+    /// transformers' RobertaLMHead (and MPNet's) applies erf GELU whatever hidden_act says; BERT's
+    /// and DistilBERT's masked-LM transform follow the config.
+    func testTheMaskedLMActivationFollowsEachFamilysHead() throws {
+        for (family, tanh) in [("roberta", false), ("mpnet", false), ("bert", true)] {
+            let config = try EncoderConfig.decode(Data(#"{"model_type": "\#(family)", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu_new"}"#.utf8), path: "c")
+            XCTAssertTrue(config.usesTanhGELU, "the encoder's own layers use the config's activation")
+            let model = BertModel(config: config, pooling: .mean, task: .maskedLanguageModel)
+            XCTAssertEqual(model.body.facts.usesTanhGELU, tanh, family)
+        }
+    }
+
     /// RoBERTa's token-type table has one row: a tokenizer that gives a pair's second text type 1
     /// (BERT's BertProcessing) is refused when the folder is read, not an out-of-range row later.
     func testATokenizerWithASecondTokenTypeIsRefused() throws {

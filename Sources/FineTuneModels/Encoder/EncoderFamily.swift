@@ -84,6 +84,10 @@ public enum EncoderFamily: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// Whether the masked-LM head's activation is the config's (BERT's transform, DistilBERT's
+    /// vocab_transform); MPNet's and RoBERTa's lm_head applies erf GELU whatever hidden_act says.
+    public var maskedLMFollowsActivation: Bool { self == .bert || self == .distilbert }
+
     /// Name prefixes of the pre-training head a base folder may hold, dropped when fine-tuning something else.
     public var pretrainingHeadPrefixes: [String] {
         switch self {

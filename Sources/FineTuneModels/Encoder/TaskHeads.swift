@@ -7,7 +7,8 @@ public struct EncoderFacts: Sendable {
     public var vocabularySize: Int
     public var layerNormEps: Double
     public var initializerRange: Double
-    /// The encoder's activation in its feed-forward layers (the masked-LM transform uses the same): tanh-approximated GELU, else erf GELU.
+    /// The masked-LM transform's activation: tanh-approximated GELU, else erf GELU (BERT's and
+    /// DistilBERT's follow the config's activation; MPNet's and RoBERTa's lm_head is always erf GELU).
     public var usesTanhGELU: Bool
     /// [V, C]: the word embeddings, which a masked-LM decoder shares (tied weights).
     public var wordEmbeddings: TensorSpec

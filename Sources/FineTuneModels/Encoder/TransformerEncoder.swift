@@ -32,7 +32,8 @@ public final class TransformerEncoder: EncoderBody {
         // (unused by DistilBERT), 3 + 3l feed-forward output of layer l; 1 + 3L the head (and
         // 2 + 3L MPNet's and RoBERTa's before their dense layer); LoRA's after them.
         EncoderFacts(hiddenSize: config.hiddenSize, vocabularySize: config.vocabSize, layerNormEps: config.layerNormEps,
-                     initializerRange: config.initializerRange, usesTanhGELU: config.usesTanhGELU,
+                     initializerRange: config.initializerRange,
+                     usesTanhGELU: config.family.maskedLMFollowsActivation && config.usesTanhGELU,
                      wordEmbeddings: tensors.wordEmbeddings, headDropoutSite: 1 + 3 * config.layers, family: config.family)
     }
     public var maxPositions: Int { config.maxSequenceLength }

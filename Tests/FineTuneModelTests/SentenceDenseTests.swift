@@ -7,7 +7,7 @@ import XCTest
 /// A sentence-transformers folder with a Dense module of its own (Transformer, mean Pooling,
 /// Dense 32 -> 16 with Tanh, Normalize; Tests/fixture-scripts/make_st_dense_fixture.py on the tiny
 /// random BERT): its embeddings are sentence-transformers', and a classifier trained on it sees the
-/// Dense output, with the Dense layer's gradients as PyTorch computes them.
+/// Dense output, with the Dense layer's gradients as PyTorch computes them. Also CLS-token pooling.
 final class SentenceDenseTests: XCTestCase {
     let dir = "\(fixturesDirectory)/st-dense"
     let tiny = EncoderGoldenFixture(family: .bert)
@@ -34,6 +34,17 @@ final class SentenceDenseTests: XCTestCase {
         let ours = bundle.sentenceEmbeddings(batch(r))
         XCTAssertEqual(ours.count, r.embeddings.count)
         for (a, b) in zip(ours, r.embeddings) { assertClose(a, b, absolute: 1e-6, relative: 0, "embedding") }
+    }
+
+    /// CLS-token pooling (BGE-style folders): the embedding is the first token's hidden state,
+    /// normalised, not the classifier's dense + tanh on it.
+    func testCLSPoolingEmbeddingsMatchSentenceTransformers() throws {
+        let description = try ModelFolder.describe(FolderSource("\(dir)/cls-model"))
+        let bundle = description.build(task: .classification(labels: ["a", "b"]))
+        XCTAssertEqual((bundle.model as! BertModel).pooling, .cls)
+        try description.loadWeights(into: bundle, seed: 0)
+        let r = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(dir)/cls_embeddings.json")))
+        for (a, b) in zip(bundle.sentenceEmbeddings(batch(r)), r.embeddings) { assertClose(a, b, absolute: 1e-6, relative: 0, "embedding") }
     }
 
     func testClassifierOnTheDenseOutputMatchesPyTorch() throws {

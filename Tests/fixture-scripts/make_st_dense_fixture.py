@@ -5,6 +5,7 @@ tests, and PyTorch's values for it:
 
   OUT/model/       SentenceTransformer(Transformer(tiny-bert/base), mean Pooling, Dense(32 -> 16, Tanh), Normalize)
   OUT/embeddings.json   token ids of the BERT golden inputs and sentence-transformers' embeddings of them
+  OUT/cls-model/, OUT/cls_embeddings.json   the same encoder with CLS-token pooling and Normalize, and its embeddings
   OUT/golden_dense.safetensors  the same batch through Transformer, Pooling, Dense and a linear
                    classifier (16 -> 3, "head.*"): logits, summed cross-entropy and every gradient
                    (the encoder under its BertModel names, the Dense layer as "projection.*")
@@ -59,3 +60,15 @@ for name, p in named:
         tensors["grad." + name] = p.grad.detach().contiguous()
 save_file(tensors, os.path.join(out, "golden_dense.safetensors"))
 print("wrote", out)
+
+# The same encoder as a CLS-pooling sentence-transformers model (Transformer, Pooling cls,
+# Normalize), as BGE-style models ship: the embedding is the first token's hidden state.
+cls_model = SentenceTransformer(modules=[Transformer(os.path.join(tiny, "base"), max_seq_length=40), Pooling(32, pooling_mode="cls"),
+                                         Normalize()], device="cpu")
+cls_model.save(os.path.join(out, "cls-model"))
+os.remove(os.path.join(out, "cls-model", "README.md"))
+cls_model.eval()
+with torch.no_grad():
+    cls_embeddings = cls_model(dict(features))["sentence_embedding"]
+with open(os.path.join(out, "cls_embeddings.json"), "w") as f:
+    json.dump({"input_ids": ids, "token_type_ids": types, "labels": labels, "embeddings": cls_embeddings.tolist()}, f)

@@ -145,8 +145,8 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
         return (logits, batch)
     }
 
-    /// The pooled sentence representation [B][C] of a batch (before the classifier's dropout; after
-    /// a sentence-transformers Dense module, [B][D]).
+    /// The sentence embeddings [B][C] of a batch as sentence-transformers pools them (the mean, or
+    /// the first token's hidden state; after a Dense module of the model's own, [B][D]).
     public func pooledOutput(_ batch: Batch) -> [[Float]] {
         guard batch.count > 0 else { return [] }
         _ = forward(batch, mode: .evaluation)

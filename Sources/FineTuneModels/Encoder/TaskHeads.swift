@@ -52,7 +52,7 @@ public protocol EncoderHead: AnyObject {
     func lastLogits(count: Int) -> [[Float]]
     /// The vocabulary logits [M][V] at the masked positions of the last forward pass (masked-LM heads).
     func lastMaskedLogits(count: Int) -> [[Float]]?
-    /// The pooled sentence representations [B][C] of the last forward pass (sequence heads).
+    /// The sentence embeddings [B][C] of the last forward pass (sequence heads), as sentence-transformers pools them.
     func lastPooled(count: Int) -> [[Float]]
 }
 
@@ -262,9 +262,11 @@ public final class SequenceHead: EncoderHead {
         return (0..<B).map { Array(UnsafeBufferPointer(start: logits + $0 * K, count: K)) }
     }
     public func lastMaskedLogits(count: Int) -> [[Float]]? { nil }
-    /// The pooled representation, or the projection's output when there is one (the sentence embedding).
+    /// The sentence embedding as sentence-transformers pools it: the mean, or the projection's
+    /// output when there is one; with cls pooling the first token's hidden state itself (not the
+    /// classifier's dense + tanh on it).
     public func lastPooled(count B: Int) -> [[Float]] {
-        let width = embeddingSize, pooled = projection == nil ? arena[pooled] : arena[projected]
+        let width = embeddingSize, pooled = pooling == .cls ? arena[first] : projection == nil ? arena[pooled] : arena[projected]
         return (0..<B).map { Array(UnsafeBufferPointer(start: pooled + $0 * width, count: width)) }
     }
 }

@@ -41,6 +41,13 @@ final class RobertaGoldenTests: XCTestCase {
         }
     }
 
+    /// A folder with the slow tokenizer's files only: the message says how to write tokenizer.json.
+    func testVocabJSONAndMergesWithoutTokenizerJSONAreRefused() throws {
+        XCTAssertThrowsError(try WordPieceTokenizer.load(files: ["vocab.json": Data("{}".utf8), "merges.txt": Data()], source: "m")) { error in
+            XCTAssertTrue("\(error)".contains("m: vocab.json and merges.txt but no tokenizer.json"), "\(error)")
+        }
+    }
+
     /// RoBERTa's token-type table has one row: a tokenizer that gives a pair's second text type 1
     /// (BERT's BertProcessing) is refused when the folder is read, not an out-of-range row later.
     func testATokenizerWithASecondTokenTypeIsRefused() throws {
@@ -73,6 +80,15 @@ final class DistilBertGoldenTests: XCTestCase {
 
     func testMeanPoolingMatchesTransformers() throws {
         try fixture.checkMeanPooling(passthrough: [])
+    }
+
+    /// Fixed sinusoidal positions are not learned embeddings: refused, naming the field.
+    func testSinusoidalPositionsAreRefused() throws {
+        var config = try String(contentsOfFile: "\(fixture.dir)/base/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"sinusoidal_pos_embds\": false", with: "\"sinusoidal_pos_embds\": true")
+        XCTAssertThrowsError(try EncoderConfig.decode(Data(config.utf8), path: "x/config.json")) { error in
+            XCTAssertTrue("\(error)".contains("x/config.json: sinusoidal_pos_embds true is not supported"), "\(error)")
+        }
     }
 
     func testMaskedLMMatchesTransformers() throws {

@@ -168,9 +168,8 @@ public struct EncoderDescription {
                 guard own.config.inFeatures == config.hiddenSize else {
                     throw FineTuneError("\(place): in_features \(own.config.inFeatures), but the encoder's hidden size is \(config.hiddenSize)")
                 }
-                let activations: [String: EmbeddingProjection.Activation] = ["Identity": .identity, "Tanh": .tanh, "ReLU": .relu]
-                let name = own.config.activationFunction?.split(separator: ".").last.map(String.init) ?? "Identity"
-                guard let activation = activations[name] else {
+                let name = own.config.activationFunction ?? EncoderFolder.denseActivations[.identity]!
+                guard let activation = EncoderFolder.denseActivations.first(where: { $0.value.split(separator: ".").last == name.split(separator: ".").last })?.key else {
                     throw FineTuneError("\(place): activation_function \(own.config.activationFunction ?? "") is not supported (Identity, Tanh and ReLU are)")
                 }
                 guard (stPooling ?? .mean) == .mean && requestedPooling != .cls else {
@@ -309,7 +308,7 @@ public struct EncoderDescription {
             }
             // MPNet's and RoBERTa's base pooler under cls pooling: their ...ForSequenceClassification
             // has no pooler (the head has its own dense layer) and transformers drops it too.
-            if let parameter, parameter.hasPrefix("pooler."), family != .bert, model.pooling == .cls {
+            if let parameter, parameter.hasPrefix("pooler."), !family.clsHeadUsesPooler, model.pooling == .cls {
                 unused.remove(location); continue
             }
             if model.task == .maskedLanguageModel && location.file == names.headFile { unused.remove(location); continue }
@@ -327,6 +326,11 @@ public struct EncoderDescription {
 /// Writing BERT models: this program's own layout (checkpoints) and the layouts transformers and
 /// sentence-transformers load.
 enum EncoderFolder {
+    /// sentence-transformers' Dense activation_function names (read by their last component).
+    static let denseActivations: [EmbeddingProjection.Activation: String] = [
+        .identity: "torch.nn.modules.linear.Identity", .tanh: "torch.nn.modules.activation.Tanh", .relu: "torch.nn.modules.activation.ReLU",
+    ]
+
     static func ownConfig(_ config: EncoderConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
                           normalize: Bool, projection: EmbeddingProjection?) throws -> Data {
         let block = EncoderDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
@@ -392,7 +396,7 @@ enum EncoderFolder {
             // fine-tune, starts from it); MPNet's and RoBERTa's classifiers never use theirs, so it
             // is left out, as transformers' save_pretrained leaves it.
             files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true,
-                                        passthrough: family.clsHeadModules.dense == "pooler.dense")) { _, new in new }
+                                        passthrough: family.clsHeadUsesPooler)) { _, new in new }
             if bundle.bert!.fromSentenceTransformers {
                 files.merge(try sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
             }
@@ -449,12 +453,10 @@ enum EncoderFolder {
             // The model's own Dense module as it was read (trained along), then the classifier.
             var width = C
             if let projection = bundle.bert!.projection {
-                let activations: [EmbeddingProjection.Activation: String] = [.identity: "torch.nn.modules.linear.Identity",
-                                                                             .tanh: "torch.nn.modules.activation.Tanh", .relu: "torch.nn.modules.activation.ReLU"]
-                try addDense(inputs: C, outputs: projection.outputs, bias: projection.bias, activation: activations[projection.activation]!)
+                try addDense(inputs: C, outputs: projection.outputs, bias: projection.bias, activation: denseActivations[projection.activation]!)
                 width = projection.outputs
             }
-            try addDense(inputs: width, outputs: model.task.outputCount, bias: true, activation: "torch.nn.modules.linear.Identity")
+            try addDense(inputs: width, outputs: model.task.outputCount, bias: true, activation: denseActivations[.identity]!)
         } else if bundle.bert!.normalizesEmbeddings {
             // No parameters, so no files: sentence-transformers loads it without its folder.
             modules.append(EncoderDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))

@@ -74,6 +74,10 @@ public enum EncoderFamily: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// Whether the cls head reads the base model's pooler (BERT's); the other families' heads have a
+    /// dense layer of their own, so a base's pooler is never used there.
+    public var clsHeadUsesPooler: Bool { self == .bert }
+
     /// The masked-LM head's modules: the transform's dense and LayerNorm, the decoder's bias (its
     /// weight is the word embeddings).
     public var maskedLMModules: (dense: String, norm: String, bias: String) {

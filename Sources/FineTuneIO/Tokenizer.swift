@@ -3,7 +3,7 @@ import FineTuneKernels
 import FineTuneModels
 import Foundation
 
-/// What the rest of the program needs of a text model's tokenizer (WordPiece for BERT and MPNet,
+/// What the rest of the program needs of a text model's tokenizer (WordPiece for BERT, DistilBERT and MPNet,
 /// byte-level BPE for RoBERTa): ids of a text, the framing of one text or a pair, and the special
 /// tokens masked-language modelling and fill-mask use.
 public protocol TextTokenizer: AnyObject {

@@ -3,7 +3,7 @@ import FineTuneKernels
 import FineTuneModels
 import Foundation
 
-/// WordPiece as Hugging Face `tokenizers` runs it for BERT and MPNet (BertNormalizer +
+/// WordPiece as Hugging Face `tokenizers` runs it for BERT, DistilBERT and MPNet (BertNormalizer +
 /// BertPreTokenizer + WordPiece + the post-processor's framing):
 ///
 /// 1. clean-up: drop NUL, U+FFFD and control/format/unassigned/private-use characters (tab, newline

@@ -158,7 +158,7 @@ public enum Benchmark {
                 let description = try ModelFolder.describe(FolderSource(path))
                 let bundle = description.build(task: c.maskedLM ? task : description.task ?? task, lora: c.lora)
                 guard let model = bundle.model as? TextModel, let tokenizer = bundle.tokenizer else {
-                    throw FineTuneError("\(path): bench measures text models (BERT, MPNet)")
+                    throw FineTuneError("\(path): bench measures text encoders (BERT, MPNet, RoBERTa, DistilBERT)")
                 }
                 if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
                 if c.maskedLM { try bundle.enableMasking(probability: TrainingConfiguration.defaults.mlmProbability, wholeWord: false) }

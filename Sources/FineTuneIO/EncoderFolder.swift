@@ -40,6 +40,8 @@ public struct EncoderDescription {
         var maxLength: Int?
         /// The head is BertForMaskedLM's (a checkpoint of `train --task mlm`).
         var maskedLM: Bool?
+        /// A sentence-embedding model (a checkpoint of `train --task embedding`): no head beyond the pooling.
+        var embedding: Bool?
         /// The run started from a sentence-transformers folder (its exports stay loadable there).
         var sentenceTransformers: Bool?
         /// ... with a Normalize module.
@@ -48,7 +50,7 @@ public struct EncoderDescription {
         var projection: EmbeddingProjection?
         enum CodingKeys: String, CodingKey {
             case pooling, hasHead = "has_head", maxLength = "max_length", maskedLM = "masked_lm", sentenceTransformers = "sentence_transformers"
-            case normalize, projection
+            case normalize, projection, embedding
         }
     }
     static let ownBlockKey = "finetune_dist"
@@ -94,7 +96,7 @@ public struct EncoderDescription {
         // The length a tokenizer truncates to by default (this program's exports write the trained one).
         if let n = modelMaxLength(source.data("tokenizer_config.json")) { maxLength = min(maxLength, n) }
         let pooling: Pooling, head: Head, names: EncoderTensorNames
-        var maskedLM = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
+        var maskedLM = false, embedding = false, fromSentenceTransformers = source.data("modules.json") != nil, hasMaskedLMHead = false
         var normalize = false
         var projection: EmbeddingProjection? = nil
         if let block = config.raw[ownBlockKey] {
@@ -105,6 +107,7 @@ public struct EncoderDescription {
             pooling = own.pooling
             head = own.hasHead ? .root : .none
             maskedLM = own.maskedLM ?? false
+            embedding = own.embedding ?? false
             hasMaskedLMHead = maskedLM
             fromSentenceTransformers = own.sentenceTransformers ?? false
             normalize = own.normalize ?? false
@@ -205,6 +208,8 @@ public struct EncoderDescription {
         var task: TaskKind? = nil
         if maskedLM {
             task = .maskedLanguageModel
+        } else if embedding {
+            task = .embedding
         } else if head != .none {
             if config.problemType == "regression" {
                 task = .regression
@@ -308,11 +313,11 @@ public struct EncoderDescription {
             }
             // MPNet's and RoBERTa's base pooler under cls pooling: their ...ForSequenceClassification
             // has no pooler (the head has its own dense layer) and transformers drops it too.
-            if let parameter, parameter.hasPrefix("pooler."), !family.clsHeadUsesPooler, model.pooling == .cls {
+            if let parameter, parameter.hasPrefix("pooler."), !family.clsHeadUsesPooler, model.pooling == .cls, model.task != .embedding {
                 unused.remove(location); continue
             }
             if model.task == .maskedLanguageModel && location.file == names.headFile { unused.remove(location); continue }
-            if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean, let entry = files[location.file]!.entries[location.name] {
+            if let parameter, parameter.hasPrefix("pooler."), model.pooling == .mean || model.task == .embedding, let entry = files[location.file]!.entries[location.name] {
                 bundle.passthrough.append(PassthroughTensor(name: parameter, shape: entry.shape, values: try files[location.file]!.floats(location.name)))
                 unused.remove(location)
             }
@@ -333,8 +338,8 @@ enum EncoderFolder {
 
     static func ownConfig(_ config: EncoderConfig, pooling: Pooling, task: TaskKind?, maxLength: Int, sentenceTransformers: Bool,
                           normalize: Bool, projection: EmbeddingProjection?) throws -> Data {
-        let block = EncoderDescription.OwnBlock(pooling: pooling, hasHead: task != nil, maxLength: maxLength,
-                                             maskedLM: task == .maskedLanguageModel ? true : nil,
+        let block = EncoderDescription.OwnBlock(pooling: pooling, hasHead: task != nil && task != .embedding, maxLength: maxLength,
+                                             maskedLM: task == .maskedLanguageModel ? true : nil, embedding: task == .embedding ? true : nil,
                                              sentenceTransformers: sentenceTransformers ? true : nil, normalize: normalize ? true : nil,
                                              projection: projection)
         return try prettyJSON(config.object(task: task, extra: [EncoderDescription.ownBlockKey: try JSONValue(encoding: block)]))
@@ -402,11 +407,17 @@ enum EncoderFolder {
             }
             return files
         }
-        switch model.pooling {
-        case .cls:
+        switch model.task == .embedding ? nil : model.pooling {
+        case nil:
+            // A sentence-embedding model: the encoder, its pooling, its own Dense module and Normalize, as it was read.
+            files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.baseArchitecture)
+            files.merge(try tensorFiles(bundle, names: .sentenceTransformers(projection: bundle.bert!.projection == nil ? nil : "2_Dense", head: "3_Dense"),
+                                        merged: true)) { _, new in new }
+            files.merge(try sentenceTransformersFiles(bundle, model: model, dense: false)) { _, new in new }
+        case .cls?:
             files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.sequenceClassificationArchitecture)
             files.merge(try tensorFiles(bundle, names: .transformers(prefix: family.basePrefix), merged: true)) { _, new in new }
-        case .mean:
+        case .mean?:
             files["config.json"] = try exportConfig(model.config, task: model.task, architecture: family.baseArchitecture)
             let projection = bundle.bert!.projection
             files.merge(try tensorFiles(bundle, names: .sentenceTransformers(projection: projection == nil ? nil : "2_Dense", head: projection == nil ? "2_Dense" : "3_Dense"),
@@ -431,9 +442,9 @@ enum EncoderFolder {
     }
 
     /// sentence-transformers' module files as version 6 writes them (Tests/Fixtures/tiny-bert/export_reference.json):
-    /// the Transformer, the Pooling and, with `dense`, the head as a Dense module with identity
-    /// activation; without a head, the Normalize module when the run started from a folder with
-    /// one. The prompts, default prompt and similarity function of the folder the run started from are kept.
+    /// the Transformer, the Pooling, the model's own Dense module (as read, trained along) and, with
+    /// `dense`, the head as a Dense module with identity activation; without a head, the Normalize
+    /// module when the run started from a folder with one. The prompts, default prompt and similarity function of the folder the run started from are kept.
     static func sentenceTransformersFiles(_ bundle: ModelBundle, model: BertModel, dense: Bool) throws -> [String: Data] {
         var files: [String: Data] = [:]
         let C = model.config.hiddenSize
@@ -449,17 +460,18 @@ enum EncoderFolder {
                                                          "module_input_name": .string("sentence_embedding"), "module_output_name": .string("sentence_embedding")])
             modules.append(EncoderDescription.SentenceModule(idx: index, name: "\(index)", path: "\(index)_Dense", type: "sentence_transformers.base.modules.dense.Dense"))
         }
+        var width = C
+        if let projection = bundle.bert!.projection, model.task != .maskedLanguageModel {
+            try addDense(inputs: C, outputs: projection.outputs, bias: projection.bias, activation: denseActivations[projection.activation]!)
+            width = projection.outputs
+        }
         if dense {
-            // The model's own Dense module as it was read (trained along), then the classifier.
-            var width = C
-            if let projection = bundle.bert!.projection {
-                try addDense(inputs: C, outputs: projection.outputs, bias: projection.bias, activation: denseActivations[projection.activation]!)
-                width = projection.outputs
-            }
             try addDense(inputs: width, outputs: model.task.outputCount, bias: true, activation: denseActivations[.identity]!)
         } else if bundle.bert!.normalizesEmbeddings {
             // No parameters, so no files: sentence-transformers loads it without its folder.
-            modules.append(EncoderDescription.SentenceModule(idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.base.modules.normalize.Normalize"))
+            let index = modules.count
+            modules.append(EncoderDescription.SentenceModule(idx: index, name: "\(index)", path: "\(index)_Normalize",
+                                                             type: "sentence_transformers.base.modules.normalize.Normalize"))
         }
         files["1_Pooling/config.json"] = try json(["embedding_dimension": .integer(Int64(C)), "pooling_mode": .string(model.pooling.rawValue),
                                                "include_prompt": .bool(true)])
@@ -497,7 +509,7 @@ enum EncoderFolder {
     }
 
     static func peftAdapterFiles(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> [String: Data] {
-        let cls = model.pooling == .cls
+        let cls = model.pooling == .cls && model.task != .embedding
         let prefix = "base_model.model." + (cls ? model.config.family.basePrefix : "")
         var writer = SafetensorsWriter()
         writer.metadata = ["format": "pt"]
@@ -516,7 +528,7 @@ enum EncoderFolder {
 
     /// adapter_config.json of the adapter (also in a LoRA run's checkpoints).
     static func peftAdapterConfig(_ bundle: ModelBundle, model: BertModel, lora: LoRASettings) throws -> Data {
-        let cls = model.pooling == .cls
+        let cls = model.pooling == .cls && model.task != .embedding
         let config: [String: JSONValue] = [
             "peft_type": .string("LORA"), "task_type": .string(cls ? "SEQ_CLS" : "FEATURE_EXTRACTION"),
             "base_model_name_or_path": .string(bundle.baseModelPath ?? ""), "r": .integer(Int64(lora.rank)),

@@ -239,11 +239,14 @@ public enum ModelFolder {
     /// Loads a complete model (for eval and predict): the folder must hold a trained head.
     public static func load(_ folder: String) throws -> ModelBundle {
         let description = try describe(FolderSource(folder))
-        guard let task = description.headTask else {
+        // A sentence-transformers folder without a head is a sentence-embedding model.
+        var sentenceEmbeddings = false
+        if case .bert(let b) = description.kind, b.fromSentenceTransformers, description.adapter == nil { sentenceEmbeddings = true }
+        guard let task = description.headTask ?? (sentenceEmbeddings ? .embedding : nil) else {
             if description.adapter != nil {
                 throw FineTuneError("\(folder): a FEATURE_EXTRACTION adapter carries no head (a mean-pooling run keeps it in the merged folder's 2_Dense): evaluate the merged folder beside it")
             }
-            throw FineTuneError("\(folder): has no classification, regression or masked-language head (a base model); fine-tune it with `train` first")
+            throw FineTuneError("\(folder): has no classification, regression or masked-language head (a base model), and is not a sentence-transformers folder; fine-tune it with `train` first")
         }
         let bundle = description.build(task: task)
         try description.loadWeights(into: bundle, seed: 0)

@@ -66,12 +66,21 @@ public protocol FineTunableModel: AnyObject {
     func backward(gradientsReady: (Int) -> Void)
     /// The head's raw outputs [B][K] of the last forward pass.
     func lastLogits() -> [[Float]]
+    /// Sentence-embedding models (task `.embedding`): the embedding's width D; nil for other heads.
+    var embeddingWidth: Int? { get }
+    /// The embeddings [B, D] of the last forward pass, copied into `out`.
+    func copyLastEmbeddings(to out: UnsafeMutablePointer<Float>)
+    /// d loss / d embeddings [B, D] of the last forward pass, which the next backward pass starts from.
+    func setEmbeddingGradient(_ gradient: UnsafePointer<Float>)
 }
 
 extension FineTunableModel {
     public var sparseGradientTensors: [TensorSpec] { [] }
     public func touchedRows(in tensor: TensorSpec) -> [Int] { Array(0..<(tensor.shape.first ?? 0)) }
     public var lora: LoRASettings? { nil }
+    public var embeddingWidth: Int? { nil }
+    public func copyLastEmbeddings(to out: UnsafeMutablePointer<Float>) { preconditionFailure("not a sentence-embedding model") }
+    public func setEmbeddingGradient(_ gradient: UnsafePointer<Float>) { preconditionFailure("not a sentence-embedding model") }
     /// The parameters that train: from `trainableFrom` to the end.
     public var trainableRange: Range<Int> { trainableFrom..<layout.count }
 

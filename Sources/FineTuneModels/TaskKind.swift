@@ -9,12 +9,16 @@ public enum TaskKind: Equatable, Sendable {
     /// adaptation of the encoder; the head is BERT's pre-training head, its decoder tied to the
     /// word embeddings).
     case maskedLanguageModel
+    /// Sentence embeddings trained contrastively (MultipleNegativesRankingLoss over (anchor,
+    /// positive, negatives) texts): the head is the pooling (and a Dense module of the model's own);
+    /// the loss is computed over the whole global batch outside the model (`ContrastiveLoss`).
+    case embedding
 
     public var outputCount: Int {
         switch self {
         case .classification(let labels): return labels.count
         case .regression: return 1
-        case .maskedLanguageModel: return 0
+        case .maskedLanguageModel, .embedding: return 0
         }
     }
     public var labels: [String]? {
@@ -28,6 +32,8 @@ public enum TaskChoice: String, Sendable, Codable, CaseIterable {
     case classification, regression
     /// Masked-language modelling on unlabelled text (`--task mlm`).
     case mlm
+    /// Contrastive sentence-embedding training on (anchor, positive[, negatives]) texts (`--task embedding`).
+    case embedding
 }
 
 /// The label names of a config's `id2label` ({"0": "neg", "1": "pos"}) in id order.

@@ -24,13 +24,21 @@ public enum DataLoading {
     public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
                             maxLength requested: Int?, pooling: Pooling? = nil, taskChoice: TaskChoice? = nil) throws -> Loaded {
         let maskedLM = taskChoice == .mlm || description.task == .maskedLanguageModel
-        if let taskChoice, taskChoice != .mlm, let task = description.task, (task == .regression) != (taskChoice == .regression) {
+        let embedding = taskChoice == .embedding || description.task == .embedding
+        if taskChoice == .embedding, let task = description.task, task != .embedding {
+            throw FineTuneError("--task embedding: the model has a \(task == .regression ? "regression" : task == .maskedLanguageModel ? "masked-language" : "classification") head" +
+                                (task.labels.map { " (labels \($0.joined(separator: ", ")))" } ?? "") +
+                                "; sentence embeddings are trained from an encoder without one (a sentence-transformers or base model folder)")
+        }
+        if let taskChoice, taskChoice != .mlm, taskChoice != .embedding, let task = description.task, (task == .regression) != (taskChoice == .regression) {
             throw FineTuneError("--task \(taskChoice.rawValue): the model already has a \(task == .regression ? "regression" : "classification") head" +
                                 (task.labels.map { " (labels \($0.joined(separator: ", ")))" } ?? "") + "; --task chooses for a model without one")
         }
         switch description.kind {
         case .mlp(let config):
-            if maskedLM { throw FineTuneError("--task mlm trains a text encoder (BERT family); this model is an MLP over feature vectors") }
+            if maskedLM || embedding {
+                throw FineTuneError("--task \(maskedLM ? "mlm" : "embedding") trains a text encoder (BERT family); this model is an MLP over feature vectors")
+            }
             if requested != nil || pooling != nil {
                 throw FineTuneError("--max-length and --pooling apply to text models; this model is an MLP over feature vectors")
             }
@@ -38,6 +46,10 @@ public enum DataLoading {
             return Loaded(train: try load(train), valid: try valid.map(load), test: try test.map(load), task: config.task, maxLength: nil)
         case .bert(let bert):
             let maxLength = try resolvedMaxLength(requested, model: bert)
+            if embedding {
+                let read = { (path: String) in try PairDataset(path: path, tokenizer: bert.tokenizer, maxLength: maxLength) }
+                return Loaded(train: try read(train), valid: try valid.map(read), test: try test.map(read), task: .embedding, maxLength: maxLength)
+            }
             if maskedLM {
                 // Unlabelled text in windows of maxLength tokens; labels, if any, not read.
                 var notices: [String] = []
@@ -90,6 +102,10 @@ public enum DataLoading {
             let maxLength = try loadedMaxLength(requested, bundle: bundle)
             if model.task == .maskedLanguageModel {
                 return try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength).0
+            }
+            // An embedding model is evaluated on pairs (retrieval); it embeds any text.
+            if model.task == .embedding && requireLabels {
+                return try PairDataset(path: path, tokenizer: bert.tokenizer, maxLength: maxLength)
             }
             return try TextDataset(records: TextDataset.readRecords(path: path), path: path, tokenizer: bert.tokenizer,
                                    maxLength: maxLength, task: model.task, requireLabels: requireLabels)

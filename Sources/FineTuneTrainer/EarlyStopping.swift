@@ -5,15 +5,20 @@ public enum MonitoredMetric: String, Sendable, CaseIterable, Codable {
     case valLoss = "val_loss", valAccuracy = "val_accuracy", valMacroF1 = "val_macro_f1", valMCC = "val_mcc"
     case valMSE = "val_mse", valMAE = "val_mae", valR2 = "val_r2"
     case valPerplexity = "val_perplexity"
-    /// Whether larger is better: the scores (accuracy, F1, MCC, R²); the errors, perplexity and the loss fall.
-    public var maximize: Bool { [.valAccuracy, .valMacroF1, .valMCC, .valR2].contains(self) }
+    /// Sentence embeddings: retrieval of each anchor's positive among the validation texts.
+    case valNDCG10 = "val_ndcg@10", valMRR10 = "val_mrr@10", valMAP100 = "val_map@100"
+    case valRecall1 = "val_recall@1", valRecall10 = "val_recall@10", valAccuracy1 = "val_accuracy@1"
+    /// Whether larger is better: the scores (accuracy, F1, MCC, R², retrieval); the errors, perplexity and the loss fall.
+    public var maximize: Bool { ![.valLoss, .valMSE, .valMAE, .valPerplexity].contains(self) }
     /// The metrics a task has: a classifier loss, accuracy, macro-F1, MCC; regression loss, MSE, MAE,
-    /// R²; masked-language modelling loss, (masked-token) accuracy, perplexity.
+    /// R²; masked-language modelling loss, (masked-token) accuracy, perplexity; sentence embeddings
+    /// NDCG@10 (the first: the default), MRR@10, MAP@100, recall@1 and @10, accuracy@1.
     public static func available(for task: TaskKind) -> [MonitoredMetric] {
         switch task {
         case .classification: return [.valLoss, .valAccuracy, .valMacroF1, .valMCC]
         case .regression: return [.valLoss, .valMSE, .valMAE, .valR2]
         case .maskedLanguageModel: return [.valLoss, .valAccuracy, .valPerplexity]
+        case .embedding: return [.valNDCG10, .valMRR10, .valMAP100, .valRecall1, .valRecall10, .valAccuracy1]
         }
     }
 }

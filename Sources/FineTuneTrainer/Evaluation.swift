@@ -11,6 +11,9 @@ public enum Evaluation {
     public static func run(model: FineTunableModel, data: ExampleSet, batchSize: Int, comm: Communicator,
                            subset: [Int]? = nil, progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> EvaluationResult {
         precondition(batchSize > 0, "evaluation batch size must be positive")
+        if model.task == .embedding, let pairs = data as? PairDataset {
+            return try retrieval(model: model, data: pairs, batchSize: batchSize, comm: comm, subset: subset, progress: progress)
+        }
         let examples = subset ?? Array(0..<data.count)
         let mine = Sharding.batchAlignedSlice(count: examples.count, batchSize: batchSize, rank: comm.rank, size: comm.size)
         let K = model.task.outputCount
@@ -54,6 +57,34 @@ public enum Evaluation {
             let totalSquares = sums[5] - sums[4] * sums[4] / values
             result.r2 = totalSquares > 0 ? 1 - sums[0] / totalSquares : nil
         }
+        return result
+    }
+
+    /// Sentence embeddings: retrieval of each anchor's positives among all positives and negatives
+    /// (sentence-transformers' InformationRetrievalEvaluator). Every rank embeds a contiguous slice
+    /// of the distinct texts, one allgather gives every rank all of them, and each computes the same
+    /// figures. `subset`: the examples to build the task from (all by default).
+    static func retrieval(model: FineTunableModel, data: PairDataset, batchSize: Int, comm: Communicator, subset: [Int]?,
+                          progress: ((_ done: Int, _ total: Int) -> Void)?) throws -> EvaluationResult {
+        let task = data.retrieval(of: subset)
+        let texts = task.queries + task.corpus, D = model.embeddingWidth!
+        let slices = (0..<comm.size).map { Sharding.batchAlignedSlice(count: texts.count, batchSize: batchSize, rank: $0, size: comm.size) }
+        let mine = slices[comm.rank]
+        var embeddings = [Float](repeating: 0, count: texts.count * D)
+        var start = mine.lowerBound
+        while start < mine.upperBound {
+            let end = min(start + batchSize, mine.upperBound)
+            _ = model.forward(data.textBatch(texts[start..<end]), mode: .evaluation)
+            embeddings.withUnsafeMutableBufferPointer { model.copyLastEmbeddings(to: $0.baseAddress! + start * D) }
+            start = end
+            progress?(texts.count * (start - mine.lowerBound) / max(mine.count, 1), texts.count)
+        }
+        try embeddings.withUnsafeMutableBufferPointer { try comm.allgatherInPlace($0, counts: slices.map { $0.count * D }) }
+        let Q = task.queries.count
+        let metrics = RetrievalMetrics.compute(queryEmbeddings: Array(embeddings[..<(Q * D)]), corpusEmbeddings: Array(embeddings[(Q * D)...]),
+                                               width: D, relevant: task.relevant, corpusIDs: task.corpusIDs)
+        var result = EvaluationResult(loss: .nan, accuracy: nil, examples: metrics.queries)
+        result.retrieval = metrics
         return result
     }
 }

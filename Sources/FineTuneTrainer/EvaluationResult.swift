@@ -20,6 +20,8 @@ public struct EvaluationResult: Sendable, Equatable {
     /// Masked-language modelling: the loss is the mean cross-entropy per masked token, the accuracy
     /// the share of masked tokens predicted right, `examples` the masked tokens; this is set.
     public var maskedLM = false
+    /// Sentence embeddings: retrieval figures (the loss is not defined: NaN, and not reported).
+    public var retrieval: RetrievalMetrics? = nil
     /// exp(mean masked-token cross-entropy), as transformers' run_mlm reports it.
     public var perplexity: Double? { maskedLM ? Foundation.exp(loss) : nil }
 
@@ -69,12 +71,22 @@ public struct EvaluationResult: Sendable, Equatable {
         case .valMAE: return meanAbsoluteError ?? .nan
         case .valR2: return r2 ?? .nan
         case .valPerplexity: return perplexity ?? .nan
+        case .valNDCG10: return retrieval?.ndcgAt10 ?? .nan
+        case .valMRR10: return retrieval?.mrrAt10 ?? .nan
+        case .valMAP100: return retrieval?.mapAt100 ?? .nan
+        case .valRecall1: return retrieval?.recallAt[1] ?? .nan
+        case .valRecall10: return retrieval?.recallAt[10] ?? .nan
+        case .valAccuracy1: return retrieval?.accuracyAt[1] ?? .nan
         }
     }
 
     /// The metrics this result has, as (suffix, value): loss, accuracy, macro_f1, mcc or mse, mae, r2.
     public var figures: [(String, Double?)] {
         if maskedLM { return [("loss", loss), ("accuracy", accuracy), ("perplexity", perplexity)] }
+        if let r = retrieval {
+            return [("ndcg@10", r.ndcgAt10), ("mrr@10", r.mrrAt10), ("map@100", r.mapAt100), ("recall@1", r.recallAt[1]),
+                    ("recall@10", r.recallAt[10]), ("accuracy@1", r.accuracyAt[1])]
+        }
         if let accuracy { return [("loss", loss), ("accuracy", accuracy), ("macro_f1", macroF1), ("mcc", mcc)] }
         return [("loss", loss), ("mse", loss), ("mae", meanAbsoluteError), ("r2", r2)]
     }

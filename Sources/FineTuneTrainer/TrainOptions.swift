@@ -127,11 +127,18 @@ extension TrainingConfiguration: TrainingStepOptions {
             S.value("pooling", \.pooling, group: g.modelAndData, math: .whenSet,
                     help: "Text models without a trained head: mean (masked mean of the tokens, exported as a sentence-transformers folder) or cls (pooler on [CLS], exported as BertForSequenceClassification). Default: the folder's own, else mean."),
             S.value("task", \.taskChoice, group: g.modelAndData, math: .whenSet,
-                    help: "Text models: what the head learns. Default: classification when the labels are names, regression (mean squared error) when they are numbers; `--task classification` reads whole-number labels as class names. `--task mlm`: masked-language modelling on unlabelled text (plain text, one document per line, or a text field), to adapt the encoder to a domain before fine-tuning; the run exports a BertForMaskedLM folder."),
+                    help: "Text models: what the head learns. Default: classification when the labels are names, regression (mean squared error) when they are numbers; `--task classification` reads whole-number labels as class names. `--task mlm`: masked-language modelling on unlabelled text (plain text, one document per line, or a text field), to adapt the encoder to a domain before fine-tuning; the run exports a BertForMaskedLM folder. `--task embedding`: contrastive sentence-embedding training (MultipleNegativesRankingLoss) on anchor/positive[/negative] texts, every rank's examples as negatives; validation is retrieval (NDCG@10, ...); the run exports a sentence-transformers folder."),
             S.value("mlm-probability", \.mlmProbability, group: g.modelAndData, math: .when { $0.taskChoice == .mlm }, check: Checks.openUnit,
                     help: "--task mlm: the share of (non-special) tokens chosen for prediction; of those 80% become [MASK], 10% a random token, 10% stay."),
             S.flag("whole-word-mask", \.wholeWordMask, group: g.modelAndData, math: .when { $0.taskChoice == .mlm },
                    help: "--task mlm: choose whole words (a token and its ## pieces together) rather than single tokens."),
+            S.value("scale", \.contrastiveScale, group: g.modelAndData, math: .when { $0.taskChoice == .embedding },
+                    check: { $0 > 0 && $0.isFinite ? nil : "must be a positive number" },
+                    help: "--task embedding: the loss's scale on cosine similarities (the inverse temperature; sentence-transformers' default 20)."),
+            S.flag("symmetric", \.symmetric, group: g.modelAndData, math: .when { $0.taskChoice == .embedding },
+                   help: "--task embedding: also score each positive against every anchor (MultipleNegativesSymmetricRankingLoss); the two cross-entropies are averaged."),
+            S.value("mini-batch-size", \.miniBatchSize, group: g.modelAndData, math: .no, check: Checks.positive(),
+                    help: "--task embedding: examples per forward pass on a rank (GradCache): embeddings of the whole global batch are computed in mini-batches without keeping activations, then each mini-batch is run again with its share of the gradient. Same weights (up to float rounding), memory of one mini-batch. Default: the rank's whole share at once."),
             // Optimization
             S.value("epochs", \.epochs, group: g.optimization, math: .when(lengthMatters), check: Checks.positive(),
                     help: "Passes over the training data."),
@@ -201,9 +208,9 @@ extension TrainingConfiguration: TrainingStepOptions {
                     check: Checks.nonNegative(" (it is the size of an improvement, in either direction)"),
                     help: "Smallest change of the monitored metric that counts as an improvement."),
             S(name: "monitor", group: g.evaluation,
-              help: "Metric for early stopping and best/ (the direction is known): val_loss (the default); classification val_accuracy, val_macro_f1, val_mcc; regression val_mse, val_mae, val_r2; masked-language modelling val_accuracy, val_perplexity. Needs --valid.",
+              help: "Metric for early stopping and best/ (the direction is known): val_loss (the default); classification val_accuracy, val_macro_f1, val_mcc; regression val_mse, val_mae, val_r2; masked-language modelling val_accuracy, val_perplexity; sentence embeddings val_ndcg@10 (their default), val_mrr@10, val_map@100, val_recall@1, val_recall@10, val_accuracy@1. Needs --valid.",
               choices: MonitoredMetric.optionChoices, mathematics: .no,
-              assign: { root, text in root.monitor = try S.parse(text, name: "monitor", check: nil) },
+              assign: { root, text in root.monitorChoice = try S.parse(text, name: "monitor", check: nil) },
               // Without validation data nothing is monitored (and --monitor would be refused when the record is repeated).
               recorded: { $0.validPath == nil ? nil : Optional($0.monitor) }, text: { _ in nil }),
             S.value("train-eval-examples", \.trainEvalExamples, group: g.evaluation, math: .no, check: Checks.nonNegative(),
@@ -260,6 +267,14 @@ extension TrainingConfiguration: TrainingStepOptions {
         func refuse(_ message: String) throws { throw OptionValueError(message) }
         if taskChoice != .mlm && (mlmProbability != Self.defaults.mlmProbability || wholeWordMask) {
             try refuse("--mlm-probability and --whole-word-mask need --task mlm")
+        }
+        if taskChoice != .embedding && (given.contains("scale") || symmetric || miniBatchSize != nil) {
+            try refuse("--scale, --symmetric and --mini-batch-size need --task embedding")
+        }
+        if taskChoice == .embedding {
+            if batchSize < 2 { try refuse("--batch-size \(batchSize): contrastive training needs at least 2 examples per step (the other examples are each anchor's negatives)") }
+            if gradAccum > 1 { try refuse("--grad-accum splits a step into independent micro-batches, which would take negatives away from each anchor; with --task embedding use --mini-batch-size (GradCache: the same step in bounded memory)") }
+            if labelSmoothing > 0 || classWeights != nil { try refuse("--label-smoothing and --class-weights need a classifier; --task embedding trains sentence embeddings") }
         }
         if freeze.onlyHead && freeze.unfreezeEvery != nil {
             try refuse("--train-only head and --unfreeze-every contradict each other: gradual unfreezing starts with the head alone")

@@ -226,7 +226,8 @@ public final class Trainer {
                                             pooling: c.pooling, taskChoice: c.taskChoice)
             let available = MonitoredMetric.available(for: loaded.task)
             if !available.contains(c.monitor) {
-                let kind = loaded.task == .regression ? "regression model" : loaded.task == .maskedLanguageModel ? "masked-language model" : "classifier"
+                let kind = loaded.task == .regression ? "regression model" : loaded.task == .maskedLanguageModel ? "masked-language model"
+                    : loaded.task == .embedding ? "sentence-embedding model" : "classifier"
                 throw FineTuneError("--monitor \(c.monitor.rawValue) is not a metric of a \(kind) (use \(available.map(\.rawValue).joined(separator: ", ")))")
             }
             if loaded.task.labels == nil && (c.labelSmoothing > 0 || c.classWeights != nil) {
@@ -246,6 +247,10 @@ public final class Trainer {
         let c = settings
         if c.lora != nil, case .mlp = description.kind {
             throw collectiveError("LoRA adapts the linear layers of a BERT encoder; this model is an MLP (train it whole, or freeze with --freeze-layers)")
+        }
+        if let size = c.miniBatchSize, size > (c.batchSize + comm.size - 1) / comm.size {
+            throw collectiveError("--mini-batch-size \(size) is above each rank's share of the global batch (--batch-size \(c.batchSize) over " +
+                                  "\(comm.size) rank(s): at most \((c.batchSize + comm.size - 1) / comm.size) examples); give at most that, or a larger --batch-size")
         }
         if c.gradAccum > 1 && c.gradAccum > c.batchSize / comm.size {
             let share = c.batchSize / comm.size
@@ -491,17 +496,24 @@ public final class Trainer {
             let globalCount = min(c.batchSize, train.count - globalStart)
             let global = s.permutation[globalStart..<(globalStart + globalCount)]
             let costs = global.compactMap { train.cost(of: $0) }
-            let local = costs.count == globalCount ? Sharding.balancedSlice(costs: costs, rank: comm.rank, size: comm.size)
-                                                    : Sharding.slice(count: globalCount, rank: comm.rank, size: comm.size)
+            let slice = { (rank: Int) in costs.count == globalCount ? Sharding.balancedSlice(costs: costs, rank: rank, size: self.comm.size)
+                                                                    : Sharding.slice(count: globalCount, rank: rank, size: self.comm.size) }
+            let local = slice(comm.rank)
             let indices = s.permutation[(globalStart + local.lowerBound)..<(globalStart + local.upperBound)]
-            let microBatches = self.microBatches(indices, of: train)
+            let contrastive = s.model.task == .embedding
+            let microBatches = contrastive ? miniBatches(indices, of: train) : self.microBatches(indices, of: train)
             s.exampleLog?.write(Data(indices.map { "\(s.state.epoch) \(stepNumber) \($0)\n" }.joined().utf8))
 
             hooks?.beforeStep(stepNumber, rank: comm.rank)
             let lr = s.schedule.rate(atStep: s.state.step)
             // Rank 0's clock decides a checkpoint by time; the exchange tells every rank.
             let checkpointDue = comm.isRoot && c.saveEveryMinutes > 0 && Date().timeIntervalSince(s.lastSaveTime) >= c.saveEveryMinutes * 60
-            let outcome = try s.trainingStep.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
+            let outcome = contrastive
+                ? try s.trainingStep.run(contrastive: .init(miniBatches: microBatches, examplesByRank: (0..<comm.size).map { slice($0).count },
+                                                            columns: (train as! PairDataset).columns),
+                                         loss: ContrastiveLoss(scale: Float(c.contrastiveScale), symmetric: c.symmetric), dropoutSeed: s.state.seed,
+                                         step: s.state.step, learningRate: lr, preempted: Preemption.requested, checkpoint: checkpointDue)
+                : try s.trainingStep.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,
                                          preempted: Preemption.requested, checkpoint: checkpointDue)
             if !outcome.updated {
                 if outcome.exchanged.examples == 0 && outcome.exchanged.finite {
@@ -645,6 +657,15 @@ public final class Trainer {
             let slice = costs.count == indices.count ? Sharding.balancedSlice(costs: costs, rank: part, size: k)
                                                      : Sharding.slice(count: indices.count, rank: part, size: k)
             return train.batch(indices[(indices.startIndex + slice.lowerBound)..<(indices.startIndex + slice.upperBound)])
+        }
+    }
+
+    /// Sentence embeddings: this rank's share of the global batch in mini-batches of
+    /// --mini-batch-size examples (GradCache), or whole; none when the share is empty.
+    private func miniBatches(_ indices: ArraySlice<Int>, of train: ExampleSet) -> [Batch] {
+        let size = settings.miniBatchSize ?? max(indices.count, 1)
+        return stride(from: indices.startIndex, to: indices.endIndex, by: size).map { start in
+            train.batch(indices[start..<min(start + size, indices.endIndex)])
         }
     }
 

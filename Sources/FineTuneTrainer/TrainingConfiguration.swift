@@ -58,6 +58,11 @@ public struct TrainingConfiguration: Sendable {
     /// Masked-language modelling (`--task mlm`): the share of tokens chosen, and whether whole words are.
     public var mlmProbability = 0.15
     public var wholeWordMask = false
+    /// Sentence embeddings (`--task embedding`): the loss's scale on cosine similarities, its
+    /// symmetric form, and examples per forward pass on a rank (GradCache; nil: the rank's whole share).
+    public var contrastiveScale = 20.0
+    public var symmetric = false
+    public var miniBatchSize: Int? = nil
 
     public var epochs: Int = 3
     /// Ends the run at this many optimizer steps if reached before `epochs`.
@@ -99,7 +104,11 @@ public struct TrainingConfiguration: Sendable {
     public var evalBatchSize: Int = 256
     public var patience: Int? = nil
     public var minDelta: Double = 0
-    public var monitor: MonitoredMetric = .valLoss
+    /// --monitor as given (nil: the task's default).
+    public var monitorChoice: MonitoredMetric? = nil
+    /// The metric early stopping and best/ follow: --monitor, else val_ndcg@10 for sentence
+    /// embeddings (they have no validation loss), val_loss for every other task.
+    public var monitor: MonitoredMetric { monitorChoice ?? (taskChoice == .embedding ? .valNDCG10 : .valLoss) }
 
     /// Checkpoint every this many steps (0: not by steps).
     public var saveEvery: Int = 0

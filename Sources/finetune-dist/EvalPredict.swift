@@ -105,7 +105,8 @@ struct Eval: ParsableCommand {
                 print(String(decoding: object, as: UTF8.self))
             } else {
                 let figures = r.figures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
-                print("\(model) on \(data): \(r.examples) \(r.maskedLM ? "masked tokens in \(dataset.count) windows" : "examples"), " +
+                let counted = r.maskedLM ? "masked tokens in \(dataset.count) windows" : r.retrieval != nil ? "queries" : "examples"
+                print("\(model) on \(data): \(r.examples) \(counted), " +
                       figures.map { name, value in "\(name.replacingOccurrences(of: "_", with: "-")) \(value.map { String(format: "%.6f", $0) } ?? "n/a")" }
                           .joined(separator: ", "))
                 if let labels { print(Eval.table(r, labels: labels)) }
@@ -152,7 +153,8 @@ struct Predict: ParsableCommand {
         var masks: [[FillMask.Candidate]]?
         var logits: [Double?]?
         var maskLogits: [[Double?]]?
-        enum CodingKeys: String, CodingKey { case label, probabilities, value, masks, logits }
+        var embedding: [Double?]?
+        enum CodingKeys: String, CodingKey { case label, probabilities, value, masks, logits, embedding }
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encodeIfPresent(label, forKey: .label)
@@ -161,6 +163,7 @@ struct Predict: ParsableCommand {
             try c.encodeIfPresent(masks, forKey: .masks)
             try c.encodeIfPresent(logits, forKey: .logits)
             try c.encodeIfPresent(maskLogits, forKey: .logits)
+            try c.encodeIfPresent(embedding, forKey: .embedding)
         }
     }
 
@@ -198,6 +201,16 @@ struct Predict: ParsableCommand {
                     start = end
                     continue
                 }
+                if m.task == .embedding {
+                    // As sentence-transformers' encode: the pooled (and projected) output, normalised when the folder says so.
+                    for embedding in bundle.sentenceEmbeddings(batch) {
+                        if embedding.contains(where: { !$0.isFinite }) { nonFinite += 1 }
+                        out.append(try encoder.encode(Line(embedding: embedding.map(finite))))
+                        out.append(UInt8(ascii: "\n"))
+                    }
+                    start = end
+                    continue
+                }
                 let outputs = m.predict(batch)
                 let logits = withLogits ? m.logits(batch) : []
                 for (i, output) in outputs.enumerated() {
@@ -208,8 +221,8 @@ struct Predict: ParsableCommand {
                         line.probabilities = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, finite(output[$0.offset])) })
                     case .regression:
                         line.value = .some(finite(output[0]))
-                    case .maskedLanguageModel:
-                        break  // fillMask above
+                    case .maskedLanguageModel, .embedding:
+                        break  // fillMask above; embeddings below
                     }
                     if withLogits { line.logits = logits[i].map(finite) }
                     if output.contains(where: { !$0.isFinite }) { nonFinite += 1 }

@@ -31,7 +31,8 @@ public protocol EncoderBody: AnyObject {
 /// An encoder body with a task head, trained end to end: what the trainer, the exchange,
 /// checkpoints, eval/predict and bench see of a text model. One flat parameter buffer holds the
 /// body's tensors, then its LoRA adapters, then the head's (the head and adapters are one suffix).
-/// Heads: sequence classification or regression (`SequenceHead`), masked-language modelling (`MaskedLMHead`).
+/// Heads: sequence classification or regression (`SequenceHead`), masked-language modelling
+/// (`MaskedLMHead`), sentence embeddings (`EmbeddingHead`).
 public final class EncoderModel<Body: EncoderBody>: TextModel {
     public let body: Body
     public let head: any EncoderHead
@@ -56,6 +57,8 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
         body = makeBody(&layout)
         if task == .maskedLanguageModel {
             head = MaskedLMHead(facts: body.facts, layout: &layout)
+        } else if task == .embedding {
+            head = EmbeddingHead(pooling: pooling, facts: body.facts, projection: projection, layout: &layout)
         } else {
             head = SequenceHead(task: task, pooling: pooling, facts: body.facts, classifierDropout: body.defaultClassifierDropout,
                                 projection: projection, layout: &layout)
@@ -143,6 +146,16 @@ public final class EncoderModel<Body: EncoderBody>: TextModel {
     public func lastMaskedLogits() -> (logits: [[Float]], batch: Batch)? {
         guard let batch = last?.batch, let logits = head.lastMaskedLogits(count: batch.maskedPositions.count) else { return nil }
         return (logits, batch)
+    }
+
+    public var embeddingWidth: Int? { (head as? EmbeddingHead)?.embeddingSize }
+    public func copyLastEmbeddings(to out: UnsafeMutablePointer<Float>) {
+        guard let head = head as? EmbeddingHead, let batch = last?.batch else { preconditionFailure("embeddings of a forward pass of an embedding model") }
+        out.update(from: head.embeddings, count: batch.count * head.embeddingSize)
+    }
+    public func setEmbeddingGradient(_ gradient: UnsafePointer<Float>) {
+        guard let head = head as? EmbeddingHead, let batch = last?.batch else { preconditionFailure("embeddings of a forward pass of an embedding model") }
+        head.embeddingGradient.update(from: gradient, count: batch.count * head.embeddingSize)
     }
 
     /// The sentence embeddings [B][C] of a batch as sentence-transformers pools them (the mean, or

@@ -27,6 +27,12 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
     public var loraTargets: [LoRATarget] = [.query, .value]
     /// Masked-language modelling (15 % of the tokens masked) instead of a classifier head.
     public var maskedLM = false
+    /// Contrastive sentence-embedding steps (train --task embedding): each example an anchor and a
+    /// positive of --seq-len tokens, in mini-batches of `miniBatchSize` examples (GradCache; nil: whole).
+    public var embedding = false
+    public var miniBatchSize: Int? = nil
+    /// Texts per example: 2 (anchor, positive) for sentence embeddings, else 1.
+    var textsPerExample: Int { embedding ? 2 : 1 }
     public init() {}
 
     /// `bench`'s options: its own, then the training step's that `train` has too.
@@ -46,12 +52,19 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
             S.value("warmup", \.warmupSteps, group: g, math: .no, check: Checks.nonNegative(), help: "Untimed warm-up steps."),
             S.flag("mlm", \.maskedLM, group: g, math: .no,
                    help: "Masked-language modelling (train --task mlm): 15% of the tokens masked, BertForMaskedLM's head at those positions."),
+            S.flag("embedding", \.embedding, group: g, math: .no,
+                   help: "Contrastive sentence-embedding steps (train --task embedding): --per-rank-batch (anchor, positive) pairs of --seq-len tokens each, every rank's examples as negatives."),
+            S.value("mini-batch-size", \.miniBatchSize, group: g, math: .no, check: Checks.positive(),
+                    help: "--embedding: pairs per forward pass (GradCache, as train's); the activation memory is one mini-batch's."),
         ] + stepSpecs.filter { shared.contains($0.name) }
     }()
 
     /// The rules between options (each option's range is checked as it is read).
     public func checkCombinations() throws {
         guard gradAccum <= perRankBatch else { throw OptionValueError("--grad-accum must be in 1...--per-rank-batch") }
+        if miniBatchSize != nil && !embedding { throw OptionValueError("--mini-batch-size needs --embedding") }
+        if embedding && (maskedLM || gradAccum > 1) { throw OptionValueError("--embedding does not combine with --mlm or --grad-accum (use --mini-batch-size)") }
+        if let size = miniBatchSize, size > perRankBatch { throw OptionValueError("--mini-batch-size must be in 1...--per-rank-batch") }
         guard modelPath != nil || Benchmark.shapes.contains(shape) else {
             throw OptionValueError("--shape \(shape) is not known; known: \(Benchmark.shapes.joined(separator: ", ")) (or give --model DIR)")
         }
@@ -151,12 +164,12 @@ public enum Benchmark {
 
     public static func run(_ c: BenchmarkConfiguration, comm: Communicator) throws -> BenchmarkResult {
         let budget = try ThreadBudget.apply(comm)
-        let task = c.maskedLM ? TaskKind.maskedLanguageModel : TaskKind.classification(labels: ["a", "b"])
+        let task = c.maskedLM ? TaskKind.maskedLanguageModel : c.embedding ? TaskKind.embedding : TaskKind.classification(labels: ["a", "b"])
         // The model, and its [CLS] and [SEP] ids (the named shapes' random vocabulary: 2 and 3).
         let (model, cls, sep): (TextModel, Int32, Int32) = try comm.agree("building the model") {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
-                let bundle = description.build(task: c.maskedLM ? task : description.task ?? task, lora: c.lora)
+                let bundle = description.build(task: c.maskedLM || c.embedding ? task : description.task ?? task, lora: c.lora)
                 guard let model = bundle.model as? TextModel, let tokenizer = bundle.tokenizer else {
                     throw FineTuneError("\(path): bench measures text encoders (BERT, MPNet, RoBERTa, DistilBERT)")
                 }
@@ -184,19 +197,28 @@ public enum Benchmark {
         // Random tokens; the examples of each rank are distinct (they key dropout). The rank's
         // batch in `gradAccum` micro-batches.
         var rng = SplitMix64(seed: combineKey(c.seed, UInt64(comm.rank)))
-        let microBatches = (0..<c.gradAccum).map { part -> Batch in
-            let examples = Sharding.slice(count: c.perRankBatch, rank: part, size: c.gradAccum)
-            var batch = Batch(exampleIndices: examples.map { comm.rank * c.perRankBatch + $0 })
-            for _ in examples {
-                batch.tokenIDs.append(cls)
-                for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.vocabularySize))) }
-                batch.tokenIDs.append(sep)
-                batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
-                batch.sequenceStarts.append(batch.tokenIDs.count)
-                if !c.maskedLM { batch.classTargets.append(Int32(rng.next() % 2)) }
+        // Sentence embeddings: mini-batches of pairs, their texts column by column as PairDataset gives them.
+        let texts = c.textsPerExample
+        let passes = c.embedding ? (c.perRankBatch + (c.miniBatchSize ?? c.perRankBatch) - 1) / (c.miniBatchSize ?? c.perRankBatch) : c.gradAccum
+        let microBatches = (0..<passes).map { part -> Batch in
+            let examples = c.embedding ? (part * (c.miniBatchSize ?? c.perRankBatch))..<min(c.perRankBatch, (part + 1) * (c.miniBatchSize ?? c.perRankBatch))
+                                       : Sharding.slice(count: c.perRankBatch, rank: part, size: c.gradAccum)
+            var batch = Batch(exampleIndices: [])
+            for column in 0..<texts {
+                for e in examples {
+                    batch.exampleIndices.append((comm.rank * c.perRankBatch + e) * texts + column)
+                    batch.tokenIDs.append(cls)
+                    for _ in 0..<(c.sequenceLength - 2) { batch.tokenIDs.append(Int32(rng.next() % UInt64(model.vocabularySize))) }
+                    batch.tokenIDs.append(sep)
+                    batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
+                    batch.sequenceStarts.append(batch.tokenIDs.count)
+                    if !c.maskedLM && !c.embedding { batch.classTargets.append(Int32(rng.next() % 2)) }
+                }
             }
             return batch
         }
+        let share = TrainingStep.ContrastiveShare(miniBatches: microBatches, examplesByRank: [Int](repeating: c.perRankBatch, count: comm.size),
+                                                  columns: texts)
 
         let sgemm = OpenBLAS.singleThreadSgemmGFLOPS()
         var samples: [TrainingStep.Timings] = []
@@ -206,7 +228,9 @@ public enum Benchmark {
         for stepIndex in 0..<(c.warmupSteps + c.steps) {
             try comm.barrier()
             _ = KernelProfiler.take()
-            let outcome = try step.run(microBatches: microBatches, dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
+            let outcome = c.embedding
+                ? try step.run(contrastive: share, loss: ContrastiveLoss(), dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
+                : try step.run(microBatches: microBatches, dropoutSeed: c.seed, step: stepIndex, learningRate: 1e-5, preempted: false)
             let kernels = KernelProfiler.take()
             if stepIndex >= c.warmupSteps {
                 samples.append(outcome.timings)
@@ -232,14 +256,15 @@ public enum Benchmark {
         r.sparseRowsSeconds = everyone[5]; r.bucketWaitSeconds = everyone[6]; r.finiteCheckSeconds = everyone[7]
         let examples = Double(c.perRankBatch * comm.size)
         r.examplesPerSecond = examples / r.stepSeconds
-        r.tokensPerSecond = examples * Double(c.sequenceLength) / r.stepSeconds
+        r.tokensPerSecond = examples * Double(texts * c.sequenceLength) / r.stepSeconds
         let shape = model.transformerShape
-        r.flopsPerExample = flopsPerExample(layers: shape.layers, hidden: shape.hidden, intermediate: shape.intermediate, tokens: c.sequenceLength)
+        // A pair is two sequences; GradCache's second forward pass is not counted (it is overhead).
+        r.flopsPerExample = Double(texts) * flopsPerExample(layers: shape.layers, hidden: shape.hidden, intermediate: shape.intermediate, tokens: c.sequenceLength)
         r.gflops = r.flopsPerExample * r.examplesPerSecond / 1e9
         r.sgemmGFLOPS = sgemm
         for kind in KernelKind.allCases { r.kernelSeconds[kind] = median(kernelSamples.map { $0[kind] }) }
         let (L, C, F, T) = (Double(shape.layers), Double(shape.hidden), Double(shape.intermediate), Double(c.sequenceLength))
-        let localExamples = Double(c.perRankBatch)
+        let localExamples = Double(c.perRankBatch * texts)
         r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
         r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)

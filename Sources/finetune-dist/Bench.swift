@@ -53,9 +53,10 @@ struct BenchInvocation {
                     print(String(format: "WARNING: these %@ kernels reach %.1f GFLOP/s; this CPU's best set, %@, reaches %.1f GFLOP/s (%.1fx): %@",
                                  blas.core, r.sgemmGFLOPS, blas.bestCore, best, best / r.sgemmGFLOPS, blas.warning ?? ""))
                 }
-                print(String(format: "bench: %@, %d rank(s) x %d thread(s), %d x %d tokens per rank%@, %d steps",
-                             c.modelPath ?? c.shape, r.ranks, r.threadsPerRank, c.perRankBatch, c.sequenceLength,
-                             c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches" : "", c.steps))
+                let perRank = c.embedding ? "\(c.perRankBatch) (anchor, positive) pairs of 2 x \(c.sequenceLength) tokens per rank" +
+                                            (c.miniBatchSize.map { " in mini-batches of \($0) (GradCache)" } ?? "")
+                                          : "\(c.perRankBatch) x \(c.sequenceLength) tokens per rank" + (c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches" : "")
+                print(String(format: "bench: %@, %d rank(s) x %d thread(s), %@, %d steps", c.modelPath ?? c.shape, r.ranks, r.threadsPerRank, perRank, c.steps))
                 if r.trainableParameters < r.parameters {
                     print("training \(r.trainableParameters) of \(r.parameters) parameters (" +
                           (c.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ","))" } ?? "frozen: \(c.freeze.description)") + ")")

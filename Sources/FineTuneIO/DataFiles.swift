@@ -13,6 +13,12 @@ public protocol ExampleSet {
     func batch(_ indices: ArraySlice<Int>) -> Batch
     /// The relative compute cost of example i (tokens for text), for balancing ranks; nil when all cost the same.
     func cost(of i: Int) -> Int?
+    /// Sequences per example in a batch: 1, or an embedding pair's texts (anchor, positive, negatives).
+    var textsPerExample: Int { get }
+}
+
+extension ExampleSet {
+    public var textsPerExample: Int { 1 }
 }
 
 /// Reads a data file's bytes; a missing or unreadable file is an error naming it.

@@ -19,6 +19,7 @@ public struct PairDataset: ExampleSet {
     public private(set) var lines: [Int] = []
     public var count: Int { lines.count }
     public var negatives: Int { columns - 2 }
+    public var textsPerExample: Int { columns }
 
     /// The column names read, in order; `negative` alone or numbered from 1.
     static func negativeColumns(_ names: [String], path: String, place: String) throws -> [String] {

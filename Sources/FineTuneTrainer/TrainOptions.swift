@@ -268,7 +268,7 @@ extension TrainingConfiguration: TrainingStepOptions {
         if taskChoice != .mlm && (mlmProbability != Self.defaults.mlmProbability || wholeWordMask) {
             try refuse("--mlm-probability and --whole-word-mask need --task mlm")
         }
-        if taskChoice != .embedding && (given.contains("scale") || symmetric || miniBatchSize != nil) {
+        if taskChoice != .embedding && (contrastiveScale != Self.defaults.contrastiveScale || symmetric || miniBatchSize != nil) {
             try refuse("--scale, --symmetric and --mini-batch-size need --task embedding")
         }
         if taskChoice == .embedding {

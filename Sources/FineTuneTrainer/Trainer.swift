@@ -510,7 +510,7 @@ public final class Trainer {
             let checkpointDue = comm.isRoot && c.saveEveryMinutes > 0 && Date().timeIntervalSince(s.lastSaveTime) >= c.saveEveryMinutes * 60
             let outcome = contrastive
                 ? try s.trainingStep.run(contrastive: .init(miniBatches: microBatches, examplesByRank: (0..<comm.size).map { slice($0).count },
-                                                            columns: (train as! PairDataset).columns),
+                                                            columns: train.textsPerExample),
                                          loss: ContrastiveLoss(scale: Float(c.contrastiveScale), symmetric: c.symmetric), dropoutSeed: s.state.seed,
                                          step: s.state.step, learningRate: lr, preempted: Preemption.requested, checkpoint: checkpointDue)
                 : try s.trainingStep.run(microBatches: microBatches, dropoutSeed: s.state.seed, step: s.state.step, learningRate: lr,

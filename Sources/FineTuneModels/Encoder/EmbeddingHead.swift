@@ -61,13 +61,8 @@ public final class EmbeddingHead: EncoderHead {
         case .cls: firstTokenForward(out: arena[pooled], inp: x, starts: batch.sequenceStarts, B: B, C: C)
         }
         if let projection, let w = projectionWeight {
-            let D = projection.outputs
-            linearForward(out: arena[projectedPre], inp: arena[pooled], weight: p + w.offset, bias: projectionBias.map { p + $0.offset }, B: B, C: C, OC: D)
-            switch projection.activation {
-            case .identity: arena[projected].update(from: arena[projectedPre], count: B * D)
-            case .tanh: tanhForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
-            case .relu: reluForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
-            }
+            projection.forward(out: arena[projected], pre: arena[projectedPre], inp: arena[pooled], weight: p + w.offset,
+                               bias: projectionBias.map { p + $0.offset }, B: B, C: C)
         }
         return BatchStatistics(count: Double(B))
     }
@@ -83,16 +78,9 @@ public final class EmbeddingHead: EncoderHead {
         var dPooled = arena[dEmbedding]
         if let projection, let w = projectionWeight {
             // d e -> d pre-activation (dA) -> the projection's gradients and d pooled (dB).
-            let D = projection.outputs
-            switch projection.activation {
-            case .identity: arena[dA].update(from: arena[dEmbedding], count: B * D)
-            case .tanh: tanhBackward(dinp: arena[dA], dout: arena[dEmbedding], out: arena[projected], N: B * D, overwritingInput: true)
-            case .relu:
-                zeroFill(arena[dA], N: B * D)
-                reluBackward(dinp: arena[dA], dout: arena[dEmbedding], inp: arena[projectedPre], N: B * D)
-            }
-            linearBackward(dinp: dx == nil ? nil : arena[dB], dweight: g + w.offset, dbias: projectionBias.map { g + $0.offset }, dout: arena[dA],
-                           inp: arena[pooled], weight: p + w.offset, B: B, C: C, OC: D, overwritingInput: true)
+            projection.backward(dinp: dx == nil ? nil : arena[dB], dweight: g + w.offset, dbias: projectionBias.map { g + $0.offset },
+                                dPre: arena[dA], dout: arena[dEmbedding], pre: arena[projectedPre], out: arena[projected], inp: arena[pooled],
+                                weight: p + w.offset, B: B, C: C)
             dPooled = arena[dB]
         }
         guard let dx else { return false }

@@ -74,6 +74,34 @@ public struct EmbeddingProjection: Sendable, Equatable, Codable {
     public var bias: Bool
     public var activation: Activation
     public init(outputs: Int, bias: Bool, activation: Activation) { self.outputs = outputs; self.bias = bias; self.activation = activation }
+
+    /// pre [B, D] = W · inp [B, C] + b, out [B, D] = act(pre).
+    func forward(out: UnsafeMutablePointer<Float>, pre: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                 bias: UnsafePointer<Float>?, B: Int, C: Int) {
+        let D = outputs
+        linearForward(out: pre, inp: inp, weight: weight, bias: bias, B: B, C: C, OC: D)
+        switch activation {
+        case .identity: out.update(from: pre, count: B * D)
+        case .tanh: tanhForward(out: out, inp: pre, N: B * D)
+        case .relu: reluForward(out: out, inp: pre, N: B * D)
+        }
+    }
+
+    /// From d out [B, D]: d pre into `dPre` [B, D], the weight's and bias's gradients added, and
+    /// (when `dinp` is given) d inp [B, C] written.
+    func backward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
+                  dPre: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>, pre: UnsafePointer<Float>, out: UnsafePointer<Float>,
+                  inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, B: Int, C: Int) {
+        let D = outputs
+        switch activation {
+        case .identity: dPre.update(from: dout, count: B * D)
+        case .tanh: tanhBackward(dinp: dPre, dout: dout, out: out, N: B * D, overwritingInput: true)
+        case .relu:
+            zeroFill(dPre, N: B * D)
+            reluBackward(dinp: dPre, dout: dout, inp: pre, N: B * D)
+        }
+        linearBackward(dinp: dinp, dweight: dweight, dbias: dbias, dout: dPre, inp: inp, weight: weight, B: B, C: C, OC: D, overwritingInput: true)
+    }
 }
 
 /// Sequence classification or regression (transformers' ...ForSequenceClassification): pooled =
@@ -172,14 +200,8 @@ public final class SequenceHead: EncoderHead {
             meanPoolForward(out: arena[pooled], inp: x, starts: starts, B: B, C: C)
             headInput = arena[pooled]
             if let projection, let w = projectionWeight {
-                let D = projection.outputs
-                linearForward(out: arena[projectedPre], inp: arena[pooled], weight: p + w.offset, bias: projectionBias.map { p + $0.offset },
-                              B: B, C: C, OC: D)
-                switch projection.activation {
-                case .identity: arena[projected].update(from: arena[projectedPre], count: B * D)
-                case .tanh: tanhForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
-                case .relu: reluForward(out: arena[projected], inp: arena[projectedPre], N: B * D)
-                }
+                projection.forward(out: arena[projected], pre: arena[projectedPre], inp: arena[pooled], weight: p + w.offset,
+                                   bias: projectionBias.map { p + $0.offset }, B: B, C: C)
                 headInput = arena[projected]
             }
         case .cls:
@@ -220,16 +242,9 @@ public final class SequenceHead: EncoderHead {
         case .mean:
             if let projection, let w = projectionWeight {
                 // d embedding (dHeadA) -> d pre-activation (dHeadB) -> the projection's gradients and d pooled (dHeadA).
-                let D = projection.outputs
-                switch projection.activation {
-                case .identity: arena[dHeadB].update(from: arena[dHeadA], count: B * D)
-                case .tanh: tanhBackward(dinp: arena[dHeadB], dout: arena[dHeadA], out: arena[projected], N: B * D, overwritingInput: true)
-                case .relu:
-                    zeroFill(arena[dHeadB], N: B * D)
-                    reluBackward(dinp: arena[dHeadB], dout: arena[dHeadA], inp: arena[projectedPre], N: B * D)
-                }
-                linearBackward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + w.offset, dbias: projectionBias.map { g + $0.offset }, dout: arena[dHeadB],
-                               inp: arena[pooled], weight: p + w.offset, B: B, C: C, OC: D, overwritingInput: true)
+                projection.backward(dinp: dx == nil ? nil : arena[dHeadA], dweight: g + w.offset, dbias: projectionBias.map { g + $0.offset },
+                                    dPre: arena[dHeadB], dout: arena[dHeadA], pre: arena[projectedPre], out: arena[projected], inp: arena[pooled],
+                                    weight: p + w.offset, B: B, C: C)
             }
             guard let dx else { return false }
             meanPoolBackward(dinp: dx, dout: arena[dHeadA], starts: starts, B: B, C: C, overwritingInput: true)

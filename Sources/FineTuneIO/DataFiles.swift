@@ -59,21 +59,27 @@ public enum JSONLines {
     public static func forEachObject(in data: Data, path: String, _ body: (Int, [String: JSONValue]) throws -> Void) throws {
         var first = true
         for (number, raw) in try textLines(data, path: path) {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.isEmpty { continue }
-            let value: JSONValue
-            do { value = try StrictJSON.parse(line) } catch {
-                // The format comes from the name: a first line that is no JSON at all is likely another format.
-                let hint = first && !line.hasPrefix("{") && !line.hasPrefix("[")
-                    ? " (a file not named .csv is read as JSON Lines, one object per line; CSV needs a .csv name)" : ""
-                throw FineTuneError("\(path):\(number): not valid JSON: \(error)\(hint)")
-            }
+            guard let object = try object(of: raw, number: number, path: path, first: first) else { continue }
             first = false
-            guard case .object(let object) = value else {
-                throw FineTuneError("\(path):\(number): \(value.kindDescription), not a JSON object (each line holds one object)")
-            }
             try body(number, object)
         }
+    }
+
+    /// The object of one line, nil for a blank line; `first`: no object came before (for the hint).
+    public static func object(of raw: String, number: Int, path: String, first: Bool) throws -> [String: JSONValue]? {
+        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.isEmpty { return nil }
+        let value: JSONValue
+        do { value = try StrictJSON.parse(line) } catch {
+            // The format comes from the name: a first line that is no JSON at all is likely another format.
+            let hint = first && !line.hasPrefix("{") && !line.hasPrefix("[")
+                ? " (a file not named .csv is read as JSON Lines, one object per line; CSV needs a .csv name)" : ""
+            throw FineTuneError("\(path):\(number): not valid JSON: \(error)\(hint)")
+        }
+        guard case .object(let object) = value else {
+            throw FineTuneError("\(path):\(number): \(value.kindDescription), not a JSON object (each line holds one object)")
+        }
+        return object
     }
 }
 

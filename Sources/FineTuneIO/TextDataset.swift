@@ -1,3 +1,4 @@
+import FineTuneJSON
 import FineTuneKernels
 import FineTuneModels
 import Foundation
@@ -63,40 +64,51 @@ public struct TextDataset: ExampleSet {
             }
         } else {
             try JSONLines.forEachObject(in: data, path: path) { lineNumber, object in
-                func fail(_ why: String) -> FineTuneError { FineTuneError("\(path):\(lineNumber): \(why)") }
-                guard case .string(let text)? = object["text"] else {
-                    throw fail(object["text"] == nil || object["text"] == .null ? "missing \"text\" (a string)" : "\"text\" is not a string")
-                }
-                var pair: String? = nil
-                switch object["text_pair"] {
-                case nil, .null?: break
-                case .string(let s)?: pair = s.isEmpty ? nil : s  // as transformers' tokenizer(text, "")
-                default: throw fail("\"text_pair\" is not a string")
-                }
-                var label: LabelValue? = nil
-                switch object["label"] {
-                case nil, .null?: break
-                case .string(let s)?: label = .name(s)
-                case .integer(let i)?: label = .number(Double(i))
-                case .double(let d)?: label = .number(d)
-                case .bool(let b)?:
-                    throw fail("\"label\" is \(b), a boolean: write class labels as names (\"yes\"/\"no\") or numbers for regression")
-                default: throw fail("\"label\" must be a string or a number")
-                }
-                records.append(TextRecord(text: text, pair: pair, label: label, line: lineNumber))
+                records.append(try record(object, path: path, line: lineNumber))
             }
         }
         if records.isEmpty { throw FineTuneError("\(path): no examples") }
         return records
     }
 
+    /// The record of one JSON Lines object: `text`, optional `text_pair` and `label`.
+    public static func record(_ object: [String: JSONValue], path: String, line lineNumber: Int) throws -> TextRecord {
+        func fail(_ why: String) -> FineTuneError { FineTuneError("\(path):\(lineNumber): \(why)") }
+        guard case .string(let text)? = object["text"] else {
+            throw fail(object["text"] == nil || object["text"] == .null ? "missing \"text\" (a string)" : "\"text\" is not a string")
+        }
+        var pair: String? = nil
+        switch object["text_pair"] {
+        case nil, .null?: break
+        case .string(let s)?: pair = s.isEmpty ? nil : s  // as transformers' tokenizer(text, "")
+        default: throw fail("\"text_pair\" is not a string")
+        }
+        var label: LabelValue? = nil
+        switch object["label"] {
+        case nil, .null?: break
+        case .string(let s)?: label = .name(s)
+        case .integer(let i)?: label = .number(Double(i))
+        case .double(let d)?: label = .number(d)
+        case .bool(let b)?:
+            throw fail("\"label\" is \(b), a boolean: write class labels as names (\"yes\"/\"no\") or numbers for regression")
+        default: throw fail("\"label\" must be a string or a number")
+        }
+        return TextRecord(text: text, pair: pair, label: label, line: lineNumber)
+    }
+
     /// The task a fresh head learns from these records: classification over the sorted label names
     /// when the labels are strings, regression when they are all numbers, unless `choice` says
     /// otherwise (numbers as class names for a classifier).
     public static func inferTask(_ records: [TextRecord], path: String, choice: TaskChoice? = nil) throws -> TaskKind {
+        try inferTask(labels: records.lazy.map { (line: $0.line, label: $0.label) }, path: path, choice: choice)
+    }
+
+    /// `inferTask` over (line, label) pairs (a token cache's labels).
+    public static func inferTask<Labels: Sequence>(labels: Labels, path: String, choice: TaskChoice? = nil) throws -> TaskKind
+        where Labels.Element == (line: Int, label: LabelValue?) {
         var names = Set<String>()
         var numbers = Set<Double>()
-        for r in records {
+        for r in labels {
             switch r.label {
             case .name(let n)?:
                 if choice == .regression {
@@ -146,8 +158,13 @@ public struct TextDataset: ExampleSet {
     /// A notice for labels that are whole numbers with few distinct values, read as a regression
     /// target: often class ids meant for a classifier.
     public static func regressionNotice(_ records: [TextRecord], path: String) -> String? {
+        regressionNotice(labels: records.lazy.map { (line: $0.line, label: $0.label) }, path: path)
+    }
+
+    public static func regressionNotice<Labels: Sequence>(labels: Labels, path: String) -> String?
+        where Labels.Element == (line: Int, label: LabelValue?) {
         var values = Set<Double>()
-        for r in records {
+        for r in labels {
             guard case .number(let v)? = r.label, v == v.rounded() else { return nil }
             values.insert(v)
             if values.count > 20 { return nil }
@@ -228,6 +245,10 @@ extension TextDataset {
             .map { TextRecord(text: $0.text, line: $0.number) }
     }
 
+    public static func labelsNotReadNotice(path: String) -> String {
+        "note: \(path): the labels are not read: masked-language modelling learns from the text alone"
+    }
+
     /// A corpus for masked-language modelling: plain text (`.txt`, or any file that is not JSON
     /// Lines or CSV: one document or paragraph per line, blank lines skipped), or JSON Lines / CSV
     /// with a `text` field. A text longer than `maxLength` tokens is split into windows of
@@ -237,7 +258,7 @@ extension TextDataset {
         var notices: [String] = []
         let records = try readRecordsOrLines(path: path)
         if records.contains(where: { $0.label != nil }) {
-            notices.append("note: \(path): the labels are not read: masked-language modelling learns from the text alone")
+            notices.append(labelsNotReadNotice(path: path))
         }
         let texts = records.map { record in (line: record.line, text: record.pair.map { record.text + " " + $0 } ?? record.text) }
         var set = TextDataset(path: path)

@@ -18,6 +18,8 @@ public protocol TextTokenizer: AnyObject {
     var summary: String { get }
     /// Token ids of a text, without framing.
     func tokenize(_ text: String) -> [Int32]
+    /// The same for text given as UTF-8 bytes (valid UTF-8).
+    func tokenize(utf8: UnsafeBufferPointer<UInt8>) -> [Int32]
     /// The framed ids (and token type ids) of a text or a pair, truncated longest-first to `maxLength` tokens.
     func encode(_ text: String, pair: String?, maxLength: Int?) -> (ids: [Int32], typeIDs: [Int32])
     /// The id of a token of the vocabulary, if it has it.
@@ -29,6 +31,7 @@ public protocol TextTokenizer: AnyObject {
 }
 
 extension TextTokenizer {
+    public func tokenize(utf8: UnsafeBufferPointer<UInt8>) -> [Int32] { tokenize(String(decoding: utf8, as: UTF8.self)) }
     public var maskID: Int32? { maskToken.flatMap(id(of:)) }
     public func encode(_ text: String) -> (ids: [Int32], typeIDs: [Int32]) { encode(text, pair: nil, maxLength: nil) }
 

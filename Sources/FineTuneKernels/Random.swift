@@ -80,3 +80,66 @@ public func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
     }
     return order
 }
+
+/// An epoch's order of `count` examples without necessarily holding it: up to `materializedLimit`
+/// examples it is `epochPermutation` (Fisher-Yates, as every run so far shuffled); above, a keyed
+/// Feistel permutation computed per position, so a corpus of a hundred million windows costs no
+/// 800 MB index array on every rank. Both are pure functions of (seed, epoch, count).
+public struct EpochOrder: Sendable {
+    /// 4 Mi examples: 32 MB of Int, the most an order may hold.
+    public static let materializedLimit = 1 << 22
+    public let count: Int
+    private let table: [Int]?
+    private let feistel: FeistelPermutation?
+
+    public init(count: Int, seed: UInt64, epoch: Int) {
+        self.count = count
+        if count <= Self.materializedLimit {
+            table = epochPermutation(count: count, seed: seed, epoch: epoch); feistel = nil
+        } else {
+            table = nil; feistel = FeistelPermutation(count: count, key: combineKey(seed, 0x5AFF1E, UInt64(epoch)))
+        }
+    }
+
+    public subscript(position: Int) -> Int { table?[position] ?? feistel!.image(position) }
+
+    /// The examples at `positions`, in order.
+    public subscript(positions: Range<Int>) -> ArraySlice<Int> {
+        if let table { return table[positions] }
+        return ArraySlice(positions.map { feistel!.image($0) })
+    }
+}
+
+/// A bijection of 0..<count: a 4-round balanced Feistel network over the smallest even number of
+/// bits that holds `count`, walked until the image falls inside (fewer than 4 rounds on average).
+public struct FeistelPermutation: Sendable {
+    public let count: Int
+    private let halfBits: Int
+    private let keys: [UInt64]
+
+    public init(count: Int, key: UInt64) {
+        precondition(count > 0)
+        self.count = count
+        var bits = 2
+        while (1 << bits) < count { bits += 2 }
+        halfBits = bits / 2
+        keys = (0..<4).map { combineKey(key, 0xFE15, UInt64($0)) }
+    }
+
+    public func image(_ position: Int) -> Int {
+        precondition(position >= 0 && position < count)
+        var x = UInt64(position)
+        repeat { x = encrypt(x) } while x >= UInt64(count)
+        return Int(x)
+    }
+
+    private func encrypt(_ value: UInt64) -> UInt64 {
+        let mask = (UInt64(1) << UInt64(halfBits)) - 1
+        var left = value >> UInt64(halfBits), right = value & mask
+        for key in keys {
+            let next = left ^ (mix64(right ^ key) & mask)
+            left = right; right = next
+        }
+        return (left << UInt64(halfBits)) | right
+    }
+}

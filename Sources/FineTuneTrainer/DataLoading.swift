@@ -22,7 +22,8 @@ public enum DataLoading {
     /// The training, validation and test sets, and the task: the model's when it has a head, else
     /// inferred from the training labels (sorted label names, or regression for numbers).
     public static func load(train: String, valid: String?, test: String?, for description: ModelDescription,
-                            maxLength requested: Int?, pooling: Pooling? = nil, taskChoice: TaskChoice? = nil) throws -> Loaded {
+                            maxLength requested: Int?, pooling: Pooling? = nil, taskChoice: TaskChoice? = nil,
+                            tokenCache: TokenCacheSettings? = nil) throws -> Loaded {
         let maskedLM = taskChoice == .mlm || description.task == .maskedLanguageModel
         let embedding = taskChoice == .embedding || description.task == .embedding
         if taskChoice == .embedding, let task = description.task, task != .embedding {
@@ -50,10 +51,19 @@ public enum DataLoading {
                 let read = { (path: String) in try PairDataset(path: path, tokenizer: bert.tokenizer, maxLength: maxLength) }
                 return Loaded(train: try read(train), valid: try valid.map(read), test: try test.map(read), task: .embedding, maxLength: maxLength)
             }
+            // Text through the token cache when the run has one (nil: every rank reads the file itself).
+            let cached = { (path: String, layout: TokenCache.Layout) throws -> (entry: String, meta: TokenCache.Meta)? in
+                guard let tokenCache else { return nil }
+                return try TokenCacheBuild.ensure(tokenCacheRequest(path, layout: layout, maxLength: maxLength, model: bert), settings: tokenCache)
+            }
             if maskedLM {
                 // Unlabelled text in windows of maxLength tokens; labels, if any, not read.
                 var notices: [String] = []
-                func corpus(_ path: String) throws -> TextDataset {
+                func corpus(_ path: String) throws -> ExampleSet {
+                    if let (entry, meta) = try cached(path, .windows) {
+                        if meta.parts.contains(where: \.sawLabels) { notices.append(TextDataset.labelsNotReadNotice(path: path)) }
+                        return try CachedTextDataset(entry: entry, meta: meta, path: path, task: .maskedLanguageModel)
+                    }
                     let (set, said) = try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength)
                     notices += said
                     return set
@@ -61,15 +71,27 @@ public enum DataLoading {
                 return Loaded(train: try corpus(train), valid: try valid.map(corpus), test: try test.map(corpus), task: .maskedLanguageModel,
                               maxLength: maxLength, notices: notices)
             }
+            // A classifier over numeric labels (--task classification) reads them as class names.
+            let numbersAsNames = description.task == nil && taskChoice == .classification
+            var notices: [String] = []
+            if let (entry, meta) = try cached(train, .examples) {
+                let raw = try CachedTextDataset(entry: entry, meta: meta, path: train, task: nil)
+                let task = try description.task ?? TextDataset.inferTask(labels: raw.labels, path: train, choice: taskChoice)
+                if description.task == nil, task == .regression, taskChoice == nil,
+                   let notice = TextDataset.regressionNotice(labels: raw.labels, path: train) { notices.append(notice) }
+                func make(_ path: String) throws -> ExampleSet {
+                    guard let (entry, meta) = try cached(path, .examples) else { throw FineTuneError("\(path): the token cache went away during loading") }
+                    return try CachedTextDataset(entry: entry, meta: meta, path: path, task: task, numbersAsNames: numbersAsNames)
+                }
+                return Loaded(train: try make(train), valid: try valid.map(make), test: try test.map(make), task: task, maxLength: maxLength,
+                              notices: notices)
+            }
             let trainRecords = try TextDataset.readRecords(path: train)
             let task = try description.task ?? TextDataset.inferTask(trainRecords, path: train, choice: taskChoice)
-            var notices: [String] = []
             if description.task == nil, task == .regression, taskChoice == nil,
                let notice = TextDataset.regressionNotice(trainRecords, path: train) { notices.append(notice) }
             func make(_ records: [TextRecord], _ path: String) throws -> TextDataset {
-                // A classifier over numeric labels (--task classification) reads them as class names.
-                let records = description.task == nil && taskChoice == .classification
-                    ? try TextDataset.numbersAsNames(records, path: path) : records
+                let records = numbersAsNames ? try TextDataset.numbersAsNames(records, path: path) : records
                 return try TextDataset(records: records, path: path, tokenizer: bert.tokenizer, maxLength: maxLength, task: task)
             }
             let validSet = try valid.map { try make(TextDataset.readRecords(path: $0), $0) }
@@ -77,6 +99,16 @@ public enum DataLoading {
             return Loaded(train: try make(trainRecords, train), valid: validSet, test: testSet, task: task, maxLength: maxLength,
                           notices: notices)
         }
+    }
+
+    /// What the token cache tokenizes for a text file of this model.
+    public static func tokenCacheRequest(_ path: String, layout: TokenCache.Layout, maxLength: Int, model: EncoderDescription) -> TokenCache.Request {
+        var digest = Digest()
+        for name in model.tokenizerFiles.keys.sorted() {
+            digest.update(data: Data(name.utf8)); digest.update(data: model.tokenizerFiles[name]!)
+        }
+        digest.update(data: Data(model.tokenizer.summary.utf8))
+        return TokenCache.Request(path: path, layout: layout, maxLength: maxLength, tokenizer: model.tokenizer, tokenizerDigest: digest.hex())
     }
 
     static func resolvedMaxLength(_ requested: Int?, model: EncoderDescription) throws -> Int {

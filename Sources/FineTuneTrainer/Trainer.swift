@@ -46,7 +46,7 @@ public final class Trainer {
         let metrics: MetricsLog?
         let checkpoints: CheckpointManager
         let earlyStopping: EarlyStopping
-        var permutation: [Int]
+        var permutation: EpochOrder
         var lastSavedStep: Int
         /// When the last checkpoint was written (or the run started): --save-every-minutes counts from it.
         var lastSaveTime = Date()
@@ -69,7 +69,7 @@ public final class Trainer {
             self.metrics = logs.metrics; self.exampleLog = logs.examples; self.checkpoints = checkpoints; self.earlyStopping = earlyStopping
             self.trainEvalSubset = trainEvalSubset
             lastSavedStep = state.step > 0 ? state.step : -1
-            permutation = epochPermutation(count: data.train.count, seed: state.seed, epoch: state.epoch)
+            permutation = EpochOrder(count: data.train.count, seed: state.seed, epoch: state.epoch)
         }
     }
 
@@ -180,7 +180,7 @@ public final class Trainer {
         return Session(bundle: bundle, data: data, trainingStep: trainingStep, state: state, plan: plan, logs: logs, checkpoints: checkpoints,
                        earlyStopping: EarlyStopping(monitor: c.monitor, patience: c.patience, minDelta: c.minDelta),
                        trainEvalSubset: c.trainEvalExamples > 0
-                           ? Array(epochPermutation(count: data.train.count, seed: combineKey(c.seed, 0x7EA1), epoch: 0).prefix(c.trainEvalExamples)).sorted()
+                           ? Array(EpochOrder(count: data.train.count, seed: combineKey(c.seed, 0x7EA1), epoch: 0)[0..<min(c.trainEvalExamples, data.train.count)]).sorted()
                            : nil)
     }
 
@@ -222,8 +222,10 @@ public final class Trainer {
     private func loadData(_ start: Start) throws -> DataLoading.Loaded {
         let c = settings
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
+            let tokenCache = c.tokenCache ? TokenCacheSettings(folder: c.cacheDir ?? "\(c.outputPath)/token-cache", comm: comm,
+                                                               note: { self.report(.note($0)) }) : nil
             let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: start.description, maxLength: c.maxLength,
-                                            pooling: c.pooling, taskChoice: c.taskChoice)
+                                            pooling: c.pooling, taskChoice: c.taskChoice, tokenCache: tokenCache)
             let available = MonitoredMetric.available(for: loaded.task)
             if !available.contains(c.monitor) {
                 let kind = loaded.task == .regression ? "regression model" : loaded.task == .maskedLanguageModel ? "masked-language model"
@@ -454,6 +456,12 @@ public final class Trainer {
             throw FineTuneError("cannot resume: options that change the mathematics differ from the checkpoint's: \(details.joined(separator: "; ")) " +
                                 "(to continue anyway, say so: --accept-changed \(changed.joined(separator: ",")))")
         }
+        let then = state.trainFingerprint
+        if !then.isEmpty, then.hasPrefix("cache:") != train.fingerprint.hasPrefix("cache:") {
+            let cached = then.hasPrefix("cache:")
+            throw FineTuneError("cannot resume: the checkpoint's run read \(settings.trainPath) \(cached ? "through" : "without") the token cache; " +
+                                "resume it the same way (\(cached ? "without --no-token-cache" : "--no-token-cache"))")
+        }
         if state.trainExamples != train.count || state.trainFingerprint != train.fingerprint {
             throw FineTuneError("cannot resume: \(settings.trainPath) is not the training data of the checkpoint (\(state.trainExamples) examples then, \(train.count) now, or their content changed)")
         }
@@ -538,7 +546,7 @@ public final class Trainer {
             if epochEnded {
                 s.state.epoch += 1
                 s.state.positionInEpoch = 0
-                s.permutation = epochPermutation(count: train.count, seed: s.state.seed, epoch: s.state.epoch)
+                s.permutation = EpochOrder(count: train.count, seed: s.state.seed, epoch: s.state.epoch)
                 try unfreezeIfDue(s)
             }
             let epoch = Double(epochOfStep) + (epochEnded ? 1 : Double(s.state.positionInEpoch) / Double(train.count))

@@ -46,6 +46,11 @@ public struct TrainingConfiguration: Sendable {
     public var pooling: Pooling? = nil
     /// Text models: tokens per example, [CLS] and [SEP] included (nil: the model's, at most 128).
     public var maxLength: Int? = nil
+    /// Text data is tokenized once into a token cache and read by memory map (false: every rank
+    /// reads and tokenizes each file itself, into memory).
+    public var tokenCache = true
+    /// Where the token cache lives (nil: the run folder's token-cache/).
+    public var cacheDir: String? = nil
     /// A model without a head: what the new head learns (nil: classification for label names,
     /// regression for numbers).
     public var taskChoice: TaskChoice? = nil

@@ -1,6 +1,6 @@
 import FineTuneKernels
 import FineTuneModels
-import FineTuneIO
+@testable import FineTuneIO
 import Foundation
 import XCTest
 
@@ -49,5 +49,39 @@ final class TokenizerFilesTests: XCTestCase {
         XCTAssertThrowsError(try WordPieceTokenizer(tokens: ["a", "b"], lowercase: true, source: "v.txt")) {
             XCTAssertTrue(String(describing: $0).contains("v.txt: no [CLS] token"))
         }
+    }
+}
+
+/// The byte path for ASCII text must give what the general (Unicode scalar) path gives.
+final class ASCIIPathTests: XCTestCase {
+    func testASCIIPathEqualsTheGeneralPathOnRandomText() throws {
+        let vocabulary = try WordPieceTokenizer.load(folder: "\(fixturesDirectory)/tokenizer").tokens
+        let mpnet = try WordPieceTokenizer.load(folder: "\(fixturesDirectory)/mpnet-tokenizer") as! WordPieceTokenizer
+        let tokenizers = [try WordPieceTokenizer(tokens: vocabulary, lowercase: true), try WordPieceTokenizer(tokens: vocabulary, lowercase: false), mpnet]
+        // Words of the vocabulary and pieces of them, punctuation, spaces, control bytes, long words.
+        let words = vocabulary.filter { !$0.hasPrefix("[") && $0.allSatisfy(\.isASCII) }
+        var rng = SplitMix64(seed: 7)
+        var fastCount = 0
+        for trial in 0..<800 {
+            var text = ""
+            for _ in 0..<Int(rng.next() % 12) {
+                switch rng.next() % 10 {
+                case 0: text += String(UnicodeScalar(UInt8(rng.next() % 128)))
+                case 1: text += " \t\n\r".map(String.init).randomElement(using: &rng)!
+                case 2: text += String(repeating: "x", count: 95 + Int(rng.next() % 10))
+                case 3: text += words.randomElement(using: &rng)!.uppercased()
+                case 4: text += "!\"#$%&'()*+,-./:;=?@\\^_`{|}~".map(String.init).randomElement(using: &rng)!
+                default: text += words.randomElement(using: &rng)! + (rng.next() % 3 == 0 ? "" : " ")
+                }
+            }
+            for tokenizer in tokenizers {
+                let general = tokenizer.tokenizeGeneral(text)
+                XCTAssertEqual(tokenizer.tokenize(text), general, "trial \(trial): \(String(reflecting: text))")
+                var bytes = Array(text.utf8)
+                if bytes.withUnsafeMutableBufferPointer({ tokenizer.tokenizeASCII(UnsafeBufferPointer($0)) }) != nil { fastCount += 1 }
+            }
+        }
+        // Most texts took the byte path (those with an added token's first byte or non-ASCII did not).
+        XCTAssertGreaterThan(fastCount, 1300)
     }
 }

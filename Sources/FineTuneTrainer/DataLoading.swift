@@ -101,6 +101,26 @@ public enum DataLoading {
         }
     }
 
+    /// `finetune-dist tokenize`: builds (or finds) the token cache entries of `paths` for a model
+    /// folder, as `train` with these --task and --max-length would read them.
+    public static func buildTokenCache(_ paths: [String], model: String, maskedLM: Bool, maxLength requested: Int?,
+                                       settings: TokenCacheSettings) throws -> [(path: String, entry: String, meta: TokenCache.Meta)] {
+        let description = try settings.comm.agree("reading the model") { try ModelFolder.describe(FolderSource(model), pooling: nil) }
+        guard case .bert(let bert) = description.kind else {
+            throw FineTuneError("\(model): an MLP over feature vectors reads numbers, not text: there is nothing to tokenize")
+        }
+        let maxLength = try settings.comm.agree("checking --max-length") { try resolvedMaxLength(requested, model: bert) }
+        let layout: TokenCache.Layout = maskedLM || description.task == .maskedLanguageModel ? .windows : .examples
+        return try paths.map { path in
+            guard let (entry, meta) = try TokenCacheBuild.ensure(tokenCacheRequest(path, layout: layout, maxLength: maxLength, model: bert),
+                                                                 settings: settings) else {
+                throw FineTuneError("\(settings.folder): not every rank sees this folder; give --cache-dir a folder on a filesystem every rank sees, " +
+                                    "or run tokenize on each host")
+            }
+            return (path, entry, meta)
+        }
+    }
+
     /// What the token cache tokenizes for a text file of this model.
     public static func tokenCacheRequest(_ path: String, layout: TokenCache.Layout, maxLength: Int, model: EncoderDescription) -> TokenCache.Request {
         var digest = Digest()
@@ -124,7 +144,9 @@ public enum DataLoading {
 
     /// A data file for `eval` (labels required) or `predict` (labels ignored) with a loaded model.
     /// A masked-language model evaluates on a corpus, read as `train --task mlm` reads it (windows).
-    public static func load(_ path: String, for bundle: ModelBundle, maxLength requested: Int?, requireLabels: Bool) throws -> ExampleSet {
+    /// With `tokenCache`, a corpus or labelled file is read through the token cache, as train reads it.
+    public static func load(_ path: String, for bundle: ModelBundle, maxLength requested: Int?, requireLabels: Bool,
+                            tokenCache: TokenCacheSettings? = nil) throws -> ExampleSet {
         let model = bundle.model
         switch model.inputKind {
         case .features(let width):
@@ -133,11 +155,19 @@ public enum DataLoading {
             let bert = bundle.bert!
             let maxLength = try loadedMaxLength(requested, bundle: bundle)
             if model.task == .maskedLanguageModel {
+                if let tokenCache, let (entry, meta) = try TokenCacheBuild.ensure(tokenCacheRequest(path, layout: .windows, maxLength: maxLength, model: bert),
+                                                                                  settings: tokenCache) {
+                    return try CachedTextDataset(entry: entry, meta: meta, path: path, task: .maskedLanguageModel)
+                }
                 return try TextDataset.corpus(path: path, tokenizer: bert.tokenizer, maxLength: maxLength).0
             }
             // An embedding model is evaluated on pairs (retrieval); it embeds any text.
             if model.task == .embedding && requireLabels {
                 return try PairDataset(path: path, tokenizer: bert.tokenizer, maxLength: maxLength)
+            }
+            if model.task != .embedding, let tokenCache,
+               let (entry, meta) = try TokenCacheBuild.ensure(tokenCacheRequest(path, layout: .examples, maxLength: maxLength, model: bert), settings: tokenCache) {
+                return try CachedTextDataset(entry: entry, meta: meta, path: path, task: model.task, requireLabels: requireLabels)
             }
             return try TextDataset(records: TextDataset.readRecords(path: path), path: path, tokenizer: bert.tokenizer,
                                    maxLength: maxLength, task: model.task, requireLabels: requireLabels)

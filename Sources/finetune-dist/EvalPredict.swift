@@ -31,6 +31,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Also write the JSON object to this file.") var report: String?
     @Option(help: "Masked-language models: the fraction of tokens masked, as train's --mlm-probability. Default: train's, 0.15.") var mlmProbability: Double?
     @Flag(help: "Masked-language models: mask whole words, as train --whole-word-mask.") var wholeWordMask = false
+    @Option(help: "Read the data through the token cache in this folder (a train run's token-cache/, or one `finetune-dist tokenize` built), building its entry if missing.") var cacheDir: String?
 
     var model: String { inference.model }
     var batchSize: Int { inference.batchSize }
@@ -85,7 +86,8 @@ struct Eval: ParsableCommand {
                 if !masks && (mlmProbability != nil || wholeWordMask) {
                     throw FineTuneError("--mlm-probability and --whole-word-mask apply to a masked-language model; \(model) is not one")
                 }
-                return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true))
+                let tokenCache = cacheDir.map { TokenCacheSettings(folder: $0, comm: comm, note: { if comm.isRoot { printError($0) } }) }
+                return (bundle, try DataLoading.load(data, for: bundle, maxLength: maxLength, requireLabels: true, tokenCache: tokenCache))
             }
             let display = comm.isRoot ? PassProgress(mode: progress, verb: "evaluating") : nil
             let r = try Evaluation.run(model: bundle.model, data: dataset, batchSize: batchSize, comm: comm,

@@ -26,7 +26,7 @@ struct FinetuneDist: ParsableCommand {
         `finetune-dist --version` prints the version and commit; \
         `finetune-dist --generate-completion-script bash|zsh|fish` a shell completion script.
         """,
-        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Inspect.self, Report.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
+        subcommands: [Init.self, Train.self, Eval.self, Predict.self, Tokenize.self, Inspect.self, Report.self, Bench.self, CommBench.self, SelfTest.self, BlasRate.self]
     )
 
     static func main() {

@@ -13,7 +13,7 @@ export COLUMNS=100
     echo "The \`--help\` of every command, as the binary prints it (\`launch/cli-reference.sh\` writes this"
     echo "page; a test fails when it differs from the binary's help). [usage](usage.md) explains how the"
     echo "options fit together."
-    for command in "" init train eval predict inspect report bench commbench selftest; do
+    for command in "" init train eval predict tokenize inspect report bench commbench selftest; do
         echo
         echo "## finetune-dist${command:+ $command}"
         echo

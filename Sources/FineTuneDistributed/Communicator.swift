@@ -102,10 +102,15 @@ extension Communicator {
         var result: R? = nil
         var failure: Error? = nil
         do { result = try body() } catch { failure = error }
-        var firstFailing = [Int64(failure == nil ? Int64.max : Int64(rank))]
+        // A nested agree that failed on another rank is not this rank's failure: the rank that
+        // holds the cause is named (and prints it), whichever phase it failed in.
+        let peerOnly = Int64.max - 1
+        let own: Int64 = failure == nil ? .max : failure is PeerFailure ? peerOnly : Int64(rank)
+        var firstFailing = [own]
         try allreduce(&firstFailing, op: .min)
         if firstFailing[0] == Int64.max { return result! }
-        if Int64(rank) == firstFailing[0], let failure { throw AgreedFailure(underlying: failure) }
+        if firstFailing[0] == peerOnly, let failure { throw failure }
+        if Int64(rank) == firstFailing[0], let failure { throw failure as? AgreedFailure ?? AgreedFailure(underlying: failure) }
         throw PeerFailure(phase: what, rank: Int(firstFailing[0]))
     }
 }

@@ -63,18 +63,21 @@ public enum AtomicFiles {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FineTuneError("\(path): cannot create: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        try data.withUnsafeBytes { raw in
-            var written = 0
-            while written < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FineTuneError("\(path): write failed: \(String(cString: strerror(errno)))")
-                }
-                written += n
-            }
-        }
+        try data.withUnsafeBytes { try writeAll($0, to: fd, path: path) }
         guard fsync(fd) == 0 else { throw FineTuneError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Writes every byte of `bytes` to `fd` (retrying short writes and interrupts).
+    static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32, path: String) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + written, bytes.count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FineTuneError("\(path): write failed: \(String(cString: strerror(errno)))")
+            }
+            written += n
+        }
     }
 
     public static func syncDirectory(_ path: String) throws {

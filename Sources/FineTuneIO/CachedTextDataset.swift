@@ -136,6 +136,11 @@ public final class CachedTextDataset: ExampleSet, @unchecked Sendable {
             let (p, j) = locate(i)
             let part = parts[p]
             let start = Int(part.offsets.load(UInt64.self, at: j)), end = Int(part.offsets.load(UInt64.self, at: j + 1))
+            // Sizes and ends were checked at opening; an offset damaged inside the file is caught here, before it reads out of bounds.
+            if !(start <= end && end <= meta.parts[p].tokens) {
+                fatalError("token cache: part-\(p).offsets of the entry for \(path) is damaged at example \(j) (offsets \(start), \(end) of " +
+                           "\(meta.parts[p].tokens) tokens); delete the entry's folder and run again to rebuild it")
+            }
             if tokenWidth == 2 {
                 for k in start..<end { batch.tokenIDs.append(Int32(part.tokens.load(UInt16.self, at: k))) }
             } else {

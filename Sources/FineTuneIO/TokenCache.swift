@@ -67,8 +67,11 @@ public enum TokenCache {
     public static func key(_ request: Request) throws -> Key {
         let path = request.path
         var info = stat()
-        guard stat(path, &info) == 0 else { throw FineTuneError("\(path): cannot read the file (\(String(cString: strerror(errno))))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw FineTuneError("\(path): is a folder, not a data file") }
+        guard stat(path, &info) == 0 else { throw FineTuneError("\(path): cannot read the file (missing or unreadable)") }
+        guard (info.st_mode & S_IFMT) != S_IFDIR else { throw FineTuneError("\(path): is a folder, not a data file") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw FineTuneError("\(path): not a regular file (a pipe or device cannot be tokenized into a cache: pass --no-token-cache, or write it to a file)")
+        }
         let file = try MappedFile(path: path)
         let mib = 1 << 20
         let head = Digest.sha256(Data(file.bytes[0..<min(mib, file.count)]))
@@ -368,17 +371,7 @@ final class BufferedFile {
     func append(_ value: Double) { append(value.bitPattern) }
 
     func flush() throws {
-        try buffer.withUnsafeBytes { raw in
-            var written = 0
-            while written < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FineTuneError("\(path): write failed: \(String(cString: strerror(errno)))")
-                }
-                written += n
-            }
-        }
+        try buffer.withUnsafeBytes { try AtomicFiles.writeAll($0, to: fd, path: path) }
         buffer.removeAll(keepingCapacity: true)
     }
 

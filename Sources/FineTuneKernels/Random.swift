@@ -86,8 +86,8 @@ public func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
 /// Feistel permutation computed per position, so a corpus of a hundred million windows costs no
 /// 800 MB index array on every rank. Both are pure functions of (seed, epoch, count).
 public struct EpochOrder: Sendable {
-    /// 4 Mi examples: 32 MB of Int, the most an order may hold.
-    public static let materializedLimit = 1 << 22
+    /// 1 Mi examples: 8 MB of Int, the most an order may hold.
+    public static let materializedLimit = 1 << 20
     public let count: Int
     private let table: [Int]?
     private let feistel: FeistelPermutation?

@@ -80,7 +80,10 @@ public enum DataLoading {
                 if description.task == nil, task == .regression, taskChoice == nil,
                    let notice = TextDataset.regressionNotice(labels: raw.labels, path: train) { notices.append(notice) }
                 func make(_ path: String) throws -> ExampleSet {
-                    guard let (entry, meta) = try cached(path, .examples) else { throw FineTuneError("\(path): the token cache went away during loading") }
+                    // The training file's entry is open already (no second look-up, no second notice).
+                    guard let (entry, meta) = path == train ? (entry, meta) : try cached(path, .examples) else {
+                        throw FineTuneError("\(path): the token cache went away during loading")
+                    }
                     return try CachedTextDataset(entry: entry, meta: meta, path: path, task: task, numbersAsNames: numbersAsNames)
                 }
                 return Loaded(train: try make(train), valid: try valid.map(make), test: try test.map(make), task: task, maxLength: maxLength,

@@ -10,8 +10,10 @@ public struct TokenCacheSettings {
     public let comm: Communicator
     /// Rank 0's notices (built, reused, rebuilt and why).
     public let note: (String) -> Void
-    public init(folder: String, comm: Communicator, note: @escaping (String) -> Void) {
-        self.folder = folder; self.comm = comm; self.note = note
+    /// Rank 0: an entry this process built and sealed (a run that fails at set-up removes them).
+    public let built: (String) -> Void
+    public init(folder: String, comm: Communicator, note: @escaping (String) -> Void, built: @escaping (String) -> Void = { _ in }) {
+        self.folder = folder; self.comm = comm; self.note = note; self.built = built
     }
 }
 
@@ -83,6 +85,7 @@ public enum TokenCacheBuild {
                                            seconds: Date().timeIntervalSince(started), ranks: comm.size)
             }
             if let meta {
+                settings.built(entry)
                 let megabytes = Double(key.fileSize) / 1e6, seconds = max(meta.buildSeconds, 1e-6)
                 settings.note(String(format: "token cache: tokenized %@ (%.1f MB) on %d rank(s) in %.1f s (%.1f MB/s): %d examples, %d tokens, in %@",
                                      request.path, megabytes, parts, seconds, megabytes / seconds, meta.examples, meta.tokens, entry))

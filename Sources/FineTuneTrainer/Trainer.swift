@@ -22,6 +22,8 @@ public final class Trainer {
     public var hooks: TrainingHooks? = nil
     /// Rank 0's lock on the output folder, held for the run's life.
     private var folderLock: RunFolderLock? = nil
+    /// Token cache entries this run built (rank 0), removed again if set-up fails.
+    private var builtCacheEntries: [String] = []
 
     /// `report` sees every event on rank 0 (the CLI prints `consoleLine`); metrics.jsonl gets the records.
     public init(configuration: TrainingConfiguration, communicator: Communicator, report: @escaping (TrainingEvent) -> Void) {
@@ -101,6 +103,15 @@ public final class Trainer {
         do { session = try setUp() } catch {
             folderLock?.release()
             folderLock = nil
+            // Nor token cache entries it built in --output (a --cache-dir elsewhere keeps them).
+            let ownCache = "\(configuration.outputPath)/token-cache"
+            if comm.isRoot && configuration.cacheDir == nil {
+                for entry in builtCacheEntries { try? FileManager.default.removeItem(atPath: entry) }
+                if (try? FileManager.default.contentsOfDirectory(atPath: ownCache))?.isEmpty == true { try? FileManager.default.removeItem(atPath: ownCache) }
+                if !builtCacheEntries.isEmpty {
+                    report(.note("removed the token cache entries this failed run built in --output (a --cache-dir, or `finetune-dist tokenize`, keeps them across runs)"))
+                }
+            }
             if comm.isRoot && !outputExisted, (try? FileManager.default.contentsOfDirectory(atPath: configuration.outputPath))?.isEmpty == true {
                 try? FileManager.default.removeItem(atPath: configuration.outputPath)
             }
@@ -223,7 +234,7 @@ public final class Trainer {
         let c = settings
         let data = try comm.agree("loading data") { () -> DataLoading.Loaded in
             let tokenCache = c.tokenCache ? TokenCacheSettings(folder: c.cacheDir ?? "\(c.outputPath)/token-cache", comm: comm,
-                                                               note: { self.report(.note($0)) }) : nil
+                                                               note: { self.report(.note($0)) }, built: { self.builtCacheEntries.append($0) }) : nil
             let loaded = try DataLoading.load(train: c.trainPath, valid: c.validPath, test: c.testPath, for: start.description, maxLength: c.maxLength,
                                             pooling: c.pooling, taskChoice: c.taskChoice, tokenCache: tokenCache)
             let available = MonitoredMetric.available(for: loaded.task)

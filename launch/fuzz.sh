@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json jsonl csv safetensors config tokenizer)
+[ ${#targets[@]} -gt 0 ] || targets=(json jsonl csv safetensors gguf config tokenizer)
 scratch=.build/fuzz
 echo "fuzz.sh: building finetune-fuzz with -sanitize=fuzzer" >&2
 swift build --scratch-path "$scratch" --product finetune-fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library \
@@ -31,6 +31,7 @@ for target in "${targets[@]}"; do
         jsonl) printf '{"features": [0.5, NaN, 1e999], "label": "a"}\n{"text": "x", "label": 1}\n' > "$corpus/seed.jsonl" ;;
         csv) printf 'text,label\n"a, ""quoted"" text",x\nplain,y\n' > "$corpus/seed.csv" ;;
         safetensors) cp "$fixtures"/tiny-bert/base/model.safetensors "$corpus/base.safetensors" ;;
+        gguf) cp "$fixtures"/gguf/tiny.gguf "$corpus/tiny.gguf" ;;
         tokenizer) printf 'Hello, wörld! 中文 running datas\n' > "$corpus/seed.txt"
                    printf '{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "a": 1, "##b": 2}}, "normalizer": {"type": "BertNormalizer", "lowercase": true}}' > "$corpus/tokenizer.json" ;;
     esac

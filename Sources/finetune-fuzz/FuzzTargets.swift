@@ -13,7 +13,7 @@ import Foundation
 /// `swift build` makes a replayer instead: `finetune-fuzz TARGET FILE...` runs the files through the
 /// same reader, which is how regression inputs under Tests/Fixtures/fuzz are checked by the tests.
 enum FuzzTargets {
-    static let names = ["json", "jsonl", "csv", "safetensors", "config", "tokenizer"]
+    static let names = ["json", "jsonl", "csv", "safetensors", "gguf", "config", "tokenizer"]
 
     /// A small vocabulary for the tokenizer target.
     static let vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "##s", "##ing", "run", "data", "é", "##é", "中", "!", ","]
@@ -32,6 +32,9 @@ enum FuzzTargets {
         case "safetensors":
             guard let file = try? SafetensorsFile(data: data, path: "fuzz.safetensors") else { return }
             for name in file.names { _ = try? file.floats(name) }
+        case "gguf":
+            guard let file = try? GGUFFile(data: data, path: "fuzz.gguf") else { return }
+            for t in file.tensors { _ = try? file.floats(t.name) }
         case "config":
             // A model folder whose config.json is the input, with a vocabulary beside it.
             let files = ["config.json": data, "vocab.txt": Data(vocabulary.joined(separator: "\n").utf8)]

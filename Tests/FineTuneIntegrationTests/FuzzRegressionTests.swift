@@ -9,7 +9,7 @@ final class FuzzRegressionTests: XCTestCase {
         let root = "\(repositoryRoot)/Tests/Fixtures/fuzz"
         let replayer = (Harness.binary as NSString).deletingLastPathComponent + "/finetune-fuzz"
         let targets = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
-        XCTAssertEqual(Set(targets), ["json", "jsonl", "csv", "safetensors", "config", "tokenizer"])
+        XCTAssertEqual(Set(targets), ["json", "jsonl", "csv", "safetensors", "gguf", "config", "tokenizer"])
         for target in targets {
             let files = try FileManager.default.contentsOfDirectory(atPath: "\(root)/\(target)").sorted().map { "\(root)/\(target)/\($0)" }
             XCTAssertFalse(files.isEmpty, target)

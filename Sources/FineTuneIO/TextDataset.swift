@@ -236,10 +236,15 @@ public struct TextDataset: ExampleSet {
 }
 
 extension TextDataset {
+    /// A corpus file is plain text unless named .jsonl, .json or .csv.
+    public static func isPlainText(path: String) -> Bool {
+        let lower = path.lowercased()
+        return !(lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv"))
+    }
+
     /// JSON Lines / CSV records (`readRecords`), or plain text: each non-blank line a record's text.
     static func readRecordsOrLines(path: String) throws -> [TextRecord] {
-        let lower = path.lowercased()
-        if lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || lower.hasSuffix(".csv") { return try readRecords(path: path) }
+        if !isPlainText(path: path) { return try readRecords(path: path) }
         return try textLines(try readDataFile(path), path: path)
             .filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }
             .map { TextRecord(text: $0.text, line: $0.number) }

@@ -38,10 +38,7 @@ public enum TokenCache {
             self.path = path; self.layout = layout; self.maxLength = maxLength; self.tokenizer = tokenizer; self.tokenizerDigest = tokenizerDigest
         }
         public var isCSV: Bool { path.lowercased().hasSuffix(".csv") }
-        public var isPlainText: Bool {
-            let lower = path.lowercased()
-            return !(lower.hasSuffix(".jsonl") || lower.hasSuffix(".json") || isCSV)
-        }
+        public var isPlainText: Bool { TextDataset.isPlainText(path: path) }
         var tokenWidth: Int { tokenizer.tokens.count <= 1 << 16 ? 2 : 4 }
     }
 
@@ -340,13 +337,11 @@ final class PartWriter {
         if tokens.pending > 1 << 20 { try flushAll() }
     }
 
-    private func flushAll() throws {
-        for file in [tokens, offsets, lines] + [types, labelKinds, labelValues].compactMap({ $0 }) { try file.flush() }
-    }
+    private var files: [BufferedFile] { [tokens, offsets, lines] + [types, labelKinds, labelValues].compactMap { $0 } }
 
-    func finish() throws {
-        for file in [tokens, offsets, lines] + [types, labelKinds, labelValues].compactMap({ $0 }) { try file.close() }
-    }
+    private func flushAll() throws { for file in files { try file.flush() } }
+
+    func finish() throws { for file in files { try file.close() } }
 }
 
 /// Appends raw values to a file through a buffer; `close` flushes and fsyncs.

@@ -5,20 +5,7 @@ import FineTuneIO
 import Foundation
 import XCTest
 
-final class DataTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("data-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func write(_ name: String, _ text: String) -> String {
-        let path = "\(dir)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
-    }
-
+final class DataTests: FolderTestCase {
     let classes = TaskKind.classification(labels: ["cat", "dog", "eel"])
 
     func testJSONLinesWithNamesAndIds() throws {

@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 
 /// The GGUF reader against the `gguf` package's writer and dequantizer (Tests/fixture-scripts/make_gguf_fixture.py).
-final class GGUFTests: XCTestCase {
+final class GGUFTests: FolderTestCase {
     let path = "\(fixturesDirectory)/gguf/tiny.gguf"
 
     func testMetadataTensorTableAndDequantizedValuesMatchTheGGUFPackage() throws {
@@ -38,12 +38,8 @@ final class GGUFTests: XCTestCase {
     /// Every truncation, a wrong magic, an unsupported type and a tensor beyond the end: an error naming the file, never a crash.
     func testDamagedFilesAreErrorsNamingTheFile() throws {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        let dir = NSTemporaryDirectory() + "gguf-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
         func read(_ data: Data) -> String? {
-            let file = "\(dir)/x.gguf"
-            FileManager.default.createFile(atPath: file, contents: data)
+            let file = write("x.gguf", data)
             do { let g = try GGUFFile(path: file); for t in g.tensors { _ = try g.floats(t.name) }; return nil } catch { return "\(error)" }
         }
         // The file may end in alignment padding after the last tensor's data: cutting that is no damage.

@@ -5,19 +5,7 @@ import XCTest
 
 /// Sentence-embedding data (`PairDataset`): the columns sentence-transformers names, batches in
 /// column order keyed by each text's index, and the retrieval task of a file.
-final class PairDatasetTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("pairs-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func write(_ name: String, _ text: String) -> String {
-        let path = "\(dir)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
-        return path
-    }
+final class PairDatasetTests: FolderTestCase {
     func tokenizer() throws -> TextTokenizer {
         let folder = "\(fixturesDirectory)/tiny-bert/base"
         return try WordPieceTokenizer.load(files: ["vocab.txt": Data(contentsOf: URL(fileURLWithPath: "\(folder)/vocab.txt"))], source: folder)

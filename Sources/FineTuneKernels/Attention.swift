@@ -137,10 +137,13 @@ func softmaxRows<T: KernelScalar>(_ x: UnsafeMutablePointer<T>, rows: Int, lengt
 }
 
 /// From dP (d loss / d softmax output) to the scores' gradient, in place: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik) · scale.
+/// Rows lie `stride` apart (default: `length`).
 @inline(__always)
-func softmaxRowsBackward<T: KernelScalar>(_ dp: UnsafeMutablePointer<T>, probs: UnsafePointer<T>, rows: Int, length L: Int, scale: T) {
+func softmaxRowsBackward<T: KernelScalar>(_ dp: UnsafeMutablePointer<T>, probs: UnsafePointer<T>, rows: Int, length L: Int, scale: T,
+                                          stride: Int? = nil) {
+    let stride = stride ?? L
     for i in 0..<rows {
-        let p = probs + i * L, d = dp + i * L
+        let p = probs + i * stride, d = dp + i * stride
         let dot = rowDot(p, d, L)
         for j in 0..<L { d[j] = p[j] * (d[j] - dot) * scale }
     }

@@ -208,8 +208,8 @@ public struct TabularDataset: ExampleSet {
                 regressionTargets.append(Float(value))
             case (.regression, _):
                 throw fail("\(column) must be a finite number for a regression model")
-            case (.maskedLanguageModel, _), (.embedding, _):
-                throw fail("masked-language modelling and sentence embeddings need text, not feature vectors")
+            case (.maskedLanguageModel, _), (.embedding, _), (.causalLanguageModel, _):
+                throw fail("language modelling and sentence embeddings need text, not feature vectors")
             }
         }
         features.append(contentsOf: row)
@@ -272,7 +272,7 @@ public struct TabularDataset: ExampleSet {
                     if labelIndex[raw] != nil { label = .name(raw) } else if let id = Int(raw) { label = .number(Double(id)) } else if !raw.isEmpty { label = .name(raw) }
                 case .regression:
                     if let v = Double(raw) { label = .number(v) } else if !raw.isEmpty { label = .name(raw) }
-                case .maskedLanguageModel, .embedding:
+                case .maskedLanguageModel, .embedding, .causalLanguageModel:
                     break
                 }
             }

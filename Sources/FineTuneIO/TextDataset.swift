@@ -199,7 +199,7 @@ public struct TextDataset: ExampleSet {
                     regressionTargets.append(Float(v))
                 case (.regression, .name(let n)?):
                     throw fail("label \"\(n)\" is not a number, and this is a regression model")
-                case (.maskedLanguageModel, _), (.embedding, _):
+                case (.maskedLanguageModel, _), (.embedding, _), (.causalLanguageModel, _):
                     break  // the text is the target (sentence embeddings read pairs: PairDataset)
                 case (_, nil):
                     throw fail("missing \"label\"")

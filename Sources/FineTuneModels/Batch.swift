@@ -17,9 +17,14 @@ public struct Batch: Sendable {
     /// predicted, and those tokens (set by `MaskingSettings.mask`, or given as they are by tests).
     public var maskedPositions: [Int32] = []
     public var maskedTargets: [Int32] = []
+    /// Causal language modelling: positions into the packed tokens whose logits are scored, and the
+    /// token that follows each (the next token of its own document; a document's last token and
+    /// prompt tokens are not scored).
+    public var nextTokenPositions: [Int32] = []
+    public var nextTokenTargets: [Int32] = []
     public var count: Int { exampleIndices.count }
     /// Whether the batch carries targets (training and evaluation do, prediction does not).
-    public var hasTargets: Bool { !classTargets.isEmpty || !regressionTargets.isEmpty }
+    public var hasTargets: Bool { !classTargets.isEmpty || !regressionTargets.isEmpty || !nextTokenTargets.isEmpty }
     /// Compute units of the batch: tokens for text, examples for tabular data.
     public var workUnits: Int { tokenIDs.isEmpty ? count : tokenIDs.count }
     public init(exampleIndices: [Int], featureWidth: Int = 0) {

@@ -19,8 +19,8 @@ func lossStatistics(task: TaskKind, objective: TrainingObjective?, logits: Unsaf
         squaredErrorForward(losses: losses, predictions: logits, targets: batch.regressionTargets, B: B, K: K)
         for b in 0..<B { stats.lossSum += Double(losses[b]) }
         stats.correct = stats.lossSum
-    case .maskedLanguageModel, .embedding:
-        preconditionFailure("masked-language modelling and sentence embeddings compute their loss elsewhere (MaskedLMHead, ContrastiveLoss)")
+    case .maskedLanguageModel, .embedding, .causalLanguageModel:
+        preconditionFailure("language modelling and sentence embeddings compute their loss elsewhere (MaskedLMHead, DecoderModel, ContrastiveLoss)")
     }
     return stats
 }
@@ -52,8 +52,8 @@ func lossBackward(task: TaskKind, objective: TrainingObjective, dlogits: UnsafeM
         }
     case .regression:
         squaredErrorBackward(dpredictions: dlogits, dlosses: ones, predictions: logits, targets: batch.regressionTargets, B: B, K: K)
-    case .maskedLanguageModel, .embedding:
-        preconditionFailure("masked-language modelling and sentence embeddings compute their loss elsewhere (MaskedLMHead, ContrastiveLoss)")
+    case .maskedLanguageModel, .embedding, .causalLanguageModel:
+        preconditionFailure("language modelling and sentence embeddings compute their loss elsewhere (MaskedLMHead, DecoderModel, ContrastiveLoss)")
     }
 }
 

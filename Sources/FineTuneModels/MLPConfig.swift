@@ -70,8 +70,8 @@ public struct MLPConfig: Codable, Equatable, Sendable {
             try c.encode(label2id(labels), forKey: .label2id)
         case .regression:
             try c.encode("regression", forKey: .problemType)
-        case .maskedLanguageModel, .embedding:
-            preconditionFailure("an MLP has no masked-language-model or sentence-embedding head")
+        case .maskedLanguageModel, .embedding, .causalLanguageModel:
+            preconditionFailure("an MLP has no language-model or sentence-embedding head")
         }
     }
 

@@ -13,12 +13,15 @@ public enum TaskKind: Equatable, Sendable {
     /// positive, negatives) texts): the head is the pooling (and a Dense module of the model's own);
     /// the loss is computed over the whole global batch outside the model (`ContrastiveLoss`).
     case embedding
+    /// Causal language modelling: a decoder predicts each next token (on everything, or on the
+    /// completions only); the head is the decoder's lm_head.
+    case causalLanguageModel
 
     public var outputCount: Int {
         switch self {
         case .classification(let labels): return labels.count
         case .regression: return 1
-        case .maskedLanguageModel, .embedding: return 0
+        case .maskedLanguageModel, .embedding, .causalLanguageModel: return 0
         }
     }
     public var labels: [String]? {

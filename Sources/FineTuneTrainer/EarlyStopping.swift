@@ -17,7 +17,7 @@ public enum MonitoredMetric: String, Sendable, CaseIterable, Codable {
         switch task {
         case .classification: return [.valLoss, .valAccuracy, .valMacroF1, .valMCC]
         case .regression: return [.valLoss, .valMSE, .valMAE, .valR2]
-        case .maskedLanguageModel: return [.valLoss, .valAccuracy, .valPerplexity]
+        case .maskedLanguageModel, .causalLanguageModel: return [.valLoss, .valAccuracy, .valPerplexity]
         case .embedding: return [.valNDCG10, .valMRR10, .valMAP100, .valRecall1, .valRecall10, .valAccuracy1]
         }
     }

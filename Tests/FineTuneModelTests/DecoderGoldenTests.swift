@@ -106,4 +106,41 @@ final class DecoderGoldenTests: XCTestCase {
             XCTAssertEqual(Double(lora.gradients[index]), numeric, accuracy: 2e-2 * max(1, abs(numeric)), "parameter \(index)")
         }
     }
+
+    /// The key/value cache: a prompt fed token by token gives the logits of the packed training
+    /// forward at its last token, and greedy generation equals re-running the whole sequence each step.
+    func testKVCacheMatchesTheFullForward() throws {
+        for family in ["llama", "qwen2"] {
+            let model = try DecoderLoading.load(folder + "/" + family, lora: DecoderLoRA(rank: 2, alpha: 4, dropout: 0, targets: [.q, .v, .down]), seed: 5)
+            for layer in model.tensors.adapters { for adapter in layer.values { for i in 0..<adapter.b.count { model.parameters[adapter.b.offset + i] = 0.05 } } }
+            let prompt = try inputs().documents[1].prefix(20).map(Int32.init)
+            let generator = DecoderGenerator(model: model, capacity: 64)
+            generator.prefill(prompt)
+            var b = Batch(exampleIndices: [0])
+            b.tokenIDs = prompt
+            b.sequenceStarts = [0, prompt.count]
+            let full = model.logits(b)[0]
+            assertClose(generator.lastLogits, full, absolute: 1e-5 * full.map(abs).max()!, relative: 1e-5, "\(family) prefill logits")
+            let generated = generator.generate(prompt: prompt, maxNewTokens: 12, stop: [])
+            var sequence = prompt
+            for token in generated {
+                b.tokenIDs = sequence
+                b.sequenceStarts = [0, sequence.count]
+                let logits = model.logits(b)[0]
+                XCTAssertEqual(token, Int32(logits.withUnsafeBufferPointer { argmax($0.baseAddress!, logits.count) }), "\(family) after \(sequence.count) tokens")
+                sequence.append(token)
+            }
+            XCTAssertEqual(generated.count, 12)
+            // A stop token ends generation (and is included); sampling with a seed repeats.
+            let stopped = generator.generate(prompt: prompt, maxNewTokens: 12, stop: [generated[3]])
+            XCTAssertEqual(stopped, Array(generated.prefix(stopped.count)))
+            XCTAssertEqual(stopped.last, generated[3])
+            let sampling = SamplingSettings(temperature: 1.5, topP: 0.9, seed: 7)
+            let a1 = generator.generate(prompt: prompt, maxNewTokens: 12, stop: [], sampling: sampling)
+            let a2 = generator.generate(prompt: prompt, maxNewTokens: 12, stop: [], sampling: sampling)
+            let a3 = generator.generate(prompt: prompt, maxNewTokens: 12, stop: [], sampling: SamplingSettings(temperature: 1.5, topP: 0.9, seed: 8))
+            XCTAssertEqual(a1, a2)
+            XCTAssertNotEqual(a1, a3)
+        }
+    }
 }

@@ -44,6 +44,12 @@ public final class DecoderModel: FineTunableModel {
         (rotaryCos, rotarySin) = rotaryTable(positions: config.maxPositions, headSize: config.headSize, theta: config.ropeTheta) { _ in 1 / factor }
     }
 
+    /// The rotary table's cos and sin from row `position` on ([P − position, HS/2] each).
+    func withRotaryRow<R>(_ position: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
+        let half = config.headSize / 2
+        return rotaryCos.withUnsafeBufferPointer { c in rotarySin.withUnsafeBufferPointer { s in body(c.baseAddress! + position * half, s.baseAddress! + position * half) } }
+    }
+
     public var vocabularySize: Int { config.vocabSize }
     public var maxPositions: Int { config.maxPositions }
     public var transformerShape: (layers: Int, hidden: Int, intermediate: Int) { (config.layers, config.hiddenSize, config.intermediateSize) }

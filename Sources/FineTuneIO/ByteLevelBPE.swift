@@ -32,7 +32,7 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
         self.source = source
         let file = try TokenizerFile.read(data, source: source)
         func unsupported(_ what: String) -> FineTuneError {
-            FineTuneError("\(source): \(what) is not supported (byte-level BPE reads a BPE model, no normalizer, the ByteLevel pre-tokenizer and RobertaProcessing)")
+            FineTuneError("\(source): \(what) is not supported (byte-level BPE reads a BPE model, no normalizer, the ByteLevel pre-tokenizer, and RobertaProcessing, a TemplateProcessing or no post-processor)")
         }
         guard let model = file.model, model.type == "BPE" else { throw unsupported("model type \"\(file.model?.type ?? "none")\"") }
         if let n = file.normalizer, n != .null { throw unsupported("the normalizer \(n.object?["type"]?.string ?? "\(n)")") }
@@ -42,13 +42,21 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
         if case .bool(true) = pre["add_prefix_space"] ?? .null { addPrefixSpace = true } else { addPrefixSpace = false }
         if case .bool(false) = pre["use_regex"] ?? .null { throw unsupported("ByteLevel's use_regex false") }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let v = model.fields[key], v != .null { throw unsupported("the BPE model's \(key)") }
+            // Empty is the same as none (transformers' GPT2Converter writes "").
+            if let v = model.fields[key], v != .null, v != .string("") { throw unsupported("the BPE model's \(key)") }
         }
         if case .bool(true) = model.fields["byte_fallback"] ?? .null { throw unsupported("the BPE model's byte_fallback") }
         if case .bool(true) = model.fields["ignore_merges"] ?? .null { throw unsupported("the BPE model's ignore_merges") }
-        guard file.postProcessor?.object?["type"]?.string == "RobertaProcessing", let framing = try FramingTemplate.read(file.postProcessor, source: source),
-              let ends = framing.singleEnds else {
-            throw unsupported("the post-processor \(file.postProcessor?.object?["type"]?.string ?? "none")")
+        // RoBERTa frames with <s> ... </s>; a decoder's tokenizer (a ByteLevel or TemplateProcessing
+        // post-processor without special tokens, or none) adds nothing.
+        let processorType = file.postProcessor?.object?["type"]?.string
+        let framing: FramingTemplate
+        switch processorType {
+        case "RobertaProcessing"?, "TemplateProcessing"?:
+            guard let read = try FramingTemplate.read(file.postProcessor, source: source) else { throw unsupported("the post-processor") }
+            framing = read
+        case "ByteLevel"?, nil: framing = .plain
+        default: throw unsupported("the post-processor \(processorType ?? "none")")
         }
         self.framing = framing
         tokens = try model.vocabulary(source: source)
@@ -68,7 +76,9 @@ public final class ByteLevelBPETokenizer: TextTokenizer {
         self.ranks = ranks
         // No normalizer: every added token matches the raw text.
         addedTokens = file.added
-        clsID = ends.first; sepID = ends.last
+        // Unframed (a decoder): the end-of-text token stands for both ends of a corpus window.
+        let endOfText = file.addedTokens.first { ["<|endoftext|>", "</s>", "<eos>"].contains($0.content) }.map { Int32($0.id) } ?? 0
+        clsID = framing.singleEnds?.first ?? endOfText; sepID = framing.singleEnds?.last ?? endOfText
         maskToken = file.addedTokens.first { $0.content == "<mask>" }?.content
         specialIDs = file.addedTokens.filter { $0.special ?? false }.map { Int32($0.id) }
         continuesWord = tokens.map { !$0.hasPrefix(Self.byteCharacters[32]) }

@@ -64,6 +64,9 @@ public struct FramingTemplate: Sendable, Equatable {
                         pair: [.special([cls], type: 0), .first(type: 0), .special([sep, sep], type: 0), .second(type: 0), .special([sep], type: 0)])
     }
 
+    /// No framing: the text's tokens as they are (a decoder's tokenizer); a pair is the two texts one after the other.
+    public static let plain = FramingTemplate(single: [.first(type: 0)], pair: [.first(type: 0), .second(type: 0)])
+
     /// The first and last special ids of a single text (what corpus windows are framed with).
     var singleEnds: (first: Int32, last: Int32)? {
         guard case .special(let a, _)? = single.first, case .special(let b, _)? = single.last, let first = a.first, let last = b.last else { return nil }

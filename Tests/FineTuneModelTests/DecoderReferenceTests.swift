@@ -43,4 +43,21 @@ final class DecoderReferenceTests: XCTestCase {
         XCTAssertEqual(prompts, 50)
         print("decoder reference: \(prompts) prompts, worst max|Δ logit| / max|logit| = \(String(format: "%.2e", worst)), greedy identical \(identical)/\(prompts)")
     }
+
+    /// The tokenizer built from the GGUF's metadata is the committed one transformers built
+    /// (Tests/Fixtures/smollm2-tokenizer): the same ids on its 1,200 texts, the same chat template.
+    func testTokenizerFromTheGGUF() throws {
+        guard let modelPath = ProcessInfo.processInfo.environment["FINETUNE_DIST_DECODER_MODEL"] else {
+            throw XCTSkip("set FINETUNE_DIST_DECODER_MODEL (launch/check-decoder.sh)")
+        }
+        let fromGGUF = try DecoderTokenizer.load(modelPath)
+        let folder = fixturesDirectory + "/smollm2-tokenizer"
+        let committed = try DecoderTokenizer(json: Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer.json")),
+                                             chatTemplate: String(contentsOfFile: folder + "/chat_template.jinja", encoding: .utf8), source: "fixture")
+        XCTAssertEqual(fromGGUF.bpe.tokens, committed.bpe.tokens)
+        XCTAssertEqual(fromGGUF.chat, committed.chat)
+        struct Reference: Decodable { struct Text: Decodable { let text: String; let ids: [Int32] }; let texts: [Text] }
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/reference.json")))
+        for case_ in reference.texts { XCTAssertEqual(fromGGUF.bpe.tokenize(case_.text), case_.ids, case_.text) }
+    }
 }

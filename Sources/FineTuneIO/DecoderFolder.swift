@@ -23,6 +23,19 @@ public enum DecoderLoading {
         return model
     }
 
+    /// Reads every tensor of `model` from `file` under its own name (LoRA's only with `includingAdapters`).
+    static func loadTensors(from file: SafetensorsFile, into model: DecoderModel, includingAdapters: Bool) throws {
+        for spec in model.layout.tensors where includingAdapters || !spec.name.contains(".lora_") {
+            guard let entry = file.entries[spec.name] else {
+                throw FineTuneError("\(file.path): no tensor \(spec.name) (a \(model.config.modelType) model of this config has one)")
+            }
+            guard entry.shape == spec.shape else {
+                throw FineTuneError("\(file.path): \(spec.name) has shape \(entry.shape), the config makes it \(spec.shape)")
+            }
+            try file.read(entry, into: model.parameters.at(spec))
+        }
+    }
+
     static func loadFolder(_ folder: String, lora: DecoderLoRA?) throws -> DecoderModel {
         let configPath = folder + "/config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else { throw FineTuneError("\(configPath): no such file") }
@@ -31,15 +44,8 @@ public enum DecoderLoading {
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw FineTuneError("\(weightsPath): no such file (a decoder folder holds its weights in one model.safetensors)")
         }
-        let file = try SafetensorsFile(path: weightsPath)
         let model = DecoderModel(config: config, lora: lora)
-        for spec in model.layout.tensors where !spec.name.contains(".lora_") {
-            guard let entry = file.entries[spec.name] else { throw FineTuneError("\(weightsPath): no tensor \(spec.name) (a \(config.modelType) model of this config has one)") }
-            guard entry.shape == spec.shape else {
-                throw FineTuneError("\(weightsPath): \(spec.name) has shape \(entry.shape), the config makes it \(spec.shape)")
-            }
-            try file.read(entry, into: model.parameters.at(spec))
-        }
+        try loadTensors(from: try SafetensorsFile(path: weightsPath), into: model, includingAdapters: false)
         return model
     }
 
@@ -90,8 +96,13 @@ public enum DecoderLoading {
     }
 
     static func loadGGUF(_ gguf: GGUFFile, lora: DecoderLoRA?) throws -> DecoderModel {
-        let config = try config(of: gguf)
-        let model = DecoderModel(config: config, lora: lora)
+        let model = DecoderModel(config: try config(of: gguf), lora: lora)
+        try loadGGUF(gguf, into: model)
+        return model
+    }
+
+    static func loadGGUF(_ gguf: GGUFFile, into model: DecoderModel) throws {
+        let config = model.config
         for spec in model.layout.tensors where !spec.name.contains(".lora_") {
             guard let name = ggufName(spec.name), let info = gguf.tensorsByName[name] else {
                 throw FineTuneError("\(gguf.path): no tensor for \(spec.name) (\(ggufName(spec.name) ?? "no GGUF name"))")
@@ -104,7 +115,6 @@ public enum DecoderLoading {
             if name.hasSuffix("attn_k.weight") || name.hasSuffix("attn_k.bias") { values = unpermute(values, heads: config.keyValueHeads, rows: spec.shape[0]) }
             model.parameters.at(spec).update(from: values, count: spec.count)
         }
-        return model
     }
 
     /// transformers' reverse_permute_weights: rows [heads, HS/2, 2] → [heads, 2, HS/2], each row `width` values.
@@ -120,5 +130,151 @@ public enum DecoderLoading {
             }
         }
         return out
+    }
+}
+
+/// What a decoder model path holds, read without its weights: the config, the tokenizer and chat
+/// template, where the weights are, and the LoRA adapters a checkpoint of a LoRA run carries.
+public struct DecoderDescription {
+    public enum Weights {
+        /// A GGUF file (dequantized when loaded).
+        case gguf(String)
+        /// model.safetensors of a folder or a checkpoint, under transformers' names (and LoRA's).
+        case files(ModelFileSource)
+    }
+    public let config: DecoderConfig
+    public let tokenizer: DecoderTokenizer
+    public let weights: Weights
+    /// The adapters of a LoRA run's checkpoint or export (decoder_lora.json).
+    public let lora: DecoderLoRA?
+    /// The longest input a run uses by default: the positions the model has, at most this.
+    public static let defaultMaxLength = 512
+    public var maxLength: Int { min(config.maxPositions, Self.defaultMaxLength) }
+
+    /// A .gguf file, or a folder / checkpoint whose config.json names a decoder family.
+    public static func describe(gguf path: String) throws -> DecoderDescription {
+        let file = try GGUFFile(path: path)
+        return DecoderDescription(config: try DecoderLoading.config(of: file), tokenizer: try DecoderTokenizer(gguf: file), weights: .gguf(path), lora: nil)
+    }
+
+    static func describe(_ source: ModelFileSource, configData: Data, path: String) throws -> DecoderDescription {
+        let config = try DecoderConfig.decode(configData, path: path)
+        guard let json = source.data("tokenizer.json") else {
+            throw FineTuneError("\(source.name)/tokenizer.json: missing (a decoder folder needs its tokenizer)")
+        }
+        var template = source.data("chat_template.jinja").map { String(decoding: $0, as: UTF8.self) }
+        if template == nil, let data = source.data("tokenizer_config.json"), case .object(let o)? = try? StrictJSON.parse(data) {
+            template = o["chat_template"]?.string
+        }
+        let tokenizer = try DecoderTokenizer(json: json, chatTemplate: template, source: "\(source.name)/tokenizer.json")
+        var lora: DecoderLoRA? = nil
+        if let data = source.data("decoder_lora.json") { lora = try DecoderLoRA.decode(data, path: "\(source.name)/decoder_lora.json") }
+        return DecoderDescription(config: config, tokenizer: tokenizer, weights: .files(source), lora: lora)
+    }
+
+    /// The files another rank describes the same model from (config, tokenizer, template, LoRA).
+    func resolvedFiles() throws -> [String: Data] {
+        var files: [String: Data] = ["config.json": try prettyJSON(config.object()), "tokenizer.json": tokenizer.json]
+        if let template = tokenizer.chatTemplateSource { files["chat_template.jinja"] = Data(template.utf8) }
+        if let lora { files["decoder_lora.json"] = try lora.encoded() }
+        return files
+    }
+
+    func loadWeights(into model: DecoderModel) throws {
+        switch weights {
+        case .gguf(let path): try DecoderLoading.loadGGUF(try GGUFFile(path: path), into: model)
+        case .files(let source):
+            guard let file = try source.safetensors("model.safetensors") else {
+                throw FineTuneError("\(source.name)/model.safetensors: missing")
+            }
+            // A base model's file has no adapters (they start fresh); a checkpoint's has them all.
+            let hasAdapters = model.layout.tensors.contains { $0.name.contains(".lora_") && file.entries[$0.name] != nil }
+            try DecoderLoading.loadTensors(from: file, into: model, includingAdapters: hasAdapters)
+        }
+    }
+}
+
+extension DecoderLoRA {
+    /// decoder_lora.json: {"r", "lora_alpha", "lora_dropout", "target_modules"} as PEFT names them.
+    func encoded() throws -> Data {
+        try prettyJSON(JSONValue.object(["r": .integer(Int64(rank)), "lora_alpha": .double(alpha), "lora_dropout": .double(dropout),
+                                         "target_modules": .array(targets.map { .string($0.rawValue) })]))
+    }
+    static func decode(_ data: Data, path: String) throws -> DecoderLoRA {
+        guard case .object(let o)? = try? StrictJSON.parse(data), let r = o["r"]?.number, let alpha = o["lora_alpha"]?.number,
+              let names = o["target_modules"]?.array?.compactMap(\.string) else {
+            throw FineTuneError("\(path): not a LoRA description (r, lora_alpha, lora_dropout, target_modules)")
+        }
+        return DecoderLoRA(rank: Int(r), alpha: alpha, dropout: o["lora_dropout"]?.number ?? 0, targets: try DecoderProjection.parse(names.joined(separator: ",")))
+    }
+}
+
+/// A decoder's folders: checkpoints in this program's format (every tensor under its own name,
+/// adapters included, decoder_lora.json naming them) and exports as transformers loads them
+/// (LlamaForCausalLM / Qwen2ForCausalLM: merged weights, tokenizer, chat template, generation
+/// config) with, for a LoRA run, the adapter in PEFT's format under adapter/.
+enum DecoderFolder {
+    static func tokenizerFiles(_ d: DecoderDescription, maxLength: Int) throws -> [String: Data] {
+        var config: [String: JSONValue] = ["tokenizer_class": .string("PreTrainedTokenizerFast"), "model_max_length": .integer(Int64(maxLength)),
+                                           "clean_up_tokenization_spaces": .bool(false), "add_bos_token": .bool(false)]
+        func name(_ id: Int?) -> JSONValue { id.flatMap { $0 >= 0 && $0 < d.tokenizer.bpe.tokens.count ? .string(d.tokenizer.bpe.tokens[$0]) : nil } ?? .null }
+        config["bos_token"] = name(d.config.bosTokenID)
+        config["eos_token"] = name(d.config.eosTokenIDs.first)
+        config["pad_token"] = name(d.config.eosTokenIDs.first)
+        if let template = d.tokenizer.chatTemplateSource { config["chat_template"] = .string(template) }
+        return ["tokenizer.json": d.tokenizer.json, "tokenizer_config.json": try prettyJSON(JSONValue.object(config))]
+    }
+
+    static func internalFiles(_ bundle: ModelBundle, model: DecoderModel) throws -> [String: Data] {
+        let d = bundle.decoder!
+        var files = try tokenizerFiles(d, maxLength: bundle.maxLength ?? d.maxLength)
+        files["config.json"] = try prettyJSON(model.config.object())
+        if let template = d.tokenizer.chatTemplateSource { files["chat_template.jinja"] = Data(template.utf8) }
+        if let lora = model.decoderLoRA { files["decoder_lora.json"] = try lora.encoded() }
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "pt"]
+        for spec in model.layout.tensors {
+            writer.add(spec.name, shape: spec.shape, floats: UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+        }
+        files["model.safetensors"] = try writer.serialized()
+        return files
+    }
+
+    static func exportFiles(_ bundle: ModelBundle, model: DecoderModel) throws -> [String: Data] {
+        let d = bundle.decoder!
+        var files = try tokenizerFiles(d, maxLength: bundle.maxLength ?? d.maxLength)
+        files["config.json"] = try prettyJSON(model.config.object())
+        var generation: [String: JSONValue] = ["transformers_version": .string("5.0.0")]
+        if let bos = model.config.bosTokenID { generation["bos_token_id"] = .integer(Int64(bos)) }
+        if let eos = model.config.eosTokenIDs.first { generation["eos_token_id"] = .integer(Int64(eos)); generation["pad_token_id"] = .integer(Int64(eos)) }
+        files["generation_config.json"] = try prettyJSON(JSONValue.object(generation))
+        var writer = SafetensorsWriter()
+        writer.metadata = ["format": "pt"]
+        for spec in model.layout.tensors where !spec.name.contains(".lora_") {
+            if let merged = model.mergedWeight(spec) {
+                merged.withUnsafeBufferPointer { writer.add(spec.name, shape: spec.shape, floats: $0) }
+            } else {
+                writer.add(spec.name, shape: spec.shape, floats: UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+            }
+        }
+        files["model.safetensors"] = try writer.serialized()
+        if let lora = model.decoderLoRA {
+            var adapter = SafetensorsWriter()
+            adapter.metadata = ["format": "pt"]
+            for spec in model.layout.tensors where spec.name.contains(".lora_") {
+                adapter.add("base_model.model." + spec.name, shape: spec.shape, floats: UnsafeBufferPointer(start: model.parameters.at(spec), count: spec.count))
+            }
+            files["adapter/adapter_model.safetensors"] = try adapter.serialized()
+            let config: [String: JSONValue] = [
+                "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"), "base_model_name_or_path": .string(bundle.baseModelPath ?? ""),
+                "r": .integer(Int64(lora.rank)), "lora_alpha": .double(lora.alpha), "lora_dropout": .double(lora.dropout),
+                "target_modules": .array(lora.targets.map { .string($0.rawValue) }), "bias": .string("none"), "modules_to_save": .null,
+                "fan_in_fan_out": .bool(false), "inference_mode": .bool(true), "init_lora_weights": .bool(true), "use_rslora": .bool(false),
+                "use_dora": .bool(false), "layers_to_transform": .null, "layers_pattern": .null, "rank_pattern": .object([:]),
+                "alpha_pattern": .object([:]), "revision": .null,
+            ]
+            files["adapter/adapter_config.json"] = try prettyJSON(JSONValue.object(config))
+        }
+        return files
     }
 }

@@ -549,6 +549,7 @@ public enum ModelFiles {
     public static func internalFiles(_ bundle: ModelBundle) throws -> [String: Data] {
         switch bundle.built {
         case .bert(let bert): return try EncoderFolder.internalFiles(bundle, model: bert)
+        case .decoder(let decoder): return try DecoderFolder.internalFiles(bundle, model: decoder)
         case .mlp(let mlp): return try files(of: mlp)
         }
     }
@@ -557,6 +558,7 @@ public enum ModelFiles {
     public static func exportFiles(_ bundle: ModelBundle) throws -> [String: Data] {
         switch bundle.built {
         case .bert(let bert): return try EncoderFolder.exportFiles(bundle, model: bert)
+        case .decoder(let decoder): return try DecoderFolder.exportFiles(bundle, model: decoder)
         case .mlp(let mlp): return try files(of: mlp)
         }
     }

@@ -49,12 +49,14 @@ public final class ModelBundle {
     public enum Built {
         case mlp(MLP)
         case bert(BertModel)
+        case decoder(DecoderModel)
     }
     public let built: Built
     public var model: FineTunableModel {
         switch built {
         case .mlp(let m): return m
         case .bert(let m): return m
+        case .decoder(let m): return m
         }
     }
     public let description: ModelDescription
@@ -78,7 +80,17 @@ public final class ModelBundle {
         if case .bert(let b) = description.kind { return b }
         return nil
     }
-    public var tokenizer: TextTokenizer? { bert?.tokenizer }
+    public var tokenizer: TextTokenizer? { bert?.tokenizer ?? decoder?.tokenizer.bpe }
+
+    /// A decoder's description (config, tokenizer, chat template), nil for another family.
+    public var decoder: DecoderDescription? {
+        if case .decoder(let d) = description.kind { return d }
+        return nil
+    }
+    public var decoderModel: DecoderModel? {
+        if case .decoder(let m) = built { return m }
+        return nil
+    }
 
     /// Sentence embeddings [B][C] of a text model's batch as sentence-transformers computes them:
     /// the pooled output, as unit vectors when the folder's modules.json has a Normalize module.
@@ -109,6 +121,7 @@ public struct ModelDescription {
     public enum Kind {
         case mlp(MLPConfig)
         case bert(EncoderDescription)
+        case decoder(DecoderDescription)
     }
     public let source: ModelFileSource
     public let kind: Kind
@@ -121,13 +134,14 @@ public struct ModelDescription {
     /// modelling for a BertForMaskedLM folder (which `train` on labelled data takes as a base encoder).
     public var headTask: TaskKind? {
         if task == nil, case .bert(let b) = kind, b.hasMaskedLMHead { return .maskedLanguageModel }
+        if case .decoder = kind { return .causalLanguageModel }
         return task
     }
 
     public var inputKind: InputKind {
         switch kind {
         case .mlp(let c): return .features(width: c.inputSize)
-        case .bert: return .text
+        case .bert, .decoder: return .text
         }
     }
 
@@ -141,11 +155,13 @@ public struct ModelDescription {
             // The adapter's settings travel with the description (its weights are read by rank 0).
             if let adapter { files["adapter_config.json"] = FileManager.default.contents(atPath: "\(adapter.path)/adapter_config.json") }
             return files
+        case .decoder(let d): return try d.resolvedFiles()
         }
     }
 
-    /// Builds the model (weights zero) for `task`, with LoRA adapters when `lora` is given (BERT only).
-    public func build(task: TaskKind, lora: LoRASettings? = nil) -> ModelBundle {
+    /// Builds the model (weights zero) for `task`, with LoRA adapters when `lora` is given (BERT),
+    /// or `decoderLoRA` (a decoder; else the adapters its checkpoint names).
+    public func build(task: TaskKind, lora: LoRASettings? = nil, decoderLoRA: DecoderLoRA? = nil) -> ModelBundle {
         let lora = lora ?? adapter?.lora
         switch kind {
         case .mlp(let c):
@@ -154,6 +170,8 @@ public struct ModelDescription {
             return ModelBundle(.mlp(MLP(config: config)), description: self, maxLength: nil)
         case .bert(let b):
             return ModelBundle(.bert(BertModel(config: b.config, pooling: b.pooling, task: task, lora: lora, projection: b.projection)), description: self, maxLength: b.maxLength)
+        case .decoder(let d):
+            return ModelBundle(.decoder(DecoderModel(config: d.config, lora: decoderLoRA ?? d.lora)), description: self, maxLength: d.maxLength)
         }
     }
 
@@ -172,6 +190,10 @@ public struct ModelDescription {
                 try adapter.load(into: model)
                 bundle.baseModelPath = adapter.basePath
             }
+        case .decoder(let d):
+            let model = bundle.decoderModel!
+            model.initializeAdapters(seed: seed)
+            try d.loadWeights(into: model)
         }
         try ModelFolder.requireFiniteWeights(bundle.model, source: source.name)
     }
@@ -180,7 +202,7 @@ public struct ModelDescription {
 /// Loading model folders.
 public enum ModelFolder {
     /// The model types this program reads.
-    public static let supportedModelTypes = EncoderFamily.allCases.map(\.rawValue) + ["mlp"]
+    public static let supportedModelTypes = EncoderFamily.allCases.map(\.rawValue) + DecoderConfig.modelTypes + ["mlp"]
 
     private struct ModelType: Decodable {
         var modelType: String?
@@ -191,6 +213,11 @@ public enum ModelFolder {
     /// folder without a head; nil takes the folder's own (cls for BertForSequenceClassification,
     /// the sentence-transformers pooling, else mean).
     public static func describe(_ source: ModelFileSource, pooling: Pooling? = nil) throws -> ModelDescription {
+        // A GGUF file is a decoder (llama.cpp's single-file format).
+        if let folder = source as? FolderSource, folder.folder.hasSuffix(".gguf") {
+            guard FileManager.default.fileExists(atPath: folder.folder) else { throw FineTuneError("\(folder.folder): no such file") }
+            return ModelDescription(source: source, kind: .decoder(try DecoderDescription.describe(gguf: folder.folder)), task: .causalLanguageModel)
+        }
         if let folder = source as? FolderSource {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder.folder, isDirectory: &isDirectory) else {
@@ -229,6 +256,8 @@ public enum ModelFolder {
             let (description, task) = try EncoderDescription.describe(source, config: EncoderConfig.decode(data, path: path), path: path,
                                                                    requestedPooling: pooling)
             return ModelDescription(source: source, kind: .bert(description), task: task)
+        case let type? where DecoderConfig.modelTypes.contains(type):
+            return ModelDescription(source: source, kind: .decoder(try DecoderDescription.describe(source, configData: data, path: path)), task: .causalLanguageModel)
         case nil:
             throw FineTuneError("\(path): missing \"model_type\"")
         case let other?:

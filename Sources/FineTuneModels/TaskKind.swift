@@ -37,6 +37,8 @@ public enum TaskChoice: String, Sendable, Codable, CaseIterable {
     case mlm
     /// Contrastive sentence-embedding training on (anchor, positive[, negatives]) texts (`--task embedding`).
     case embedding
+    /// Causal language modelling with a decoder (`--task causal-lm`; a decoder model implies it).
+    case causalLM = "causal-lm"
 }
 
 /// The label names of a config's `id2label` ({"0": "neg", "1": "pos"}) in id order.

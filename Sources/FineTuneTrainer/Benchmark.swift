@@ -25,6 +25,7 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
     public var loraRank: Int? = nil
     public var loraAlpha: Double = 8, loraDropout: Double = 0
     public var loraTargets: [LoRATarget] = [.query, .value]
+    public var loraTargetsText: String? = nil
     /// Masked-language modelling (15 % of the tokens masked) instead of a classifier head.
     public var maskedLM = false
     /// Contrastive sentence-embedding steps (train --task embedding): each example an anchor and a

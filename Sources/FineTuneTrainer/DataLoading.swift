@@ -35,7 +35,25 @@ public enum DataLoading {
             throw FineTuneError("--task \(taskChoice.rawValue): the model already has a \(task == .regression ? "regression" : "classification") head" +
                                 (task.labels.map { " (labels \($0.joined(separator: ", ")))" } ?? "") + "; --task chooses for a model without one")
         }
+        if taskChoice == .causalLM, case .decoder = description.kind {} else if taskChoice == .causalLM {
+            throw FineTuneError("--task causal-lm trains a decoder (a Llama-architecture folder or a .gguf file); this model is not one")
+        }
         switch description.kind {
+        case .decoder(let decoder):
+            if let taskChoice, taskChoice != .causalLM {
+                throw FineTuneError("--task \(taskChoice.rawValue): a decoder learns causal language modelling (--task causal-lm, the default for it)")
+            }
+            if pooling != nil { throw FineTuneError("--pooling applies to encoders; a decoder has no pooling") }
+            let maxLength = try decoderMaxLength(requested, model: decoder)
+            var notices: [String] = []
+            let eos = decoder.config.eosTokenIDs.first.map(Int32.init)
+            func read(_ path: String) throws -> ExampleSet {
+                let set = try CausalLMDataset(path: path, tokenizer: decoder.tokenizer, maxLength: maxLength, endOfText: eos)
+                notices += set.notices
+                return set
+            }
+            return Loaded(train: try read(train), valid: try valid.map(read), test: try test.map(read), task: .causalLanguageModel,
+                          maxLength: maxLength, notices: notices)
         case .mlp(let config):
             if maskedLM || embedding {
                 throw FineTuneError("--task \(maskedLM ? "mlm" : "embedding") trains a text encoder (BERT family); this model is an MLP over feature vectors")
@@ -134,6 +152,14 @@ public enum DataLoading {
         return TokenCache.Request(path: path, layout: layout, maxLength: maxLength, tokenizer: model.tokenizer, tokenizerDigest: digest.hex())
     }
 
+    static func decoderMaxLength(_ requested: Int?, model: DecoderDescription) throws -> Int {
+        guard let requested else { return model.maxLength }
+        guard requested >= 2 && requested <= model.config.maxPositions else {
+            throw FineTuneError("--max-length \(requested) must be in 2...\(model.config.maxPositions) (the positions the decoder has: max_position_embeddings)")
+        }
+        return requested
+    }
+
     static func resolvedMaxLength(_ requested: Int?, model: EncoderDescription) throws -> Int {
         if let requested {
             guard requested >= 3 && requested <= model.config.maxSequenceLength else {
@@ -155,6 +181,10 @@ public enum DataLoading {
         case .features(let width):
             return try TabularDataset(path: path, featureWidth: width, task: model.task, requireLabels: requireLabels)
         case .text:
+            if let decoder = bundle.decoder {
+                let maxLength = try decoderMaxLength(requested ?? bundle.maxLength, model: decoder)
+                return try CausalLMDataset(path: path, tokenizer: decoder.tokenizer, maxLength: maxLength, endOfText: decoder.config.eosTokenIDs.first.map(Int32.init))
+            }
             let bert = bundle.bert!
             let maxLength = try loadedMaxLength(requested, bundle: bundle)
             if model.task == .maskedLanguageModel {

@@ -17,7 +17,8 @@ public enum Evaluation {
         let examples = subset ?? Array(0..<data.count)
         let mine = Sharding.batchAlignedSlice(count: examples.count, batchSize: batchSize, rank: comm.rank, size: comm.size)
         let K = model.task.outputCount
-        let isClassifier = model.task.labels != nil, maskedLM = model.task == .maskedLanguageModel
+        // Language models: the statistics are per scored token (masked, or next), nothing per example.
+        let isClassifier = model.task.labels != nil, maskedLM = model.task == .maskedLanguageModel || model.task == .causalLanguageModel
         // loss, correct, count, then regression's Σ|error|, Σy, Σy², then the confusion matrix (K × K).
         var sums = [Double](repeating: 0, count: 6 + (isClassifier ? K * K : 0))
         var start = mine.lowerBound

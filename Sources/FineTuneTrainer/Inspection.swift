@@ -52,6 +52,13 @@ public struct Inspection: Encodable {
                             "max_length": String(b.maxLength)]
             tokenizer = ["vocabulary": String(b.tokenizer.tokens.count), "kind": b.tokenizer.summary]
             if let p = b.projection { architecture["dense_module"] = "\(c.hiddenSize) -> \(p.outputs), \(p.activation.rawValue)\(p.bias ? "" : ", no bias")" }
+        case .decoder(let d):
+            let c = d.config
+            architecture = ["model_type": c.modelType, "layers": String(c.layers), "hidden_size": String(c.hiddenSize), "heads": String(c.heads),
+                            "key_value_heads": String(c.keyValueHeads), "intermediate_size": String(c.intermediateSize), "vocab_size": String(c.vocabSize),
+                            "max_position_embeddings": String(c.maxPositions), "rope_theta": String(c.ropeTheta),
+                            "tied_embeddings": String(c.tiedEmbeddings), "chat_template": d.tokenizer.chat == nil ? "none" : "ChatML"]
+            tokenizer = ["vocabulary": String(d.tokenizer.bpe.tokens.count), "kind": d.tokenizer.bpe.summary]
         }
         // Parameters per group, counted from the tensors (the flat buffer pads each tensor to 16 floats).
         // A base model has no head yet (train creates it): only what the folder holds is counted.
@@ -68,6 +75,7 @@ public struct Inspection: Encodable {
         var result = Inspection(path: path, kind: description.adapter.map { "LoRA adapter on \($0.basePath)" } ?? "model folder",
                                 architecture: architecture, task: description.headTask == nil ? "none (a base model: train gives it a head)"
                                     : task == .maskedLanguageModel ? "masked-language model (train on labelled data gives it a classifier head)"
+                                    : task == .causalLanguageModel ? "causal language model (a decoder)"
                                     : task.labels == nil ? "regression" : "classification",
                                 labels: description.task?.labels, parameters: groups.reduce(0) { $0 + $1.parameters }, groups: groups,
                                 tensorsByDType: dtypes, tokenizer: tokenizer, lora: lora)

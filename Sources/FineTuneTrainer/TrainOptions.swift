@@ -11,6 +11,8 @@ public protocol TrainingStepOptions {
     var loraAlpha: Double { get set }
     var loraDropout: Double { get set }
     var loraTargets: [LoRATarget] { get set }
+    /// --lora-targets as given (nil: the default of the model's family).
+    var loraTargetsText: String? { get set }
     var exchange: GradientExchange.Settings { get set }
 }
 
@@ -22,6 +24,13 @@ extension TrainingStepOptions {
             loraRank = newValue?.rank
             if let newValue { loraAlpha = newValue.alpha; loraDropout = newValue.dropout; loraTargets = newValue.targets }
         }
+    }
+
+    /// The LoRA options for a decoder (nil without --lora-rank): --lora-targets in a decoder's
+    /// names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all), default q_proj,v_proj (PEFT's for Llama).
+    public func decoderLoRA() throws -> DecoderLoRA? {
+        guard let rank = loraRank else { return nil }
+        return DecoderLoRA(rank: rank, alpha: loraAlpha, dropout: loraDropout, targets: try DecoderProjection.parse(loraTargetsText ?? "q_proj,v_proj"))
     }
 }
 
@@ -77,13 +86,27 @@ extension TrainingStepOptions {
             S.value("lora-dropout", \.loraDropout, group: g.lora, math: .when { $0.loraRank != nil }, check: Checks.belowOne,
                     help: "LoRA dropout on each adapted layer's input. Default 0 (PEFT's)."),
             S(name: "lora-targets", group: g.lora,
-              help: "LoRA: the layers to adapt, comma-separated: query, key, value, attention.output.dense, intermediate.dense, output.dense, or all (the six). Default query,value (PEFT's for BERT).",
+              help: "LoRA: the layers to adapt, comma-separated. An encoder's: query, key, value, attention.output.dense, intermediate.dense, output.dense, or all (the six); default query,value (PEFT's for BERT). A decoder's: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all; default q_proj,v_proj (PEFT's for Llama).",
               mathematics: .when { $0.loraRank != nil },
               assign: { root, text in
-                  do { root.loraTargets = try LoRATarget.parse(text) } catch { throw OptionValueError("\(error)") }
+                  // Either family's names; which family the model is decides later which must hold.
+                  let encoder = Result { try LoRATarget.parse(text) }, decoder = Result { try DecoderProjection.parse(text) }
+                  switch (encoder, decoder) {
+                  case (.success(let targets), _): root.loraTargets = targets
+                  case (.failure, .success): break
+                  case (.failure(let error), .failure(let other)): throw OptionValueError("\(error); or, for a decoder: \(other)")
+                  }
+                  root.loraTargetsText = text
               },
-              recorded: { $0.loraRank == nil ? nil : Optional($0.loraTargets.map(\.rawValue)) },
-              text: { $0.loraTargets.map(\.rawValue).joined(separator: ",") }),
+              recorded: { o -> any Encodable in
+                  guard o.loraRank != nil else { return [String]?.none }
+                  // A decoder's names when they are not an encoder's (the encoders' record as before).
+                  if let text = o.loraTargetsText, (try? LoRATarget.parse(text)) == nil, let names = try? DecoderProjection.parse(text) {
+                      return Optional(names.map(\.rawValue))
+                  }
+                  return Optional(o.loraTargets.map(\.rawValue))
+              },
+              text: { $0.loraTargetsText ?? $0.loraTargets.map(\.rawValue).joined(separator: ",") }),
             S.flag("overlap", \.exchange.overlap, invertible: true, group: g.exchange, math: .no,
                    help: "Allreduce gradient buckets while backward is still running (--no-overlap: one allreduce after backward, to measure the difference)."),
             S(name: "bucket-mb", group: g.exchange, help: "Gradient bucket size in MB for the overlapped allreduce.", mathematics: .no,

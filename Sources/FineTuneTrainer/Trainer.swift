@@ -181,6 +181,7 @@ public final class Trainer {
         let trainable = model.trainableRange.count == model.layout.count ? "\(model.layout.count) parameters"
             : "\(model.trainableRange.count) of \(model.layout.count) parameters (" +
               (model.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
+                ?? bundle.decoderModel?.decoderLoRA.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ",")), the base frozen" }
                 ?? "frozen: \(c.freeze.description)") + ")"
         try emit(.started("training \(trainable) on \(comm.size) rank(s): \(data.train.count) examples, " +
                           "global batch \(c.batchSize)\(c.gradAccum > 1 ? " in \(c.gradAccum) micro-batches per rank" : ""), " +
@@ -270,6 +271,12 @@ public final class Trainer {
             throw collectiveError("--grad-accum \(c.gradAccum) would split each rank's share of the global batch (--batch-size \(c.batchSize) over " +
                                   "\(comm.size) rank(s): \(share) example(s)) into \(c.gradAccum) micro-batches; give at most \(max(1, share)), or a larger --batch-size")
         }
+        if c.lora != nil, case .decoder = description.kind {
+            do { _ = try c.decoderLoRA() } catch { throw collectiveError("\(error) (this model is a decoder)") }
+        }
+        if c.lora != nil, case .bert = description.kind, let text = c.loraTargetsText {
+            do { _ = try LoRATarget.parse(text) } catch { throw collectiveError("\(error) (this model is an encoder)") }
+        }
         if let lora = c.lora, case .bert(let bert) = description.kind {
             let h = bert.config.hiddenSize, i = bert.config.intermediateSize
             for target in lora.targets {
@@ -292,7 +299,11 @@ public final class Trainer {
             throw collectiveError("\(start.resumed == nil ? c.modelPath : "the checkpoint") is a LoRA adapter with r \(given.rank), alpha \(given.alpha), " +
                                   "targets \(given.targets.map(\.rawValue).joined(separator: ",")); the --lora-* options ask for another: drop them to continue it")
         }
-        let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora)
+        if case .decoder(let d) = start.description.kind, let recorded = d.lora, let wanted = try c.decoderLoRA(), wanted != recorded {
+            throw collectiveError("the checkpoint is of a LoRA run with r \(recorded.rank), alpha \(recorded.alpha), targets " +
+                                  "\(recorded.targets.map(\.rawValue).joined(separator: ",")); the --lora-* options ask for another: drop them to continue it")
+        }
+        let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora, decoderLoRA: try c.decoderLoRA())
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         if data.task == .maskedLanguageModel {

@@ -91,6 +91,7 @@ public struct TrainingConfiguration: Sendable {
     public var loraRank: Int? = nil
     public var loraAlpha: Double = 8, loraDropout: Double = 0
     public var loraTargets: [LoRATarget] = [.query, .value]
+    public var loraTargetsText: String? = nil
     /// Dropout probabilities (nil: the model's config.json).
     public var hiddenDropout: Double? = nil, attentionDropout: Double? = nil, classifierDropout: Double? = nil
     public var labelSmoothing: Double = 0

@@ -107,7 +107,7 @@ struct Eval: ParsableCommand {
                 print(String(decoding: object, as: UTF8.self))
             } else {
                 let figures = r.figures.filter { $0.0 != "mse" || r.accuracy == nil }.filter { $0.0 != "loss" || r.accuracy != nil }
-                let counted = r.maskedLM ? "masked tokens in \(dataset.count) windows" : r.retrieval != nil ? "queries" : "examples"
+                let counted = r.maskedLM ? (bundle.decoder != nil ? "scored tokens in \(dataset.count) documents" : "masked tokens in \(dataset.count) windows") : r.retrieval != nil ? "queries" : "examples"
                 print("\(model) on \(data): \(r.examples) \(counted), " +
                       figures.map { name, value in "\(name.replacingOccurrences(of: "_", with: "-")) \(value.map { String(format: "%.6f", $0) } ?? "n/a")" }
                           .joined(separator: ", "))
@@ -138,6 +138,10 @@ struct Predict: ParsableCommand {
     @Option(help: "Output JSON Lines file.") var output: String
     @Flag(help: "Also write the raw outputs of the head as \"logits\" (to compare with other frameworks; a masked-language model: the vocabulary's logits at each [MASK]).") var withLogits = false
     @Option(help: "Masked-language models: candidates written per [MASK], most probable first.") var topK: Int = 5
+    @Option(help: "Decoders: tokens generated at most per prompt (generation also stops after the end-of-text token).") var maxNewTokens: Int = 64
+    @Option(help: "Decoders: sampling temperature; 0 (the default) is greedy decoding.") var temperature: Double = 0
+    @Option(help: "Decoders: nucleus sampling, the smallest set of tokens whose probability reaches P (with --temperature above 0).") var topP: Double = 1
+    @Option(help: "Decoders: the sampling seed (each prompt's draws depend on it and the prompt's line only, not on the rank count).") var seed: UInt64 = 0
 
     var model: String { inference.model }
     var batchSize: Int { inference.batchSize }
@@ -146,6 +150,9 @@ struct Predict: ParsableCommand {
 
     func validate() throws {
         guard topK > 0 else { throw ValidationError("--top-k must be positive") }
+        guard maxNewTokens > 0 else { throw ValidationError("--max-new-tokens must be positive") }
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 (greedy) or positive") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
     }
 
     struct Line: Encodable {
@@ -173,14 +180,21 @@ struct Predict: ParsableCommand {
         let comm: MPICommunicator
         do { comm = try MPICommunicator() } catch { exitOnError(error, comm: nil) }
         do {
-            let (bundle, dataset) = try comm.agree("loading the model and data") {
+            let (bundle, loaded) = try comm.agree("loading the model and data") { () -> (ModelBundle, ExampleSet?) in
                 if comm.isRoot { try Self.checkOutputFile(output) }
                 let bundle = try ModelFolder.load(model)
+                if bundle.decoder != nil { return (bundle, nil) }
                 if bundle.model.task == .maskedLanguageModel {
                     return (bundle, try DataLoading.fillMaskInputs(input, for: bundle, maxLength: maxLength))
                 }
                 return (bundle, try DataLoading.load(input, for: bundle, maxLength: maxLength, requireLabels: false))
             }
+            if let decoder = bundle.decoder, let model = bundle.decoderModel {
+                try generate(decoder: decoder, model: model, comm: comm)
+                comm.finalize()
+                return
+            }
+            let dataset = loaded!
             let m = bundle.model
             let encoder = lineEncoder()
             var out = Data()
@@ -252,6 +266,43 @@ struct Predict: ParsableCommand {
 }
 
 extension Predict {
+    /// A decoder: one {"completion": text, "tokens": n, "stop": "eos" | "length"} per prompt, each
+    /// rank generating a contiguous slice with the key/value cache.
+    func generate(decoder: DecoderDescription, model: DecoderModel, comm: MPICommunicator) throws {
+        let prompts = try comm.agree("reading the prompts") { () -> [(ids: [Int32], line: Int)] in
+            let prompts = try CausalLMDataset.prompts(path: input, tokenizer: decoder.tokenizer)
+            if let long = prompts.first(where: { $0.ids.count >= model.config.maxPositions }) {
+                throw FineTuneError("\(input):\(long.line): a prompt of \(long.ids.count) tokens leaves no room within the model's \(model.config.maxPositions) positions")
+            }
+            return prompts
+        }
+        let longest = prompts.map(\.ids.count).max() ?? 0
+        let mine = Sharding.batchAlignedSlice(count: prompts.count, batchSize: 1, rank: comm.rank, size: comm.size)
+        let generator = DecoderGenerator(model: model, capacity: min(model.config.maxPositions, longest + maxNewTokens))
+        let stop = Set(model.config.eosTokenIDs.map(Int32.init))
+        let display = comm.isRoot ? PassProgress(mode: progress, verb: "generating") : nil
+        struct Completion: Encodable { let completion: String; let tokens: Int; let stop: String }
+        let encoder = lineEncoder()
+        var out = Data()
+        for i in mine {
+            display?.update(done: prompts.count * (i - mine.lowerBound) / max(mine.count, 1), total: prompts.count)
+            let sampling = SamplingSettings(temperature: temperature, topP: topP, seed: combineKey(seed, UInt64(prompts[i].line)))
+            let ids = generator.generate(prompt: prompts[i].ids, maxNewTokens: maxNewTokens, stop: stop, sampling: sampling)
+            let ended = ids.last.map(stop.contains) ?? false
+            let text = decoder.tokenizer.bpe.decode(ended ? Array(ids.dropLast()) : ids)
+            out.append(try encoder.encode(Completion(completion: text, tokens: ids.count, stop: ended ? "eos" : "length")))
+            out.append(UInt8(ascii: "\n"))
+        }
+        display?.update(done: prompts.count, total: prompts.count)
+        display?.finish()
+        let slices = try comm.allgather(string: String(decoding: out, as: UTF8.self))
+        try comm.agree("writing \(output)") {
+            guard comm.isRoot else { return }
+            try AtomicFiles.write(Data(slices.joined().utf8), to: output)
+        }
+        if comm.isRoot { print("wrote \(prompts.count) completions to \(output)") }
+    }
+
     /// The output file can be written: said before any work, in a user's terms.
     static func checkOutputFile(_ path: String) throws {
         guard !path.isEmpty else { throw FineTuneError("--output is empty: name a file") }

@@ -43,7 +43,7 @@ public struct BenchmarkConfiguration: Sendable, TrainingStepOptions {
         let shared: Set<String> = ["grad-accum", "freeze", "freeze-layers", "train-only", "lora-rank", "lora-alpha", "lora-dropout",
                                    "lora-targets", "overlap", "bucket-mb", "shard-optimizer", "allreduce"]
         return [
-            S.value("model", \.modelPath, group: g, math: .no, help: "A text-encoder model folder (BERT, MPNet, RoBERTa, DistilBERT; default: the named --shape with random weights)."),
+            S.value("model", \.modelPath, group: g, math: .no, help: "A text model: an encoder folder (BERT, MPNet, RoBERTa, DistilBERT), or a decoder (a Llama/Qwen2 folder or a .gguf file: causal-LM steps, every position scored); default: the named --shape with random weights."),
             S.value("shape", \.shape, group: g, math: .no,
                     help: "Named shape with random weights: minilm (all-MiniLM-L6-v2's), bert-base (bert-base-uncased's), mpnet-base (all-mpnet-base-v2's) or tiny."),
             S.value("per-rank-batch", \.perRankBatch, group: g, math: .no, check: Checks.positive(), help: "Sequences per rank per step."),
@@ -170,6 +170,13 @@ public enum Benchmark {
         let (model, cls, sep): (TextModel, Int32, Int32) = try comm.agree("building the model") {
             if let path = c.modelPath {
                 let description = try ModelFolder.describe(FolderSource(path))
+                if case .decoder(let decoder) = description.kind {
+                    guard !c.maskedLM && !c.embedding else { throw FineTuneError("--mlm and --embedding train encoders; \(path) is a decoder") }
+                    let bundle = description.build(task: .causalLanguageModel, decoderLoRA: try c.decoderLoRA())
+                    if comm.isRoot { try description.loadWeights(into: bundle, seed: c.seed) }
+                    let end = Int32(decoder.config.eosTokenIDs.first ?? 0)
+                    return (bundle.decoderModel!, end, end)
+                }
                 let bundle = description.build(task: c.maskedLM || c.embedding ? task : description.task ?? task, lora: c.lora)
                 guard let model = bundle.model as? TextModel, let tokenizer = bundle.tokenizer else {
                     throw FineTuneError("\(path): bench measures text encoders (BERT, MPNet, RoBERTa, DistilBERT)")
@@ -213,7 +220,13 @@ public enum Benchmark {
                     batch.tokenIDs.append(sep)
                     batch.tokenTypeIDs += [Int32](repeating: 0, count: c.sequenceLength)
                     batch.sequenceStarts.append(batch.tokenIDs.count)
-                    if !c.maskedLM && !c.embedding { batch.classTargets.append(Int32(rng.next() % 2)) }
+                    if model.task == .causalLanguageModel {
+                        // Every position predicts the next token of its own sequence.
+                        let start = batch.tokenIDs.count - c.sequenceLength
+                        for k in start..<(batch.tokenIDs.count - 1) {
+                            batch.nextTokenPositions.append(Int32(k)); batch.nextTokenTargets.append(batch.tokenIDs[k + 1])
+                        }
+                    } else if !c.maskedLM && !c.embedding { batch.classTargets.append(Int32(rng.next() % 2)) }
                 }
             }
             return batch
@@ -260,14 +273,21 @@ public enum Benchmark {
         r.tokensPerSecond = examples * Double(texts * c.sequenceLength) / r.stepSeconds
         let shape = model.transformerShape
         // A pair is two sequences; GradCache's second forward pass is not counted (it is overhead).
-        r.flopsPerExample = Double(texts) * flopsPerExample(layers: shape.layers, hidden: shape.hidden, intermediate: shape.intermediate, tokens: c.sequenceLength)
+        r.flopsPerExample = (model as? DecoderModel)?.trainingFLOPs(tokens: c.sequenceLength)
+            ?? Double(texts) * flopsPerExample(layers: shape.layers, hidden: shape.hidden, intermediate: shape.intermediate, tokens: c.sequenceLength)
         r.gflops = r.flopsPerExample * r.examplesPerSecond / 1e9
         r.sgemmGFLOPS = sgemm
         for kind in KernelKind.allCases { r.kernelSeconds[kind] = median(kernelSamples.map { $0[kind] }) }
         let (L, C, F, T) = (Double(shape.layers), Double(shape.hidden), Double(shape.intermediate), Double(c.sequenceLength))
         let localExamples = Double(c.perRankBatch * texts)
-        r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
-        r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9
+        if let decoder = model as? DecoderModel {
+            let flops = decoder.trainingFLOPBreakdown(tokens: c.sequenceLength)
+            r.linearGFLOPS = localExamples * flops.layers / max(r.kernelSeconds[.linear], 1e-12) / 1e9
+            r.attentionGFLOPS = localExamples * flops.attention / max(r.kernelSeconds[.attention], 1e-12) / 1e9
+        } else {
+            r.linearGFLOPS = localExamples * 3 * 2 * T * L * (4 * C * C + 2 * C * F) / max(r.kernelSeconds[.linear], 1e-12) / 1e9
+            r.attentionGFLOPS = localExamples * 3 * 4 * L * T * T * C / max(r.kernelSeconds[.attention], 1e-12) / 1e9
+        }
         r.fractionOfSgemm = r.gflops / (Double(comm.size * budget.threads) * sgemm)
         r.peakRSSBytes = Int(slowest[parts.count])
         r.parameters = model.layout.count

@@ -94,7 +94,9 @@ extension TrainingStepOptions {
                   switch (encoder, decoder) {
                   case (.success(let targets), _): root.loraTargets = targets
                   case (.failure, .success): break
-                  case (.failure(let error), .failure(let other)): throw OptionValueError("\(error); or, for a decoder: \(other)")
+                  case (.failure(let error), .failure):
+                      // The encoder's message, with the decoders' names added (one message, said once).
+                      throw OptionValueError("\(error); a decoder's: \(DecoderProjection.allCases.map(\.rawValue).joined(separator: ", "))")
                   }
                   root.loraTargetsText = text
               },

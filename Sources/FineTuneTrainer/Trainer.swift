@@ -303,7 +303,9 @@ public final class Trainer {
             throw collectiveError("the checkpoint is of a LoRA run with r \(recorded.rank), alpha \(recorded.alpha), targets " +
                                   "\(recorded.targets.map(\.rawValue).joined(separator: ",")); the --lora-* options ask for another: drop them to continue it")
         }
-        let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora, decoderLoRA: try c.decoderLoRA())
+        var decoderLoRA: DecoderLoRA? = nil
+        if case .decoder = start.description.kind { decoderLoRA = try c.decoderLoRA() }
+        let bundle = start.description.build(task: data.task, lora: c.lora ?? given?.lora, decoderLoRA: decoderLoRA)
         bundle.baseModelPath = given?.basePath ?? c.modelPath
         if let maxLength = data.maxLength { bundle.maxLength = maxLength }
         if data.task == .maskedLanguageModel {

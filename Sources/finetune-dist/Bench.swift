@@ -59,7 +59,7 @@ struct BenchInvocation {
                 print(String(format: "bench: %@, %d rank(s) x %d thread(s), %@, %d steps", c.modelPath ?? c.shape, r.ranks, r.threadsPerRank, perRank, c.steps))
                 if r.trainableParameters < r.parameters {
                     print("training \(r.trainableParameters) of \(r.parameters) parameters (" +
-                          (c.lora.map { "LoRA r \($0.rank) on \($0.targets.map(\.rawValue).joined(separator: ","))" } ?? "frozen: \(c.freeze.description)") + ")")
+                          (c.lora.map { "LoRA r \($0.rank) on \(c.loraTargetsText ?? $0.targets.map(\.rawValue).joined(separator: ","))" } ?? "frozen: \(c.freeze.description)") + ")")
                 }
                 print(String(format: "step %.4f s | %.1f examples/s | %.0f tokens/s | %.1f GFLOP/s", r.stepSeconds, r.examplesPerSecond, r.tokensPerSecond, r.gflops))
                 print(String(format: "sgemm (1 thread, 1024^3): %.1f GFLOP/s | achieved / (ranks x threads x sgemm) = %.1f%%", r.sgemmGFLOPS, 100 * r.fractionOfSgemm))

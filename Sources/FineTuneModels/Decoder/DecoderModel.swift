@@ -11,7 +11,7 @@ import FineTuneKernels
 /// there; `correct` counts the positions whose most likely token is the target. A batch without
 /// positions scores each sequence's last token (generation).
 /// Shapes: N tokens, B sequences, M scored positions, C hidden, F MLP width, V vocabulary.
-public final class DecoderModel: FineTunableModel {
+public final class DecoderModel: TextModel {
     public let config: DecoderConfig
     public let tensors: DecoderParameters
     public let decoderLoRA: DecoderLoRA?
@@ -48,6 +48,28 @@ public final class DecoderModel: FineTunableModel {
     func withRotaryRow<R>(_ position: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
         let half = config.headSize / 2
         return rotaryCos.withUnsafeBufferPointer { c in rotarySin.withUnsafeBufferPointer { s in body(c.baseAddress! + position * half, s.baseAddress! + position * half) } }
+    }
+
+    /// A decoder masks nothing: its targets are the next tokens.
+    public var masking: MaskingSettings? { get { nil } set {} }
+    public func lastMaskedLogits() -> (logits: [[Float]], batch: Batch)? { nil }
+
+    /// Training FLOPs per sequence of T tokens, every position scored: the matrix products (forward
+    /// 2·P per token over the projections and the vocabulary head; backward the same for the input
+    /// gradients and, where weights train, again for theirs) and causal attention (half the T²
+    /// scores of QKᵀ and PV, forward and two backward products each).
+    public func trainingFLOPs(tokens T: Int) -> Double {
+        let f = trainingFLOPBreakdown(tokens: T)
+        return f.layers + f.head + f.attention
+    }
+
+    /// The same by kernel kind: the layers' projections, the vocabulary head, causal attention.
+    public func trainingFLOPBreakdown(tokens T: Int) -> (layers: Double, head: Double, attention: Double) {
+        let c = config, t = Double(T)
+        let projections = Double(c.layers) * Double(c.hiddenSize * (2 * c.queryWidth + 2 * c.keyValueWidth) + 3 * c.hiddenSize * c.intermediateSize)
+        let passes = decoderLoRA == nil && trainableFrom == 0 ? 3.0 : 2.0  // forward, input gradients, weight gradients
+        let attention = Double(c.layers) * 2 * 2 * t * t * Double(c.queryWidth) / 2
+        return (t * projections * 2 * passes, t * Double(c.hiddenSize * c.vocabSize) * 2 * passes, 3 * attention)
     }
 
     public var vocabularySize: Int { config.vocabSize }

@@ -2,6 +2,15 @@ import FineTuneJSON
 import FineTuneKernels
 import Foundation
 
+/// A config.json field by name (the configs' coding key).
+struct ConfigField: CodingKey {
+    let stringValue: String
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
+}
+
 /// Validating reads of config fields: a field of the wrong type or out of range is an error that
 /// names the field, in the words a user needs (the caller adds the file).
 extension KeyedDecodingContainer {

@@ -389,6 +389,9 @@ public final class Trainer {
     private func applyControls(to model: FineTunableModel, data: DataLoading.Loaded, epoch: Int) throws -> ResolvedControls {
         let c = settings
         var rates = model.dropout
+        if model.task == .causalLanguageModel && (c.hiddenDropout != nil || c.attentionDropout != nil || c.classifierDropout != nil) {
+            throw FineTuneError("--dropout, --attention-dropout and --classifier-dropout apply to encoders and MLPs; a Llama-architecture decoder has no dropout (LoRA's is --lora-dropout)")
+        }
         if (c.attentionDropout != nil && rates.attention == nil) || (c.classifierDropout != nil && rates.classifier == nil) {
             throw FineTuneError("--attention-dropout and --classifier-dropout apply to BERT models; an MLP has --dropout only")
         }

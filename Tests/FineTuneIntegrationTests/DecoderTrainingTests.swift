@@ -144,5 +144,8 @@ final class DecoderTrainingTests: IntegrationTestCase {
         let wrongTargets = try train(1, "bad", ["--overwrite", "--lora-rank", "2", "--lora-targets", "query,value"])
         XCTAssertNotEqual(wrongTargets.status, 0)
         XCTAssertTrue(wrongTargets.output.contains("q_proj"), wrongTargets.output)
+        let dropout = try train(1, "bad", ["--overwrite", "--dropout", "0.1"])
+        XCTAssertNotEqual(dropout.status, 0)
+        XCTAssertTrue(dropout.output.contains("has no dropout"), dropout.output)
     }
 }

@@ -107,8 +107,8 @@ final class DecoderGoldenTests: XCTestCase {
         }
     }
 
-    /// The key/value cache: a prompt fed token by token gives the logits of the packed training
-    /// forward at its last token, and greedy generation equals re-running the whole sequence each step.
+    /// The key/value cache: the prefill gives the logits of the packed forward at the prompt's last
+    /// token, and greedy generation through cached steps equals re-running the whole sequence each step.
     func testKVCacheMatchesTheFullForward() throws {
         for family in ["llama", "qwen2"] {
             let model = try DecoderLoading.load(folder + "/" + family, lora: DecoderLoRA(rank: 2, alpha: 4, dropout: 0, targets: [.q, .v, .down]), seed: 5)

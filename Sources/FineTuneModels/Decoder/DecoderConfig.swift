@@ -32,13 +32,7 @@ public struct DecoderConfig: Decodable, Sendable, Equatable {
 
     public static let modelTypes = ["llama", "qwen2"]
 
-    struct Field: CodingKey {
-        let stringValue: String
-        init(_ name: String) { stringValue = name }
-        init?(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
+    typealias Field = ConfigField
 
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int, keyValueHeads: Int,
                 maxPositions: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10_000, tiedEmbeddings: Bool = true,

@@ -23,18 +23,17 @@ public final class DecoderModel: TextModel {
     public var task: TaskKind { .causalLanguageModel }
     public var inputKind: InputKind { .text }
     public var defaultLearningRate: Double { decoderLoRA == nil ? 2e-5 : 2e-4 }
-    /// Llama has no dropout but LoRA's.
+    /// Llama has no dropout (LoRA's is --lora-dropout, in `decoderLoRA`): --dropout changes nothing here.
     public var dropout: DropoutRates {
-        get { DropoutRates(hidden: decoderLoRA?.dropout ?? 0) }
-        set { loraDropout = newValue.hidden }
+        get { DropoutRates(hidden: 0) }
+        set {}
     }
-    private var loraDropout: Double
+    private var loraDropout: Double { decoderLoRA?.dropout ?? 0 }
     private let rotaryCos: [Float], rotarySin: [Float]
 
     public init(config: DecoderConfig, lora: DecoderLoRA? = nil) {
         self.config = config
         decoderLoRA = lora
-        loraDropout = lora?.dropout ?? 0
         var layout = ParameterLayout()
         tensors = DecoderParameters(config: config, lora: lora, layout: &layout)
         self.layout = layout
@@ -95,12 +94,7 @@ public final class DecoderModel: TextModel {
 
     /// PEFT's initialisation of fresh adapters: A ~ U(−1/√in, 1/√in) (kaiming_uniform with a = √5), B = 0.
     public func initializeAdapters(seed: UInt64) {
-        var rng = SplitMix64(seed: combineKey(seed, 0x10BA))
-        for adapter in tensors.adapters.flatMap({ $0.sorted { $0.key < $1.key }.map(\.value) }) {
-            let bound = 1 / Double(adapter.a.shape[1]).squareRoot()
-            for i in 0..<adapter.a.count { parameters[adapter.a.offset + i] = Float((rng.nextUnit() * 2 - 1) * bound) }
-            parameters.at(adapter.b).update(repeating: 0, count: adapter.b.count)
-        }
+        initializeLoRAAdapters(tensors.adapters.flatMap { $0.sorted { $0.key < $1.key }.map { ($0.value.a, $0.value.b) } }, parameters: parameters, seed: seed)
     }
 
     /// A base weight with its adapter merged in, W + scale·B·A ([out, in]); nil for a tensor LoRA does not adapt.
@@ -298,16 +292,10 @@ public final class DecoderModel: TextModel {
             linearBackward(dinp: dinp, dweight: weightGradient(weight), dbias: weightGradient(layer.biases[projection]), dout: dout, inp: inp,
                            weight: p + weight.offset, B: N, C: inputs, OC: outputs, overwritingInput: overwriting)
             guard let lora = decoderLoRA, let adapter = t.adapters[l][projection], let regions = a.adapters[l][projection] else { return }
-            let dropped = loraDropout > 0
-            let x = dropped ? arena[regions.dropped] : inp
-            let scratch = arena[a.dAdapterInput]
-            loraBackward(dinp: dropped && dinp != nil ? scratch : dinp, da: g + adapter.a.offset, db: g + adapter.b.offset, dh: arena[a.dAdapterH],
-                         dout: dout, h: arena[regions.h], inp: x, a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale),
-                         B: N, C: inputs, OC: outputs, R: lora.rank, overwritingInput: dropped)
-            if dropped, let dinp {
-                dropoutGradient(dinp: scratch, dout: scratch, mask: arena[regions.mask], probability: loraDropout, N: N * inputs)
-                residualForward(out: dinp, a: dinp, b: scratch, N: N * inputs)
-            }
+            loraBranchBackward(dinp: dinp, da: g + adapter.a.offset, db: g + adapter.b.offset, dh: arena[a.dAdapterH], scratch: arena[a.dAdapterInput],
+                               dout: dout, h: arena[regions.h], input: loraDropout > 0 ? arena[regions.dropped] : inp,
+                               a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale), dropout: loraDropout,
+                               mask: arena[regions.mask], B: N, C: inputs, OC: outputs, R: lora.rank)
         }
         // Layers, last to first; dx holds d(layer output) on entry, d(layer input) on exit.
         for l in stride(from: t.layers.count - 1, through: lowestLayer, by: -1) {
@@ -342,6 +330,15 @@ public final class DecoderModel: TextModel {
         guard trainableFrom == 0 else { gradientsReady(0); return }
         scatterAddRows(dinp: g + t.embeddings.offset, dout: arena[a.dx], rows: batch.tokenIDs, M: N, C: C)
         gradientsReady(0)
+    }
+
+    /// Layer l's rotated keys and values [N, NKV·HS] of the last forward pass (a prompt's, for the
+    /// generator's cache), copied to `keys` and `values`.
+    func copyKeysValues(layer l: Int, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        guard let pass = last else { return }
+        let count = pass.batch.tokenIDs.count * config.keyValueWidth
+        keys.update(from: arena[acts.layers[l].k], count: count)
+        values.update(from: arena[acts.layers[l].v], count: count)
     }
 
     /// The vocabulary logits [M][V] of the last forward pass at its scored positions (each

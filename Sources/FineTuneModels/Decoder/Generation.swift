@@ -14,9 +14,9 @@ public struct SamplingSettings: Equatable, Sendable {
     public static let greedy = SamplingSettings()
 }
 
-/// Incremental decoding with a key/value cache: the prompt runs through once (its keys and values
-/// kept per layer), then each new token costs one row through every layer, attending over the
-/// cached keys. One sequence at a time; LoRA adapters, when present, are applied as in training.
+/// Incremental decoding with a key/value cache: the prompt runs through once as a batch (its keys
+/// and values kept per layer), then each new token costs one row through every layer, attending
+/// over the cached keys. One sequence at a time; LoRA adapters, when present, are applied as in training.
 public final class DecoderGenerator {
     public let model: DecoderModel
     private let C: Int, F: Int, Cq: Int, Ckv: Int, V: Int
@@ -48,11 +48,10 @@ public final class DecoderGenerator {
     /// included) or when the cache is full. Returns the new tokens.
     public func generate(prompt: [Int32], maxNewTokens: Int, stop: Set<Int32>, sampling: SamplingSettings = .greedy) -> [Int32] {
         precondition(!prompt.isEmpty, "generation needs at least one prompt token")
-        length = 0
+        prefill(prompt)
         var rng = SplitMix64(seed: combineKey(sampling.seed, 0x6E4E))
         var generated: [Int32] = []
         var next: Int32 = -1
-        for token in prompt where length < capacity { step(token) }
         while generated.count < maxNewTokens {
             next = choose(sampling, &rng)
             generated.append(next)
@@ -65,10 +64,21 @@ public final class DecoderGenerator {
     /// The logits [V] after the tokens fed so far (for tests: equal to the training forward's).
     public var lastLogits: [Float] { logits }
 
-    /// Feeds `prompt` from an empty cache; `lastLogits` is then the next token's distribution.
+    /// Feeds `prompt` from an empty cache; `lastLogits` is then the next token's distribution. The
+    /// prompt runs as one batch through the training forward (matrix products over all its tokens
+    /// instead of one vector product per token), its keys and values copied into the cache.
     public func prefill(_ prompt: [Int32]) {
-        length = 0
-        for token in prompt where length < capacity { step(token) }
+        let tokens = Array(prompt.prefix(capacity))
+        var batch = Batch(exampleIndices: [0])
+        batch.tokenIDs = tokens
+        batch.sequenceStarts = [0, tokens.count]
+        logits = model.logits(batch)[0]
+        for l in 0..<model.config.layers {
+            keys[l].withUnsafeMutableBufferPointer { k in
+                values[l].withUnsafeMutableBufferPointer { v in model.copyKeysValues(layer: l, keys: k.baseAddress!, values: v.baseAddress!) }
+            }
+        }
+        length = tokens.count
     }
 
     private func choose(_ sampling: SamplingSettings, _ rng: inout SplitMix64) -> Int32 {

@@ -48,13 +48,7 @@ public struct EncoderConfig: Decodable, Sendable {
 
     /// A config field by name. DistilBERT names its fields differently (dim, n_layers, ...): `key`
     /// picks the family's name.
-    struct Field: CodingKey {
-        let stringValue: String
-        init(_ name: String) { stringValue = name }
-        init?(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
+    typealias Field = ConfigField
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: Field.self)

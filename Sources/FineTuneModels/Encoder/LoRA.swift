@@ -50,3 +50,31 @@ public struct LoRASettings: Equatable, Sendable, Codable {
     public var scale: Double { alpha / Double(rank) }
     enum CodingKeys: String, CodingKey { case rank = "r", alpha = "lora_alpha", dropout = "lora_dropout", targets = "target_modules" }
 }
+
+/// PEFT's initialisation of fresh adapters, in the order given: A ~ U(−1/√in, 1/√in)
+/// (kaiming_uniform with a = √5), B = 0. Encoders and decoders draw the same way from `seed`.
+func initializeLoRAAdapters(_ adapters: [(a: TensorSpec, b: TensorSpec)], parameters: FlatBuffer<Float>, seed: UInt64) {
+    var rng = SplitMix64(seed: combineKey(seed, 0x10BA))
+    for (a, b) in adapters {
+        let bound = 1 / Double(a.shape[1]).squareRoot()
+        for i in 0..<a.count { parameters[a.offset + i] = Float((rng.nextUnit() * 2 - 1) * bound) }
+        parameters.at(b).update(repeating: 0, count: b.count)
+    }
+}
+
+/// The backward of one adapted linear layer's LoRA branch (after `loraForward` on `input`, the
+/// layer input after LoRA's dropout when it is on): the adapters' gradients into da and db, and
+/// dinp += the input's share, taken back through the dropout mask (nil dinp: not needed).
+/// dh [B, R] and scratch [B, C] are scratch.
+func loraBranchBackward(dinp: UnsafeMutablePointer<Float>?, da: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>,
+                        dh: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, h: UnsafePointer<Float>,
+                        input: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, scale: Float,
+                        dropout: Double, mask: UnsafePointer<UInt8>, B: Int, C: Int, OC: Int, R: Int) {
+    let dropped = dropout > 0
+    loraBackward(dinp: dropped && dinp != nil ? scratch : dinp, da: da, db: db, dh: dh, dout: dout, h: h, inp: input, a: a, b: b, scale: scale,
+                 B: B, C: C, OC: OC, R: R, overwritingInput: dropped)
+    if dropped, let dinp {
+        dropoutGradient(dinp: scratch, dout: scratch, mask: mask, probability: dropout, N: B * C)
+        residualForward(out: dinp, a: dinp, b: scratch, N: B * C)
+    }
+}

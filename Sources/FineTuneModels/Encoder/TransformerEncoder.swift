@@ -63,12 +63,7 @@ public final class TransformerEncoder: EncoderBody {
 
     /// PEFT's initialisation of fresh adapters: A ~ U(−1/√in, 1/√in) (kaiming_uniform with a = √5), B = 0.
     public func initializeAdapters(_ parameters: FlatBuffer<Float>, seed: UInt64) {
-        var rng = SplitMix64(seed: combineKey(seed, 0x10BA))
-        for adapter in tensors.adapters.flatMap({ $0.sorted { $0.key < $1.key }.map(\.value) }) {
-            let bound = 1 / Double(adapter.a.shape[1]).squareRoot()
-            for i in 0..<adapter.a.count { parameters[adapter.a.offset + i] = Float((rng.nextUnit() * 2 - 1) * bound) }
-            parameters.at(adapter.b).update(repeating: 0, count: adapter.b.count)
-        }
+        initializeLoRAAdapters(tensors.adapters.flatMap { $0.sorted { $0.key < $1.key }.map { ($0.value.a, $0.value.b) } }, parameters: parameters, seed: seed)
     }
 
     /// A base weight with its adapter merged in, W + scale·B·A ([out, in]); nil for a tensor LoRA does not adapt.
@@ -268,16 +263,10 @@ public final class TransformerEncoder: EncoderBody {
         func adaptBackward(_ l: Int, _ target: LoRATarget, dout: UnsafeMutablePointer<Float>, inp: UnsafeMutablePointer<Float>,
                            dinp: UnsafeMutablePointer<Float>?, inputs: Int, outputs: Int) {
             guard let lora, let adapter = t.adapters[l][target], let regions = a.adapters[l][target] else { return }
-            let dropped = lora.dropout > 0
-            let x = dropped ? arena[regions.dropped] : inp
-            let scratch = arena[a.dAdapterInput]
-            loraBackward(dinp: dropped && dinp != nil ? scratch : dinp, da: g + adapter.a.offset, db: g + adapter.b.offset, dh: arena[a.dAdapterH],
-                         dout: dout, h: arena[regions.h], inp: x, a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale),
-                         B: N, C: inputs, OC: outputs, R: lora.rank, overwritingInput: dropped)
-            if dropped, let dinp {
-                dropoutGradient(dinp: scratch, dout: scratch, mask: arena[regions.mask], probability: lora.dropout, N: N * inputs)
-                residualForward(out: dinp, a: dinp, b: scratch, N: N * inputs)
-            }
+            loraBranchBackward(dinp: dinp, da: g + adapter.a.offset, db: g + adapter.b.offset, dh: arena[a.dAdapterH], scratch: arena[a.dAdapterInput],
+                               dout: dout, h: arena[regions.h], input: lora.dropout > 0 ? arena[regions.dropped] : inp,
+                               a: p + adapter.a.offset, b: p + adapter.b.offset, scale: Float(lora.scale), dropout: lora.dropout,
+                               mask: arena[regions.mask], B: N, C: inputs, OC: outputs, R: lora.rank)
         }
         // Gradients from `final` on are complete. Reporting them after every large kernel (not just
         // when a tensor completes) also gives the exchange's collectives a chance to progress: MPI's

@@ -241,11 +241,12 @@ public final class Trainer {
             let available = MonitoredMetric.available(for: loaded.task)
             if !available.contains(c.monitor) {
                 let kind = loaded.task == .regression ? "regression model" : loaded.task == .maskedLanguageModel ? "masked-language model"
+                    : loaded.task == .causalLanguageModel ? "causal language model"
                     : loaded.task == .embedding ? "sentence-embedding model" : "classifier"
                 throw FineTuneError("--monitor \(c.monitor.rawValue) is not a metric of a \(kind) (use \(available.map(\.rawValue).joined(separator: ", ")))")
             }
             if loaded.task.labels == nil && (c.labelSmoothing > 0 || c.classWeights != nil) {
-                throw FineTuneError("--label-smoothing and --class-weights need a classifier; this is a \(loaded.task == .regression ? "regression" : "masked-language") model")
+                throw FineTuneError("--label-smoothing and --class-weights need a classifier; this is a \(loaded.task == .regression ? "regression" : loaded.task == .causalLanguageModel ? "causal language" : "masked-language") model")
             }
             return loaded
         }

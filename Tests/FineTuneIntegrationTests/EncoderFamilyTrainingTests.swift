@@ -149,7 +149,9 @@ extension IntegrationTestCase {
             XCTAssertEqual(r.status, 0, r.output, file: file, line: line)
             finals[ranks] = try Harness.weights("\(dir)/mlm\(ranks)/final")
         }
-        assertCloseByTensor(finals[2]!, finals[1]!, relative: 1e-5)
+        // An epoch at lr 1e-3 grows the summation-order noise: 2.4e-5 of a tensor's scale on a Zen 4
+        // machine's AVX-512 kernels (below 1e-5 on Zen 3).
+        assertCloseByTensor(finals[2]!, finals[1]!, relative: 5e-5)
         let names = Set(finals[1]!.keys)
         XCTAssertTrue(names.isSuperset(of: f.maskedLMTensors), names.sorted().joined(separator: " "), file: file, line: line)
         XCTAssertFalse(names.contains(f.tiedDecoder), "tied to the word embeddings, as transformers saves it", file: file, line: line)
